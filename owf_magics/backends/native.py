@@ -1,0 +1,82 @@
+"""The native backend: runs connector actions and agents in-process.
+
+The workflow executor schedules steps; this backend executes the leaves it is handed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .._version import __version__
+from ..errors import BackendError, UnavailableError
+from .base import Backend, BackendInfo, ExecutionContext
+
+LOGIC_CAPABILITIES = ("if", "switch", "forEach", "parallel", "wait", "try", "transform", "handoff", "workflow")
+
+
+class NativeBackend(Backend):
+    """Deterministic, in-process execution with minimal overhead."""
+
+    name = "native"
+
+    def get_info(self) -> BackendInfo:
+        return BackendInfo(
+            name="native",
+            version=__version__,
+            installed=True,
+            description="OpenWorkflow native runtime",
+            runtime="python",
+            capabilities=("action", "agent", *LOGIC_CAPABILITIES),
+        )
+
+    def invoke(self, manifest: dict[str, Any], input: dict[str, Any], context: ExecutionContext) -> dict[str, Any]:
+        kind = manifest.get("type")
+        if kind == "connector":
+            action_name = context.metadata.get("action")
+            action = next((a for a in manifest.get("actions", []) if a.get("name") == action_name), None)
+            if action is None:
+                raise BackendError(f"connector '{manifest.get('name')}' has no action '{action_name}'")
+            handler = action.get("handler") or {}
+            if "function" in handler and handler["function"]:
+                return {"status": "success", "output": call_function(handler["function"], input, context)}
+            raise UnavailableError(
+                f"the native backend runs '{next(iter(handler), 'no')}' handlers through the workflow executor",
+                details={"backend": "native"},
+            )
+        if kind == "agent":
+            provider = (manifest.get("model") or {}).get("provider")
+            if provider == "echo":
+                return {"status": "success", "output": input}
+            raise UnavailableError(f"model provider '{provider}' runs through the workflow executor")
+        raise BackendError(f"the native backend cannot invoke a manifest of type {kind!r}")
+
+
+def call_function(target: str, input: dict[str, Any], context: ExecutionContext | None = None) -> Any:
+    """Call ``module.attr`` (or ``module:attr``) with the input, and the context if it takes one."""
+    from .registry import load_target
+
+    module, sep, attr = target.partition(":")
+    if not sep:
+        module, _, attr = target.rpartition(".")
+    try:
+        fn = load_target(f"{module}:{attr}")
+    except (ImportError, AttributeError) as exc:
+        raise UnavailableError(
+            f"handler function '{target}' cannot be imported: {exc}",
+            details={"function": target, "suggestion": "make the module importable (on sys.path) and the name right"},
+        ) from exc
+    params = inspect.signature(fn).parameters
+    if "context" in params:
+        return fn(input, context=context)
+    if len(params) == 1 and next(iter(params.values())).kind in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ) and next(iter(params)) in ("input", "data", "payload", "args"):
+        return fn(input)
+    return fn(**input)
+
+
+def echo_handler(input: dict[str, Any]) -> dict[str, Any]:
+    """A function handler that returns its input (used by ``owf backend test``)."""
+    return dict(input)

@@ -1,0 +1,195 @@
+"""The ``owf`` command line: validate, plan, backends and schema (a thin layer over the core)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .errors import ManifestError
+    from .registry import OpenWorkflow
+
+    ow = OpenWorkflow()
+    try:
+        items = ow.load_many([Path(f) for f in args.files])
+    except ManifestError as exc:
+        if args.json:
+            _print_json({"ok": False, "errors": [d.to_dict() for d in exc.diagnostics],
+                         "warnings": [d.to_dict() for d in exc.warnings]})
+        else:
+            for d in exc.diagnostics:
+                print(d.format())
+            if not args.no_warnings:
+                for d in exc.warnings:
+                    print(d.format().replace(f" {d.code} ", f" warning {d.code} ", 1))
+            print(f"{len(exc.diagnostics)} error(s)", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json({"ok": True, "errors": [], "warnings": [d.to_dict() for d in ow.warnings],
+                     "manifests": [i.ref for i in items]})
+        return 0
+    if not args.no_warnings:
+        for d in ow.warnings:
+            print(d.format().replace(f" {d.code} ", f" warning {d.code} ", 1))
+    counts: dict[str, int] = {}
+    for i in items:
+        counts[i.kind] = counts.get(i.kind, 0) + 1
+    summary = ", ".join(f"{n} {k}{'s' if n != 1 else ''}" for k, n in sorted(counts.items())) or "nothing"
+    print(f"ok: {summary} valid ({len(ow.warnings)} warning(s))")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .errors import ManifestError, OWFError
+    from .registry import OpenWorkflow
+
+    ow = OpenWorkflow()
+    try:
+        ow.load_many([Path(f) for f in args.files])
+        wf = ow.workflow(args.workflow)
+        plan = wf.plan(prefer_backend=args.prefer_backend)
+    except ManifestError as exc:
+        for d in exc.diagnostics:
+            print(d.format(), file=sys.stderr)
+        return 1
+    except OWFError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        if exc.details.get("suggestion"):
+            print(f"  {exc.details['suggestion']}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json({"workflow": plan.workflow, "version": plan.version, "prefer_backend": plan.prefer_backend,
+                     "steps": plan.rows()})
+    else:
+        print(f"workflow {plan.workflow} {plan.version}" + (f" (prefer {plan.prefer_backend})" if plan.prefer_backend else ""))
+        print(plan.to_text())
+    return 0
+
+
+def cmd_backends(args: argparse.Namespace) -> int:
+    from .registry import OpenWorkflow
+
+    infos = OpenWorkflow().backends()
+    if args.json:
+        _print_json([{"name": i.name, "version": i.version, "installed": i.installed, "description": i.description,
+                      "missing": list(i.missing), "install": i.install_hint} for i in infos])
+        return 0
+    for i in infos:
+        state = "[installed]" if i.installed else "[not installed]"
+        print(f"{i.name:<12}{i.version:<10}{state:<17}{i.description}")
+    return 0
+
+
+def cmd_backend_test(args: argparse.Namespace) -> int:
+    from .backends.base import ExecutionContext
+    from .errors import OWFError
+    from .registry import OpenWorkflow
+
+    ow = OpenWorkflow()
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, ok: bool, detail: str = "") -> None:
+        checks.append({"check": name, "ok": ok, "detail": detail})
+
+    try:
+        info = ow.backend_registry.info(args.name)
+        check("known", True, f"{info.name} {info.version}")
+        check("installed", info.installed, "" if info.installed else
+              f"missing: {', '.join(info.missing) or '?'}; install: {info.install_hint}")
+        if info.installed:
+            backend = ow.backend(args.name)
+            got = backend.get_info()
+            check("get_info", got.name == ow.backend_registry.canonical(args.name), f"name={got.name} version={got.version}")
+            ow.load({"type": "workflow", "name": "backend-probe", "execution": {"backend": args.name, "runtime": "python"},
+                     "steps": [{"id": "probe", "type": "transform", "expression": "{{ inputs.x }}"}],
+                     "inputs": {"x": {"type": "string"}}})
+            plan = ow.workflow("backend-probe").plan()
+            check("resolution", plan["probe"].backend == info.name and plan["probe"].source == "workflow",
+                  f"probe step → {plan['probe'].backend} ({plan['probe'].reason})")
+            if "action" in got.capabilities:
+                manifest = {"type": "connector", "name": "probe", "actions": [
+                    {"name": "echo", "handler": {"function": "owf_magics.backends.native.echo_handler"}}]}
+                ctx = ExecutionContext(run_id="backend-test", node_id="probe", metadata={"action": "echo"})
+                result = backend.invoke(manifest, {"ping": 1}, ctx)
+                check("invoke", result.get("output") == {"ping": 1}, f"echo action returned {result.get('output')!r}")
+    except OWFError as exc:
+        check("available", False, f"{exc.code}: {exc.message}. {exc.details.get('suggestion', '')}".strip())
+    ok = all(c["ok"] for c in checks)
+    if args.json:
+        _print_json({"backend": args.name, "ok": ok, "checks": checks})
+    else:
+        for c in checks:
+            print(f"{'PASS' if c['ok'] else 'FAIL'}  {c['check']:<11} {c['detail']}")
+        print(f"backend {args.name}: {'ok' if ok else 'not usable here'}")
+    return 0 if ok else 1
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .models import json_schema
+
+    _print_json(json_schema())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="owf", description="OpenWorkflow manifests: validate, plan, backends.")
+    parser.add_argument("--version", action="version", version=f"owf-magics {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check manifest files; print every problem as file:line: CODE message")
+    p.add_argument("files", nargs="+", help="manifest files or directories (loaded together)")
+    p.add_argument("--json", action="store_true", help="print the diagnostics as JSON")
+    p.add_argument("--no-warnings", action="store_true", help="do not print warnings")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="show which backend runs each step, and why")
+    p.add_argument("files", nargs="+", help="manifest files or directories (loaded together)")
+    p.add_argument("--workflow", "-w", help="the workflow to plan (needed when several are loaded)")
+    p.add_argument("--prefer-backend", help="the backend for steps that name none")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("backends", help="backend management")
+    bsub = p.add_subparsers(dest="backends_command", required=True)
+    pl = bsub.add_parser("list", help="name, version, [installed]/[not installed], description")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=cmd_backends)
+
+    p = sub.add_parser("backend", help="one backend")
+    bsub = p.add_subparsers(dest="backend_command", required=True)
+    pt = bsub.add_parser("test", help="check that a backend is installed and honours the contract")
+    pt.add_argument("name")
+    pt.add_argument("--json", action="store_true")
+    pt.set_defaults(func=cmd_backend_test)
+
+    p = sub.add_parser("schema", help="print the canonical model as JSON Schema")
+    p.add_argument("--json", action="store_true", help="(the output is always JSON)")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except BrokenPipeError:  # `owf schema | head`: the reader left; that is not an error
+        sys.stderr.close()
+        return 0
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
