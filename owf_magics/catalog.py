@@ -69,6 +69,7 @@ class Catalog:
             "workflow": {},
             "bundle": {},
         }
+        self._resolved: dict[tuple[str, Ref], Loaded[Any] | None] = {}
 
     def fork(self) -> Catalog:
         """A copy that can be changed without touching this one (manifests are shared)."""
@@ -82,12 +83,14 @@ class Catalog:
         versions = self._items[item.kind].setdefault((item.namespace, item.name), {})
         old = versions.get(item.version)
         versions[item.version] = item
+        self._resolved.clear()
         return old
 
     def remove(self, item: Loaded[Any]) -> None:
         versions = self._items[item.kind].get((item.namespace, item.name), {})
         if versions.get(item.version) is item:
             del versions[item.version]
+            self._resolved.clear()
             if not versions:
                 del self._items[item.kind][(item.namespace, item.name)]
 
@@ -112,6 +115,9 @@ class Catalog:
 
     def resolve(self, kind: str, ref: Ref) -> Loaded[Any] | None:
         """The highest loaded version matching `ref` (None when nothing matches)."""
+        cache_key = (kind, ref)
+        if cache_key in self._resolved:
+            return self._resolved[cache_key]
         keys = self.candidates(kind, ref)
         best: Loaded[Any] | None = None
         for key in keys:
@@ -122,6 +128,7 @@ class Catalog:
             item = versions[chosen]
             if best is None or _newer(item.version, best.version):
                 best = item
+        self._resolved[cache_key] = best
         return best
 
     def versions(self, kind: str, ref: Ref) -> list[str]:

@@ -87,6 +87,7 @@ class Graph:
     dependents: Mapping[str, tuple[str, ...]]
     order: Mapping[BlockKey, tuple[str, ...]]
     references: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    child_blocks: Mapping[str, tuple[BlockKey, ...]] = field(default_factory=dict)
 
     def children(self, step_id: str | None, block: str = "steps") -> tuple[str, ...]:
         return self.blocks.get((step_id, block), ())
@@ -108,10 +109,8 @@ class Graph:
         walk(ROOT)
         return out
 
-    def _blocks_of(self, sid: str) -> Iterator[BlockKey]:
-        for key in self.blocks:
-            if key[0] == sid:
-                yield key
+    def _blocks_of(self, sid: str) -> tuple[BlockKey, ...]:
+        return self.child_blocks.get(sid, ())
 
 
 @dataclass(slots=True)
@@ -293,6 +292,10 @@ class GraphBuilder:
                     )
                 )
         index = {sid: i.node.index for sid, i in self.infos.items()}
+        owned: dict[str, list[BlockKey]] = {}
+        for key in self.blocks:
+            if key[0] is not None:
+                owned.setdefault(key[0], []).append(key)
         return Graph(
             nodes=MappingProxyType({sid: i.node for sid, i in self.infos.items()}),
             edges=tuple(sorted(edges.values(), key=lambda e: (index[e.target], index[e.source], e.target))),
@@ -302,6 +305,7 @@ class GraphBuilder:
             dependents=MappingProxyType({k: tuple(sorted(v, key=index.__getitem__)) for k, v in dependents.items()}),
             order=MappingProxyType(order),
             references=MappingProxyType(references),
+            child_blocks=MappingProxyType({k: tuple(v) for k, v in owned.items()}),
         )
 
 
@@ -378,7 +382,9 @@ def _cycles(nodes: list[str], deps: Mapping[str, Iterable[str]]) -> list[list[st
         start = min(comp, key=nodes.index)
         path = _find_cycle(start, members, deps, nodes)
         # deps point from a step to what it waits for; show the cycle in execution order
-        out.append(list(reversed(path)))
+        ordered = list(reversed(path))
+        first = ordered.index(start)
+        out.append(ordered[first:] + ordered[:first])
     return out
 
 

@@ -56,6 +56,7 @@ class RefError(ValueError):
         self.code = code
 
 
+@lru_cache(maxsize=8192)
 def parse_ref(text: str, *, expected_kind: str | None = None, allow_action: bool = False) -> Ref:
     """Parse a reference such as ``connector:community/slack@^1.2`` or ``connector:github/mcp.create_issue``.
 

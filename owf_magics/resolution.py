@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .backends.registry import BackendRegistry
@@ -228,7 +229,7 @@ def resolve_plan(
             parent=node.parent if node else None,
         )
     order = tuple(s for s in graph.topological() if s in entries)
-    return Plan(wf.name, wf.version, prefer_backend, graph, entries, order, targets)
+    return Plan(wf.name, wf.version, prefer_backend, graph, MappingProxyType(entries), order, MappingProxyType(targets))
 
 
 def step_models(wf: Workflow) -> dict[str, StepBase]:

@@ -166,7 +166,11 @@ def _analyse_jinja(text: str, single: bool) -> TemplateInfo:
     except TemplateSyntaxError as exc:
         empty: frozenset[str] = frozenset()
         return TemplateInfo(text, source, True, single, empty, empty, empty, empty, empty, exc.message, exc.lineno)
-    roots = frozenset(meta.find_undeclared_variables(ast))
+    try:
+        roots = frozenset(meta.find_undeclared_variables(ast))
+    except TemplateSyntaxError:  # an unknown filter or test: report it below, as a filter name
+        loads = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
+        roots = frozenset(loads - {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")})
     steps: set[str] = set()
     inputs: set[str] = set()
     filters: set[str] = set()
@@ -294,10 +298,12 @@ def environment() -> SandboxedEnvironment:
     return env
 
 
+@lru_cache(maxsize=1)
 def known_filters() -> frozenset[str]:
     env = environment()
     return frozenset(env.filters) | frozenset(env.tests)
 
 
+@lru_cache(maxsize=1)
 def known_functions() -> frozenset[str]:
     return frozenset(environment().globals)

@@ -138,6 +138,9 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> Path:
     out: list[str | int] = []
     node = data
     for i, part in enumerate(loc):
+        if isinstance(node, dict) and i > 0 and isinstance(loc[i - 1], int) and part in STEP_TYPES \
+                and node.get("type") == part:
+            continue  # a step's union tag, even when a field has the same name (agent, action, workflow)
         if isinstance(node, dict) and isinstance(part, str) and part in node:
             out.append(part)
             node = node[part]
@@ -620,7 +623,7 @@ class Validator:
         if node is None:
             return
         info = builder.infos.get(sid)
-        if info is None:
+        if info is None or info.node.path != path:  # a duplicate id: reported once, checked once
             return
         rel = len(path)
         for spath, text in builder.template_strings(info):
@@ -672,6 +675,8 @@ class Validator:
             out = []
             for step, _ in _walk_steps(wf.steps, ("steps",)):
                 if isinstance(step, WorkflowStep):
+                    if step.version is not None and check_range(step.version):
+                        continue  # reported as INVALID_VERSION_RANGE; cannot be resolved
                     try:
                         ref = parse_ref(step.workflow, expected_kind="workflow") if step.workflow.startswith("workflow:") \
                             else Ref("workflow", None, step.workflow, step.version)

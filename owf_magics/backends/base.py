@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,4 +68,6 @@ class Backend(ABC):
 
     async def ainvoke(self, manifest: dict[str, Any], input: dict[str, Any], context: ExecutionContext) -> dict[str, Any]:
         """Async form of `invoke`; by default runs `invoke` in a worker thread."""
+        import asyncio
+
         return await asyncio.to_thread(self.invoke, manifest, input, context)

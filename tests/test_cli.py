@@ -1,0 +1,89 @@
+"""The `owf` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from owf_magics.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "research-digest.yaml"
+
+
+def test_validate_ok(capsys):
+    assert main(["validate", str(EXAMPLE)]) == 0
+    assert "ok: 1 agent, 1 connector, 1 workflow valid" in capsys.readouterr().out
+
+
+def test_validate_reports_file_line_code(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: w\nsteps:\n  - id: a\n    type: transform\n    expression: '{{ steps.nope.output }}'\n  - id: a\n    type: wait\n    duration: soon\n")
+    assert main(["validate", str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert f"{bad}:5: UNKNOWN_REFERENCE" in "\n".join(lines)
+    assert any(line.startswith(f"{bad}:6: DUPLICATE_STEP_ID") for line in lines)
+    assert main(["validate", "--json", str(bad)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False
+    assert sorted(d["code"] for d in data["errors"]) == ["DUPLICATE_STEP_ID", "INVALID_DURATION", "UNKNOWN_REFERENCE"]
+
+
+def test_validate_loads_files_together(tmp_path, capsys):
+    conn = tmp_path / "c.yaml"
+    conn.write_text("connector: {name: c, kind: sdk}\nactions: [{name: go, handler: {function: owf_magics.demo_tools.text_stats}}]\n")
+    wf = tmp_path / "w.yaml"
+    wf.write_text("name: w\nsteps: [{id: s, connector: c, action: go, input: {text: x}}]\n")
+    assert main(["validate", str(wf), str(conn)]) == 0
+    assert main(["validate", str(tmp_path)]) == 0
+    capsys.readouterr()
+
+
+def test_plan_table_and_json(capsys):
+    assert main(["plan", str(EXAMPLE), "--prefer-backend", "native"]) == 0
+    out = capsys.readouterr().out
+    assert "summarize" in out and "--prefer-backend" in out
+    assert main(["plan", str(EXAMPLE), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["steps"]
+    assert [(r["step_id"], r["backend"], r["source"]) for r in rows][0] == ("search", "native", "default")
+    assert main(["plan", str(EXAMPLE), "--prefer-backend", "nativ"]) == 1
+    assert "Did you mean 'native'" in capsys.readouterr().err
+
+
+def test_backends_list_format(capsys):
+    assert main(["backends", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    native = next(line for line in lines if line.startswith("native"))
+    assert "[installed]" in native and "OpenWorkflow native runtime" in native
+    assert any(line.startswith("langchain") for line in lines)
+    assert main(["backends", "list", "--json"]) == 0
+    assert {"native", "langchain", "assistants"} <= {b["name"] for b in json.loads(capsys.readouterr().out)}
+
+
+def test_backend_test(capsys):
+    assert main(["backend", "test", "native"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  invoke" in out
+    assert main(["backend", "test", "nope", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False and data["checks"][0]["check"] == "available"
+
+
+def test_schema_validates_canonical_manifests(capsys):
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    bad = {"workflows": [{"name": "x", "steps": [{"id": "a", "type": "transform", "expresion": "y"}]}]}
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(bad))
+
+
+def test_console_script_is_installed():
+    owf = Path(sys.executable).parent / "owf"
+    out = subprocess.run([str(owf), "validate", str(EXAMPLE)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
