@@ -67,6 +67,24 @@ def weather_current(location: str) -> dict[str, Any]:
     }
 
 
+def weather_forecast(location: str, days: int = 7) -> dict[str, Any]:
+    """A deterministic forecast: today's weather drifting by a fixed pattern."""
+    now = weather_current(location)
+    base = float(now["temperature"])
+    forecast = [
+        {
+            "date": f"day-{d + 1}",
+            "temperature_max": round(base + 3 + (d % 3), 1),
+            "temperature_min": round(base - 4 - (d % 2), 1),
+            "precipitation": float((d * 7) % 5),
+            "weather_code": (d * 11) % 4,
+        }
+        for d in range(max(1, min(days, 7)))
+    ]
+    return {"location": location, "latitude": now["latitude"], "longitude": now["longitude"],
+            "forecast": forecast, "status": "success"}
+
+
 def text_stats(text: str) -> dict[str, Any]:
     words = text.split()
     return {"characters": len(text), "words": len(words), "longest": max(words, key=len) if words else ""}

@@ -350,28 +350,42 @@ def _cycles(nodes: list[str], deps: Mapping[str, Iterable[str]]) -> list[list[st
     comps: list[list[str]] = []
     counter = 0
 
-    def strong(v: str) -> None:
+    def strong(root: str) -> None:  # iterative: a chain of thousands of steps must not hit the recursion limit
         nonlocal counter
-        index_of[v] = low[v] = counter
-        counter += 1
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(d for d in deps.get(v, ()) if d in allowed):
-            if w not in index_of:
-                strong(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index_of[w])
-        if low[v] == index_of[v]:
-            comp: list[str] = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                comp.append(w)
-                if w == v:
+        work: list[tuple[str, Iterator[str]]] = []
+
+        def visit(v: str) -> None:
+            nonlocal counter
+            index_of[v] = low[v] = counter
+            counter += 1
+            stack.append(v)
+            on_stack.add(v)
+            work.append((v, iter(sorted(d for d in deps.get(v, ()) if d in allowed))))
+
+        visit(root)
+        while work:
+            v, successors = work[-1]
+            for w in successors:
+                if w not in index_of:
+                    visit(w)
                     break
-            if len(comp) > 1 or v in set(deps.get(v, ())):
-                comps.append(comp)
+                if w in on_stack:
+                    low[v] = min(low[v], index_of[w])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[v])
+                if low[v] == index_of[v]:
+                    comp: list[str] = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1 or v in set(deps.get(v, ())):
+                        comps.append(comp)
 
     for v in nodes:
         if v not in index_of:

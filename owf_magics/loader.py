@@ -27,6 +27,8 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 #: Upper bound on constructed nodes per document, counting alias re-use (stops "billion laughs").
 MAX_NODES = 2_000_000
+#: Upper bound on nesting (lists and mappings inside each other); deeper documents are refused.
+MAX_DEPTH = 100
 
 Pos = tuple[int, int]  # (line, column), both 1-based
 
@@ -108,6 +110,8 @@ class _Builder:
         self.memo: dict[int, tuple[Any, int]] = {}
         self.budget = MAX_NODES
         self.failed = False
+        self.refused = False  # an unsafe tag was found: the document is dropped, not validated
+        self.active: set[int] = set()  # the collections being built, outermost first
 
     def pos(self, node: yaml.Node) -> Pos:
         return (node.start_mark.line + 1 + self.offset, node.start_mark.column + 1)
@@ -127,18 +131,38 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             value = self.scalar(node)
         elif isinstance(node, yaml.SequenceNode):
+            self.enter(node)
             value = self.sequence(node)
+            self.active.discard(id(node))
         elif isinstance(node, yaml.MappingNode):
+            self.enter(node)
             value = self.mapping(node)
+            self.active.discard(id(node))
         else:  # pragma: no cover - PyYAML has no other node kinds
             raise TypeError(node)
         self.charge(1, node)
         self.memo[id(node)] = (value, max(1, before - self.budget))
         return value
 
+    def enter(self, node: yaml.Node) -> None:
+        """Refuse a collection that contains itself (through an alias) or nests too deep."""
+        if id(node) in self.active:
+            self.error(
+                "YAML_SYNTAX",
+                "an alias refers to a collection that contains it (a recursive structure)",
+                node,
+                "manifests are trees: repeat the data instead of aliasing an enclosing anchor",
+            )
+            raise _Abort
+        if len(self.active) >= MAX_DEPTH:
+            self.error("YAML_SYNTAX", f"the document is nested more than {MAX_DEPTH} levels deep", node,
+                       "flatten the data")
+            raise _Abort
+        self.active.add(id(node))
+
     def charge(self, n: int, node: yaml.Node) -> None:
         self.budget -= n
-        if self.budget < 0 and not self.failed:
+        if self.budget < 0:
             self.error(
                 "YAML_SYNTAX",
                 f"the document expands to more than {MAX_NODES:,} nodes",
@@ -148,6 +172,7 @@ class _Builder:
             raise _Abort
 
     def unsafe(self, node: yaml.Node) -> None:
+        self.refused = True
         self.error(
             "UNSAFE_YAML",
             f"the tag {node.tag!r} is not allowed: manifests are plain data and nothing is constructed",
@@ -177,18 +202,22 @@ class _Builder:
         if node.tag != _MAP:
             self.unsafe(node)
         out = LMap(pos=self.pos(node))
+        merged: set[str] = set()  # keys that came from '<<' (a key written here overrides them)
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
-                self.merge(out, value_node)
+                merged |= self.merge(out, value_node)
                 continue
             if isinstance(key_node, yaml.ScalarNode):
                 if key_node.tag not in _SAFE_SCALARS:
                     self.unsafe(key_node)
                 key = key_node.value  # keys are text, whatever they look like (`on`, `1`, `true`)
+            elif key_node.tag not in (_MAP, _SEQ):
+                self.unsafe(key_node)
+                continue
             else:
                 self.error("YAML_SYNTAX", "a mapping key must be a plain scalar", key_node)
                 continue
-            if key in out:
+            if key in out and key not in merged:
                 first = out.key_pos[key][0]
                 self.error(
                     "DUPLICATE_KEY",
@@ -197,11 +226,17 @@ class _Builder:
                     "remove one of them or merge their contents",
                 )
                 continue
+            merged.discard(key)
             out.key_pos[key] = self.pos(key_node)
             out[key] = self.build(value_node)
         return out
 
-    def merge(self, out: LMap, value_node: yaml.Node) -> None:
+    def merge(self, out: LMap, value_node: yaml.Node) -> set[str]:
+        """Add the keys of the mapping(s) after '<<' that `out` lacks; returns the keys added."""
+        added: set[str] = set()
+        if isinstance(value_node, yaml.SequenceNode) and value_node.tag != _SEQ:  # not built as a whole below
+            self.unsafe(value_node)
+            return added
         sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
         for src in sources:
             built = self.build(src)
@@ -212,20 +247,69 @@ class _Builder:
                 if k not in out:  # explicit keys win over merged ones
                     out[k] = v
                     out.key_pos[k] = built.key_pos.get(k, self.pos(src))
+                    added.add(k)
+        return added
 
 
 class _Abort(Exception):
     pass
 
 
+def _too_deep(text: str, file: str, line_offset: int) -> Diagnostic | None:
+    """A diagnostic when `text` nests deeper than `MAX_DEPTH`, found from parser events.
+
+    libyaml's composer recurses in C once per level and overflows the stack on very deep input
+    (a crash, not an exception), so deep text must be refused before it is composed. Events do
+    not recurse. Only text with enough brackets and indicators to nest that deep is scanned.
+    """
+    if sum(text.count(c) for c in "[{-?:") <= 10 * MAX_DEPTH:
+        return None  # the composer recurses at most that deep; the builder checks MAX_DEPTH
+    depth = 0
+    parser = _Loader(text)
+    try:
+        while parser.check_event():
+            event = parser.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    return Diagnostic(
+                        "YAML_SYNTAX",
+                        f"the document is nested more than {MAX_DEPTH} levels deep",
+                        file=file,
+                        line=mark.line + 1 + line_offset if mark else None,
+                        column=mark.column + 1 if mark else None,
+                        hint="flatten the data",
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except (yaml.YAMLError, ValueError, TypeError):
+        return None  # the composer stops at the same place and reports it
+    finally:
+        parser.dispose()
+    return None
+
+
 def _yaml_error(exc: yaml.YAMLError, file: str, offset: int, is_json: bool, text: str) -> Diagnostic:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    if mark is not None and context_mark is not None and mark.line >= len(text.rstrip().splitlines()):
+        mark = context_mark  # ran off the end (an unclosed quote or bracket): point where it opens
     line = mark.line + 1 + offset if mark is not None else None
     col = mark.column + 1 if mark is not None else None
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
+    if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
+        context = f"{context} (line {context_mark.line + 1 + offset})"
     message = f"{context}, {problem}" if context else str(problem)
     hint = "check the indentation and quoting around this line"
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        at = text.find(chr(exc.character))  # the reader stops at the first one (its position may count bytes)
+        if at >= 0:
+            line, col = text.count("\n", 0, at) + 1 + offset, at - text.rfind("\n", 0, at)
+        message = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        hint = "remove the character, or write it as an escape in a double-quoted string"
+    bad_line = text.splitlines()[mark.line] if mark is not None and mark.line < len(text.splitlines()) else ""
     if is_json:
         try:
             json.loads(text)
@@ -234,7 +318,7 @@ def _yaml_error(exc: yaml.YAMLError, file: str, offset: int, is_json: bool, text
             line, col = jerr.lineno + offset, jerr.colno
         if "//" in text or "/*" in text:
             hint = "JSON does not allow comments: remove them, or write the manifest as YAML"
-    elif "\t" in text and "\t" in (problem or "") + message:
+    elif "\t" in text and ("\t" in (problem or "") + message or "\t" in bad_line[: (mark.column if mark else 0) + 1]):
         hint = "YAML does not allow tabs for indentation: use spaces"
     return Diagnostic("YAML_SYNTAX", message, file=file, line=line, column=col, hint=hint)
 
@@ -260,6 +344,10 @@ def parse_text(
         is_json = file.endswith(".json") or text.lstrip().startswith("{")
     docs: list[SourceDocument] = []
     builder = _Builder(file, line_offset, bag)
+    deep = _too_deep(text, file, line_offset)
+    if deep is not None:
+        bag.add(deep)
+        return docs
     try:
         loader = _Loader(text)
         try:
@@ -275,6 +363,10 @@ def parse_text(
                     return []
                 builder.memo.clear()
                 builder.budget = MAX_NODES
+                if builder.refused:  # nothing of a document with an unsafe tag is used
+                    builder.refused = False
+                    index += 1
+                    continue
                 docs.append(SourceDocument(data, file, index, line))
                 index += 1
         finally:
@@ -283,7 +375,9 @@ def parse_text(
         bag.add(_yaml_error(exc, file, line_offset, is_json, text))
         return []
     except (ValueError, TypeError) as exc:  # e.g. libyaml rejecting control characters
-        bag.add(Diagnostic("YAML_SYNTAX", str(exc), file=file, hint="remove control characters"))
+        at = exc.start if isinstance(exc, UnicodeEncodeError) else None
+        line = text.count("\n", 0, at) + 1 + line_offset if at is not None else None
+        bag.add(Diagnostic("YAML_SYNTAX", str(exc), file=file, line=line, hint="remove control characters"))
         return []
     return docs
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .errors import Diagnostic, DiagnosticBag, format_path
-from .loader import LMap, LSeq, Pos, SourceDocument
+from .loader import MAX_DEPTH, LMap, LSeq, Pos, SourceDocument
 
 Kind = Literal["agent", "connector", "workflow", "bundle"]
 Path = tuple[str | int, ...]
@@ -73,18 +73,24 @@ def _pop(m: LMap, key: str) -> tuple[Any, Pos | None]:
     return value, m.key_pos.pop(key, m.pos)
 
 
-def wrap(value: Any) -> Any:
-    """Give plain Python dicts/lists the LMap/LSeq types (without positions)."""
+def wrap(value: Any, depth: int = 0) -> Any:
+    """Give plain Python dicts/lists the LMap/LSeq types (without positions).
+
+    Raises:
+        ValueError: When the data nests deeper than `MAX_DEPTH` (as data that contains itself does).
+    """
     if isinstance(value, LMap | LSeq):
         return value
+    if isinstance(value, dict | list | tuple) and depth >= MAX_DEPTH:
+        raise ValueError(f"the data is nested more than {MAX_DEPTH} levels deep (or contains itself)")
     if isinstance(value, dict):
         out = LMap(pos=None)
         for k, v in value.items():
-            out[str(k)] = wrap(v)
+            out[str(k)] = wrap(v, depth + 1)
         return out
     if isinstance(value, list | tuple):
         seq = LSeq(pos=None)
-        seq.extend(wrap(v) for v in value)
+        seq.extend(wrap(v, depth + 1) for v in value)
         return seq
     return value
 
@@ -139,12 +145,13 @@ def split_document(doc: SourceDocument, bag: DiagnosticBag) -> list[RawManifest]
     if isinstance(data, dict) and not isinstance(data, LMap):
         data = wrap(data)
     if not isinstance(data, LMap):
+        found = "a list" if isinstance(data, list) else type(data).__name__
         bag.add(
             Diagnostic(
                 "UNKNOWN_MANIFEST",
-                f"a manifest document must be a mapping, found {type(data).__name__}",
+                f"a manifest document must be a mapping, found {found}",
                 file=doc.file,
-                line=doc.line,
+                line=doc.line or None,  # 0: data given as Python objects
                 hint="start the document with 'workflows:', 'connector:', or 'type: agent'",
             )
         )
@@ -232,7 +239,7 @@ def split_document(doc: SourceDocument, bag: DiagnosticBag) -> list[RawManifest]
             "UNKNOWN_MANIFEST",
             f"this document is not an agent, connector or workflow manifest (found {found})",
             file=doc.file,
-            line=doc.line,
+            line=doc.line or None,
             hint="use 'workflows: [...]', a 'connector:' block with 'actions:', "
             "or 'type: agent|connector|workflow' with the fields of that manifest",
         )
@@ -258,12 +265,13 @@ def _diag(code: str, message: str, doc: SourceDocument, m: LMap, *path: str | in
         seq = m.get(path[0])
         if isinstance(seq, LSeq) and path[1] < len(seq.item_pos):
             pos = seq.item_pos[path[1]]
+    pos = pos if pos and pos[0] else None  # (0, 0): no position
     return Diagnostic(
         code,
         message,
         path=format_path(path),
         file=doc.file,
-        line=pos[0] if pos else doc.line,
+        line=pos[0] if pos else doc.line or None,
         column=pos[1] if pos else None,
         hint=hint,
     )

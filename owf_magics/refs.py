@@ -86,7 +86,8 @@ def parse_ref(text: str, *, expected_kind: str | None = None, allow_action: bool
     if kind is not None and kind not in KINDS:
         raise RefError(f"'{text}' has an unknown type prefix '{kind}:' (expected one of {', '.join(KINDS)})")
     if expected_kind and kind and kind != expected_kind:
-        raise RefError(f"'{text}' is a {kind} reference where a {expected_kind} is expected")
+        a_kind, a_expected = ("an" if k == "agent" else "a" for k in (kind, expected_kind))
+        raise RefError(f"'{text}' is {a_kind} {kind} reference where {a_expected} {expected_kind} is expected")
     if rng is not None:
         rng = rng.strip()
         if rng.lower() == "latest":
@@ -169,6 +170,6 @@ def installed_version(distribution: str) -> str | None:
     for name in names:
         try:
             return metadata.version(name)
-        except metadata.PackageNotFoundError:
+        except (metadata.PackageNotFoundError, ValueError):  # ValueError: an empty name
             continue
     return None

@@ -125,7 +125,11 @@ class OpenWorkflow:
     def _parse(self, source: Source, bag: DiagnosticBag, *, name: str | None, line_offset: int) -> list[SourceDocument]:
         if isinstance(source, dict | list):
             items = source if isinstance(source, list) else [source]
-            return [SourceDocument(wrap(d), name or "<object>", i, 0) for i, d in enumerate(items)]
+            try:
+                return [SourceDocument(wrap(d), name or "<object>", i, 0) for i, d in enumerate(items)]
+            except ValueError as exc:  # too deep, or a structure that contains itself
+                bag.add(Diagnostic("INVALID_VALUE", str(exc), file=name or "<object>", hint="use plain, acyclic data"))
+                return []
         if isinstance(source, os.PathLike) or (isinstance(source, str) and looks_like_path(source)):
             return parse_path(Path(source).expanduser(), bag=bag)
         if isinstance(source, str):

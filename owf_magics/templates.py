@@ -153,7 +153,11 @@ def analyse(text: str) -> TemplateInfo:
                 frozenset(),
                 simple_paths=paths,
             )
-    return _analyse_jinja(text, single)
+    try:
+        return _analyse_jinja(text, single)
+    except RecursionError:  # Jinja's parser and node walks recurse once per nesting level
+        none: frozenset[str] = frozenset()
+        return TemplateInfo(text, text, True, single, none, none, none, none, none, "the template nests too deeply", 1)
 
 
 def _analyse_jinja(text: str, single: bool) -> TemplateInfo:

@@ -12,14 +12,15 @@ import types
 import typing
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any, Union
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .backends.registry import BackendRegistry
 from .catalog import Catalog, Loaded
 from .errors import Diagnostic, DiagnosticBag, did_you_mean, format_path, suggestion
-from .graph import Graph, build_graph
+from .graph import BLOCK_FIELDS, Graph, build_graph
 from .loader import LMap, LSeq, position_of
 from .models import (
     MODEL_FOR_KIND,
@@ -30,6 +31,7 @@ from .models import (
     ForEachStep,
     HandoffStep,
     ParallelStep,
+    Step,
     StepBase,
     SwitchStep,
     TransformStep,
@@ -133,7 +135,7 @@ def _field_names(cls: type[BaseModel] | None) -> list[str]:
     return [f.alias or name for name, f in cls.model_fields.items()]
 
 
-def _data_path(data: Any, loc: tuple[Any, ...]) -> Path:
+def _data_path(data: Any, loc: tuple[Any, ...], missing: bool = True) -> Path:
     """Follow `loc` through the data, dropping the union tags pydantic inserts."""
     out: list[str | int] = []
     node = data
@@ -147,7 +149,7 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> Path:
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             out.append(part)
             node = node[part]
-        elif i == len(loc) - 1 and isinstance(node, dict):
+        elif i == len(loc) - 1 and isinstance(node, dict) and missing:
             out.append(part)  # a missing field: name it
         # else: a union tag or member name; skip
     return tuple(out)
@@ -186,6 +188,7 @@ class _Reporter:
         line_delta: int = 0,
     ) -> None:
         pos = position_of(self.raw.data, path)
+        pos = pos if pos and pos[0] else None  # (0, 0): data given as Python objects has no position
         self.bag.add(
             Diagnostic(
                 code,
@@ -221,8 +224,10 @@ def pydantic_diagnostics(exc: ValidationError, raw: RawManifest, cls: type[BaseM
     report = _Reporter(raw, bag)
     seen: dict[Path, list[dict[str, Any]]] = {}
     for err in exc.errors(include_url=False):
-        path = _data_path(raw.data, tuple(err["loc"]))
+        path = _data_path(raw.data, tuple(err["loc"]), err["type"] == "missing")
         seen.setdefault(path, []).append(err)
+    for path in [p for p in seen if any(len(q) > len(p) and q[: len(p)] == p for q in seen)]:
+        del seen[path]  # a union member that failed on the shape, beside one that got further: report that one
     for path, errs in seen.items():
         err = errs[0]
         typ = err["type"]
@@ -289,6 +294,8 @@ class Validator:
         self.backends = backends
         self.bag = bag
         self.graphs: dict[int, Graph] = {}
+        self._broken_steps: list[tuple[RawManifest, Graph, Any]] = []  # workflows whose model failed
+        self.broken: set[tuple[str, str]] = set()  # (kind, name) of manifests of this load whose model failed
 
     # -- models --------------------------------------------------------------------------------
 
@@ -301,6 +308,9 @@ class Validator:
                 model = cls.model_validate(raw.data)
             except ValidationError as exc:
                 pydantic_diagnostics(exc, raw, cls, self.bag)
+                if isinstance(raw.data.get("name"), str):
+                    self.broken.add((raw.kind, raw.data["name"]))
+                self._check_version(raw.data.get("version"), _Reporter(raw, self.bag))  # needs no model
                 # keep collecting: the step graph of a broken workflow still has useful problems
                 if raw.kind == "workflow" and isinstance(raw.data.get("steps"), list):
                     self._graph_only(raw)
@@ -312,6 +322,77 @@ class Validator:
         graph, builder = build_graph(raw.data["steps"])
         report = _Reporter(raw, self.bag)
         self._report_graph(builder, report)
+        self._broken_steps.append((raw, graph, builder))  # its steps are checked in `check`
+
+    def _check_broken_steps(self) -> None:
+        """The steps of workflows whose model failed, once the catalog is complete.
+
+        A step that validates on its own gets every usual check; of one that does not, the
+        references, execution block and templates that can be read are still checked.
+        """
+        for raw, graph, builder in self._broken_steps:
+            report = _Reporter(raw, self.bag)
+            inputs = raw.data.get("inputs")
+            scope = _Scope(graph, set(inputs) if isinstance(inputs, dict) else set())
+            stack: list[tuple[Any, Path, bool, bool]] = [(raw.data["steps"], ("steps",), False, False)]
+            while stack:
+                steps, path, in_loop, in_catch = stack.pop()
+                for i, data in enumerate(steps):
+                    spath = path + (i,)
+                    if not isinstance(data, dict):
+                        continue
+                    try:
+                        step: StepBase = _step_adapter().validate_python(data)
+                    except ValidationError:
+                        self._check_raw_step(data, spath, scope, report, in_loop=in_loop, in_catch=in_catch)
+                        stype = data.get("type")
+                        for fname in BLOCK_FIELDS:
+                            value = data.get(fname)
+                            if fname in ("cases", "branches") and isinstance(value, dict):
+                                stack.extend((v, spath + (fname, k), in_loop, in_catch)
+                                             for k, v in value.items() if isinstance(v, list))
+                            elif isinstance(value, list) and (fname != "steps" or stype in ("forEach", "try")):
+                                body = in_loop or (stype == "forEach" and fname == "steps")
+                                stack.append((value, spath + (fname,), body, in_catch or fname in ("catch", "finally")))
+                        continue
+                    self._check_step(None, step, spath, graph, scope, report, builder)
+                    for fname, key, block in child_blocks(step):
+                        bpath = spath + ((fname, key) if key is not None else (fname,))
+                        for sub, sub_path in _walk_steps(block, bpath):
+                            self._check_step(None, sub, sub_path, graph, scope, report, builder)
+            outputs = raw.data.get("outputs")
+            for name, spec in outputs.items() if isinstance(outputs, dict) else ():
+                if isinstance(spec, dict):
+                    self._check_templates(spec.get("value"), ("outputs", name, "value"), scope, report, None,
+                                          in_loop=False, in_catch=False)
+
+    def _check_raw_step(self, data: dict[str, Any], path: Path, scope: _Scope, report: _Reporter, *,
+                        in_loop: bool, in_catch: bool) -> None:
+        """What can be checked of a step that is not valid: references, execution, templates."""
+        sid = data["id"] if isinstance(data.get("id"), str) else None
+        if isinstance(data.get("connector"), str):
+            action = data.get("action")
+            self._resolve_connector(data["connector"], path + ("connector",), report,
+                                    action=action if isinstance(action, str) else None)
+        agent_runtime: str | None = None
+        if isinstance(data.get("agent"), str) and data.get("type") in ("agent", "handoff"):
+            found = self._resolve_agent(data["agent"], path + ("agent",), report)
+            if found and found.model.execution:
+                agent_runtime = found.model.execution.runtime
+        try:
+            execution = Execution.model_validate(data["execution"]) if "execution" in data else None
+        except ValidationError:
+            execution = None  # already reported
+        self._check_execution(execution, path, report, step_id=sid, inherited_runtime=agent_runtime,
+                              owner=f" (step '{sid}')" if sid else "")
+        opaque = data.get("type") == "transform" and data.get("language") in ("jq", "jsonpath", "javascript", "python")
+        for key, value in data.items():
+            if key in BLOCK_FIELDS or key in ("id", "type", "displayName", "description", "needs"):
+                continue
+            if key == "expression" and opaque:
+                continue
+            loop = in_loop or ("forEach" in data and key not in ("forEach", "condition"))
+            self._check_templates(value, path + (key,), scope, report, sid, in_loop=loop, in_catch=in_catch)
 
     # -- cross checks --------------------------------------------------------------------------
 
@@ -337,17 +418,20 @@ class Validator:
             elif isinstance(item.model, Workflow):
                 self._check_workflow(item, report)
         self._check_subworkflow_cycles(items)
+        self._check_broken_steps()
 
     def _check_meta(self, item: Loaded[Any], report: _Reporter) -> None:
-        version = getattr(item.model, "version", None)
-        if isinstance(version, str) and not is_version(version):
-            report("INVALID_VERSION", f"'{version}' is not a semantic version", ("version",), hint="write MAJOR.MINOR.PATCH, e.g. 1.0.0")
+        self._check_version(getattr(item.model, "version", None), report)
         requires = getattr(item.model, "requires", None) or {}
         for name, rng in requires.items():
             problem = check_range(rng)
             if problem:
                 report("INVALID_VERSION_RANGE", f"'{rng}' for '{name}' is not a version range: {problem}",
                        ("requires", name), hint="use ranges like '>=0.1.0 <0.3.0', '^1.0' or '~1.2'")
+
+    def _check_version(self, version: Any, report: _Reporter) -> None:
+        if isinstance(version, str) and not is_version(version):
+            report("INVALID_VERSION", f"'{version}' is not a semantic version", ("version",), hint="write MAJOR.MINOR.PATCH, e.g. 1.0.0")
 
     # -- backends ------------------------------------------------------------------------------
 
@@ -473,6 +557,8 @@ class Validator:
             return None
 
     def _unknown(self, kind: str, ref: Ref, text: str, path: Path, report: _Reporter) -> None:
+        if (kind, ref.name) in self.broken:
+            return  # defined in this load but invalid: its own diagnostics say why
         versions = self.catalog.versions(kind, ref)
         if versions:
             report(
@@ -556,7 +642,7 @@ class Validator:
 
     def _check_step(
         self,
-        item: Loaded[Workflow],
+        item: Loaded[Workflow] | None,
         step: StepBase,
         path: Path,
         graph: Graph,
@@ -654,7 +740,9 @@ class Validator:
             if until.timeout is not None and parse_duration(until.timeout) is None:
                 report("INVALID_DURATION", f"'{until.timeout}' is not a duration", path + ("until", "timeout"), step_id=sid)
 
-    def _resolve_subworkflow(self, item: Loaded[Workflow], step: WorkflowStep, path: Path, report: _Reporter) -> None:
+    def _resolve_subworkflow(
+        self, item: Loaded[Workflow] | None, step: WorkflowStep, path: Path, report: _Reporter
+    ) -> None:
         text = step.workflow
         if step.version is not None and check_range(step.version):
             report("INVALID_VERSION_RANGE", f"'{step.version}' is not a version or range", path + ("version",), step_id=step.id)
@@ -758,6 +846,11 @@ class Validator:
                 best = did_you_mean(name, scope.inputs)
                 report("UNKNOWN_REFERENCE", f"template reads undeclared input 'inputs.{name}'", path, step_id=sid,
                        hint=f"did you mean '{best}'?" if best else f"declare it under the workflow's inputs: ({name}: {{type: string}})")
+
+
+@cache
+def _step_adapter() -> TypeAdapter[Any]:
+    return TypeAdapter(Step)
 
 
 class _Scope:
