@@ -43,25 +43,25 @@ def generated_workflow(n: int = 1000) -> str:
                 "        type: if",
                 f"        condition: \"{{{{ steps.s{i - 1}.output.words > 1 && inputs.seed != 'x' }}}}\"",
                 "        then:",
-                f"          - {{id: s{i + 1}, type: action, connector: \"connector:perf/bench@^1.0\", action: work, input: {{x: \"{{{{ steps.s{i - 2}.output }}}}\"}}}}",
+                f'          - {{id: s{i + 1}, type: action, connector: "connector:perf/bench@^1.0", action: work, input: {{x: "{{{{ steps.s{i - 2}.output }}}}"}}}}',
                 "        else:",
-                f"          - {{id: s{i + 2}, type: transform, expression: \"{{{{ inputs.seed | upper }}}}\"}}",
+                f'          - {{id: s{i + 2}, type: transform, expression: "{{{{ inputs.seed | upper }}}}"}}',
             ]
             i += 3
         elif kind == 3 and i + 1 < n:
             lines += [
                 f"      - id: s{i}",
                 "        type: forEach",
-                f"        items: \"{{{{ steps.s{i - 1}.output.words }}}}\"",
+                f'        items: "{{{{ steps.s{i - 1}.output.words }}}}"',
                 "        steps:",
-                f"          - {{id: s{i + 1}, type: action, connector: bench, action: work, input: {{x: \"{{{{ item }}}}\"}}}}",
+                f'          - {{id: s{i + 1}, type: action, connector: bench, action: work, input: {{x: "{{{{ item }}}}"}}}}',
             ]
             i += 2
         else:
             dep = f"steps.s{i - 1}.output" if i and kind % 2 == 0 else "inputs.seed"
             lines.append(
-                f"      - {{id: s{i}, type: action, connector: \"connector:perf/bench@1.0.0\", action: work, "
-                f"input: {{x: \"{{{{ {dep} }}}}\"}}}}"
+                f'      - {{id: s{i}, type: action, connector: "connector:perf/bench@1.0.0", action: work, '
+                f'input: {{x: "{{{{ {dep} }}}}"}}}}'
             )
             i += 1
     return "\n".join(lines) + "\n"
@@ -81,7 +81,9 @@ def import_time(code: str, repeat: int = 7) -> float:
     for _ in range(repeat):
         out = subprocess.run(
             [sys.executable, "-c", f"import time; t=time.perf_counter(); {code}; print(time.perf_counter()-t)"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         times.append(float(out.stdout.strip()))
     return statistics.median(times)

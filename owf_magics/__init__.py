@@ -43,7 +43,24 @@ _EXPORTS = {
     "Diagnostic": "errors",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS), "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendInfo",
+    "CanceledError",
+    "Diagnostic",
+    "ExecutionContext",
+    "ManifestError",
+    "OWFError",
+    "OpenWorkflow",
+    "Plan",
+    "PlanEntry",
+    "StepTimeoutError",
+    "UnavailableError",
+    "Workflow",
+    "Workflows",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -57,17 +74,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
-
-
-def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext owf_magics``."""
-    from .magics import load_ipython_extension as _load
-
-    _load(ipython)
-
-
-def unload_ipython_extension(ipython: Any) -> None:
-    """``%unload_ext owf_magics``."""
-    from .magics import unload_ipython_extension as _unload
-
-    _unload(ipython)

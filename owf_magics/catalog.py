@@ -33,7 +33,7 @@ class Loaded(Generic[M]):
 
     @property
     def name(self) -> str:
-        return str(getattr(self.model, "name"))
+        return str(getattr(self.model, "name"))  # noqa: B009 - M is any manifest model
 
     @property
     def namespace(self) -> str:
@@ -153,5 +153,5 @@ class Catalog:
 def _newer(a: str, b: str) -> bool:
     va, vb = parse_version(a), parse_version(b)
     if va is None or vb is None:
-        return a > b
-    return va > vb
+        return bool(a > b)
+    return bool(va > vb)

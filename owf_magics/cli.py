@@ -26,8 +26,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         items = ow.load_many([Path(f) for f in args.files])
     except ManifestError as exc:
         if args.json:
-            _print_json({"ok": False, "errors": [d.to_dict() for d in exc.diagnostics],
-                         "warnings": [d.to_dict() for d in exc.warnings]})
+            _print_json(
+                {
+                    "ok": False,
+                    "errors": [d.to_dict() for d in exc.diagnostics],
+                    "warnings": [d.to_dict() for d in exc.warnings],
+                }
+            )
         else:
             for d in exc.diagnostics:
                 print(d.format())
@@ -37,8 +42,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{len(exc.diagnostics)} error(s)", file=sys.stderr)
         return 1
     if args.json:
-        _print_json({"ok": True, "errors": [], "warnings": [d.to_dict() for d in ow.warnings],
-                     "manifests": [i.ref for i in items]})
+        _print_json(
+            {
+                "ok": True,
+                "errors": [],
+                "warnings": [d.to_dict() for d in ow.warnings],
+                "manifests": [i.ref for i in items],
+            }
+        )
         return 0
     if not args.no_warnings:
         for d in ow.warnings:
@@ -70,10 +81,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"  {exc.details['suggestion']}", file=sys.stderr)
         return 1
     if args.json:
-        _print_json({"workflow": plan.workflow, "version": plan.version, "prefer_backend": plan.prefer_backend,
-                     "steps": plan.rows()})
+        _print_json(
+            {
+                "workflow": plan.workflow,
+                "version": plan.version,
+                "prefer_backend": plan.prefer_backend,
+                "steps": plan.rows(),
+            }
+        )
     else:
-        print(f"workflow {plan.workflow} {plan.version}" + (f" (prefer {plan.prefer_backend})" if plan.prefer_backend else ""))
+        print(
+            f"workflow {plan.workflow} {plan.version}"
+            + (f" (prefer {plan.prefer_backend})" if plan.prefer_backend else "")
+        )
         print(plan.to_text())
     return 0
 
@@ -83,8 +103,19 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
     infos = OpenWorkflow().backends()
     if args.json:
-        _print_json([{"name": i.name, "version": i.version, "installed": i.installed, "description": i.description,
-                      "missing": list(i.missing), "install": i.install_hint} for i in infos])
+        _print_json(
+            [
+                {
+                    "name": i.name,
+                    "version": i.version,
+                    "installed": i.installed,
+                    "description": i.description,
+                    "missing": list(i.missing),
+                    "install": i.install_hint,
+                }
+                for i in infos
+            ]
+        )
         return 0
     for i in infos:
         state = "[installed]" if i.installed else "[not installed]"
@@ -106,21 +137,40 @@ def cmd_backend_test(args: argparse.Namespace) -> int:
     try:
         info = ow.backend_registry.info(args.name)
         check("known", True, f"{info.name} {info.version}")
-        check("installed", info.installed, "" if info.installed else
-              f"missing: {', '.join(info.missing) or '?'}; install: {info.install_hint}")
+        check(
+            "installed",
+            info.installed,
+            "" if info.installed else f"missing: {', '.join(info.missing) or '?'}; install: {info.install_hint}",
+        )
         if info.installed:
             backend = ow.backend(args.name)
             got = backend.get_info()
-            check("get_info", got.name == ow.backend_registry.canonical(args.name), f"name={got.name} version={got.version}")
-            ow.load({"type": "workflow", "name": "backend-probe", "execution": {"backend": args.name, "runtime": "python"},
-                     "steps": [{"id": "probe", "type": "transform", "expression": "{{ inputs.x }}"}],
-                     "inputs": {"x": {"type": "string"}}})
+            check(
+                "get_info",
+                got.name == ow.backend_registry.canonical(args.name),
+                f"name={got.name} version={got.version}",
+            )
+            ow.load(
+                {
+                    "type": "workflow",
+                    "name": "backend-probe",
+                    "execution": {"backend": args.name, "runtime": "python"},
+                    "steps": [{"id": "probe", "type": "transform", "expression": "{{ inputs.x }}"}],
+                    "inputs": {"x": {"type": "string"}},
+                }
+            )
             plan = ow.workflow("backend-probe").plan()
-            check("resolution", plan["probe"].backend == info.name and plan["probe"].source == "workflow",
-                  f"probe step → {plan['probe'].backend} ({plan['probe'].reason})")
+            check(
+                "resolution",
+                plan["probe"].backend == info.name and plan["probe"].source == "workflow",
+                f"probe step → {plan['probe'].backend} ({plan['probe'].reason})",
+            )
             if "action" in got.capabilities:
-                manifest = {"type": "connector", "name": "probe", "actions": [
-                    {"name": "echo", "handler": {"function": "owf_magics.backends.native.echo_handler"}}]}
+                manifest = {
+                    "type": "connector",
+                    "name": "probe",
+                    "actions": [{"name": "echo", "handler": {"function": "owf_magics.backends.native.echo_handler"}}],
+                }
                 ctx = ExecutionContext(run_id="backend-test", node_id="probe", metadata={"action": "echo"})
                 result = backend.invoke(manifest, {"ping": 1}, ctx)
                 check("invoke", result.get("output") == {"ping": 1}, f"echo action returned {result.get('output')!r}")

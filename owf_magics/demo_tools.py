@@ -81,8 +81,13 @@ def weather_forecast(location: str, days: int = 7) -> dict[str, Any]:
         }
         for d in range(max(1, min(days, 7)))
     ]
-    return {"location": location, "latitude": now["latitude"], "longitude": now["longitude"],
-            "forecast": forecast, "status": "success"}
+    return {
+        "location": location,
+        "latitude": now["latitude"],
+        "longitude": now["longitude"],
+        "forecast": forecast,
+        "status": "success",
+    }
 
 
 def text_stats(text: str) -> dict[str, Any]:

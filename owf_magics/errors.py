@@ -35,8 +35,7 @@ DIAGNOSTIC_CODES: dict[str, str] = {
     "INVALID_VALUE": "a value has the right type but is not allowed",
     "DUPLICATE_STEP_ID": "two steps of one workflow share an id",
     "DUPLICATE_MANIFEST": "one load defines the same manifest and version twice",
-    "UNKNOWN_REFERENCE": "a reference names an agent, connector, action, workflow, step or input "
-    "that does not exist",
+    "UNKNOWN_REFERENCE": "a reference names an agent, connector, action, workflow, step or input that does not exist",
     "INVALID_REFERENCE": "a reference is not of the form type:namespace/name@version",
     "TEMPLATE_SYNTAX": "a {{ template }} does not parse",
     "CIRCULAR_DEPENDENCY": "steps depend on each other in a cycle",

@@ -141,7 +141,9 @@ class GraphBuilder:
         if isinstance(self.steps, list):
             self._collect_block(self.steps, None, "steps", 0, ("steps",))
 
-    def _collect_block(self, steps: list[Any], parent: str | None, block: str, depth: int, path: tuple[str | int, ...]) -> None:
+    def _collect_block(
+        self, steps: list[Any], parent: str | None, block: str, depth: int, path: tuple[str | int, ...]
+    ) -> None:
         ids = self.blocks.setdefault((parent, block), [])
         for i, raw in enumerate(steps):
             if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
@@ -184,7 +186,12 @@ class GraphBuilder:
     def template_strings(self, info: _Info) -> Iterator[tuple[tuple[str | int, ...], str]]:
         """Every template-bearing string of a step, excluding its nested blocks."""
         raw = info.raw
-        skip_expression = info.node.type == "transform" and raw.get("language") in ("jq", "jsonpath", "javascript", "python")
+        skip_expression = info.node.type == "transform" and raw.get("language") in (
+            "jq",
+            "jsonpath",
+            "javascript",
+            "python",
+        )
         for key, value in raw.items():
             if key in BLOCK_FIELDS and info.node.type in ("if", "switch", "forEach", "parallel", "try"):
                 continue
@@ -211,7 +218,7 @@ class GraphBuilder:
                 if ref in ids:
                     self._lift(sid, ref, "needs", edges)
         # implicit order: waits are barriers; jq/jsonpath transforms read the step before them
-        for key, members in self.blocks.items():
+        for members in self.blocks.values():
             for i, sid in enumerate(members):
                 info = ids[sid]
                 if info.node.type == "wait":
@@ -241,7 +248,13 @@ class GraphBuilder:
     def _lift(self, reader: str, target: str, kind: EdgeKind, edges: dict[tuple[str, str], Edge]) -> None:
         if reader == target:
             self.problems.append(
-                ("CIRCULAR_DEPENDENCY", f"step '{reader}' reads its own result", reader, self.infos[reader].node.path, {"cycle": [reader]})
+                (
+                    "CIRCULAR_DEPENDENCY",
+                    f"step '{reader}' reads its own result",
+                    reader,
+                    self.infos[reader].node.path,
+                    {"cycle": [reader]},
+                )
             )
             return
         rchain = self._chain(reader)
@@ -261,7 +274,7 @@ class GraphBuilder:
                 )
             )
             return
-        tblocks = {key: s for key, s in tchain}
+        tblocks = dict(tchain)
         for key, ranc in rchain:
             tanc = tblocks.get(key)
             if tanc is not None:
@@ -272,7 +285,7 @@ class GraphBuilder:
     def _finish(self, edges: dict[tuple[str, str], Edge], references: dict[str, frozenset[str]]) -> Graph:
         deps: dict[str, set[str]] = {sid: set() for sid in self.infos}
         dependents: dict[str, list[str]] = {sid: [] for sid in self.infos}
-        for (src, dst) in edges:
+        for src, dst in edges:
             deps[dst].add(src)
             dependents[src].append(dst)
         order: dict[BlockKey, tuple[str, ...]] = {}
@@ -312,7 +325,7 @@ class GraphBuilder:
 def _toposort(members: list[str], deps: Mapping[str, Iterable[str]]) -> tuple[list[str], list[list[str]]]:
     """Kahn's algorithm, stable by position; leftover nodes are split into their cycles."""
     pos = {sid: i for i, sid in enumerate(members)}
-    indeg = {sid: 0 for sid in members}
+    indeg = dict.fromkeys(members, 0)
     for sid in members:
         for d in deps.get(sid, ()):
             if d in pos:

@@ -36,7 +36,7 @@ Pos = tuple[int, int]  # (line, column), both 1-based
 class LMap(dict[str, Any]):
     """A dict that knows the position of itself and of each key."""
 
-    __slots__ = ("pos", "key_pos")
+    __slots__ = ("key_pos", "pos")
 
     def __init__(self, *args: Any, pos: Pos | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,7 +47,7 @@ class LMap(dict[str, Any]):
 class LSeq(list[Any]):
     """A list that knows the position of itself and of each item."""
 
-    __slots__ = ("pos", "item_pos")
+    __slots__ = ("item_pos", "pos")
 
     def __init__(self, *args: Any, pos: Pos | None = None) -> None:
         super().__init__(*args)
@@ -155,8 +155,9 @@ class _Builder:
             )
             raise _Abort
         if len(self.active) >= MAX_DEPTH:
-            self.error("YAML_SYNTAX", f"the document is nested more than {MAX_DEPTH} levels deep", node,
-                       "flatten the data")
+            self.error(
+                "YAML_SYNTAX", f"the document is nested more than {MAX_DEPTH} levels deep", node, "flatten the data"
+            )
             raise _Abort
         self.active.add(id(node))
 
@@ -185,7 +186,7 @@ class _Builder:
         if tag not in _SAFE_SCALARS:
             self.unsafe(node)
             return None
-        if tag == "tag:yaml.org,2002:timestamp" or tag == _STR:
+        if tag in ("tag:yaml.org,2002:timestamp", _STR):
             return node.value  # dates stay text: JSON has no date type
         return self.scalars.construct_object(node)
 

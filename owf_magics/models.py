@@ -7,7 +7,7 @@ unknown field is an error. Maps that are open by design (``config``, ``metadata`
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -491,19 +491,17 @@ class HandoffStep(StepBase):
 
 
 Step = Annotated[
-    Union[
-        ActionStep,
-        AgentStep,
-        WorkflowStep,
-        IfStep,
-        SwitchStep,
-        ForEachStep,
-        ParallelStep,
-        WaitStep,
-        TryStep,
-        TransformStep,
-        HandoffStep,
-    ],
+    ActionStep
+    | AgentStep
+    | WorkflowStep
+    | IfStep
+    | SwitchStep
+    | ForEachStep
+    | ParallelStep
+    | WaitStep
+    | TryStep
+    | TransformStep
+    | HandoffStep,
     Field(discriminator="type"),
 ]
 
@@ -630,7 +628,7 @@ def json_schema() -> dict[str, Any]:
         connectors: list[Connector] = Field(default_factory=list)
         workflows: list[Workflow] = Field(default_factory=list)
 
-    adapter: TypeAdapter[Any] = TypeAdapter(Union[WorkflowFile, Agent, Connector, Workflow, Bundle])
+    adapter: TypeAdapter[Any] = TypeAdapter(WorkflowFile | Agent | Connector | Workflow | Bundle)
     schema = adapter.json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "OpenWorkflow manifest (owf-magics canonical model)"

@@ -9,6 +9,7 @@ the models' job; this module only renames and reshapes.
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -160,6 +161,9 @@ def split_document(doc: SourceDocument, bag: DiagnosticBag) -> list[RawManifest]
 
     def emit(kind: Kind, m: LMap, prefix: Path) -> None:
         ctx = _Ctx(doc.file, prefix, bag)
+        if isinstance(m.get("type"), str) and m["type"] != kind and _TYPE_ALIASES.get(m["type"]) == kind:
+            ctx.alias(("type",), f"type: {m['type']}", f"type: {kind}", _key_pos(m, "type"))
+            m["type"] = kind
         canon = NORMALISERS[kind](m, ctx)
         out.append(RawManifest(kind, canon, doc.file, prefix, doc.index, ctx.warnings))
 
@@ -189,9 +193,7 @@ def split_document(doc: SourceDocument, bag: DiagnosticBag) -> list[RawManifest]
             for i, item in enumerate(items):
                 m = _as_map(item)
                 if m is None:
-                    bag.add(
-                        _diag("INVALID_TYPE", f"each entry of '{key}' must be a mapping", doc, data, key, i)
-                    )
+                    bag.add(_diag("INVALID_TYPE", f"each entry of '{key}' must be a mapping", doc, data, key, i))
                     continue
                 for k, v in shared.items():
                     if k not in m:
@@ -225,7 +227,7 @@ def split_document(doc: SourceDocument, bag: DiagnosticBag) -> list[RawManifest]
         return out
 
     if declared in ("agent", "connector", "workflow", "bundle"):
-        emit(declared, data, ())
+        emit(typing.cast(Kind, declared), data, ())
         return out
 
     inferred = _infer_kind(data)
@@ -259,10 +261,12 @@ def _infer_kind(data: LMap) -> Kind | None:
     return None
 
 
-def _diag(code: str, message: str, doc: SourceDocument, m: LMap, *path: str | int, hint: str | None = None) -> Diagnostic:
+def _diag(
+    code: str, message: str, doc: SourceDocument, m: LMap, *path: str | int, hint: str | None = None
+) -> Diagnostic:
     pos = m.key_pos.get(path[0]) if path and isinstance(path[0], str) else m.pos
     if len(path) > 1 and isinstance(path[1], int):
-        seq = m.get(path[0])
+        seq = m.get(str(path[0]))
         if isinstance(seq, LSeq) and path[1] < len(seq.item_pos):
             pos = seq.item_pos[path[1]]
     pos = pos if pos and pos[0] else None  # (0, 0): no position
@@ -302,23 +306,25 @@ def _norm_execution(m: LMap, path: Path, ctx: _Ctx, step_id: str | None = None) 
         placement, pos = _pop(m, "execution")
         block = _new_map(pos, {"placement": placement}, pos)
         _set(m, "execution", block, pos)
-        ctx.alias(path + ("execution", "placement"), "execution: " + str(placement), "execution.placement", pos, step_id)
+        ctx.alias(
+            path + ("execution", "placement"), "execution: " + str(placement), "execution.placement", pos, step_id
+        )
     if "backend" in m:
         value, pos = _pop(m, "backend")
-        block = _as_map(m.get("execution"))
-        if block is None:
-            block = _new_map(pos)
+        found = _as_map(m.get("execution"))
+        block = found if found is not None else _new_map(pos)
+        if found is None:
             _set(m, "execution", block, pos)
         if "backend" not in block:
             _set(block, "backend", value, pos)
             ctx.alias(path + ("execution", "backend"), "backend", "execution.backend", pos, step_id)
         else:  # both spellings: keep the canonical, the models will report the duplicate
             _set(m, "backend", value, pos)
-    block = _as_map(m.get("execution"))
-    if block is not None:
-        if block is not m.get("execution"):
-            _set(m, "execution", block, _key_pos(m, "execution"))
-        ctx.rename(block, path + ("execution",), "runtimeHint", "runtime", step_id)
+    current = _as_map(m.get("execution"))
+    if current is not None:
+        if current is not m.get("execution"):
+            _set(m, "execution", current, _key_pos(m, "execution"))
+        ctx.rename(current, path + ("execution",), "runtimeHint", "runtime", step_id)
 
 
 _RETRY_KEYS = {
@@ -415,7 +421,9 @@ def normalise_agent(m: LMap, ctx: _Ctx) -> LMap:
         tools, pos = _pop(m, "tools")
         seq = LSeq(pos=pos)
         for i, t in enumerate(tools):
-            seq.item_pos.append(tools.item_pos[i] if isinstance(tools, LSeq) and i < len(tools.item_pos) else pos)
+            seq.item_pos.append(
+                tools.item_pos[i] if isinstance(tools, LSeq) and i < len(tools.item_pos) else (pos or (0, 0))
+            )
             if isinstance(t, LMap) and "name" in t:
                 entry = _new_map(t.pos, {"connector": t["name"]}, t.key_pos.get("name"))
                 if "input_schema" in t:
@@ -453,8 +461,12 @@ def normalise_connector(m: LMap, ctx: _Ctx) -> LMap:
             path: Path = ("actions", i)
             if "id" in action and "name" not in action:
                 ctx.rename(action, path, "id", "name")
-            for old, new in (("inputSchema", "input"), ("input_schema", "input"),
-                             ("outputSchema", "output"), ("output_schema", "output")):
+            for old, new in (
+                ("inputSchema", "input"),
+                ("input_schema", "input"),
+                ("outputSchema", "output"),
+                ("output_schema", "output"),
+            ):
                 ctx.rename(action, path, old, new)
             handler = action.get("handler")
             if isinstance(handler, LMap):
@@ -464,8 +476,11 @@ def normalise_connector(m: LMap, ctx: _Ctx) -> LMap:
         for name, fw in caps["frameworks"].items():
             if isinstance(fw, LMap):
                 p: Path = ("capabilities", "frameworks", name)
-                for old, new in (("tool_prefix", "toolPrefix"), ("supports_streaming", "supportsStreaming"),
-                                 ("schema_format", "schemaFormat")):
+                for old, new in (
+                    ("tool_prefix", "toolPrefix"),
+                    ("supports_streaming", "supportsStreaming"),
+                    ("schema_format", "schemaFormat"),
+                ):
                     ctx.rename(fw, p, old, new)
     approval = m.get("approval")
     if isinstance(approval, LMap):
@@ -482,8 +497,12 @@ def _norm_handler(h: LMap, path: Path, ctx: _Ctx) -> None:
         ctx.rename(http, path + ("http",), "url_validation", "urlValidation")
         uv = http.get("urlValidation")
         if isinstance(uv, LMap):
-            for old, new in (("allowed_domains", "allowedDomains"), ("blocked_domains", "blockedDomains"),
-                             ("require_https", "requireHTTPS"), ("requireHttps", "requireHTTPS")):
+            for old, new in (
+                ("allowed_domains", "allowedDomains"),
+                ("blocked_domains", "blockedDomains"),
+                ("require_https", "requireHTTPS"),
+                ("requireHttps", "requireHTTPS"),
+            ):
                 ctx.rename(uv, path + ("http", "urlValidation"), old, new)
     kafka = h.get("kafka")
     if isinstance(kafka, LMap):
@@ -685,6 +704,8 @@ def _norm_step(s: LMap, path: Path, ctx: _Ctx) -> None:
         _set(s, "branches", branches, pos)
         ctx.alias(path + ("branches",), "steps (in a parallel step)", "branches: {name: [steps]}", pos, sid)
     # inline loops: for_each (+ parallel: true) → forEach: {items, parallel, maxConcurrency}
+    if s.get("type") == "forEach" and "for_each" in s and "items" not in s:
+        ctx.rename(s, path, "for_each", "items", sid)
     if "for_each" in s or ("forEach" in s and s.get("type") != "forEach"):
         key = "for_each" if "for_each" in s else "forEach"
         value, pos = _pop(s, key)
@@ -732,7 +753,7 @@ def _norm_step(s: LMap, path: Path, ctx: _Ctx) -> None:
     elif stype == "handoff":
         sel = s.get("selectAgent")
         if isinstance(sel, LSeq):
-            for j, entry in enumerate(sel):
+            for entry in sel:
                 if isinstance(entry, LMap) and "default" in entry and "agent" not in entry:
                     value, pos = _pop(entry, "default")
                     _set(entry, "agent", value, pos)

@@ -77,7 +77,9 @@ class OpenWorkflow:
         """
         return self.load_many([source], name=name, line_offset=line_offset)
 
-    def load_many(self, sources: Iterable[Source], *, name: str | None = None, line_offset: int = 0) -> list[Loaded[Any]]:
+    def load_many(
+        self, sources: Iterable[Source], *, name: str | None = None, line_offset: int = 0
+    ) -> list[Loaded[Any]]:
         """Load several sources as one batch, so references between them resolve (all or nothing)."""
         bag = DiagnosticBag()
         docs: list[SourceDocument] = []
@@ -95,7 +97,9 @@ class OpenWorkflow:
         bag.raise_if_errors()
         for item in items:
             item.graph = validator.graphs.get(id(item))
-            item.warnings = [w for w in bag.warnings if w.file == item.file and w.path.startswith(_prefix_text(item.raw))]
+            item.warnings = [
+                w for w in bag.warnings if w.file == item.file and w.path.startswith(_prefix_text(item.raw))
+            ]
         for item in items:
             item.checked_against = catalog
         self._catalog = catalog
@@ -183,7 +187,11 @@ class OpenWorkflow:
                     code="VALIDATION",
                 )
             return Workflow(self, items[0])
-        ref = parse_ref(name, expected_kind="workflow") if name.startswith("workflow:") else Ref("workflow", None, name, version)
+        ref = (
+            parse_ref(name, expected_kind="workflow")
+            if name.startswith("workflow:")
+            else Ref("workflow", None, name, version)
+        )
         if version is not None:
             ref = Ref(ref.kind, ref.namespace, ref.name, version)
         found = self._catalog.workflow(ref)
@@ -210,7 +218,9 @@ class OpenWorkflow:
 
     def __repr__(self) -> str:
         counts = {k: len(self._catalog.all(k)) for k in ("agent", "connector", "workflow")}
-        return f"<OpenWorkflow agents={counts['agent']} connectors={counts['connector']} workflows={counts['workflow']}>"
+        return (
+            f"<OpenWorkflow agents={counts['agent']} connectors={counts['connector']} workflows={counts['workflow']}>"
+        )
 
 
 def _prefix_text(raw: RawManifest) -> str:

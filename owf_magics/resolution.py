@@ -115,8 +115,12 @@ class Plan(Mapping[str, PlanEntry]):
             if not e.available:
                 raise UnavailableError(
                     f"Backend '{e.backend}' is not installed or configured (step '{sid}', {e.reason})",
-                    details={"backend": e.backend, "step_id": sid, "missing": list(e.missing),
-                             "suggestion": f"Install what is missing: {', '.join(e.missing) or e.backend}"},
+                    details={
+                        "backend": e.backend,
+                        "step_id": sid,
+                        "missing": list(e.missing),
+                        "suggestion": f"Install what is missing: {', '.join(e.missing) or e.backend}",
+                    },
                 )
 
     def __repr__(self) -> str:
@@ -203,7 +207,11 @@ def resolve_plan(
                 targets[step.id] = conn
         elif step.type == "workflow":  # type: ignore[attr-defined]
             text = step.workflow  # type: ignore[attr-defined]
-            wref = parse_ref(text, expected_kind="workflow") if text.startswith("workflow:") else Ref("workflow", None, text, None)
+            wref = (
+                parse_ref(text, expected_kind="workflow")
+                if text.startswith("workflow:")
+                else Ref("workflow", None, text, None)
+            )
             wref = Ref(wref.kind, wref.namespace, wref.name, step.version or wref.range)  # type: ignore[attr-defined]
             sub = catalog.workflow(wref)
             if sub is not None:

@@ -34,6 +34,7 @@ ROOTS = {
 }
 LOOP_NAMES = frozenset({"item", "index", "isFirst", "isLast"})
 
+_LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
 _SIMPLE_PATH = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\]|\['[^'\]]*'\]|\[\"[^\"\]]*\"\])*"
 _SIMPLE_RE = re.compile(r"\{\{\s*(" + _SIMPLE_PATH + r")\s*\}\}")
 _ANY_TAG = re.compile(r"\{\{|\{%|\{#")
@@ -139,7 +140,8 @@ def analyse(text: str) -> TemplateInfo:
     # fast path: only plain dotted paths, no filters, operators or statements
     if "{%" not in text and "{#" not in text:
         found = _SIMPLE_RE.findall(text)
-        if found and len(found) == text.count("{{") and len(found) == text.count("}}"):
+        literal = any(p.split(".")[0].split("[")[0] in _LITERALS for p in found)
+        if found and not literal and len(found) == text.count("{{") and len(found) == text.count("}}"):
             paths = tuple(_split_path(p) for p in found)
             return TemplateInfo(
                 text,
@@ -187,12 +189,12 @@ def _analyse_jinja(text: str, single: bool) -> TemplateInfo:
             if isinstance(node.node, nodes.Name):
                 calls.add(node.node.name)
             continue
-        target = node.node
+        target = node.node if isinstance(node, nodes.Getattr | nodes.Getitem) else None
         if not isinstance(target, nodes.Name) or target.name not in ("steps", "inputs"):
             continue
         if isinstance(node, nodes.Getattr):
             key: Any = node.attr
-        else:
+        elif isinstance(node, nodes.Getitem):
             arg = node.arg
             key = arg.value if isinstance(arg, nodes.Const) else None
         if isinstance(key, str):

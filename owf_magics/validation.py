@@ -105,9 +105,7 @@ def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | 
             continue
         nxt: list[type[BaseModel]] = []
         for cls in current:
-            fld = cls.model_fields.get(part) or next(
-                (f for f in cls.model_fields.values() if f.alias == part), None
-            )
+            fld = cls.model_fields.get(part) or next((f for f in cls.model_fields.values() if f.alias == part), None)
             if fld is not None:
                 nxt.extend(_candidates(fld.annotation))
         if not nxt:  # a dict key, or a union member name pydantic put in the location
@@ -140,13 +138,17 @@ def _data_path(data: Any, loc: tuple[Any, ...], missing: bool = True) -> Path:
     out: list[str | int] = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and i > 0 and isinstance(loc[i - 1], int) and part in STEP_TYPES \
-                and node.get("type") == part:
+        if (
+            isinstance(node, dict)
+            and i > 0
+            and isinstance(loc[i - 1], int)
+            and part in STEP_TYPES
+            and node.get("type") == part
+        ):
             continue  # a step's union tag, even when a field has the same name (agent, action, workflow)
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             out.append(part)
             node = node[part]
         elif i == len(loc) - 1 and isinstance(node, dict) and missing:
@@ -222,7 +224,7 @@ def _describe(value: Any) -> str:
 
 def pydantic_diagnostics(exc: ValidationError, raw: RawManifest, cls: type[BaseModel], bag: DiagnosticBag) -> None:
     report = _Reporter(raw, bag)
-    seen: dict[Path, list[dict[str, Any]]] = {}
+    seen: dict[Path, list[Any]] = {}
     for err in exc.errors(include_url=False):
         path = _data_path(raw.data, tuple(err["loc"]), err["type"] == "missing")
         seen.setdefault(path, []).append(err)
@@ -238,7 +240,11 @@ def pydantic_diagnostics(exc: ValidationError, raw: RawManifest, cls: type[BaseM
         if typ == "extra_forbidden":
             names = _field_names(owner)
             best = did_you_mean(field, names)
-            hint = f"did you mean '{best}'?" if best else (f"allowed fields: {', '.join(sorted(names))}" if names else None)
+            hint = (
+                f"did you mean '{best}'?"
+                if best
+                else (f"allowed fields: {', '.join(sorted(names))}" if names else None)
+            )
             report("UNKNOWN_FIELD", f"'{field}' is not a field of {what}", path, hint=hint)
         elif typ == "missing":
             report("MISSING_REQUIRED_FIELD", f"{what} needs '{field}'", path, hint=f"add '{field}: ...'")
@@ -269,11 +275,19 @@ def pydantic_diagnostics(exc: ValidationError, raw: RawManifest, cls: type[BaseM
                 path,
                 hint=f"did you mean '{best}'?" if best else None,
             )
-        elif typ.endswith("_type") or typ.endswith("_parsing") or typ in ("model_attributes_type", "is_instance_of"):
+        elif typ.endswith(("_type", "_parsing")) or typ in ("model_attributes_type", "is_instance_of"):
             expected = sorted({e["type"].removesuffix("_type").removesuffix("_parsing") for e in errs})
-            names = {"model": "a mapping", "dict": "a mapping", "list": "a list", "string": "text", "int": "an integer",
-                     "float": "a number", "bool": "true or false", "model_attributes": "a mapping"}
-            wanted = " or ".join(dict.fromkeys(names.get(e, e) for e in expected))
+            wording = {
+                "model": "a mapping",
+                "dict": "a mapping",
+                "list": "a list",
+                "string": "text",
+                "int": "an integer",
+                "float": "a number",
+                "bool": "true or false",
+                "model_attributes": "a mapping",
+            }
+            wanted = " or ".join(dict.fromkeys(wording.get(e, e) for e in expected))
             hint = None
             if field == "version" and isinstance(err.get("input"), int | float):
                 hint = f'quote it: version: "{err.get("input")}"'
@@ -349,8 +363,11 @@ class Validator:
                         for fname in BLOCK_FIELDS:
                             value = data.get(fname)
                             if fname in ("cases", "branches") and isinstance(value, dict):
-                                stack.extend((v, spath + (fname, k), in_loop, in_catch)
-                                             for k, v in value.items() if isinstance(v, list))
+                                stack.extend(
+                                    (v, spath + (fname, k), in_loop, in_catch)
+                                    for k, v in value.items()
+                                    if isinstance(v, list)
+                                )
                             elif isinstance(value, list) and (fname != "steps" or stype in ("forEach", "try")):
                                 body = in_loop or (stype == "forEach" and fname == "steps")
                                 stack.append((value, spath + (fname,), body, in_catch or fname in ("catch", "finally")))
@@ -363,17 +380,26 @@ class Validator:
             outputs = raw.data.get("outputs")
             for name, spec in outputs.items() if isinstance(outputs, dict) else ():
                 if isinstance(spec, dict):
-                    self._check_templates(spec.get("value"), ("outputs", name, "value"), scope, report, None,
-                                          in_loop=False, in_catch=False)
+                    self._check_templates(
+                        spec.get("value"),
+                        ("outputs", name, "value"),
+                        scope,
+                        report,
+                        None,
+                        in_loop=False,
+                        in_catch=False,
+                    )
 
-    def _check_raw_step(self, data: dict[str, Any], path: Path, scope: _Scope, report: _Reporter, *,
-                        in_loop: bool, in_catch: bool) -> None:
+    def _check_raw_step(
+        self, data: dict[str, Any], path: Path, scope: _Scope, report: _Reporter, *, in_loop: bool, in_catch: bool
+    ) -> None:
         """What can be checked of a step that is not valid: references, execution, templates."""
         sid = data["id"] if isinstance(data.get("id"), str) else None
         if isinstance(data.get("connector"), str):
             action = data.get("action")
-            self._resolve_connector(data["connector"], path + ("connector",), report,
-                                    action=action if isinstance(action, str) else None)
+            self._resolve_connector(
+                data["connector"], path + ("connector",), report, action=action if isinstance(action, str) else None
+            )
         agent_runtime: str | None = None
         if isinstance(data.get("agent"), str) and data.get("type") in ("agent", "handoff"):
             found = self._resolve_agent(data["agent"], path + ("agent",), report)
@@ -383,8 +409,13 @@ class Validator:
             execution = Execution.model_validate(data["execution"]) if "execution" in data else None
         except ValidationError:
             execution = None  # already reported
-        self._check_execution(execution, path, report, step_id=sid, inherited_runtime=agent_runtime,
-                              owner=f" (step '{sid}')" if sid else "")
+        self._check_execution(
+            execution,
+            path,
+            report,
+            step_id=sid,
+            inherited_runtime=agent_runtime,
+        )
         opaque = data.get("type") == "transform" and data.get("language") in ("jq", "jsonpath", "javascript", "python")
         for key, value in data.items():
             if key in BLOCK_FIELDS or key in ("id", "type", "displayName", "description", "needs"):
@@ -426,12 +457,21 @@ class Validator:
         for name, rng in requires.items():
             problem = check_range(rng)
             if problem:
-                report("INVALID_VERSION_RANGE", f"'{rng}' for '{name}' is not a version range: {problem}",
-                       ("requires", name), hint="use ranges like '>=0.1.0 <0.3.0', '^1.0' or '~1.2'")
+                report(
+                    "INVALID_VERSION_RANGE",
+                    f"'{rng}' for '{name}' is not a version range: {problem}",
+                    ("requires", name),
+                    hint="use ranges like '>=0.1.0 <0.3.0', '^1.0' or '~1.2'",
+                )
 
     def _check_version(self, version: Any, report: _Reporter) -> None:
         if isinstance(version, str) and not is_version(version):
-            report("INVALID_VERSION", f"'{version}' is not a semantic version", ("version",), hint="write MAJOR.MINOR.PATCH, e.g. 1.0.0")
+            report(
+                "INVALID_VERSION",
+                f"'{version}' is not a semantic version",
+                ("version",),
+                hint="write MAJOR.MINOR.PATCH, e.g. 1.0.0",
+            )
 
     # -- backends ------------------------------------------------------------------------------
 
@@ -455,7 +495,9 @@ class Validator:
                     "INVALID_BACKEND",
                     f"unknown backend '{name}'",
                     path + ("execution", "backend"),
-                    hint=f"did you mean '{best}'?" if best else "use native, langchain, assistants, custom or a registered name",
+                    hint=f"did you mean '{best}'?"
+                    if best
+                    else "use native, langchain, assistants, custom or a registered name",
                     step_id=step_id,
                 )
             elif self.backends.canonical(name) == "langchain" and not (execution.runtime or inherited_runtime):
@@ -470,8 +512,13 @@ class Validator:
             problem = check_range(rng)
             p = path + ("execution", "compatibility", framework)
             if problem:
-                report("INVALID_VERSION_RANGE", f"compatibility range '{rng}' for '{framework}' does not parse: {problem}",
-                       p, hint="use ranges like '>=0.1.0 <0.3.0', '^1.0' or '~1.2'", step_id=step_id)
+                report(
+                    "INVALID_VERSION_RANGE",
+                    f"compatibility range '{rng}' for '{framework}' does not parse: {problem}",
+                    p,
+                    hint="use ranges like '>=0.1.0 <0.3.0', '^1.0' or '~1.2'",
+                    step_id=step_id,
+                )
                 continue
             found = installed_version(framework)
             if found is not None and not matches(found, rng):
@@ -491,14 +538,24 @@ class Validator:
         self._check_execution(agent.execution, (), report)
         model = agent.model
         if model.provider not in OFFLINE_PROVIDERS and not model.id:
-            report("MISSING_REQUIRED_FIELD", f"model '{model.provider}' needs an 'id' (the model name)", ("model", "id"),
-                   hint="add e.g. 'id: gpt-4o-mini', or use the offline provider 'echo' or 'scripted'")
+            report(
+                "MISSING_REQUIRED_FIELD",
+                f"model '{model.provider}' needs an 'id' (the model name)",
+                ("model", "id"),
+                hint="add e.g. 'id: gpt-4o-mini', or use the offline provider 'echo' or 'scripted'",
+            )
         if model.provider == "scripted" and not model.responses:
-            report("MISSING_REQUIRED_FIELD", "the scripted provider needs 'responses'", ("model", "responses"),
-                   hint="add 'responses: [{content: ...}]'")
+            report(
+                "MISSING_REQUIRED_FIELD",
+                "the scripted provider needs 'responses'",
+                ("model", "responses"),
+                hint="add 'responses: [{content: ...}]'",
+            )
         for i, entry in enumerate(agent.toolset):
             text = entry if isinstance(entry, str) else entry.connector
-            self._resolve_connector(text, ("toolset", i) if isinstance(entry, str) else ("toolset", i, "connector"), report)
+            self._resolve_connector(
+                text, ("toolset", i) if isinstance(entry, str) else ("toolset", i, "connector"), report
+            )
         if agent.knowledge:
             for i, text in enumerate(agent.knowledge.connectors):
                 self._resolve_connector(text, ("knowledge", "connectors", i), report)
@@ -507,8 +564,12 @@ class Validator:
             if isinstance(agent.io.outputSchema, dict):
                 self._check_schema(agent.io.outputSchema, ("io", "outputSchema"), report)
         if agent.registryMode and not (agent.io and agent.io.outputSchema):
-            report("MISSING_REQUIRED_FIELD", "registryMode requires io.outputSchema", ("io",),
-                   hint="declare the agent's output schema for registry publishing")
+            report(
+                "MISSING_REQUIRED_FIELD",
+                "registryMode requires io.outputSchema",
+                ("io",),
+                hint="declare the agent's output schema for registry publishing",
+            )
 
     # -- connectors ----------------------------------------------------------------------------
 
@@ -518,8 +579,12 @@ class Validator:
         for i, action in enumerate(conn.actions):
             path: Path = ("actions", i)
             if action.name in names:
-                report("INVALID_VALUE", f"action '{action.name}' is defined twice (also actions[{names[action.name]}])",
-                       path + ("name",), hint="give each action a unique name")
+                report(
+                    "INVALID_VALUE",
+                    f"action '{action.name}' is defined twice (also actions[{names[action.name]}])",
+                    path + ("name",),
+                    hint="give each action a unique name",
+                )
             names.setdefault(action.name, i)
             self._check_schema(action.input, path + ("input",), report)
             self._check_schema(action.output, path + ("output",), report)
@@ -529,7 +594,8 @@ class Validator:
                 if len(kinds) != 1:
                     report(
                         "INVALID_VALUE" if kinds else "MISSING_REQUIRED_FIELD",
-                        f"a handler needs exactly one of function, http, command, kafka or mcp (found {', '.join(kinds) or 'none'})",
+                        "a handler needs exactly one of function, http, command, kafka or mcp "
+                        f"(found {', '.join(kinds) or 'none'})",
                         path + ("handler",),
                         hint="keep one handler kind per action",
                     )
@@ -563,7 +629,8 @@ class Validator:
         if versions:
             report(
                 "UNKNOWN_REFERENCE",
-                f"no loaded version of {kind} '{ref.name}' matches '{ref.range}' (loaded: {', '.join(sorted(versions))})",
+                f"no loaded version of {kind} '{ref.name}' matches '{ref.range}' "
+                f"(loaded: {', '.join(sorted(versions))})",
                 path,
                 hint="load a matching version or change the range",
             )
@@ -573,10 +640,14 @@ class Validator:
             "UNKNOWN_REFERENCE",
             f"{kind} '{text}' is not loaded",
             path,
-            hint=f"did you mean '{best}'?" if best else f"load the {kind} manifest first (ow.load or a %%workflow cell)",
+            hint=f"did you mean '{best}'?"
+            if best
+            else f"load the {kind} manifest first (ow.load or a %%workflow cell)",
         )
 
-    def _resolve_connector(self, text: str, path: Path, report: _Reporter, action: str | None = None) -> Loaded[Connector] | None:
+    def _resolve_connector(
+        self, text: str, path: Path, report: _Reporter, action: str | None = None
+    ) -> Loaded[Connector] | None:
         ref = self._parse(text, "connector", path, report, allow_action=True)
         if ref is None:
             return None
@@ -612,7 +683,12 @@ class Validator:
         raw = item.raw.data
         self._check_execution(wf.execution, (), report)
         if wf.timeout is not None and parse_duration(wf.timeout) is None:
-            report("INVALID_DURATION", f"timeout '{wf.timeout}' is not a duration", ("timeout",), hint="write e.g. 300, 30s, 10m or 1h")
+            report(
+                "INVALID_DURATION",
+                f"timeout '{wf.timeout}' is not a duration",
+                ("timeout",),
+                hint="write e.g. 300, 30s, 10m or 1h",
+            )
         for i, trig in enumerate(wf.triggers):
             needed = {"schedule": "cron", "webhook": "path"}.get(trig.type)
             if needed and not getattr(trig, needed):
@@ -627,14 +703,21 @@ class Validator:
         for step, path in _walk_steps(wf.steps, ("steps",)):
             self._check_step(item, step, path, graph, scope, report, builder)
         for name, spec in wf.outputs.items():
-            self._check_templates(spec.value, ("outputs", name, "value"), scope, report, None, in_loop=False, in_catch=False)
+            self._check_templates(
+                spec.value, ("outputs", name, "value"), scope, report, None, in_loop=False, in_catch=False
+            )
 
     def _report_graph(self, builder: Any, report: _Reporter) -> None:
         for sid, first, second in builder.duplicates:
             first_pos = position_of(report.raw.data, first)
             where = f" (first at line {first_pos[0]})" if first_pos else ""
-            report("DUPLICATE_STEP_ID", f"step id '{sid}' is used twice{where}", second + ("id",), step_id=sid,
-                   hint="step ids must be unique in a workflow, nested steps included")
+            report(
+                "DUPLICATE_STEP_ID",
+                f"step id '{sid}' is used twice{where}",
+                second + ("id",),
+                step_id=sid,
+                hint="step ids must be unique in a workflow, nested steps included",
+            )
         for code, message, sid, path, extra in builder.problems:
             cycle = extra.get("cycle", [])
             hint = "remove one of the references (or 'needs') so the steps can run in order"
@@ -671,40 +754,83 @@ class Validator:
                 self._resolve_agent(step.agent, path + ("agent",), report)
             for j, sel in enumerate(step.selectAgent or []):
                 self._resolve_agent(sel.agent, path + ("selectAgent", j, "agent"), report)
-        self._check_execution(step.execution, path, report, step_id=sid, inherited_runtime=agent_runtime,
-                              owner=f" (step '{sid}')")
+        wf_exec = item.model.execution if item is not None else None
+        self._check_execution(
+            step.execution,
+            path,
+            report,
+            step_id=sid,
+            inherited_runtime=agent_runtime or (wf_exec.runtime if wf_exec else None),
+        )
         # durations and shapes
         if step.timeout is not None and parse_duration(step.timeout) is None:
-            report("INVALID_DURATION", f"timeout '{step.timeout}' is not a duration", path + ("timeout",), step_id=sid,
-                   hint="write seconds (30) or a duration like 30s, 10m, 1h, 2d")
+            report(
+                "INVALID_DURATION",
+                f"timeout '{step.timeout}' is not a duration",
+                path + ("timeout",),
+                step_id=sid,
+                hint="write seconds (30) or a duration like 30s, 10m, 1h, 2d",
+            )
         if isinstance(step, WaitStep):
             self._check_wait(step, path, report)
         elif isinstance(step, ParallelStep):
             if not step.branches:
-                report("MISSING_REQUIRED_FIELD", "a parallel step needs at least one branch", path + ("branches",), step_id=sid)
+                report(
+                    "MISSING_REQUIRED_FIELD",
+                    "a parallel step needs at least one branch",
+                    path + ("branches",),
+                    step_id=sid,
+                )
             for name in step.branches:
                 if not _BRANCH_NAME.match(name):
-                    report("INVALID_VALUE", f"branch name '{name}' must be an identifier (letters, digits, _ or -)",
-                           path + ("branches", name), step_id=sid, hint="templates read it as steps.<id>.branches.<name>")
+                    report(
+                        "INVALID_VALUE",
+                        f"branch name '{name}' must be an identifier (letters, digits, _ or -)",
+                        path + ("branches", name),
+                        step_id=sid,
+                        hint="templates read it as steps.<id>.branches.<name>",
+                    )
             if not isinstance(step.join, str) and step.join.count > len(step.branches):
-                report("INVALID_VALUE", f"join count {step.join.count} exceeds the {len(step.branches)} branches",
-                       path + ("join",), step_id=sid)
+                report(
+                    "INVALID_VALUE",
+                    f"join count {step.join.count} exceeds the {len(step.branches)} branches",
+                    path + ("join",),
+                    step_id=sid,
+                )
         elif isinstance(step, SwitchStep) and not step.cases:
             report("MISSING_REQUIRED_FIELD", "a switch step needs at least one case", path + ("cases",), step_id=sid)
         elif isinstance(step, ForEachStep) and not isinstance(step.items, str | list):
-            report("INVALID_TYPE", f"'items' must be a list or an expression, found {_describe(step.items)}",
-                   path + ("items",), step_id=sid)
+            report(
+                "INVALID_TYPE",
+                f"'items' must be a list or an expression, found {_describe(step.items)}",
+                path + ("items",),
+                step_id=sid,
+            )
         elif isinstance(step, TransformStep) and step.language in ("javascript", "python"):
-            report("INVALID_VALUE", f"transform language '{step.language}' is not supported: no sandbox runs it here",
-                   path + ("language",), step_id=sid, hint="use template, jq or jsonpath")
+            report(
+                "INVALID_VALUE",
+                f"transform language '{step.language}' is not supported: no sandbox runs it here",
+                path + ("language",),
+                step_id=sid,
+                hint="use template, jq or jsonpath",
+            )
         if step.forEach is not None and not isinstance(step.forEach.items, str | list):
-            report("INVALID_TYPE", f"'forEach.items' must be a list or an expression, found {_describe(step.forEach.items)}",
-                   path + ("forEach", "items"), step_id=sid)
+            report(
+                "INVALID_TYPE",
+                f"'forEach.items' must be a list or an expression, found {_describe(step.forEach.items)}",
+                path + ("forEach", "items"),
+                step_id=sid,
+            )
         for j, need in enumerate(step.needs):
             if need not in graph.nodes:
                 best = did_you_mean(need, graph.nodes)
-                report("UNKNOWN_REFERENCE", f"step '{sid}' needs unknown step '{need}'", path + ("needs", j), step_id=sid,
-                       hint=f"did you mean '{best}'?" if best else None)
+                report(
+                    "UNKNOWN_REFERENCE",
+                    f"step '{sid}' needs unknown step '{need}'",
+                    path + ("needs", j),
+                    step_id=sid,
+                    hint=f"did you mean '{best}'?" if best else None,
+                )
         # templates in the step's own fields
         if node is None:
             return
@@ -722,30 +848,54 @@ class Validator:
     def _check_wait(self, step: WaitStep, path: Path, report: _Reporter) -> None:
         sid = step.id
         if (step.duration is None) == (step.until is None):
-            report("INVALID_VALUE", "a wait step needs exactly one of 'duration' or 'until'", path, step_id=sid,
-                   hint="write 'duration: 30s' or 'until: {event: ...}' / 'until: {time: ...}'")
+            report(
+                "INVALID_VALUE",
+                "a wait step needs exactly one of 'duration' or 'until'",
+                path,
+                step_id=sid,
+                hint="write 'duration: 30s' or 'until: {event: ...}' / 'until: {time: ...}'",
+            )
         if step.duration is not None and parse_duration(step.duration) is None:
-            report("INVALID_DURATION", f"'{step.duration}' is not a duration", path + ("duration",), step_id=sid,
-                   hint="write e.g. 30s, 10m, 1h or 2d")
+            report(
+                "INVALID_DURATION",
+                f"'{step.duration}' is not a duration",
+                path + ("duration",),
+                step_id=sid,
+                hint="write e.g. 30s, 10m, 1h or 2d",
+            )
         until = step.until
         if until is not None:
             if (until.event is None) == (until.time is None):
-                report("INVALID_VALUE", "'until' needs exactly one of 'event' or 'time'", path + ("until",), step_id=sid)
+                report(
+                    "INVALID_VALUE", "'until' needs exactly one of 'event' or 'time'", path + ("until",), step_id=sid
+                )
             if until.time is not None and "{{" not in until.time:
                 try:
                     datetime.fromisoformat(until.time.replace("Z", "+00:00"))
                 except ValueError:
-                    report("INVALID_VALUE", f"'{until.time}' is not an ISO 8601 time", path + ("until", "time"),
-                           step_id=sid, hint="write e.g. 2025-10-08T09:00:00Z")
+                    report(
+                        "INVALID_VALUE",
+                        f"'{until.time}' is not an ISO 8601 time",
+                        path + ("until", "time"),
+                        step_id=sid,
+                        hint="write e.g. 2025-10-08T09:00:00Z",
+                    )
             if until.timeout is not None and parse_duration(until.timeout) is None:
-                report("INVALID_DURATION", f"'{until.timeout}' is not a duration", path + ("until", "timeout"), step_id=sid)
+                report(
+                    "INVALID_DURATION", f"'{until.timeout}' is not a duration", path + ("until", "timeout"), step_id=sid
+                )
 
     def _resolve_subworkflow(
         self, item: Loaded[Workflow] | None, step: WorkflowStep, path: Path, report: _Reporter
     ) -> None:
         text = step.workflow
         if step.version is not None and check_range(step.version):
-            report("INVALID_VERSION_RANGE", f"'{step.version}' is not a version or range", path + ("version",), step_id=step.id)
+            report(
+                "INVALID_VERSION_RANGE",
+                f"'{step.version}' is not a version or range",
+                path + ("version",),
+                step_id=step.id,
+            )
             return
         if text.startswith("workflow:"):
             ref = self._parse(text, "workflow", path + ("workflow",), report)
@@ -766,8 +916,11 @@ class Validator:
                     if step.version is not None and check_range(step.version):
                         continue  # reported as INVALID_VERSION_RANGE; cannot be resolved
                     try:
-                        ref = parse_ref(step.workflow, expected_kind="workflow") if step.workflow.startswith("workflow:") \
+                        ref = (
+                            parse_ref(step.workflow, expected_kind="workflow")
+                            if step.workflow.startswith("workflow:")
                             else Ref("workflow", None, step.workflow, step.version)
+                        )
                     except RefError:
                         continue
                     out.append((step.id, ref))
@@ -783,7 +936,7 @@ class Validator:
                 if id(cur) in visited:
                     continue
                 visited.add(id(cur))
-                for sid, ref in calls(cur.model):
+                for _sid, ref in calls(cur.model):
                     target = self.catalog.workflow(ref)
                     if target is None:
                         continue
@@ -801,51 +954,101 @@ class Validator:
 
     # -- templates -----------------------------------------------------------------------------
 
-    def _check_templates(self, value: Any, path: Path, scope: _Scope, report: _Reporter, sid: str | None, *,
-                         in_loop: bool, in_catch: bool) -> None:
+    def _check_templates(
+        self,
+        value: Any,
+        path: Path,
+        scope: _Scope,
+        report: _Reporter,
+        sid: str | None,
+        *,
+        in_loop: bool,
+        in_catch: bool,
+    ) -> None:
         from .templates import iter_strings
 
         for spath, text in iter_strings(value, path):
             self._check_template_text(text, spath, scope, report, sid, in_loop=in_loop, in_catch=in_catch)
 
-    def _check_template_text(self, text: str, path: Path, scope: _Scope, report: _Reporter, sid: str | None, *,
-                             in_loop: bool, in_catch: bool) -> None:
+    def _check_template_text(
+        self, text: str, path: Path, scope: _Scope, report: _Reporter, sid: str | None, *, in_loop: bool, in_catch: bool
+    ) -> None:
         info: TemplateInfo = analyse(text)
         if not info.is_template:
             return
         if info.error:
             delta = (info.error_line or 1) - 1 + (1 if "\n" in text.rstrip("\n") else 0)
-            report("TEMPLATE_SYNTAX", f"template does not parse: {info.error}", path, step_id=sid, line_delta=delta,
-                   hint="check the {{ }} and {% %} pairs, quotes and operators")
+            report(
+                "TEMPLATE_SYNTAX",
+                f"template does not parse: {info.error}",
+                path,
+                step_id=sid,
+                line_delta=delta,
+                hint="check the {{ }} and {% %} pairs, quotes and operators",
+            )
             return
         filters = known_filters()
         for name in sorted(info.filters - filters):
-            report("TEMPLATE_SYNTAX", f"no filter or test named '{name}'", path, step_id=sid,
-                   hint=(suggestion(name, filters).strip() or "see docs/manifests.md for the filters"))
+            report(
+                "TEMPLATE_SYNTAX",
+                f"no filter or test named '{name}'",
+                path,
+                step_id=sid,
+                hint=(suggestion(name, filters).strip() or "see docs/manifests.md for the filters"),
+            )
         functions = known_functions()
         for root in sorted(info.roots):
             if root in functions:
                 continue
             if root not in ROOTS:
                 best = did_you_mean(root, [*ROOTS, *functions])
-                report("UNKNOWN_REFERENCE", f"template reads unknown name '{root}'", path, step_id=sid,
-                       hint=f"did you mean '{best}'?" if best else f"templates read {', '.join(k for k in ROOTS if k != 'loop')}")
+                report(
+                    "UNKNOWN_REFERENCE",
+                    f"template reads unknown name '{root}'",
+                    path,
+                    step_id=sid,
+                    hint=f"did you mean '{best}'?"
+                    if best
+                    else f"templates read {', '.join(k for k in ROOTS if k != 'loop')}",
+                )
             elif root in LOOP_NAMES and not in_loop:
-                report("UNKNOWN_REFERENCE", f"'{root}' is only defined inside a loop", path, step_id=sid,
-                       hint="use it in a forEach step's steps or in a step with forEach/for_each")
+                report(
+                    "UNKNOWN_REFERENCE",
+                    f"'{root}' is only defined inside a loop",
+                    path,
+                    step_id=sid,
+                    hint="use it in a forEach step's steps or in a step with forEach/for_each",
+                )
             elif root == "error" and not in_catch:
-                report("UNKNOWN_REFERENCE", "'error' is only defined in a try step's catch and finally blocks", path,
-                       step_id=sid, hint="read steps.<id>.error to see another step's error")
+                report(
+                    "UNKNOWN_REFERENCE",
+                    "'error' is only defined in a try step's catch and finally blocks",
+                    path,
+                    step_id=sid,
+                    hint="read steps.<id>.error to see another step's error",
+                )
         for ref in sorted(info.steps):
             if ref not in scope.graph.nodes:
                 best = did_you_mean(ref, scope.graph.nodes)
-                report("UNKNOWN_REFERENCE", f"template reads unknown step 'steps.{ref}'", path, step_id=sid,
-                       hint=f"did you mean '{best}'?" if best else "reference a step id of this workflow")
+                report(
+                    "UNKNOWN_REFERENCE",
+                    f"template reads unknown step 'steps.{ref}'",
+                    path,
+                    step_id=sid,
+                    hint=f"did you mean '{best}'?" if best else "reference a step id of this workflow",
+                )
         for name in sorted(info.inputs):
             if name not in scope.inputs:
                 best = did_you_mean(name, scope.inputs)
-                report("UNKNOWN_REFERENCE", f"template reads undeclared input 'inputs.{name}'", path, step_id=sid,
-                       hint=f"did you mean '{best}'?" if best else f"declare it under the workflow's inputs: ({name}: {{type: string}})")
+                report(
+                    "UNKNOWN_REFERENCE",
+                    f"template reads undeclared input 'inputs.{name}'",
+                    path,
+                    step_id=sid,
+                    hint=f"did you mean '{best}'?"
+                    if best
+                    else f"declare it under the workflow's inputs: ({name}: {{type: string}})",
+                )
 
 
 @cache
@@ -900,4 +1103,4 @@ def walk_steps(steps: list[Any]) -> Iterable[tuple[StepBase, Path]]:
     return _walk_steps(steps, ("steps",))
 
 
-__all__ = ["Validator", "pydantic_diagnostics", "walk_steps", "LMap", "LSeq"]
+__all__ = ["LMap", "LSeq", "Validator", "pydantic_diagnostics", "walk_steps"]

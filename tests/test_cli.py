@@ -23,7 +23,9 @@ def test_validate_ok(capsys):
 
 def test_validate_reports_file_line_code(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: w\nsteps:\n  - id: a\n    type: transform\n    expression: '{{ steps.nope.output }}'\n  - id: a\n    type: wait\n    duration: soon\n")
+    bad.write_text(
+        "name: w\nsteps:\n  - id: a\n    type: transform\n    expression: '{{ steps.nope.output }}'\n  - id: a\n    type: wait\n    duration: soon\n"
+    )
     assert main(["validate", str(bad)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert f"{bad}:5: UNKNOWN_REFERENCE" in "\n".join(lines)
@@ -36,7 +38,9 @@ def test_validate_reports_file_line_code(tmp_path, capsys):
 
 def test_validate_loads_files_together(tmp_path, capsys):
     conn = tmp_path / "c.yaml"
-    conn.write_text("connector: {name: c, kind: sdk}\nactions: [{name: go, handler: {function: owf_magics.demo_tools.text_stats}}]\n")
+    conn.write_text(
+        "connector: {name: c, kind: sdk}\nactions: [{name: go, handler: {function: owf_magics.demo_tools.text_stats}}]\n"
+    )
     wf = tmp_path / "w.yaml"
     wf.write_text("name: w\nsteps: [{id: s, connector: c, action: go, input: {text: x}}]\n")
     assert main(["validate", str(wf), str(conn)]) == 0
@@ -50,7 +54,7 @@ def test_plan_table_and_json(capsys):
     assert "summarize" in out and "--prefer-backend" in out
     assert main(["plan", str(EXAMPLE), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["steps"]
-    assert [(r["step_id"], r["backend"], r["source"]) for r in rows][0] == ("search", "native", "default")
+    assert (rows[0]["step_id"], rows[0]["backend"], rows[0]["source"]) == ("search", "native", "default")
     assert main(["plan", str(EXAMPLE), "--prefer-backend", "nativ"]) == 1
     assert "Did you mean 'native'" in capsys.readouterr().err
 

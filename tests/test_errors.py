@@ -10,8 +10,12 @@ from owf_magics.errors import ERROR_CODES, Diagnostic
 
 def test_envelope_and_codes():
     err = UnavailableError("Backend 'x' is not installed", details={"backend": "x"})
-    assert err.to_dict() == {"status": "error", "code": "UNAVAILABLE", "message": "Backend 'x' is not installed",
-                             "details": {"backend": "x"}}
+    assert err.to_dict() == {
+        "status": "error",
+        "code": "UNAVAILABLE",
+        "message": "Backend 'x' is not installed",
+        "details": {"backend": "x"},
+    }
     assert isinstance(err, OWFError)
     assert set(ERROR_CODES) == {"VALIDATION", "UNAVAILABLE", "BACKEND_ERROR", "TIMEOUT", "CANCELED", "INTERNAL_ERROR"}
 

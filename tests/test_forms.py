@@ -61,8 +61,13 @@ def test_registry_form_json_with_schema_version(ow):
         "version": "1.0.0",
         "inputs": {"city": {"type": "string", "default": "Paris"}},
         "steps": [
-            {"id": "get", "type": "action", "connector": "connector:community/weather@1.0.0",
-             "action": "get_current_weather", "input": {"location": "{{ inputs.city }}"}}
+            {
+                "id": "get",
+                "type": "action",
+                "connector": "connector:community/weather@1.0.0",
+                "action": "get_current_weather",
+                "input": {"location": "{{ inputs.city }}"},
+            }
         ],
         "outputs": {"temp": {"value": "{{ steps.get.output.temperature }}"}},
     }
@@ -100,7 +105,10 @@ runtime: langchain
 
 
 def test_combined_form_multi_document_and_singular_workflow(ow):
-    text = NESTED_CONNECTOR + "\n---\n" + """
+    text = (
+        NESTED_CONNECTOR
+        + "\n---\n"
+        + """
 workflow:
   name: Hybrid
   steps:
@@ -110,6 +118,7 @@ workflow:
       execution: local
       input: {location: Paris}
 """
+    )
     items = ow.load(text)
     assert [i.kind for i in items] == ["connector", "workflow"]
     step = items[1].model.steps[0]
@@ -186,3 +195,29 @@ model: {provider: echo, providerConfig: {anything: [1, 2], base_url: "http://127
 execution: {backend: native, config: {whatever: true}}
 metadata: {free: form}
 """)
+
+
+def test_literals_in_templates_are_not_names(ow):
+    ow.load(
+        "name: a\nsteps: [{id: x, type: transform, expression: '{{ true }}'}, {id: y, type: if, condition: '{{ none }}', then: []}]"
+    )
+
+
+def test_plural_type_is_an_alias(ow):
+    [wf] = ow.load("type: workflows\nname: b\nsteps: [{id: x, type: transform, expression: y}]")
+    assert wf.model.type == "workflow"
+    assert [w.code for w in ow.warnings] == ["ALIAS"]
+
+
+def test_step_inherits_workflow_runtime(ow):
+    ow.load(
+        "name: c\nexecution: {runtime: python}\nsteps: [{id: x, type: transform, expression: y, execution: {backend: langchain}}]"
+    )
+    assert ow.workflow("c").plan()["x"].runtime == "python"
+
+
+def test_for_each_on_a_loop_step_means_items(ow):
+    [wf] = ow.load(
+        "name: d\nsteps: [{id: x, type: loop, for_each: [1, 2], steps: [{id: y, type: transform, expression: '{{ item }}'}]}]"
+    )
+    assert wf.model.steps[0].items == [1, 2]

@@ -51,11 +51,60 @@ def _check(source: Any, **kwargs: Any) -> None:
 
 YAMLISH = st.sampled_from(
     [
-        "\n", " ", "  ", "\t", ":", ": ", "- ", "? ", "---\n", "...\n", "#", "&a ", "*a", "!!", "!tag ", "<<: ",
-        "[", "]", "{", "}", ",", "'", '"', "|\n", ">\n", "{{", "}}", "{%", "%}", "workflows:", "steps:",
-        "agents:", "connectors:", "type: ", "id: ", "name: ", "agent", "workflow", "connector", "forEach",
-        "parallel", "branches:", "then:", "else:", "needs: ", "duration: ", "until: ", "1.0.0", "@^1",
-        "!!python/object/apply:os.getcwd []", "\x00", "\ufeff", "\u2028", "é",
+        "\n",
+        " ",
+        "  ",
+        "\t",
+        ":",
+        ": ",
+        "- ",
+        "? ",
+        "---\n",
+        "...\n",
+        "#",
+        "&a ",
+        "*a",
+        "!!",
+        "!tag ",
+        "<<: ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "'",
+        '"',
+        "|\n",
+        ">\n",
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "workflows:",
+        "steps:",
+        "agents:",
+        "connectors:",
+        "type: ",
+        "id: ",
+        "name: ",
+        "agent",
+        "workflow",
+        "connector",
+        "forEach",
+        "parallel",
+        "branches:",
+        "then:",
+        "else:",
+        "needs: ",
+        "duration: ",
+        "until: ",
+        "1.0.0",
+        "@^1",
+        "!!python/object/apply:os.getcwd []",
+        "\x00",
+        "\ufeff",
+        "\u2028",
+        "é",
     ]
 )
 
@@ -93,11 +142,42 @@ def _fields(model: Any) -> list[str]:
 
 
 STEP_FIELDS = sorted({name for cls in STEP_TYPES.values() for name in _fields(cls)})
-ALIAS_STEP_FIELDS = ["name", "with", "plugin", "depends_on", "dependsOn", "continue_on_error", "for_each",
-                     "max_concurrency", "select_agent", "resume_after", "backend", "template", "jq", "jsonpath",
-                     "runtimeHint", "retry_on", "tiemout", "inptu"]
-STEP_TYPE_NAMES = [*STEP_TYPES, "for_each", "foreach", "loop", "condition", "route", "map", "delay", "until",
-                   "subworkflow", "sub-workflow", "forEch", "", "Agent"]
+ALIAS_STEP_FIELDS = [
+    "name",
+    "with",
+    "plugin",
+    "depends_on",
+    "dependsOn",
+    "continue_on_error",
+    "for_each",
+    "max_concurrency",
+    "select_agent",
+    "resume_after",
+    "backend",
+    "template",
+    "jq",
+    "jsonpath",
+    "runtimeHint",
+    "retry_on",
+    "tiemout",
+    "inptu",
+]
+STEP_TYPE_NAMES = [
+    *STEP_TYPES,
+    "for_each",
+    "foreach",
+    "loop",
+    "condition",
+    "route",
+    "map",
+    "delay",
+    "until",
+    "subworkflow",
+    "sub-workflow",
+    "forEch",
+    "",
+    "Agent",
+]
 STEP_IDS = ["a", "b", "c", "fetch", "loop", "a b", ""]
 WORKFLOW_FIELDS = [*_fields(Workflow), "trigger", "id", "backend", "descripton"]
 AGENT_FIELDS = [*_fields(Agent), "id", "tools", "instructions", "runtime", "agent", "persona"]
@@ -111,15 +191,64 @@ scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=32),
     st.sampled_from(
         [
-            "", "x", "5s", "10m", "1.5h", "five minutes", "-1", "1.0.0", "v2", "one", "^1.0", ">>1", "~>1", "latest",
-            "native", "langchain", "langgraph", "nativ", "python", "node", "echo", "scripted", "openai",
-            "agent:writer", "agent:acme/writer@^1.0", "connector:tools@1.0.0", "connector:tools.run", "tool:x/y",
-            "workflow:child", "writer", "tools", "run", "child", "Child",
-            "{{ inputs.x }}", "{{ steps.a.output }}", "{{ steps.b.output.value | upper }}", "{{ item }}",
-            "{{ error.message }}", "{{ steps.loop.output | length > 0 && !inputs.flag }}", "{{ unknown }}",
-            "{{ x | nofilter }}", "{{ (", "{% for i in inputs.x %}{{ i }}", "{{ steps['a'].output }}",
-            "{{ index }}", "{{ env.HOME }}", "{{ secrets.KEY }}", "count(2)", "all", "any", "0 9 * * *",
-            "2025-10-08T09:00:00Z", "tomorrow", "template", "jq", "python", ".x",
+            "",
+            "x",
+            "5s",
+            "10m",
+            "1.5h",
+            "five minutes",
+            "-1",
+            "1.0.0",
+            "v2",
+            "one",
+            "^1.0",
+            ">>1",
+            "~>1",
+            "latest",
+            "native",
+            "langchain",
+            "langgraph",
+            "nativ",
+            "python",
+            "node",
+            "echo",
+            "scripted",
+            "openai",
+            "agent:writer",
+            "agent:acme/writer@^1.0",
+            "connector:tools@1.0.0",
+            "connector:tools.run",
+            "tool:x/y",
+            "workflow:child",
+            "writer",
+            "tools",
+            "run",
+            "child",
+            "Child",
+            "{{ inputs.x }}",
+            "{{ steps.a.output }}",
+            "{{ steps.b.output.value | upper }}",
+            "{{ item }}",
+            "{{ error.message }}",
+            "{{ steps.loop.output | length > 0 && !inputs.flag }}",
+            "{{ unknown }}",
+            "{{ x | nofilter }}",
+            "{{ (",
+            "{% for i in inputs.x %}{{ i }}",
+            "{{ steps['a'].output }}",
+            "{{ index }}",
+            "{{ env.HOME }}",
+            "{{ secrets.KEY }}",
+            "count(2)",
+            "all",
+            "any",
+            "0 9 * * *",
+            "2025-10-08T09:00:00Z",
+            "tomorrow",
+            "template",
+            "jq",
+            "python",
+            ".x",
         ]
     ),
     st.text(max_size=6),
@@ -129,7 +258,9 @@ scalars = st.one_of(
 def _json(leaf: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     return st.recursive(
         leaf,
-        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "type", "x"]), inner, max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "type", "x"]), inner, max_size=3)
+        ),
         max_leaves=6,
     )
 
@@ -137,8 +268,13 @@ def _json(leaf: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 values = _json(scalars)
 
 
-def _mapping(keys: list[str], value: st.SearchStrategy[Any], *, required: dict[str, st.SearchStrategy[Any]] | None = None,
-             max_size: int = 5) -> st.SearchStrategy[dict[str, Any]]:
+def _mapping(
+    keys: list[str],
+    value: st.SearchStrategy[Any],
+    *,
+    required: dict[str, st.SearchStrategy[Any]] | None = None,
+    max_size: int = 5,
+) -> st.SearchStrategy[dict[str, Any]]:
     base = st.fixed_dictionaries(required or {}, optional={}) if required else st.just({})
     extra = st.dictionaries(st.sampled_from(keys), value, max_size=max_size)
     return st.tuples(base, extra).map(lambda t: {**t[1], **t[0]})
@@ -149,9 +285,20 @@ def _step(children: st.SearchStrategy[list[dict[str, Any]]]) -> st.SearchStrateg
         values,
         children,
         st.dictionaries(st.sampled_from(["high", "low", "left", "right", "a b"]), children, max_size=2),
-        st.fixed_dictionaries({}, optional={"items": values, "parallel": st.booleans(), "event": scalars,
-                                            "time": scalars, "timeout": scalars, "backend": scalars,
-                                            "runtime": scalars, "maxAttempts": st.integers(-1, 3), "count": scalars}),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "items": values,
+                "parallel": st.booleans(),
+                "event": scalars,
+                "time": scalars,
+                "timeout": scalars,
+                "backend": scalars,
+                "runtime": scalars,
+                "maxAttempts": st.integers(-1, 3),
+                "count": scalars,
+            },
+        ),
     )
     keyed = _mapping(
         STEP_FIELDS + ALIAS_STEP_FIELDS,
@@ -160,8 +307,11 @@ def _step(children: st.SearchStrategy[list[dict[str, Any]]]) -> st.SearchStrateg
         max_size=5,
     )
     # sometimes drop the id or the type, to reach inference and missing-field paths
-    return keyed.flatmap(lambda s: st.sampled_from([s, {k: v for k, v in s.items() if k != "type"},
-                                                    {k: v for k, v in s.items() if k != "id"}]))
+    return keyed.flatmap(
+        lambda s: st.sampled_from(
+            [s, {k: v for k, v in s.items() if k != "type"}, {k: v for k, v in s.items() if k != "id"}]
+        )
+    )
 
 
 steps = st.deferred(lambda: st.lists(_step(steps), max_size=3))
@@ -172,15 +322,34 @@ workflow = _mapping(
     required={"name": st.sampled_from(["child", "Child", "main", "main", ""]), "steps": steps},
 )
 model = _mapping(MODEL_FIELDS, values, required={"provider": st.sampled_from(["echo", "scripted", "openai", "nope"])})
-agent = _mapping(AGENT_FIELDS, st.one_of(values, model), required={"name": st.sampled_from(["writer", "Writer", ""]),
-                                                                   "model": model | values})
-action = _mapping(["name", "description", "input", "output", "handler", "approval", "inputSchema", "id"],
-                  st.one_of(values, st.fixed_dictionaries({}, optional={"function": scalars, "command": scalars,
-                                                                        "http": values, "type": scalars,
-                                                                        "properties": values, "required": values})),
-                  required={"name": st.sampled_from(["run", "send", "run"])})
-connector = _mapping(CONNECTOR_FIELDS, st.one_of(values, st.lists(action, max_size=3)),
-                     required={"name": st.sampled_from(["tools", "tools", "weather"]), "actions": st.lists(action, max_size=3)})
+agent = _mapping(
+    AGENT_FIELDS,
+    st.one_of(values, model),
+    required={"name": st.sampled_from(["writer", "Writer", ""]), "model": model | values},
+)
+action = _mapping(
+    ["name", "description", "input", "output", "handler", "approval", "inputSchema", "id"],
+    st.one_of(
+        values,
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "function": scalars,
+                "command": scalars,
+                "http": values,
+                "type": scalars,
+                "properties": values,
+                "required": values,
+            },
+        ),
+    ),
+    required={"name": st.sampled_from(["run", "send", "run"])},
+)
+connector = _mapping(
+    CONNECTOR_FIELDS,
+    st.one_of(values, st.lists(action, max_size=3)),
+    required={"name": st.sampled_from(["tools", "tools", "weather"]), "actions": st.lists(action, max_size=3)},
+)
 
 combined = st.fixed_dictionaries(
     {},
@@ -197,7 +366,9 @@ single = st.one_of(
     workflow.map(lambda w: {"type": "workflow", **w}),
     agent.map(lambda a: {"type": "agent", **a}),
     connector.map(lambda c: {"type": "connector", **c}),
-    connector.map(lambda c: {"connector": {k: v for k, v in c.items() if k != "actions"}, "actions": c.get("actions", [])}),
+    connector.map(
+        lambda c: {"connector": {k: v for k, v in c.items() if k != "actions"}, "actions": c.get("actions", [])}
+    ),
     workflow,  # kind inferred from 'steps'
     st.dictionaries(st.sampled_from(["type", "name", "kind", "steps", "agent", "includes"]), values, max_size=3),
 )
@@ -260,18 +431,27 @@ def _errors(text: Any) -> list[tuple[str, int | None]]:
 
 
 def test_deeply_nested_templates_are_syntax_errors() -> None:
-    for expression in ("(" * 2000 + "1" + ")" * 2000, "not " * 3000 + "1", "1" + " | upper" * 3000,
-                       "1" + " + 1" * 5000, "!" * 3000 + "x"):
+    for expression in (
+        "(" * 2000 + "1" + ")" * 2000,
+        "not " * 3000 + "1",
+        "1" + " | upper" * 3000,
+        "1" + " + 1" * 5000,
+        "!" * 3000 + "x",
+    ):
         text = _wf(f'      - id: a\n        type: transform\n        expression: "{{{{ {expression} }}}}"\n')
         assert _errors(text) == [("TEMPLATE_SYNTAX", 6)], expression[:20]
     nested_ifs = "{% if 1 %}" * 500 + "x" + "{% endif %}" * 500
-    assert _errors(_wf(f'      - id: a\n        type: transform\n        expression: "{nested_ifs}"\n')) == [("TEMPLATE_SYNTAX", 6)]
+    assert _errors(_wf(f'      - id: a\n        type: transform\n        expression: "{nested_ifs}"\n')) == [
+        ("TEMPLATE_SYNTAX", 6)
+    ]
 
 
 def test_a_long_dependency_cycle_is_reported() -> None:
     n = 3000  # the cycle search once recursed once per step
-    steps = "".join(f'      - id: s{i}\n        type: transform\n        expression: "1"\n        needs: [s{(i + 1) % n}]\n'
-                    for i in range(n))
+    steps = "".join(
+        f'      - id: s{i}\n        type: transform\n        expression: "1"\n        needs: [s{(i + 1) % n}]\n'
+        for i in range(n)
+    )
     ow = OpenWorkflow()
     try:
         ow.load(_wf(steps))

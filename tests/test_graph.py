@@ -58,15 +58,23 @@ def test_edges_are_lifted_to_siblings_and_groups_exist(ow):
     # the wait step is a barrier
     assert {("guard", "pause", "order"), ("pause", "last", "order"), ("fetch", "pause", "order")} <= edges
     kinds = {(grp.owner, grp.kind, grp.label) for grp in g.groups}
-    assert {("branch", "then", "then"), ("branch", "else", "else"), ("fan", "branch", "left"),
-            ("loop", "loop", "loop"), ("guard", "try", "try"), ("guard", "catch", "catch")} <= kinds
+    assert {
+        ("branch", "then", "then"),
+        ("branch", "else", "else"),
+        ("fan", "branch", "left"),
+        ("loop", "loop", "loop"),
+        ("guard", "try", "try"),
+        ("guard", "catch", "catch"),
+    } <= kinds
     assert g.nodes["inner"].parent == "branch" and g.nodes["inner"].depth == 1
     assert g.deps["loop"] == frozenset({"fan"})
     assert g.topological()[:3] == ["fetch", "branch", "inner"]
 
 
 def test_independent_steps_have_no_edges(ow):
-    [wf] = ow.load("name: I\nsteps:\n" + "".join(f"  - {{id: s{i}, type: transform, expression: x}}\n" for i in range(5)))
+    [wf] = ow.load(
+        "name: I\nsteps:\n" + "".join(f"  - {{id: s{i}, type: transform, expression: x}}\n" for i in range(5))
+    )
     assert wf.graph.edges == ()
     assert wf.graph.roots() == ("s0", "s1", "s2", "s3", "s4")
 
@@ -88,7 +96,9 @@ steps:
 
 
 def test_needs_and_unknown_needs(ow):
-    [wf] = ow.load("name: N\nsteps:\n  - {id: a, type: transform, expression: x}\n  - {id: b, type: transform, expression: y, needs: [a]}\n")
+    [wf] = ow.load(
+        "name: N\nsteps:\n  - {id: a, type: transform, expression: x}\n  - {id: b, type: transform, expression: y, needs: [a]}\n"
+    )
     assert wf.graph.deps["b"] == frozenset({"a"})
     with pytest.raises(ManifestError) as err:
         ow.load("name: N2\nsteps:\n  - {id: a, type: transform, expression: x, depends_on: [zz]}\n")

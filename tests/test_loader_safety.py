@@ -108,14 +108,14 @@ def test_python_tags_are_refused_and_nothing_runs(tmp_path: Path, name: str) -> 
     "template",
     [
         # the whole document is tagged
-        "--- !!python/object/apply:os.system [\"touch {m}\"]\n",
+        '--- !!python/object/apply:os.system ["touch {m}"]\n',
         # a tagged key
-        "? !!python/object/apply:os.system [\"touch {m}\"]\n: value\n",
+        '? !!python/object/apply:os.system ["touch {m}"]\n: value\n',
         # behind an anchor and used through an alias
-        "type: agent\nname: a\nmodel: {provider: echo}\nmetadata:\n  x: &p !!python/object/apply:os.system [\"touch {m}\"]\n"
+        'type: agent\nname: a\nmodel: {provider: echo}\nmetadata:\n  x: &p !!python/object/apply:os.system ["touch {m}"]\n'
         "  y: *p\n",
         # in a merge key
-        "type: agent\nname: a\n<<: !!python/object/apply:os.system [\"touch {m}\"]\nmodel: {provider: echo}\n",
+        'type: agent\nname: a\n<<: !!python/object/apply:os.system ["touch {m}"]\nmodel: {provider: echo}\n',
     ],
     ids=["document", "key", "alias", "merge"],
 )
@@ -134,7 +134,7 @@ def test_a_refused_document_blocks_the_whole_load(tmp_path: Path) -> None:
     text = (
         "type: agent\nname: fine\nmodel: {provider: echo}\n"
         "---\n"
-        f"type: agent\nname: evil\nmodel: {{provider: echo}}\ndescription: !!python/object/apply:os.system [\"touch {marker}\"]\n"
+        f'type: agent\nname: evil\nmodel: {{provider: echo}}\ndescription: !!python/object/apply:os.system ["touch {marker}"]\n'
     )
     ow, err = _errors(text)
     assert [(d.code, d.line) for d in err.diagnostics] == [("UNSAFE_YAML", 8)]
@@ -145,7 +145,9 @@ def test_a_refused_document_blocks_the_whole_load(tmp_path: Path) -> None:
 def test_unsafe_tag_file_and_validate(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.yaml"
-    path.write_text(f'type: agent\nname: evil\nmodel: {{provider: echo}}\nicon: !!python/object/apply:os.system ["touch {marker}"]\n')
+    path.write_text(
+        f'type: agent\nname: evil\nmodel: {{provider: echo}}\nicon: !!python/object/apply:os.system ["touch {marker}"]\n'
+    )
     ow = OpenWorkflow()
     with pytest.raises(ManifestError) as info:
         ow.validate(path)
@@ -154,7 +156,9 @@ def test_unsafe_tag_file_and_validate(tmp_path: Path) -> None:
     _assert_empty(ow)
 
 
-@pytest.mark.parametrize("tag", ["!!binary aGVsbG8=", "!!set {a, b}", "!!omap [{a: 1}]", "!custom value", "!<tag:example.com,2000:x> 1"])
+@pytest.mark.parametrize(
+    "tag", ["!!binary aGVsbG8=", "!!set {a, b}", "!!omap [{a: 1}]", "!custom value", "!<tag:example.com,2000:x> 1"]
+)
 def test_other_non_data_tags_are_refused(tag: str) -> None:
     ow, err = _errors(f"type: agent\nname: a\nmodel: {{provider: echo}}\nmetadata:\n  x: {tag}\n")
     assert [(d.code, d.line) for d in err.diagnostics] == [("UNSAFE_YAML", 5)]
@@ -163,7 +167,9 @@ def test_other_non_data_tags_are_refused(tag: str) -> None:
 
 def test_standard_data_tags_are_fine() -> None:
     ow = OpenWorkflow()
-    ow.load("type: agent\nname: a\nmodel: {provider: echo}\nmetadata: !!map\n  s: !!str 123\n  i: !!int '7'\n  l: !!seq [1]\n")
+    ow.load(
+        "type: agent\nname: a\nmodel: {provider: echo}\nmetadata: !!map\n  s: !!str 123\n  i: !!int '7'\n  l: !!seq [1]\n"
+    )
     (agent,) = ow.agents()
     assert agent.model.metadata == {"s": "123", "i": 7, "l": [1]}
 
@@ -177,7 +183,11 @@ def test_standard_data_tags_are_fine() -> None:
     [
         ("type: agent\nname: a\nmodel: {provider: echo}\nname: b\n", 4, 2),
         ("type: agent\nname: a\nmodel: {provider: echo, provider: scripted}\n", 3, 3),
-        ("workflows:\n  - name: w\n    steps:\n      - id: s\n        type: wait\n        duration: 1s\n        duration: 2s\n", 7, 6),
+        (
+            "workflows:\n  - name: w\n    steps:\n      - id: s\n        type: wait\n        duration: 1s\n        duration: 2s\n",
+            7,
+            6,
+        ),
         ('{"type": "agent",\n "name": "a",\n "model": {"provider": "echo"},\n "name": "b"}\n', 4, 2),
         # keys are text: `1` and "1" (or on and 'on') are the same key
         ("type: agent\nname: a\nmodel: {provider: echo}\nmetadata:\n  1: x\n  '1': y\n", 6, 5),
@@ -250,9 +260,7 @@ def test_alias_bomb_is_refused_quickly(where: str) -> None:
 def test_many_small_aliases_are_fine() -> None:
     ow = OpenWorkflow()
     ow.load(
-        "type: agent\nname: a\nmodel: &m {provider: echo}\nmetadata:\n  copies: ["
-        + ", ".join(["*m"] * 200)
-        + "]\n"
+        "type: agent\nname: a\nmodel: &m {provider: echo}\nmetadata:\n  copies: [" + ", ".join(["*m"] * 200) + "]\n"
     )
     assert len(ow.agents()[0].model.metadata["copies"]) == 200
 
@@ -352,8 +360,16 @@ def test_tabs_give_yaml_syntax_with_a_line(text: str, line: int) -> None:
         ("type: agent\nname: a\nmodel: {provider: echo\n", 3),
         ("type: agent\nname: 'it''s\n", 2),
     ],
-    ids=["dedent-in-mapping", "dedent-in-step", "misaligned-key", "over-indented", "unclosed-flow",
-         "unclosed-double-quote", "unclosed-brace-at-end", "unclosed-single-quote"],
+    ids=[
+        "dedent-in-mapping",
+        "dedent-in-step",
+        "misaligned-key",
+        "over-indented",
+        "unclosed-flow",
+        "unclosed-double-quote",
+        "unclosed-brace-at-end",
+        "unclosed-single-quote",
+    ],
 )
 def test_bad_indentation_and_quoting_give_a_line(text: str, line: int) -> None:
     ow, err = _errors(text)

@@ -33,9 +33,7 @@ EXPECTED = _expected()
 
 
 def _corpus_files() -> list[str]:
-    return sorted(
-        p.name for p in CORPUS.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.name != EXPECTED_FILE.name
-    )
+    return sorted(p.name for p in CORPUS.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.name != EXPECTED_FILE.name)
 
 
 def _load_errors(ow: OpenWorkflow, source: Any, **kwargs: Any) -> ManifestError:
@@ -92,7 +90,9 @@ def test_malformed_text_matches_file(name: str) -> None:
     assert {d.file for d in err.diagnostics} == {name}
 
 
-@pytest.mark.parametrize("name", ["multi_cross_checks.yaml", "unknown_ref_agent.yaml", "yaml_syntax_unclosed_quote.yaml"])
+@pytest.mark.parametrize(
+    "name", ["multi_cross_checks.yaml", "unknown_ref_agent.yaml", "yaml_syntax_unclosed_quote.yaml"]
+)
 def test_line_offset_shifts_every_line(name: str) -> None:
     path = CORPUS / name
     err = _load_errors(OpenWorkflow(), path.read_text(encoding="utf-8"), line_offset=10)

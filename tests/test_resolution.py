@@ -98,7 +98,11 @@ def test_registered_backend_resolves_and_is_available(ow):
     ow.register_backend("mine", EchoBackend())
     ow.load(MANIFESTS.replace("execution: {backend: native}", "execution: {backend: mine}"))
     plan = ow.workflow("Resolve").plan()
-    assert (plan["by_step"].backend, plan["by_step"].adapter_version, plan["by_step"].available) == ("mine", "9.9.9", True)
+    assert (plan["by_step"].backend, plan["by_step"].adapter_version, plan["by_step"].available) == (
+        "mine",
+        "9.9.9",
+        True,
+    )
     assert any(i.name == "mine" for i in ow.backends())
 
 
@@ -122,14 +126,16 @@ def test_entry_point_backend(tmp_path, monkeypatch, ow):
     from owf_magics.backends import registry
 
     pkg = tmp_path / "thirdparty_backend.py"
-    pkg.write_text(textwrap.dedent("""
+    pkg.write_text(
+        textwrap.dedent("""
         from owf_magics import Backend, BackendInfo
         class ThirdParty(Backend):
             def invoke(self, manifest, input, context):
                 return {"status": "success", "output": {"third": input}}
             def get_info(self):
                 return BackendInfo("thirdparty", "0.0.1", True, "from an entry point")
-    """))
+    """)
+    )
     dist = tmp_path / "thirdparty_backend-0.0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-backend\nVersion: 0.0.1\n")

@@ -66,7 +66,9 @@ class Backend(ABC):
     def get_info(self) -> BackendInfo:
         """Name, version and capabilities."""
 
-    async def ainvoke(self, manifest: dict[str, Any], input: dict[str, Any], context: ExecutionContext) -> dict[str, Any]:
+    async def ainvoke(
+        self, manifest: dict[str, Any], input: dict[str, Any], context: ExecutionContext
+    ) -> dict[str, Any]:
         """Async form of `invoke`; by default runs `invoke` in a worker thread."""
         import asyncio
 

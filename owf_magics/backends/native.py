@@ -38,7 +38,7 @@ class NativeBackend(Backend):
             if action is None:
                 raise BackendError(f"connector '{manifest.get('name')}' has no action '{action_name}'")
             handler = action.get("handler") or {}
-            if "function" in handler and handler["function"]:
+            if handler.get("function"):
                 return {"status": "success", "output": call_function(handler["function"], input, context)}
             raise UnavailableError(
                 f"the native backend runs '{next(iter(handler), 'no')}' handlers through the workflow executor",
@@ -69,10 +69,15 @@ def call_function(target: str, input: dict[str, Any], context: ExecutionContext 
     params = inspect.signature(fn).parameters
     if "context" in params:
         return fn(input, context=context)
-    if len(params) == 1 and next(iter(params.values())).kind in (
-        inspect.Parameter.POSITIONAL_ONLY,
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    ) and next(iter(params)) in ("input", "data", "payload", "args"):
+    if (
+        len(params) == 1
+        and next(iter(params.values())).kind
+        in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        )
+        and next(iter(params)) in ("input", "data", "payload", "args")
+    ):
         return fn(input)
     return fn(**input)
 

@@ -134,7 +134,9 @@ class BackendRegistry:
         if builtin is not None:
             missing = _missing(builtin.requires)
             if missing:
-                return BackendInfo(name, "-", False, builtin.description, builtin.runtime, (), {}, missing, builtin.install_hint)
+                return BackendInfo(
+                    name, "-", False, builtin.description, builtin.runtime, (), {}, missing, builtin.install_hint
+                )
             return self.get(name).get_info()
         if name in entry_point_targets():
             try:
@@ -143,7 +145,11 @@ class BackendRegistry:
                 return BackendInfo(name, "-", False, str(exc.message), None, missing=(entry_point_targets()[name],))
         if name in RESERVED:
             return BackendInfo(
-                name, "-", False, "reserved by the spec; register a backend under this name", None,
+                name,
+                "-",
+                False,
+                "reserved by the spec; register a backend under this name",
+                None,
                 install_hint=f"ow.register_backend({name!r}, YourBackend())",
             )
         raise self.unavailable(name)
@@ -163,7 +169,11 @@ class BackendRegistry:
             if missing:
                 raise UnavailableError(
                     f"Backend '{name}' is not installed or configured (missing: {', '.join(missing)})",
-                    details={"backend": name, "missing": list(missing), "suggestion": f"Install: {builtin.install_hint}"},
+                    details={
+                        "backend": name,
+                        "missing": list(missing),
+                        "suggestion": f"Install: {builtin.install_hint}",
+                    },
                 )
             target, hint = builtin.target, builtin.install_hint
         elif name in entry_point_targets():
@@ -188,7 +198,9 @@ class BackendRegistry:
     def unavailable(self, name: str) -> UnavailableError:
         best = self.suggest(name)
         suggestion = (
-            f"Did you mean '{best}'?" if best else f"Register it with ow.register_backend({name!r}, backend) "
+            f"Did you mean '{best}'?"
+            if best
+            else f"Register it with ow.register_backend({name!r}, backend) "
             f"or install a package that provides it in the '{ENTRY_POINT_GROUP}' entry-point group"
         )
         return UnavailableError(
