@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python bench/run.py
 
 lab: setup
+	@test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install --quiet 'jupyterlab>=4.2'
 	$(BIN)/jupyter lab notebooks/
 
 clean:
