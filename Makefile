@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml scripts/ensure-system-deps.sh
 	@touch $@
 
 demo: setup
-	$(BIN)/owf validate examples/
-	$(BIN)/owf plan examples/ --workflow "Research Digest"
+	$(BIN)/owf validate --no-warnings examples/
+	$(BIN)/owf plan examples/research-digest.yaml
+	$(BIN)/owf run examples/research-digest.yaml --input topic="OpenWorkflow LangGraph"
 
 lint: setup
 	$(BIN)/ruff check owf_magics tests bench

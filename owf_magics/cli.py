@@ -98,6 +98,62 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .errors import ManifestError, OWFError
+    from .registry import OpenWorkflow
+
+    inputs: dict[str, Any] = {}
+    for pair in args.input or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            print(f"--input expects KEY=VALUE, got {pair!r}", file=sys.stderr)
+            return 2
+        try:
+            inputs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            inputs[key] = value
+    ow = OpenWorkflow()
+    try:
+        ow.load_many([Path(f) for f in args.files])
+        result = ow.workflow(args.workflow).execute(inputs=inputs, prefer_backend=args.prefer_backend)
+    except ManifestError as exc:
+        for d in exc.diagnostics:
+            print(d.format(), file=sys.stderr)
+        return 1
+    except OWFError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(
+            {
+                "run_id": result.run_id,
+                "status": result.status,
+                "outputs": result.outputs,
+                "trace": result.trace_rows,
+                "usage": result.usage_rows,
+            }
+        )
+    else:
+        print(result.summary())
+        print(json.dumps(result.outputs, indent=2, default=str))
+        cols = [
+            "step_id",
+            "type",
+            "backend",
+            "status",
+            "iteration",
+            "attempt",
+            "duration_ms",
+            "total_tokens",
+            "error_code",
+        ]
+        import pandas as pd
+
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            print(result.trace[cols].to_string(index=False))
+    return 0 if result.status == "completed" else 1
+
+
 def cmd_backends(args: argparse.Namespace) -> int:
     from .registry import OpenWorkflow
 
@@ -210,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefer-backend", help="the backend for steps that name none")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="run a workflow and print its summary, outputs and trace")
+    p.add_argument("files", nargs="+", help="manifest files or directories (loaded together)")
+    p.add_argument("--workflow", "-w", help="the workflow to run (needed when several are loaded)")
+    p.add_argument("--input", "-i", action="append", metavar="KEY=VALUE", help="an input (JSON values allowed)")
+    p.add_argument("--prefer-backend", help="the backend for steps that name none")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("backends", help="backend management")
     bsub = p.add_subparsers(dest="backends_command", required=True)

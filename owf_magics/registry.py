@@ -7,7 +7,8 @@ when nothing is wrong does the copy replace the registry's catalog. A failed loa
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from .validation import Validator
 
 if TYPE_CHECKING:
     from .graph import Graph
+    from .results import RunResult
 
 Source = str | os.PathLike[str] | dict[str, Any] | list[Any]
 
@@ -36,6 +38,7 @@ class OpenWorkflow:
         state: Where runs are stored (a SQLite path, ``":memory:"``); used by durable runs.
         max_concurrent_runs: The global limit on runs executing at once.
         environment: Variables templates read as ``env.*`` (default: the process environment).
+        max_workers: Threads for synchronous action handlers (shared by this registry's runs).
 
     Example:
         >>> ow = OpenWorkflow()
@@ -50,6 +53,7 @@ class OpenWorkflow:
         max_concurrent_runs: int | None = None,
         *,
         environment: dict[str, str] | None = None,
+        max_workers: int = 8,
     ) -> None:
         self.state = state
         self.max_concurrent_runs = max_concurrent_runs
@@ -57,6 +61,8 @@ class OpenWorkflow:
         self._catalog = Catalog()
         self._backends = BackendRegistry()
         self.warnings: list[Diagnostic] = []
+        self.max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -153,6 +159,18 @@ class OpenWorkflow:
     def backend(self, name: str) -> Backend:
         """The backend instance for `name`; raises `UnavailableError` with what to install."""
         return self._backends.get(name)
+
+    def thread_pool(self) -> ThreadPoolExecutor:
+        """The bounded pool sync handlers run in (created on first use)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="owf-handler")
+        return self._pool
+
+    def close(self) -> None:
+        """Shut the handler thread pool down."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     @property
     def backend_registry(self) -> BackendRegistry:
@@ -279,6 +297,43 @@ class Workflow:
             raise ManifestError(bag.errors, bag.warnings)
         self.item.graph = validator.graphs.get(id(self.item), self.item.graph)
         self.item.checked_against = self.ow.catalog
+
+    def execute(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        prefer_backend: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+        callback: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> RunResult:
+        """Run the workflow and wait for it; also works inside a running event loop (Jupyter).
+
+        Args:
+            inputs: Values for the workflow's declared inputs (defaults fill the rest).
+            prefer_backend: The backend for steps that name none.
+            secrets: Values templates read as ``secrets.NAME`` (redacted from every result).
+            callback: Called with every event as it happens; its failures never stop the run.
+
+        Raises:
+            UnavailableError: A step's backend is not installed.
+            OWFError: Inputs do not match the declaration (code VALIDATION).
+        """
+        from .executor import Executor
+
+        plan = self.plan(prefer_backend=prefer_backend)
+        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback).run()
+
+    async def aexecute(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        prefer_backend: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+        callback: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> RunResult:
+        """Async form of `execute`."""
+        from .executor import Executor
+
+        plan = self.plan(prefer_backend=prefer_backend)
+        return await Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback).arun()
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.graph.nodes) if self.graph else 0} steps>"

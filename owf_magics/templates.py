@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -292,7 +292,14 @@ def environment() -> SandboxedEnvironment:
     from jinja2 import StrictUndefined
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    class _Env(ImmutableSandboxedEnvironment):
+        # `x.items` on a mapping means the key "items", not the dict method: data before attributes
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            if isinstance(obj, Mapping) and attribute in obj:
+                return obj[attribute]
+            return super().getattr(obj, attribute)
+
+    env = _Env(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     for name, fn in SPEC_FUNCTIONS.items():
         env.filters.setdefault(name, fn)
         env.globals.setdefault(name, fn)

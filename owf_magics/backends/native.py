@@ -52,34 +52,32 @@ class NativeBackend(Backend):
         raise BackendError(f"the native backend cannot invoke a manifest of type {kind!r}")
 
 
-def call_function(target: str, input: dict[str, Any], context: ExecutionContext | None = None) -> Any:
-    """Call ``module.attr`` (or ``module:attr``) with the input, and the context if it takes one."""
+def resolve_function(target: str) -> Any:
+    """The callable named ``module.attr`` (or ``module:attr``); UNAVAILABLE when it cannot be imported."""
     from .registry import load_target
 
     module, sep, attr = target.partition(":")
     if not sep:
         module, _, attr = target.rpartition(".")
     try:
-        fn = load_target(f"{module}:{attr}")
-    except (ImportError, AttributeError) as exc:
+        return load_target(f"{module}:{attr}")
+    except (ImportError, AttributeError, ValueError) as exc:
         raise UnavailableError(
             f"handler function '{target}' cannot be imported: {exc}",
             details={"function": target, "suggestion": "make the module importable (on sys.path) and the name right"},
         ) from exc
+
+
+def call_function(target: str, input: Any, context: ExecutionContext | None = None, *, fn: Any = None) -> Any:
+    """Call a handler with the action input: as keyword arguments, or whole when it takes one
+    parameter named input/data/payload/args; the context is passed when it accepts ``context``."""
+    fn = fn if fn is not None else resolve_function(target)
     params = inspect.signature(fn).parameters
-    if "context" in params:
-        return fn(input, context=context)
-    if (
-        len(params) == 1
-        and next(iter(params.values())).kind
-        in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        )
-        and next(iter(params)) in ("input", "data", "payload", "args")
-    ):
-        return fn(input)
-    return fn(**input)
+    kwargs = {"context": context} if "context" in params else {}
+    names = [n for n in params if n != "context"]
+    if not isinstance(input, dict) or (len(names) == 1 and names[0] in ("input", "data", "payload", "args")):
+        return fn(input, **kwargs)
+    return fn(**input, **kwargs)
 
 
 def echo_handler(input: dict[str, Any]) -> dict[str, Any]:

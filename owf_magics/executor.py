@@ -1,0 +1,1314 @@
+"""The native executor: runs a frozen plan with asyncio, deterministically.
+
+Each block of steps (the top level, a branch, a loop body) is a small DAG from the plan's graph:
+every step starts as soon as the steps it reads have finished, so independent steps overlap.
+Sync handlers run in a bounded thread pool (`OpenWorkflow(max_workers=...)`); templates and logic
+steps run inline. Trace rows and events are sorted by the graph's order, iteration and attempt,
+so the same inputs give the same outputs and the same trace whatever the timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import inspect
+import itertools
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from collections import ChainMap
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from .errors import BackendError, OWFError, StepTimeoutError, UnavailableError
+from .graph import ROOT, BlockKey, Graph
+from .models import (
+    Action,
+    ActionStep,
+    Agent,
+    AgentStep,
+    Connector,
+    ForEachStep,
+    HandoffStep,
+    IfStep,
+    ParallelStep,
+    RetryPolicy,
+    StepBase,
+    SwitchStep,
+    ToolsetEntry,
+    TransformStep,
+    TryStep,
+    WaitStep,
+    WorkflowStep,
+)
+from .normalize import parse_duration
+from .providers import Usage, cost_of, make_model
+from .refs import parse_ref
+from .render import TemplateError, redact, render, render_string, truthy
+from .resolution import Plan, step_models
+from .results import RunResult, StepError, StepResult
+
+if TYPE_CHECKING:
+    from .catalog import Loaded
+    from .registry import OpenWorkflow
+
+DEFAULT_MAX_WORKERS = 8
+_run_counter = itertools.count(1)
+_TRUSTED_SECRET_KEYS = re.compile(r"(header|auth|token|password|secret|key|credential)", re.I)
+_PLACEHOLDER = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}")
+
+
+def new_run_id() -> str:
+    """Timestamp plus a process-wide sequence number (the OpenFlow protocol's format)."""
+    return f"{datetime.now(UTC):%Y%m%d_%H%M%S}_{next(_run_counter):03d}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def to_step_error(exc: BaseException) -> StepError:
+    """Any exception as the SDK taxonomy's error."""
+    if isinstance(exc, OWFError):
+        return StepError(exc.code, exc.message, dict(exc.details))
+    if isinstance(exc, TimeoutError):
+        return StepError("TIMEOUT", "the step exceeded its timeout", {})
+    if isinstance(exc, asyncio.CancelledError):
+        return StepError("CANCELED", "the step was canceled", {})
+    return StepError("BACKEND_ERROR", f"{type(exc).__name__}: {exc}", {"original_error": type(exc).__name__})
+
+
+class StepFailed(Exception):
+    """Raised inside the executor to carry a step's error up to the block that runs it."""
+
+    def __init__(self, error: StepError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass
+class _Run:
+    """What one run shares across its steps."""
+
+    ow: OpenWorkflow
+    run_id: str
+    secrets: dict[str, str]
+    env: Mapping[str, str]
+    pool: ThreadPoolExecutor
+    callback: Callable[[dict[str, Any]], Any] | None
+    trace: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+    usage: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+    event_seq: itertools.count[int] = field(default_factory=itertools.count)
+
+    def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
+        event = redact(event, self.secrets)
+        event.setdefault("event_id", f"evt_{self.run_id}_{next(self.event_seq):05d}")
+        self.events.append((key, event))
+        if self.callback is not None:
+            with contextlib.suppress(Exception):  # a callback never stops the run
+                self.callback(event)
+
+
+@dataclass
+class _Frame:
+    """The scope a block runs in: its plan, results, and loop or error variables."""
+
+    plan: Plan
+    models: dict[str, StepBase]
+    inputs: dict[str, Any]
+    views: ChainMap[str, Any]
+    results: dict[str, StepResult]
+    iteration: tuple[int, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    order: dict[str, float] = field(default_factory=dict)
+    prefix: str = ""
+
+    def scope(self, run: _Run) -> dict[str, Any]:
+        scope: dict[str, Any] = {
+            "inputs": self.inputs,
+            "steps": self.views,
+            "env": run.env,
+            "secrets": run.secrets,
+            "trigger": {},
+        }
+        scope.update(self.extra)
+        return scope
+
+    def child(self, *, iteration: tuple[int, ...] | None = None, extra: dict[str, Any] | None = None) -> _Frame:
+        return _Frame(
+            self.plan,
+            self.models,
+            self.inputs,
+            self.views.new_child() if iteration is not None else self.views,
+            self.results,
+            iteration if iteration is not None else self.iteration,
+            {**self.extra, **(extra or {})},
+            self.order,
+            self.prefix,
+        )
+
+
+class Executor:
+    """Runs one plan. Create one per run."""
+
+    def __init__(
+        self,
+        ow: OpenWorkflow,
+        plan: Plan,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        callback: Callable[[dict[str, Any]], Any] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.ow = ow
+        self.plan = plan
+        self.item: Loaded[Any] = ow.workflow(plan.workflow, plan.version).item
+        self.inputs = dict(inputs or {})
+        self.secrets = {str(k): str(v) for k, v in (secrets or {}).items()}
+        self.callback = callback
+        self.run_id = run_id or new_run_id()
+
+    # -- entry points -------------------------------------------------------------------------
+
+    async def arun(self) -> RunResult:
+        self.plan.check_available()
+        wf = self.item.model
+        inputs = resolve_inputs(wf, self.inputs)
+        pool = self.ow.thread_pool()
+        env = self.ow.environment if self.ow.environment is not None else dict(os.environ)
+        run = _Run(self.ow, self.run_id, self.secrets, env, pool, self.callback)
+        started = time.perf_counter()
+        run.emit(
+            (-1,),
+            {
+                "type": "run.started",
+                "timestamp": _now(),
+                "payload": {"workflow": wf.name, "run_id": self.run_id},
+                "metadata": {"workflow_version": wf.version},
+            },
+        )
+        frame = _Frame(
+            self.plan,
+            step_models(wf),
+            inputs,
+            ChainMap({}),
+            {},
+            order={sid: float(i) for i, sid in enumerate(self.plan.graph.topological())},
+        )
+        outcome = await _run_block(run, frame, ROOT)
+        outputs = _render_outputs(wf.outputs, frame.scope(run))
+        status = "completed" if outcome is None else "failed"
+        result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
+        result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        final = "run.completed" if status == "completed" else "run.failed"
+        run.emit(
+            (10**9,),
+            {
+                "type": final,
+                "timestamp": _now(),
+                "payload": {"status": status, "run_id": self.run_id},
+                "metadata": {"duration_ms": result.duration_ms},
+            },
+        )
+        result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
+        return result
+
+    def run(self) -> RunResult:
+        """Run synchronously, also from inside a running event loop (a Jupyter kernel)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun())
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["result"] = asyncio.run(self.arun())
+            except BaseException as exc:  # re-raised in the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, name=f"owf-run-{self.run_id}")
+        thread.start()
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        result: RunResult = box["result"]
+        return result
+
+
+def resolve_inputs(wf: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Declared defaults filled in, required inputs checked, basic types checked."""
+    out = dict(given)
+    problems = []
+    types: dict[str, type | tuple[type, ...]] = {
+        "string": str,
+        "number": (int, float),
+        "integer": int,
+        "boolean": bool,
+        "array": list,
+        "object": dict,
+    }
+    for name, spec in wf.inputs.items():
+        if name not in out:
+            if spec.default is not None:
+                out[name] = spec.default
+            elif spec.required:
+                problems.append(f"input '{name}' is required")
+            else:
+                out[name] = None
+            continue
+        value = out[name]
+        expected = types.get(spec.type or "")
+        if expected is not None and value is not None:
+            ok = isinstance(value, expected) and not (spec.type in ("number", "integer") and isinstance(value, bool))
+            if not ok:
+                problems.append(f"input '{name}' must be {spec.type}, got {type(value).__name__}")
+        if spec.enum is not None and value not in spec.enum:
+            problems.append(f"input '{name}' must be one of {spec.enum}, got {value!r}")
+    if problems:
+        raise OWFError("; ".join(problems), code="VALIDATION", details={"problems": problems})
+    return out
+
+
+def _render_outputs(outputs: Mapping[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in outputs.items():
+        try:
+            out[name] = render(spec.value, scope)
+        except TemplateError:
+            out[name] = None  # the step it reads did not run (a branch not taken, a failure)
+    return out
+
+
+def _finish(
+    run: _Run, name: str, status: str, outputs: dict[str, Any], results: dict[str, StepResult], error: StepError | None
+) -> RunResult:
+    trace = [redact(r, run.secrets) for _, r in sorted(run.trace, key=lambda kv: kv[0])]
+    usage = [r for _, r in sorted(run.usage, key=lambda kv: kv[0])]
+    for res in results.values():
+        res.output = redact(res.output, run.secrets)
+        if res.error is not None:
+            res.error = redact_error(res.error, run.secrets)
+    return RunResult(
+        run.run_id,
+        name,
+        status,
+        outputs,
+        results,
+        [],
+        trace,
+        usage,
+        redact_error(error, run.secrets) if error else None,
+    )
+
+
+def redact_error(error: StepError, secrets: Mapping[str, str]) -> StepError:
+    return StepError(error.code, redact(error.message, secrets), redact(error.details, secrets))
+
+
+# ------------------------------------------------------------------------------------------------
+# blocks
+
+
+async def _run_block(run: _Run, frame: _Frame, key: BlockKey) -> StepError | None:
+    """Run a block's steps as a DAG; returns the first failure (in graph order), or None."""
+    graph: Graph = frame.plan.graph
+    members = graph.order.get(key, ())
+    if not members:
+        return None
+    loop = asyncio.get_running_loop()
+    done: dict[str, asyncio.Future[str]] = {sid: loop.create_future() for sid in members}
+    failures: dict[str, StepError] = {}
+
+    async def one(sid: str) -> None:
+        blocked = False
+        for dep in graph.deps.get(sid, ()):
+            if dep in done:
+                state = await done[dep]
+                blocked = blocked or state == "blocked"
+        step = frame.models[sid]
+        try:
+            if blocked:
+                _skip(run, frame, step, "an earlier step failed")
+                done[sid].set_result("blocked")
+                return
+            res = await _run_step(run, frame, step)
+            if res.status == "failed" and not step.continueOnError:
+                failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
+                done[sid].set_result("blocked")
+            else:
+                done[sid].set_result(res.status)
+        except BaseException:
+            if not done[sid].done():
+                done[sid].set_result("blocked")
+            raise
+
+    await asyncio.gather(*(one(sid) for sid in members))
+    for sid in members:
+        if sid in failures:
+            return failures[sid]
+    return None
+
+
+def _view(res: StepResult, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    view = {
+        "output": res.output,
+        "status": res.status,
+        "error": res.error.to_dict() if res.error else None,
+        "attempts": res.attempts,
+    }
+    if extra:
+        view.update(extra)
+    return view
+
+
+def _store(frame: _Frame, res: StepResult, extra: Mapping[str, Any] | None = None) -> None:
+    frame.results[res.step_id] = res
+    frame.views[res.step_id] = _view(res, extra)
+
+
+def _skip(run: _Run, frame: _Frame, step: StepBase, reason: str) -> None:
+    res = StepResult(step.id, "skipped", backend=frame.plan[step.id].backend)
+    _store(frame, res)
+    _trace(run, frame, step, res, attempt=0, started=_now(), duration=0.0, note=reason)
+    for child in _descendants(frame.plan.graph, step.id):
+        if child not in frame.results:
+            cres = StepResult(child, "skipped", backend=frame.plan[child].backend)
+            _store(frame, cres)
+
+
+def _descendants(graph: Graph, sid: str) -> list[str]:
+    out: list[str] = []
+    for key in graph.child_blocks.get(sid, ()):
+        for child in graph.order.get(key, ()):
+            out.append(child)
+            out.extend(_descendants(graph, child))
+    return out
+
+
+def _trace(
+    run: _Run,
+    frame: _Frame,
+    step: StepBase,
+    res: StepResult,
+    *,
+    attempt: int,
+    started: str,
+    duration: float,
+    usage: Usage | None = None,
+    cost: float = 0.0,
+    note: str | None = None,
+) -> None:
+    entry = frame.plan[step.id]
+    key = (frame.order.get(step.id, 0), frame.iteration, attempt)
+    row = {
+        "run_id": run.run_id,
+        "step_id": frame.prefix + step.id,
+        "type": step.type,  # type: ignore[attr-defined]
+        "backend": entry.backend,
+        "backend_source": entry.source,
+        "status": res.status,
+        "attempt": attempt,
+        "iteration": ".".join(map(str, frame.iteration)) if frame.iteration else "",
+        "parent": entry.parent or "",
+        "started_at": started,
+        "duration_ms": round(duration, 3),
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+        "total_tokens": usage.total_tokens if usage else 0,
+        "cost_usd": cost,
+        "error_code": res.error.code if res.error else None,
+    }
+    run.trace.append((key, row))
+    if res.status == "skipped":
+        return
+    execution: dict[str, Any] = {
+        "backend": entry.backend,
+        "runtime": entry.runtime,
+        "adapter_version": entry.adapter_version,
+        "duration_ms": round(duration, 3),
+    }
+    if usage is not None:
+        execution["token_usage"] = {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        }
+    result: dict[str, Any] = {"status": "success" if res.status == "success" else "error", "output": res.output}
+    if res.error:
+        result["error"] = res.error.to_dict()
+    run.emit(
+        key,
+        {
+            "type": "step.execution.completed",
+            "timestamp": started,
+            "run_id": run.run_id,
+            "step_id": frame.prefix + step.id,
+            "step_type": step.type,  # type: ignore[attr-defined]
+            "iteration": row["iteration"],
+            "attempt": attempt,
+            "execution": execution,
+            "result": result,
+        },
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# one step: condition, loop modifier, retries, timeout
+
+
+async def _run_step(run: _Run, frame: _Frame, step: StepBase) -> StepResult:
+    scope = frame.scope(run)
+    if step.condition is not None and not isinstance(step, IfStep):
+        try:
+            go = truthy(render(step.condition, scope))
+        except TemplateError as exc:
+            res = StepResult(step.id, "failed", error=to_step_error(exc), backend=frame.plan[step.id].backend)
+            _store(frame, res)
+            _trace(run, frame, step, res, attempt=1, started=_now(), duration=0.0)
+            return res
+        if not go:
+            _skip(run, frame, step, "condition is false")
+            return frame.results[step.id]
+    if step.forEach is not None:
+        return await _run_inline_loop(run, frame, step)
+    res, extra = await _attempts(run, frame, step)
+    _store(frame, res, extra)
+    return res
+
+
+async def _run_inline_loop(run: _Run, frame: _Frame, step: StepBase) -> StepResult:
+    assert step.forEach is not None
+    mod = step.forEach
+    entry = frame.plan[step.id]
+    try:
+        items = render(mod.items, frame.scope(run))
+        if not isinstance(items, list):
+            raise TemplateError(f"forEach items must be a list, got {type(items).__name__}")
+    except TemplateError as exc:
+        res = StepResult(step.id, "failed", error=to_step_error(exc), backend=entry.backend)
+        _store(frame, res)
+        return res
+    limit = None if mod.parallel and mod.maxConcurrency is None else (mod.maxConcurrency or 1)
+    outcomes = await _map_items(
+        items,
+        limit,
+        lambda i, item: _attempts(run, _loop_frame(frame, i, item, len(items)), step),
+    )
+    outputs = [r.output for r, _ in outcomes]
+    failed = [r for r, _ in outcomes if r.status == "failed"]
+    status = "failed" if failed and not (mod.continueOnError or step.continueOnError) else "success"
+    res = StepResult(
+        step.id,
+        status,
+        outputs,
+        failed[0].error if failed else None,
+        attempts=sum(r.attempts for r, _ in outcomes),
+        backend=entry.backend,
+    )
+    _store(frame, res, {"results": [_view(r) for r, _ in outcomes]})
+    return res
+
+
+def _loop_frame(frame: _Frame, index: int, item: Any, total: int) -> _Frame:
+    return frame.child(
+        iteration=(*frame.iteration, index),
+        extra={"item": item, "index": index, "isFirst": index == 0, "isLast": index == total - 1},
+    )
+
+
+async def _map_items(items: list[Any], limit: int | None, fn: Callable[[int, Any], Any]) -> list[Any]:
+    """Run `fn(index, item)` for every item, at most `limit` at once; results in item order."""
+    if limit is None or limit >= len(items):
+        return list(await asyncio.gather(*(fn(i, item) for i, item in enumerate(items))))
+    sem = asyncio.Semaphore(limit)
+
+    async def guarded(i: int, item: Any) -> Any:
+        async with sem:
+            return await fn(i, item)
+
+    return list(await asyncio.gather(*(guarded(i, item) for i, item in enumerate(items))))
+
+
+def _retry_policy(step: StepBase) -> RetryPolicy | None:
+    return step.retry if not isinstance(step, TryStep) else None
+
+
+def _delay(policy: RetryPolicy, attempt: int) -> float:
+    base = policy.initialDelay if policy.initialDelay is not None else 1.0
+    if policy.backoff == "fixed":
+        delay = base
+    elif policy.backoff == "linear":
+        delay = base * attempt
+    else:
+        delay = base * (policy.backoffFactor ** (attempt - 1))
+    return min(delay, policy.maxDelay) if policy.maxDelay is not None else delay
+
+
+def _retryable(policy: RetryPolicy, error: StepError) -> bool:
+    if not policy.retryOn:
+        return error.code not in ("VALIDATION", "CANCELED")
+    wanted = {r.lower() for r in policy.retryOn}
+    names = {error.code.lower(), str(error.details.get("original_error", "")).lower()}
+    if error.code == "TIMEOUT":
+        names.add("timeout")
+    return bool(wanted & names)
+
+
+async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResult, dict[str, Any] | None]:
+    """Run a step with its retry policy and timeout; one trace row per attempt."""
+    policy = _retry_policy(step)
+    max_attempts = policy.maxAttempts if policy else 1
+    timeout = parse_duration(step.timeout) if step.timeout is not None else None
+    entry = frame.plan[step.id]
+    attempt = 0
+    while True:
+        attempt += 1
+        started = _now()
+        t0 = time.perf_counter()
+        acc = _Accounting()
+        try:
+            coro = _execute(run, frame, step, acc)
+            output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            res = StepResult(step.id, "success", output, None, attempt, entry.backend)
+        except TimeoutError:
+            err = StepError(
+                "TIMEOUT",
+                f"step '{step.id}' exceeded its timeout of {timeout:g}s",
+                {"timeout_ms": int((timeout or 0) * 1000)},
+            )
+            res, extra = StepResult(step.id, "failed", None, err, attempt, entry.backend), None
+        except StepFailed as exc:
+            res, extra = StepResult(step.id, "failed", None, exc.error, attempt, entry.backend), None
+        except asyncio.CancelledError:
+            res = StepResult(step.id, "canceled", None, StepError("CANCELED", "canceled"), attempt, entry.backend)
+            _trace(run, frame, step, res, attempt=attempt, started=started, duration=(time.perf_counter() - t0) * 1000)
+            raise
+        except Exception as exc:
+            res, extra = StepResult(step.id, "failed", None, to_step_error(exc), attempt, entry.backend), None
+        duration = (time.perf_counter() - t0) * 1000
+        res.duration_ms = round(duration, 3)
+        _trace(
+            run, frame, step, res, attempt=attempt, started=started, duration=duration, usage=acc.total(), cost=acc.cost
+        )
+        for key, row in acc.rows:
+            run.usage.append(((frame.order.get(step.id, 0), frame.iteration, attempt, *key), row))
+        if res.status != "failed" or policy is None or attempt >= max_attempts:
+            return res, extra
+        assert res.error is not None
+        if not _retryable(policy, res.error):
+            return res, extra
+        await asyncio.sleep(_delay(policy, attempt))
+
+
+@dataclass
+class _Accounting:
+    """Token usage and cost of one attempt (agent steps)."""
+
+    turns: list[Usage] = field(default_factory=list)
+    cost: float = 0.0
+    rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+
+    def total(self) -> Usage | None:
+        if not self.turns:
+            return None
+        return Usage(
+            sum(u.prompt_tokens for u in self.turns),
+            sum(u.completion_tokens for u in self.turns),
+            any(u.estimated for u in self.turns),
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# step kinds
+
+
+async def _execute(run: _Run, frame: _Frame, step: StepBase, acc: _Accounting) -> tuple[Any, dict[str, Any] | None]:
+    scope = frame.scope(run)
+    entry = frame.plan[step.id]
+    if isinstance(step, ActionStep):
+        data = _render_input(step.input, scope, step.id)
+        conn: Loaded[Connector] = frame.plan.targets[step.id]
+        if entry.backend != "native":
+            return await _foreign(
+                run, frame, step, conn.model.model_dump(mode="json", by_alias=True), data, {"action": step.action}
+            ), None
+        return await run_action(run, conn.model, step.action, data, step.id), None
+    if isinstance(step, AgentStep):
+        agent: Loaded[Agent] = frame.plan.targets[step.id]
+        data = _render_input(step.input, scope, step.id)
+        if entry.backend != "native":
+            return await _foreign(run, frame, step, agent.model.model_dump(mode="json", by_alias=True), data, {}), None
+        return await run_agent(run, agent.model, data, step.id, acc), None
+    if isinstance(step, TransformStep):
+        result = _transform(step, scope, frame)
+        return {"result": result}, {"result": result}
+    if isinstance(step, IfStep):
+        cond = truthy(render(step.condition, scope))
+        branch = "then" if cond else "else"
+        await _branch(run, frame, step, branch, [b for b in ("then", "else") if b != branch])
+        return {"branch": branch, "conditionResult": cond}, _children_views(frame, step.id)
+    if isinstance(step, SwitchStep):
+        value = render(step.value, scope)
+        key = _case_key(value, step.cases)
+        block = f"cases:{key}" if key is not None else "default"
+        others = [f"cases:{k}" for k in step.cases if k != key] + ([] if key is None else ["default"])
+        await _branch(run, frame, step, block, others)
+        return {"case": key if key is not None else "default", "matchedValue": value}, _children_views(frame, step.id)
+    if isinstance(step, ForEachStep):
+        return await _for_each(run, frame, step, scope)
+    if isinstance(step, ParallelStep):
+        return await _parallel(run, frame, step)
+    if isinstance(step, TryStep):
+        return await _try(run, frame, step)
+    if isinstance(step, WaitStep):
+        return await _wait(step), None
+    if isinstance(step, WorkflowStep):
+        return await _subworkflow(run, frame, step, scope)
+    if isinstance(step, HandoffStep):
+        return await _handoff(run, frame, step, scope, acc), None
+    raise BackendError(f"step type {step.type!r} is not supported by the native executor")  # type: ignore[attr-defined]
+
+
+def _render_input(value: Any, scope: dict[str, Any], step_id: str, path: str = "input") -> Any:
+    """Render a step's input; ``secrets`` may only fill credential-like fields (headers, tokens...)."""
+    if isinstance(value, str):
+        if "secrets" in value and "{{" in value and not _TRUSTED_SECRET_KEYS.search(path):
+            from .templates import analyse
+
+            if "secrets" in analyse(value).roots:
+                raise StepFailed(
+                    StepError(
+                        "VALIDATION",
+                        f"secret exposure blocked in step '{step_id}' field '{path}': secrets may only fill "
+                        "credential fields (headers, auth, token, password, key)",
+                        {"field": path},
+                    )
+                )
+        return render_string(value, scope)
+    if isinstance(value, dict):
+        return {k: _render_input(v, scope, step_id, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_input(v, scope, step_id, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _case_key(value: Any, cases: Mapping[str, Any]) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(value, bool) else str(value)
+    return text if text in cases else None
+
+
+async def _branch(run: _Run, frame: _Frame, step: StepBase, block: str, skipped: list[str]) -> None:
+    graph = frame.plan.graph
+    for other in skipped:
+        for sid in graph.order.get((step.id, other), ()):
+            _skip(run, frame, frame.models[sid], "branch not taken")
+    failure = await _run_block(run, frame, (step.id, block))
+    if failure is not None:
+        raise StepFailed(failure)
+
+
+def _children_views(frame: _Frame, sid: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in frame.plan.graph.child_blocks.get(sid, ()):
+        for child in frame.plan.graph.order.get(key, ()):
+            if child in frame.views:
+                out[child] = frame.views[child]
+    return out
+
+
+def _last_output(frame: _Frame, key: BlockKey) -> tuple[str, Any, StepError | None]:
+    members = frame.plan.graph.order.get(key, ())
+    status, output, error = "success", None, None
+    for sid in members:
+        view = frame.views.get(sid)
+        if view is None:
+            continue
+        if view["status"] == "failed" and error is None:
+            status, error = "failed", frame.results[sid].error
+    if members:
+        last = frame.views.get(members[-1])
+        output = last["output"] if last else None
+    return status, output, error
+
+
+async def _for_each(run: _Run, frame: _Frame, step: ForEachStep, scope: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    items = render(step.items, scope)
+    if not isinstance(items, list):
+        raise StepFailed(StepError("VALIDATION", f"forEach items must be a list, got {type(items).__name__}"))
+    key = (step.id, "steps")
+
+    async def body(i: int, item: Any) -> dict[str, Any]:
+        sub = _loop_frame(frame, i, item, len(items))
+        failure = await _run_block(run, sub, key)
+        _status, output, _ = _last_output(sub, key)
+        if failure is not None:
+            return {"status": "error", "error": failure.to_dict(), "_error": failure}
+        return {"status": "success", "output": output}
+
+    results = await _map_items(items, step.maxConcurrency, body)
+    errors = [r.pop("_error") for r in results if "_error" in r]
+    out = {
+        "results": results,
+        "successCount": sum(1 for r in results if r["status"] == "success"),
+        "errorCount": len(errors),
+        "totalCount": len(results),
+    }
+    if errors and not step.continueOnError:
+        raise StepFailed(errors[0])
+    return out, {"results": results}
+
+
+async def _parallel(run: _Run, frame: _Frame, step: ParallelStep) -> tuple[Any, dict[str, Any]]:
+    names = list(step.branches)
+    need = len(names) if step.join == "all" else 1 if step.join == "any" else step.join.count
+    timeout = parse_duration(step.timeout) if step.timeout is not None else None
+    tasks = {name: asyncio.ensure_future(_run_block(run, frame, (step.id, f"branches:{name}"))) for name in names}
+    finished: dict[str, StepError | None] = {}
+    pending = set(tasks.values())
+    deadline = time.monotonic() + timeout if timeout else None
+    while pending and sum(1 for e in finished.values() if e is None) < need:
+        wait_for = max(0.0, deadline - time.monotonic()) if deadline else None
+        done, pending = await asyncio.wait(pending, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            break
+        for name, task in tasks.items():
+            if task in done and name not in finished:
+                finished[name] = task.result()
+    for task in pending:
+        task.cancel()
+    for task in pending:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    branches: dict[str, Any] = {}
+    for name in names:
+        key = (step.id, f"branches:{name}")
+        if name not in finished:
+            branches[name] = {"status": "canceled"}
+            continue
+        _state, output, _err = _last_output(frame, key)
+        err = finished[name]
+        branches[name] = (
+            {"status": "success", "output": output} if err is None else {"status": "error", "error": err.to_dict()}
+        )
+    completed = sum(1 for b in branches.values() if b["status"] == "success")
+    errors = [finished[n] for n in names if finished.get(n) is not None]
+    out = {
+        "branches": branches,
+        "completedCount": completed,
+        "errorCount": len(errors),
+        "joinStrategy": step.join if isinstance(step.join, str) else f"count({step.join.count})",
+    }
+    if completed < need and not step.continueOnError:
+        if errors:
+            raise StepFailed(errors[0])  # type: ignore[arg-type]
+        raise StepFailed(StepError("TIMEOUT", f"parallel step '{step.id}' timed out waiting for {need} branch(es)"))
+    return out, {"branches": branches, **_children_views(frame, step.id)}
+
+
+async def _try(run: _Run, frame: _Frame, step: TryStep) -> tuple[Any, dict[str, Any]]:
+    policy = step.retry
+    attempts = 0
+    error: StepError | None = None
+    while True:
+        attempts += 1
+        error = await _run_block(run, frame.child(extra={}), (step.id, "steps"))
+        if error is None or policy is None or attempts >= policy.maxAttempts or not _retryable(policy, error):
+            break
+        await asyncio.sleep(_delay(policy, attempts))
+    _status, output, _ = _last_output(frame, (step.id, "steps"))
+    scope_error = {**error.to_dict(), "attemptCount": attempts} if error else None
+    if error is not None:
+        handler = frame.child(extra={"error": scope_error})
+        caught = await _run_block(run, handler, (step.id, "catch"))
+    else:
+        for sid in frame.plan.graph.order.get((step.id, "catch"), ()):
+            _skip(run, frame, frame.models[sid], "no error to catch")
+        caught = None
+    final = await _run_block(run, frame.child(extra={"error": scope_error}), (step.id, "finally"))
+    out: dict[str, Any] = {"status": "success" if error is None else "error", "attempts": attempts}
+    if error is None:
+        out["output"] = output
+    else:
+        out["error"] = scope_error
+    failure = final or caught
+    if failure is not None:
+        raise StepFailed(failure)
+    if error is not None and not frame.plan.graph.order.get((step.id, "catch")):
+        raise StepFailed(error)  # nothing caught it
+    return out, _children_views(frame, step.id)
+
+
+async def _wait(step: WaitStep) -> dict[str, Any]:
+    if step.duration is not None:
+        seconds = parse_duration(step.duration) or 0.0
+        await asyncio.sleep(seconds)
+        return {"waitType": "duration", "waitedFor": seconds, "timedOut": False}
+    assert step.until is not None
+    if step.until.time is not None:
+        target = datetime.fromisoformat(step.until.time.replace("Z", "+00:00"))
+        if target.tzinfo is None:
+            target = target.replace(tzinfo=UTC)
+        remaining = (target - datetime.now(UTC)).total_seconds()
+        if remaining <= 0:
+            return {"waitType": "time", "waitedFor": 0, "timedOut": False}
+    raise UnavailableError(
+        "waiting for an event or a future time needs a durable run store",
+        details={"step": step.id, "suggestion": "use a duration wait, or run with durable runs when available"},
+    )
+
+
+def _transform(step: TransformStep, scope: dict[str, Any], frame: _Frame) -> Any:
+    if step.language == "template":
+        return render_string(step.expression, scope)
+    data = render(step.input, scope) if step.input is not None else _previous_output(frame, step.id)
+    if step.language == "jq":
+        try:
+            import jq
+        except ImportError as exc:
+            raise UnavailableError(
+                "jq transforms need the 'jq' package", details={"suggestion": "pip install jq"}
+            ) from exc
+        program = jq.compile(step.expression)
+        values = program.input_value(data).all()
+        return values[0] if len(values) == 1 else values
+    if step.language == "jsonpath":
+        try:
+            from jsonpath_ng.ext.parser import parse as jp_parse
+        except ImportError as exc:
+            raise UnavailableError(
+                "jsonpath transforms need the 'jsonpath-ng' package", details={"suggestion": "pip install jsonpath-ng"}
+            ) from exc
+        matches = [m.value for m in jp_parse(step.expression).find(data)]
+        return matches[0] if len(matches) == 1 else matches
+    raise UnavailableError(f"transform language '{step.language}' has no sandbox here")
+
+
+def _previous_output(frame: _Frame, sid: str) -> Any:
+    node = frame.plan.graph.nodes[sid]
+    members = frame.plan.graph.blocks.get(node.block_key, ())
+    idx = members.index(sid)
+    if idx == 0:
+        return None
+    view = frame.views.get(members[idx - 1])
+    return view["output"] if view else None
+
+
+async def _subworkflow(
+    run: _Run, frame: _Frame, step: WorkflowStep, scope: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    from .registry import Workflow
+
+    target: Loaded[Any] = frame.plan.targets[step.id]
+    child_plan = Workflow(run.ow, target).plan(prefer_backend=frame.plan.prefer_backend)
+    inputs = resolve_inputs(target.model, render(step.input, scope))
+    sub = _Frame(
+        child_plan,
+        step_models(target.model),
+        inputs,
+        ChainMap({}),
+        {},
+        frame.iteration,
+        {},
+        {sid: frame.order.get(step.id, 0) + (i + 1) / 10_000 for i, sid in enumerate(child_plan.graph.topological())},
+        f"{frame.prefix}{step.id}/",
+    )
+    failure = await _run_block(run, sub, ROOT)
+    outputs = _render_outputs(target.model.outputs, sub.scope(run))
+    if failure is not None:
+        raise StepFailed(failure)
+    return outputs, {"outputs": outputs}
+
+
+async def _handoff(run: _Run, frame: _Frame, step: HandoffStep, scope: dict[str, Any], acc: _Accounting) -> Any:
+    chosen = step.agent
+    for sel in step.selectAgent or []:
+        if sel.default or (sel.condition is not None and truthy(render(sel.condition, scope))):
+            chosen = sel.agent
+            break
+    if chosen is None:
+        raise StepFailed(StepError("VALIDATION", f"handoff '{step.id}' matched no agent and has no default"))
+    loaded = run.ow.catalog.agent(parse_ref(chosen, expected_kind="agent"))
+    if loaded is None:
+        raise StepFailed(StepError("VALIDATION", f"agent '{chosen}' is not loaded"))
+    context = render(step.context, scope)
+    payload = render(step.input, scope) if step.input is not None else {"reason": step.reason, **context}
+    response = await run_agent(run, loaded.model, payload, step.id, acc)
+    return {
+        "handoffTo": loaded.ref,
+        "reason": step.reason,
+        "agentResponse": response,
+        "conversationId": f"conv_{run.run_id}_{step.id}",
+    }
+
+
+async def _foreign(
+    run: _Run, frame: _Frame, step: StepBase, manifest: dict[str, Any], data: Any, metadata: dict[str, Any]
+) -> Any:
+    """A step whose plan names another backend: hand it the manifest through the contract."""
+    from .backends.base import ExecutionContext
+
+    entry = frame.plan[step.id]
+    backend = run.ow.backend(entry.backend)
+    ctx = ExecutionContext(
+        run_id=run.run_id,
+        workflow_id=frame.plan.workflow,
+        node_id=step.id,
+        secrets=dict(run.secrets),
+        environment=dict(run.env),
+        trace_id=run.run_id,
+        metadata={"step_type": step.type, **metadata},  # type: ignore[attr-defined]
+    )
+    try:
+        result = await backend.ainvoke(manifest, data if isinstance(data, dict) else {"input": data}, ctx)
+    except OWFError:
+        raise
+    except Exception as exc:
+        raise BackendError(
+            f"backend '{entry.backend}' failed: {type(exc).__name__}: {exc}",
+            details={"backend": entry.backend, "original_error": repr(exc)},
+        ) from exc
+    if isinstance(result, dict) and result.get("status") == "error":
+        raise BackendError(str(result.get("message", "backend error")), details={"backend": entry.backend, **result})
+    return result.get("output", result) if isinstance(result, dict) else result
+
+
+# ------------------------------------------------------------------------------------------------
+# actions
+
+
+def _apply_defaults(schema: Mapping[str, Any] | None, data: Any) -> Any:
+    if not schema or not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for name, prop in (schema.get("properties") or {}).items():
+        if name not in out and isinstance(prop, dict) and "default" in prop:
+            out[name] = prop["default"]
+    return out
+
+
+def validate_action_input(action: Action, data: Any) -> Any:
+    """Defaults filled, then the action's JSON Schema enforced (code VALIDATION)."""
+    data = _apply_defaults(action.input, data)
+    if action.input:
+        from jsonschema import validators
+
+        cls = validators.validator_for(action.input)
+        errors = sorted(cls(action.input).iter_errors(data), key=lambda e: list(e.path))
+        if errors:
+            first = errors[0]
+            where = ".".join(map(str, first.path)) or "input"
+            raise OWFError(
+                f"input validation failed for action '{action.name}': {where}: {first.message}",
+                code="VALIDATION",
+                details={"field": where, "constraint": first.validator, "errors": len(errors)},
+            )
+    return data
+
+
+async def run_action(run: _Run, connector: Connector, name: str, data: Any, step_id: str) -> Any:
+    """Execute one connector action with the native backend."""
+    action = connector.action(name)
+    if action is None:
+        raise OWFError(f"connector '{connector.name}' has no action '{name}'", code="VALIDATION")
+    data = validate_action_input(action, data)
+    handler = action.handler
+    if handler is None:
+        raise UnavailableError(f"action '{connector.name}.{name}' declares no handler", details={"action": name})
+    if handler.function:
+        return await _call_function(run, handler.function, data, step_id)
+    if handler.http:
+        return await _call_http(run, handler.http, data)
+    if handler.command:
+        return await _call_command(run, handler, data)
+    raise UnavailableError(
+        f"the {handler.kind} handler of '{connector.name}.{name}' is not supported yet",
+        details={"handler": handler.kind},
+    )
+
+
+async def _call_function(run: _Run, target: str, data: Any, step_id: str) -> Any:
+    from .backends.base import ExecutionContext
+    from .backends.native import call_function, resolve_function
+
+    fn = resolve_function(target)
+    ctx = ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets))
+    if inspect.iscoroutinefunction(fn):
+        return await call_function(target, data, ctx, fn=fn)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(run.pool, lambda: call_function(target, data, ctx, fn=fn))
+
+
+def _placeholders(value: Any, data: Mapping[str, Any], run: _Run) -> Any:
+    """``${input.x}``, ``${env.X}``, ``${secrets.X}`` and ``${NAME}`` in handler configs (trusted)."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            head, _, rest = name.partition(".")
+            if head == "input" and rest:
+                return str(data.get(rest, ""))
+            if head == "env" and rest:
+                return str(run.env.get(rest, ""))
+            if head == "secrets" and rest:
+                return run.secrets.get(rest, "")
+            return run.secrets.get(name, str(run.env.get(name, "")))
+
+        return _PLACEHOLDER.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _placeholders(v, data, run) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_placeholders(v, data, run) for v in value]
+    return value
+
+
+def check_url(url: str, validation: Any) -> None:
+    """Enforce ``urlValidation`` (requireHTTPS, allowed and blocked domains) before any request."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    if parsed.scheme not in ("http", "https"):
+        raise OWFError(f"URL scheme '{parsed.scheme}' is not allowed", code="VALIDATION", details={"url": url})
+    if validation is None:
+        return
+    if validation.requireHTTPS and parsed.scheme != "https":
+        raise OWFError("the connector requires HTTPS", code="VALIDATION", details={"host": host})
+    if any(fnmatch.fnmatch(host, pat) for pat in validation.blockedDomains):
+        raise OWFError(f"host '{host}' is blocked", code="VALIDATION", details={"host": host})
+    if validation.allowedDomains and not any(fnmatch.fnmatch(host, pat) for pat in validation.allowedDomains):
+        raise OWFError(f"host '{host}' is not in the allowed domains", code="VALIDATION", details={"host": host})
+
+
+async def _call_http(run: _Run, http: Any, data: Any) -> Any:
+    import httpx
+
+    mapping = data if isinstance(data, dict) else {}
+    url = _placeholders(http.url, mapping, run)
+    check_url(url, http.urlValidation)
+    headers = _placeholders(dict(http.headers), mapping, run)
+    body = _placeholders(http.body, mapping, run) if http.body is not None else data
+    policy = http.retry
+    attempts = policy.maxAttempts if policy else 1
+    last: Exception | None = None
+    async with httpx.AsyncClient(timeout=http.timeout or 30.0) as client:
+        for attempt in range(1, attempts + 1):
+            try:
+                if http.method in ("GET", "DELETE", "HEAD"):
+                    params = {**http.query, **({k: v for k, v in mapping.items() if not isinstance(v, dict | list)})}
+                    resp = await client.request(http.method, url, headers=headers, params=params)
+                else:
+                    resp = await client.request(http.method, url, headers=headers, params=http.query or None, json=body)
+                if resp.status_code >= 500 and attempt < attempts:
+                    last = BackendError(f"HTTP {resp.status_code}")
+                    await asyncio.sleep(_delay(policy, attempt) if policy else 0)
+                    continue
+                return _http_result(resp)
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                last = exc
+                if attempt < attempts:
+                    await asyncio.sleep(_delay(policy, attempt) if policy else 0)
+                    continue
+                if isinstance(exc, httpx.TimeoutException):
+                    raise StepTimeoutError(f"HTTP request timed out: {url}", details={"url": url}) from exc
+                raise BackendError(f"HTTP request failed: {exc}", details={"url": url}) from exc
+    raise BackendError(f"HTTP request failed: {last}", details={"url": url})
+
+
+def _http_result(resp: Any) -> Any:
+    try:
+        payload = resp.json()
+    except ValueError:
+        payload = resp.text
+    if resp.status_code >= 400:
+        message = payload.get("message") if isinstance(payload, dict) else str(payload)[:200]
+        raise BackendError(f"HTTP {resp.status_code}: {message}", details={"status_code": resp.status_code})
+    if isinstance(payload, dict) and payload.get("status") == "error":
+        raise BackendError(
+            str(payload.get("message", "the service reported an error")),
+            details={"code": payload.get("code"), "status_code": resp.status_code},
+        )
+    if isinstance(payload, dict) and payload.get("status") == "success" and "data" in payload:
+        return payload["data"]
+    return payload
+
+
+async def _call_command(run: _Run, handler: Any, data: Any) -> Any:
+    mapping = data if isinstance(data, dict) else {}
+    argv = [_placeholders(handler.command, mapping, run), *(_placeholders(a, mapping, run) for a in handler.args)]
+    env = {**os.environ, **_placeholders(dict(handler.env), mapping, run)}
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=handler.workingDir,
+        env=env,
+    )
+    try:
+        out, err = await proc.communicate(json.dumps(data).encode())
+    except asyncio.CancelledError:
+        proc.kill()
+        raise
+    if proc.returncode != 0:
+        raise BackendError(
+            f"command exited with {proc.returncode}: {err.decode(errors='replace').strip()[:500]}",
+            details={"exit_code": proc.returncode},
+        )
+    text = out.decode(errors="replace").strip()
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError as exc:
+        raise BackendError(f"command did not print JSON: {text[:200]!r}") from exc
+
+
+# ------------------------------------------------------------------------------------------------
+# agents (the native tool-calling loop)
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    connector: Connector
+    action: str
+
+
+def agent_tools(ow: OpenWorkflow, agent: Agent) -> dict[str, Tool]:
+    """Toolset connectors as tools named ``<toolPrefix or connector name>_<action>``."""
+    tools: dict[str, Tool] = {}
+    for entry in agent.toolset:
+        ref_text = entry if isinstance(entry, str) else entry.connector
+        loaded = ow.catalog.connector(parse_ref(ref_text, expected_kind="connector", allow_action=True))
+        if loaded is None:
+            continue
+        conn: Connector = loaded.model
+        prefix = None
+        if isinstance(entry, ToolsetEntry) and entry.toolPrefix:
+            prefix = entry.toolPrefix
+        elif conn.capabilities and "langchain" in conn.capabilities.frameworks:
+            prefix = conn.capabilities.frameworks["langchain"].toolPrefix
+        base = (prefix or conn.name).rstrip("_").replace("-", "_")
+        for action in conn.actions:
+            if isinstance(entry, ToolsetEntry):
+                if entry.actions is not None and action.name not in entry.actions:
+                    continue
+                if entry.deny and action.name in entry.deny:
+                    continue
+            name = f"{base}_{action.name}"
+            tools[name] = Tool(name, action.description or "", action.input or {"type": "object"}, conn, action.name)
+    return tools
+
+
+def _system_prompt(agent: Agent) -> str:
+    p = agent.personality
+    if p is None:
+        return ""
+    parts = [p.systemPrompt or ""]
+    if p.constraints:
+        parts.append("Constraints: " + "; ".join(p.constraints))
+    return "\n".join(x for x in parts if x)
+
+
+async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Accounting) -> Any:
+    """The native agent loop: model turns, tool calls through connectors, guardrails, usage."""
+    model = make_model(agent.model)
+    tools = agent_tools(run.ow, agent)
+    config = agent.execution.config if agent.execution else {}
+    max_iter = int(config.get("maxIterations", config.get("max_iterations")) or 10)
+    behavior = agent.guardrails.behavior if agent.guardrails else None
+    max_calls = behavior.maxToolCalls if behavior and behavior.maxToolCalls is not None else None
+    content = data if isinstance(data, str) else json.dumps(data, default=str, sort_keys=True)
+    messages: list[dict[str, Any]] = []
+    system = _system_prompt(agent)
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": content, "raw": data})
+    specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
+    calls_made = 0
+    for turn in range(max_iter):
+        reply = await model.respond(messages, specs, turn)
+        if reply.usage is not None:
+            acc.turns.append(reply.usage)
+            cost = cost_of(agent.model, reply.usage)
+            acc.cost = round(acc.cost + cost, 8)
+            acc.rows.append(
+                (
+                    (turn,),
+                    {
+                        "run_id": run.run_id,
+                        "step_id": step_id,
+                        "iteration": "",
+                        "provider": agent.model.provider,
+                        "model": model.name,
+                        "prompt_tokens": reply.usage.prompt_tokens,
+                        "completion_tokens": reply.usage.completion_tokens,
+                        "total_tokens": reply.usage.total_tokens,
+                        "estimated": reply.usage.estimated,
+                        "cost_usd": cost,
+                    },
+                )
+            )
+        if not reply.tool_calls:
+            return _check_output(agent, reply.content)
+        messages.append({"role": "assistant", "content": None, "tool_calls": reply.tool_calls})
+        for call in reply.tool_calls:
+            calls_made += 1
+            if max_calls is not None and calls_made > max_calls:
+                raise StepFailed(
+                    StepError("VALIDATION", f"agent exceeded maxToolCalls ({max_calls})", {"maxToolCalls": max_calls})
+                )
+            tool = tools.get(call["name"])
+            if tool is None:
+                result: Any = {"error": f"unknown tool '{call['name']}'", "tools": sorted(tools)}
+            else:
+                try:
+                    result = await run_action(run, tool.connector, tool.action, call.get("args") or {}, step_id)
+                except OWFError as exc:
+                    result = {"error": exc.message, "code": exc.code}
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call.get("id"),
+                    "name": call["name"],
+                    "content": json.dumps(result, default=str),
+                }
+            )
+    raise StepFailed(
+        StepError("BACKEND_ERROR", f"agent did not finish within {max_iter} iterations", {"maxIterations": max_iter})
+    )
+
+
+def _check_output(agent: Agent, content: Any) -> Any:
+    out = agent.guardrails.output if agent.guardrails else None
+    if out is None:
+        return content
+    if out.format == "json" and isinstance(content, str):
+        try:
+            content = json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise StepFailed(StepError("VALIDATION", f"agent output is not JSON: {exc.msg}")) from exc
+    if out.maxLength is not None and isinstance(content, str) and len(content) > out.maxLength:
+        raise StepFailed(
+            StepError(
+                "VALIDATION",
+                f"agent output has {len(content)} characters, over maxLength {out.maxLength}",
+                {"maxLength": out.maxLength},
+            )
+        )
+    return content
+
+
+def new_uuid() -> str:
+    return uuid.uuid4().hex
