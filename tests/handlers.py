@@ -1,0 +1,41 @@
+"""Action handlers the executor tests call through `handler: {function: tests.handlers.X}`."""
+
+from __future__ import annotations
+
+import threading
+
+CALLS: dict[str, int] = {}
+GATE = threading.Event()
+
+
+def count(name: str) -> dict[str, int]:
+    CALLS[name] = CALLS.get(name, 0) + 1
+    return {"name": name, "calls": CALLS[name]}
+
+
+def flaky(key: str, fail_times: int) -> dict[str, int]:
+    """Fails the first `fail_times` calls for `key`, then succeeds."""
+    CALLS[key] = CALLS.get(key, 0) + 1
+    if CALLS[key] <= fail_times:
+        raise ConnectionError(f"attempt {CALLS[key]} failed")
+    return {"attempts": CALLS[key]}
+
+
+def boom(message: str = "boom") -> dict[str, str]:
+    raise RuntimeError(message)
+
+
+def wait_for_gate() -> dict[str, bool]:
+    """Blocks until `open_gate` runs in another step: proves the two ran at the same time."""
+    if not GATE.wait(timeout=10):
+        raise TimeoutError("the other step never ran concurrently")
+    return {"gate": True}
+
+
+def open_gate() -> dict[str, bool]:
+    GATE.set()
+    return {"opened": True}
+
+
+def echo(input):
+    return {"echo": input}
