@@ -38,6 +38,7 @@ test: setup
 	$(BIN)/owf validate examples/
 
 bench: setup
+	@$(BIN)/python -c "import langgraph" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run.py
 
 lab: setup

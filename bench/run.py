@@ -160,6 +160,13 @@ def main() -> int:
         print(f"{name:<62}{value * 1000:>8.1f}ms{mark}")
     if failed:
         print(f"over target: {', '.join(failed)}")
+
+    import executor_bench
+
+    print()
+    print(f"{'executor':<62}{'median':>10}  ratio")
+    for name, value, ratio in executor_bench.run():
+        print(f"{name:<62}{value * 1000:>8.3f}ms  {ratio}")
     return 0
 
 
