@@ -100,19 +100,106 @@ class ScriptedModel(Model):
         return Reply(content=r.content, tool_calls=calls, usage=usage)
 
 
+_PACKAGES = {"openai": "langchain-openai", "anthropic": "langchain-anthropic"}
+_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+class LangChainChatModel(Model):
+    """A hosted provider through a langchain-core chat model (``openai``, ``anthropic``, ...).
+
+    ``model.providerConfig`` is passed to the chat model (``base_url``, ``api_key``, ``timeout``...);
+    ``providerConfig.streaming: true`` streams and still reads the exact usage from the chunks.
+    """
+
+    def __init__(self, spec: ModelSpec, chat: Any, streaming: bool) -> None:
+        super().__init__(spec)
+        self.provider = spec.provider
+        self.chat = chat
+        self.streaming = streaming
+
+    async def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], turn: int) -> Reply:
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+        lc: list[Any] = []
+        for m in messages:
+            role = m["role"]
+            if role == "system":
+                lc.append(SystemMessage(m["content"]))
+            elif role == "user":
+                lc.append(HumanMessage(m["content"]))
+            elif role == "assistant":
+                calls = [
+                    {"name": c["name"], "args": c.get("args") or {}, "id": c.get("id")} for c in m.get("tool_calls", [])
+                ]
+                lc.append(AIMessage(content=m.get("content") or "", tool_calls=calls))
+            elif role == "tool":
+                lc.append(ToolMessage(m["content"], tool_call_id=m.get("tool_call_id") or ""))
+        chat = self.chat
+        if tools:
+            chat = chat.bind_tools(
+                [
+                    {
+                        "type": "function",
+                        "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]},
+                    }
+                    for t in tools
+                ]
+            )
+        if self.streaming:
+            msg: Any = None
+            async for chunk in chat.astream(lc):
+                msg = chunk if msg is None else msg + chunk
+        else:
+            msg = await chat.ainvoke(lc)
+        meta = getattr(msg, "usage_metadata", None) or {}
+        if meta:
+            usage = Usage(int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0)), False)
+        else:
+            usage = Usage(estimate_tokens(messages_text(messages)), estimate_tokens(msg.content), True)
+        calls = [{"name": c["name"], "args": c.get("args") or {}, "id": c.get("id")} for c in (msg.tool_calls or [])]
+        content = msg.content if isinstance(msg.content, str) else json.dumps(msg.content)
+        return Reply(content=None if calls else content, tool_calls=calls, usage=usage)
+
+
 def make_model(spec: ModelSpec) -> Model:
-    """The model for a manifest's ``model`` block; raises UNAVAILABLE for providers not set up here."""
+    """The model for a manifest's ``model`` block; raises UNAVAILABLE with the install hint."""
     if spec.provider == "echo":
         return EchoModel(spec)
     if spec.provider == "scripted":
         return ScriptedModel(spec)
-    raise UnavailableError(
-        f"model provider '{spec.provider}' is not available in this build",
-        details={
-            "provider": spec.provider,
-            "suggestion": "use provider: echo or scripted offline; hosted providers come through langchain-core",
-        },
-    )
+    config = dict(spec.providerConfig)
+    streaming = bool(config.pop("streaming", False))
+    package = _PACKAGES.get(spec.provider, f"langchain-{spec.provider}")
+    key = _KEYS.get(spec.provider)
+    import os
+
+    if key and not (config.get("api_key") or os.environ.get(key)):
+        raise UnavailableError(
+            f"model provider '{spec.provider}' needs an API key",
+            details={"provider": spec.provider, "suggestion": f"set {key}, or providerConfig.api_key"},
+        )
+    try:
+        if spec.provider == "openai":
+            from langchain_openai import ChatOpenAI
+
+            params: dict[str, Any] = {"model": spec.id, **config}
+            if spec.temperature is not None:
+                params["temperature"] = spec.temperature
+            if spec.maxTokens is not None:
+                params["max_tokens"] = spec.maxTokens
+            if streaming:
+                params["stream_usage"] = True
+            chat = ChatOpenAI(**params)
+        else:
+            from langchain.chat_models import init_chat_model
+
+            chat = init_chat_model(spec.id, model_provider=spec.provider, **config)
+    except ImportError as exc:
+        raise UnavailableError(
+            f"model provider '{spec.provider}' needs the {package} package",
+            details={"provider": spec.provider, "suggestion": f"pip install {package}"},
+        ) from exc
+    return LangChainChatModel(spec, chat, streaming)
 
 
 def cost_of(spec: ModelSpec, usage: Usage) -> float:

@@ -1,0 +1,132 @@
+"""The OpenAI provider through langchain-core, against a local server speaking chat-completions."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+pytest.importorskip("langchain_openai")
+
+REQUESTS: list[dict] = []
+
+
+def _completion(body: dict, turn: int) -> dict:
+    usage = {"prompt_tokens": 11 + turn, "completion_tokens": 5 + turn, "total_tokens": 16 + 2 * turn}
+    if body.get("tools") and not any(m["role"] == "tool" for m in body["messages"]):
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "calculator_add", "arguments": json.dumps({"a": 2, "b": 3})},
+                }
+            ],
+        }
+        finish = "tool_calls"
+    else:
+        message = {"role": "assistant", "content": "The answer is 5"}
+        finish = "stop"
+    return {
+        "id": f"c{turn}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        REQUESTS.append(body)
+        turn = len(REQUESTS) - 1
+        full = _completion(body, turn)
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            msg = full["choices"][0]["message"]
+            delta = {"role": "assistant", "content": msg.get("content") or ""}
+            if msg.get("tool_calls"):
+                delta["tool_calls"] = [dict(msg["tool_calls"][0], index=0)]
+            chunks = [
+                {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+                {"choices": [{"index": 0, "delta": {}, "finish_reason": full["choices"][0]["finish_reason"]}]},
+                {"choices": [], "usage": full["usage"]},
+            ]
+            for c in chunks:
+                c.update({"id": full["id"], "object": "chat.completion.chunk", "created": 0, "model": body["model"]})
+                self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
+        raw = json.dumps(full).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    REQUESTS.clear()
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_openai_agent_with_tools_and_exact_usage(ow, server, streaming):
+    ow.load("""
+connector: {name: calculator, kind: sdk}
+actions:
+  - name: add
+    input: {type: object, properties: {a: {type: number}, b: {type: number}}, required: [a, b]}
+    handler: {function: owf_magics.demo_tools.calculator_add}
+""")
+    ow.load(f"""
+agents:
+  - name: gpt
+    toolset: [calculator]
+    model:
+      provider: openai
+      id: gpt-test
+      providerConfig: {{base_url: "{server}", api_key: "sk-local-test", streaming: {str(streaming).lower()}, max_retries: 0}}
+    personality: {{systemPrompt: You add numbers.}}
+workflows:
+  - name: ask
+    steps: [{{id: q, type: agent, agent: gpt, input: "2 + 3?"}}]
+""")
+    r = ow.workflow("ask").execute()
+    assert r.status == "completed", r.error
+    assert r.steps["q"].output == "The answer is 5"
+    assert r.usage["prompt_tokens"].tolist() == [11, 12] and r.usage["completion_tokens"].tolist() == [5, 6]
+    assert not r.usage["estimated"].any()
+    assert r.trace.iloc[0]["total_tokens"] == 34
+    first = REQUESTS[0]
+    assert first["model"] == "gpt-test" and first["tools"][0]["function"]["name"] == "calculator_add"
+    assert first["messages"][0] == {"role": "system", "content": "You add numbers."}
+    tool_msg = next(m for m in REQUESTS[1]["messages"] if m["role"] == "tool")
+    assert json.loads(tool_msg["content"]) == {"result": 5}
+    assert bool(first.get("stream")) is streaming
+
+
+def test_missing_key_is_unavailable(ow, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    ow.load("""
+agents: [{name: gpt, model: {provider: openai, id: gpt-4o-mini}}]
+workflows: [{name: w, steps: [{id: q, type: agent, agent: gpt, input: hi}]}]
+""")
+    r = ow.workflow("w").execute()
+    assert r.steps["q"].error.code == "UNAVAILABLE" and "OPENAI_API_KEY" in r.steps["q"].error.details["suggestion"]
