@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 from .errors import BackendError, OWFError, StepTimeoutError, UnavailableError
 from .graph import ROOT, BlockKey, Graph
 from .models import (
+    LOGIC_STEP_TYPES,
     Action,
     ActionStep,
     Agent,
@@ -104,6 +105,7 @@ class _Run:
     env: Mapping[str, str]
     pool: ThreadPoolExecutor
     callback: Callable[[dict[str, Any]], Any] | None
+    delivered: dict[str, Any] = field(default_factory=dict)
     trace: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     usage: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     events: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
@@ -169,6 +171,7 @@ class Executor:
         secrets: Mapping[str, str] | None = None,
         callback: Callable[[dict[str, Any]], Any] | None = None,
         run_id: str | None = None,
+        events: Mapping[str, Any] | None = None,
     ) -> None:
         self.ow = ow
         self.plan = plan
@@ -177,6 +180,7 @@ class Executor:
         self.secrets = {str(k): str(v) for k, v in (secrets or {}).items()}
         self.callback = callback
         self.run_id = run_id or new_run_id()
+        self.delivered = dict(events or {})
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -186,7 +190,7 @@ class Executor:
         inputs = resolve_inputs(wf, self.inputs)
         pool = self.ow.thread_pool()
         env = self.ow.environment if self.ow.environment is not None else dict(os.environ)
-        run = _Run(self.ow, self.run_id, self.secrets, env, pool, self.callback)
+        run = _Run(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
         started = time.perf_counter()
         run.emit(
             (-1,),
@@ -360,6 +364,9 @@ async def _run_block(run: _Run, frame: _Frame, key: BlockKey) -> StepError | Non
     return None
 
 
+_VIEW_KEYS = frozenset({"output", "status", "error", "attempts"})
+
+
 def _view(res: StepResult, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     view = {
         "output": res.output,
@@ -483,6 +490,9 @@ async def _run_step(run: _Run, frame: _Frame, step: StepBase) -> StepResult:
     if step.forEach is not None:
         return await _run_inline_loop(run, frame, step)
     res, extra = await _attempts(run, frame, step)
+    if isinstance(res.output, dict) and step.type in LOGIC_STEP_TYPES:  # type: ignore[attr-defined]
+        # the spec's examples read a logic step's output fields directly: steps.wait.timedOut
+        extra = {**{k: v for k, v in res.output.items() if k not in _VIEW_KEYS}, **(extra or {})}
     _store(frame, res, extra)
     return res
 
@@ -672,7 +682,7 @@ async def _execute(run: _Run, frame: _Frame, step: StepBase, acc: _Accounting) -
     if isinstance(step, TryStep):
         return await _try(run, frame, step)
     if isinstance(step, WaitStep):
-        return await _wait(step), None
+        return await _wait(step, run), None
     if isinstance(step, WorkflowStep):
         return await _subworkflow(run, frame, step, scope)
     if isinstance(step, HandoffStep):
@@ -838,25 +848,34 @@ async def _try(run: _Run, frame: _Frame, step: TryStep) -> tuple[Any, dict[str, 
             _skip(run, frame, frame.models[sid], "no error to catch")
         caught = None
     final = await _run_block(run, frame.child(extra={"error": scope_error}), (step.id, "finally"))
-    out: dict[str, Any] = {"status": "success" if error is None else "error", "attempts": attempts}
+    envelope: dict[str, Any] = {"status": "success" if error is None else "error", "attempts": attempts}
     if error is None:
-        out["output"] = output
+        envelope["output"] = output
     else:
-        out["error"] = scope_error
+        envelope["error"] = scope_error
     failure = final or caught
     if failure is not None:
         raise StepFailed(failure)
     if error is not None and not frame.plan.graph.order.get((step.id, "catch")):
         raise StepFailed(error)  # nothing caught it
-    return out, _children_views(frame, step.id)
+    # the workflow-logic example reads steps.<try>.output.<field>: output is the block's result,
+    # and the spec's envelope {status, attempts, output|error} is steps.<try>.result
+    return (output if error is None else None), {"result": envelope, **_children_views(frame, step.id)}
 
 
-async def _wait(step: WaitStep) -> dict[str, Any]:
+async def _wait(step: WaitStep, run: _Run) -> dict[str, Any]:
     if step.duration is not None:
         seconds = parse_duration(step.duration) or 0.0
         await asyncio.sleep(seconds)
         return {"waitType": "duration", "waitedFor": seconds, "timedOut": False}
     assert step.until is not None
+    if step.until.event is not None and step.until.event in run.delivered:
+        return {
+            "waitType": "event",
+            "waitedFor": 0,
+            "eventReceived": run.delivered[step.until.event],
+            "timedOut": False,
+        }
     if step.until.time is not None:
         target = datetime.fromisoformat(step.until.time.replace("Z", "+00:00"))
         if target.tzinfo is None:

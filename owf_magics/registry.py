@@ -304,6 +304,7 @@ class Workflow:
         prefer_backend: str | None = None,
         secrets: Mapping[str, str] | None = None,
         callback: Callable[[dict[str, Any]], Any] | None = None,
+        events: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Run the workflow and wait for it; also works inside a running event loop (Jupyter).
 
@@ -312,6 +313,8 @@ class Workflow:
             prefer_backend: The backend for steps that name none.
             secrets: Values templates read as ``secrets.NAME`` (redacted from every result).
             callback: Called with every event as it happens; its failures never stop the run.
+            events: Events already received, by name: a ``wait: {until: {event: NAME}}`` step whose
+                event is here continues at once with it as ``eventReceived``.
 
         Raises:
             UnavailableError: A step's backend is not installed.
@@ -320,7 +323,7 @@ class Workflow:
         from .executor import Executor
 
         plan = self.plan(prefer_backend=prefer_backend)
-        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback).run()
+        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events).run()
 
     async def aexecute(
         self,
@@ -328,12 +331,13 @@ class Workflow:
         prefer_backend: str | None = None,
         secrets: Mapping[str, str] | None = None,
         callback: Callable[[dict[str, Any]], Any] | None = None,
+        events: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Async form of `execute`."""
         from .executor import Executor
 
         plan = self.plan(prefer_backend=prefer_backend)
-        return await Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback).arun()
+        return await Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events).arun()
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.graph.nodes) if self.graph else 0} steps>"

@@ -39,3 +39,23 @@ def open_gate() -> dict[str, bool]:
 
 def echo(input):
     return {"echo": input}
+
+
+ORDER = {
+    "order_id": "o-1",
+    "line_items": [{"sku": "A", "quantity": 2}, {"sku": "B", "quantity": 1}],
+    "total_amount": 30,
+    "backorderPolicy": "hold",
+}
+
+
+def get_order(orderId: str) -> dict:
+    return dict(ORDER, order_id=orderId)
+
+
+def available(input):  # the whole input
+    return {"available": True}
+
+
+def ok(input):
+    return {"ok": True, "input": input}

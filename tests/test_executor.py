@@ -219,10 +219,11 @@ steps:
     steps: [{id: risky, connector: t, action: boom, input: {message: kaput}}]
     catch: [{id: handle, type: transform, expression: "caught {{ error.code }} after {{ error.attemptCount }}: {{ error.message }}"}]
     finally: [{id: cleanup, type: transform, expression: "done"}]
+  - {id: seen, type: transform, expression: "{{ steps.guard.result.status }}/{{ steps.guard.result.attempts }}"}
 """)
     assert r.status == "completed"
     assert r.steps["handle"].output == {"result": "caught BACKEND_ERROR after 2: RuntimeError: kaput"}
-    assert r.steps["guard"].output["status"] == "error" and r.steps["guard"].output["attempts"] == 2
+    assert r.steps["guard"].output is None and r.steps["seen"].output == {"result": "error/2"}
     assert r.steps["cleanup"].status == "success"
 
 
