@@ -209,12 +209,20 @@ class Executor:
             {},
             order={sid: float(i) for i, sid in enumerate(self.plan.graph.topological())},
         )
-        outcome = await _run_block(run, frame, ROOT)
+        try:
+            outcome = await _run_block(run, frame, ROOT)
+            status = "completed" if outcome is None else "failed"
+        except asyncio.CancelledError:
+            # the caller canceled the run: finish the record (steps in flight are marked canceled)
+            outcome = StepError("CANCELED", "the run was canceled", {"canceled_at": _now()})
+            status = "canceled"
+            for sid in frame.plan.order:
+                if sid not in frame.results:
+                    frame.results[sid] = StepResult(sid, "canceled", backend=frame.plan[sid].backend)
         outputs = _render_outputs(wf.outputs, frame.scope(run))
-        status = "completed" if outcome is None else "failed"
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        final = "run.completed" if status == "completed" else "run.failed"
+        final = {"completed": "run.completed", "canceled": "run.canceled"}.get(status, "run.failed")
         run.emit(
             (10**9,),
             {
@@ -603,6 +611,7 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         except asyncio.CancelledError:
             res = StepResult(step.id, "canceled", None, StepError("CANCELED", "canceled"), attempt, entry.backend)
             _trace(run, frame, step, res, attempt=attempt, started=started, duration=(time.perf_counter() - t0) * 1000)
+            _store(frame, res)
             raise
         except Exception as exc:
             res, extra = StepResult(step.id, "failed", None, to_step_error(exc), attempt, entry.backend), None

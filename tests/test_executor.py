@@ -474,3 +474,27 @@ def test_events_have_the_spec_shape(flow):
     assert {"event_id", "type", "timestamp", "execution", "result"} <= set(step_event)
     assert {"backend", "adapter_version", "duration_ms"} <= set(step_event["execution"])
     assert step_event["result"] == {"status": "success", "output": {"result": "x"}}
+
+
+def test_canceling_a_run_records_canceled_steps(flow, ow):
+    ow.load("""
+name: cancel_me
+steps:
+  - {id: first, connector: t, action: open_gate}
+  - {id: long, type: wait, duration: 60s, needs: [first]}
+  - {id: never, type: transform, expression: x, needs: [long]}
+""")
+
+    async def main():
+        task = asyncio.ensure_future(ow.workflow("cancel_me").aexecute())
+        while not handlers.GATE.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        return await task
+
+    r = asyncio.run(main())
+    assert r.status == "canceled" and r.error.code == "CANCELED"
+    assert r.steps["first"].status == "success"
+    assert r.steps["long"].status == "canceled" and r.steps["never"].status == "canceled"
+    assert r.events[-1]["type"] == "run.canceled"
