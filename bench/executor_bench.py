@@ -15,7 +15,7 @@ CHAIN = 200
 FAN = 1000
 
 
-def _median(fn: Callable[[], Any], repeat: int = 5) -> float:
+def median(fn: Callable[[], Any], repeat: int = 5) -> float:
     fn()  # warm caches (templates compile once per distinct text)
     times = []
     for _ in range(repeat):
@@ -108,10 +108,10 @@ def run() -> list[tuple[str, float, str]]:
     assert fan.execute().steps["each"].output["totalCount"] == FAN
 
     rows: list[tuple[str, float, str]] = []
-    native_chain = _median(chain.execute)
-    python_chain = _median(lambda: plain_chain(CHAIN))
+    native_chain = median(chain.execute)
+    python_chain = median(lambda: plain_chain(CHAIN))
     lg = langgraph_chain(CHAIN)
-    lg_chain = _median(lg) if lg else None
+    lg_chain = median(lg) if lg else None
     rows.append((f"native: {CHAIN}-step chain, per step", native_chain / CHAIN, ""))
     rows.append(
         ("  plain Python, per step", python_chain / CHAIN, f"native/python ×{native_chain / python_chain:,.0f}")
@@ -120,10 +120,10 @@ def run() -> list[tuple[str, float, str]]:
         rows.append(
             ("  LangGraph StateGraph, per step", lg_chain / CHAIN, f"native/langgraph ×{native_chain / lg_chain:.2f}")
         )
-    native_fan = _median(fan.execute, 3)
-    python_fan = _median(lambda: plain_fan(FAN))
+    native_fan = median(fan.execute, 3)
+    python_fan = median(lambda: plain_fan(FAN))
     lgf = langgraph_fan(FAN)
-    lg_fan = _median(lgf, 3) if lgf else None
+    lg_fan = median(lgf, 3) if lgf else None
     rows.append((f"native: forEach over {FAN} items", native_fan, ""))
     rows.append(("  plain Python list comprehension", python_fan, f"native/python ×{native_fan / python_fan:,.0f}"))
     if lg_fan is not None:

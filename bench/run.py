@@ -9,8 +9,6 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 TARGETS = {
@@ -67,15 +65,6 @@ def generated_workflow(n: int = 1000) -> str:
     return "\n".join(lines) + "\n"
 
 
-def median_time(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def import_time(code: str, repeat: int = 7) -> float:
     times = []
     for _ in range(repeat):
@@ -90,6 +79,8 @@ def import_time(code: str, repeat: int = 7) -> float:
 
 
 def main() -> int:
+    from executor_bench import median as median_time
+
     from owf_magics import OpenWorkflow
     from owf_magics.catalog import Catalog
     from owf_magics.errors import DiagnosticBag
