@@ -106,6 +106,7 @@ class _Run:
     pool: ThreadPoolExecutor
     callback: Callable[[dict[str, Any]], Any] | None
     delivered: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     trace: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     usage: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     events: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
@@ -1262,6 +1263,12 @@ async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Acco
     system = _system_prompt(agent)
     if system:
         messages.append({"role": "system", "content": system})
+    memory = agent.memory if agent.memory and agent.memory.type == "buffer" else None
+    memory_key = f"{agent.namespace or 'local'}/{agent.name}"
+    if memory is not None:  # earlier exchanges with this agent in this run, oldest first
+        history = run.memory.get(memory_key, [])
+        keep = memory.maxMessages if memory.maxMessages is not None else len(history)
+        messages.extend(history[-keep:] if keep else [])
     messages.append({"role": "user", "content": content, "raw": data})
     specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
     calls_made = 0
@@ -1289,7 +1296,13 @@ async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Acco
                 )
             )
         if not reply.tool_calls:
-            return _check_output(agent, reply.content)
+            answer = _check_output(agent, reply.content)
+            if memory is not None:
+                text = answer if isinstance(answer, str) else json.dumps(answer, default=str)
+                run.memory.setdefault(memory_key, []).extend(
+                    [{"role": "user", "content": content}, {"role": "assistant", "content": text}]
+                )
+            return answer
         messages.append({"role": "assistant", "content": None, "tool_calls": reply.tool_calls})
         for call in reply.tool_calls:
             calls_made += 1

@@ -130,3 +130,25 @@ workflows: [{name: w, steps: [{id: q, type: agent, agent: gpt, input: hi}]}]
 """)
     r = ow.workflow("w").execute()
     assert r.steps["q"].error.code == "UNAVAILABLE" and "OPENAI_API_KEY" in r.steps["q"].error.details["suggestion"]
+
+
+def test_buffer_memory_carries_earlier_exchanges(ow, server):
+    ow.load(f"""
+agents:
+  - name: chat
+    memory: {{type: buffer, maxMessages: 2}}
+    model: {{provider: openai, id: gpt-test, providerConfig: {{base_url: "{server}", api_key: "sk-local", max_retries: 0}}}}
+workflows:
+  - name: talk
+    steps:
+      - {{id: one, type: agent, agent: chat, input: "first question"}}
+      - {{id: two, type: agent, agent: chat, input: "second question", needs: [one]}}
+      - {{id: three, type: agent, agent: chat, input: "third question", needs: [two]}}
+""")
+    r = ow.workflow("talk").execute()
+    assert r.status == "completed", r.error
+    contents = [[m["content"] for m in req["messages"]] for req in REQUESTS]
+    assert contents[0] == ["first question"]
+    assert contents[1] == ["first question", "The answer is 5", "second question"]
+    # maxMessages: 2 keeps only the last exchange
+    assert contents[2] == ["second question", "The answer is 5", "third question"]
