@@ -17,6 +17,20 @@ def _print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def _report(exc: Exception) -> int:
+    """Print a load or run error on stderr (every diagnostic, or the code, message and fix); exit 1."""
+    from .errors import ManifestError, OWFError
+
+    if isinstance(exc, ManifestError):
+        for d in exc.diagnostics:
+            print(d.format(), file=sys.stderr)
+    elif isinstance(exc, OWFError):
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        if exc.details.get("suggestion"):
+            print(f"  {exc.details['suggestion']}", file=sys.stderr)
+    return 1
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .errors import ManifestError
     from .registry import OpenWorkflow
@@ -63,7 +77,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .errors import ManifestError, OWFError
+    from .errors import OWFError
     from .registry import OpenWorkflow
 
     ow = OpenWorkflow()
@@ -71,15 +85,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         ow.load_many([Path(f) for f in args.files])
         wf = ow.workflow(args.workflow)
         plan = wf.plan(prefer_backend=args.prefer_backend)
-    except ManifestError as exc:
-        for d in exc.diagnostics:
-            print(d.format(), file=sys.stderr)
-        return 1
     except OWFError as exc:
-        print(f"{exc.code}: {exc.message}", file=sys.stderr)
-        if exc.details.get("suggestion"):
-            print(f"  {exc.details['suggestion']}", file=sys.stderr)
-        return 1
+        return _report(exc)
     if args.json:
         _print_json(
             {
@@ -99,7 +106,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .errors import ManifestError, OWFError
+    from .errors import OWFError
     from .registry import OpenWorkflow
 
     inputs: dict[str, Any] = {}
@@ -116,13 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         ow.load_many([Path(f) for f in args.files])
         result = ow.workflow(args.workflow).execute(inputs=inputs, prefer_backend=args.prefer_backend)
-    except ManifestError as exc:
-        for d in exc.diagnostics:
-            print(d.format(), file=sys.stderr)
-        return 1
     except OWFError as exc:
-        print(f"{exc.code}: {exc.message}", file=sys.stderr)
-        return 1
+        return _report(exc)
     if args.json:
         _print_json(
             {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
 import inspect
 import itertools
 import json
@@ -904,25 +905,28 @@ def _transform(step: TransformStep, scope: dict[str, Any], frame: _Frame) -> Any
         return render_string(step.expression, scope)
     data = render(step.input, scope) if step.input is not None else _previous_output(frame, step.id)
     if step.language == "jq":
-        try:
-            import jq
-        except ImportError as exc:
-            raise UnavailableError(
-                "jq transforms need the 'jq' package", details={"suggestion": "pip install jq"}
-            ) from exc
-        program = jq.compile(step.expression)
-        values = program.input_value(data).all()
-        return values[0] if len(values) == 1 else values
-    if step.language == "jsonpath":
-        try:
-            from jsonpath_ng.ext.parser import parse as jp_parse
-        except ImportError as exc:
-            raise UnavailableError(
-                "jsonpath transforms need the 'jsonpath-ng' package", details={"suggestion": "pip install jsonpath-ng"}
-            ) from exc
-        matches = [m.value for m in jp_parse(step.expression).find(data)]
-        return matches[0] if len(matches) == 1 else matches
-    raise UnavailableError(f"transform language '{step.language}' has no sandbox here")
+        values = _jq_program(step.expression).input_value(data).all()
+    elif step.language == "jsonpath":
+        values = [m.value for m in _jsonpath(step.expression).find(data)]
+    else:
+        raise UnavailableError(f"transform language '{step.language}' has no sandbox here")
+    return values[0] if len(values) == 1 else values
+
+
+@functools.lru_cache(maxsize=1024)
+def _jq_program(expression: str) -> Any:
+    """A compiled jq program (compiled once per distinct expression)."""
+    import jq
+
+    return jq.compile(expression)
+
+
+@functools.lru_cache(maxsize=1024)
+def _jsonpath(expression: str) -> Any:
+    """A parsed JSONPath expression (parsed once per distinct expression)."""
+    from jsonpath_ng.ext.parser import parse
+
+    return parse(expression)
 
 
 def _previous_output(frame: _Frame, sid: str) -> Any:

@@ -25,6 +25,7 @@ from .resolution import Plan, resolve_plan
 from .validation import Validator
 
 if TYPE_CHECKING:
+    from .executor import Executor
     from .graph import Graph
     from .results import RunResult
 
@@ -320,10 +321,7 @@ class Workflow:
             UnavailableError: A step's backend is not installed.
             OWFError: Inputs do not match the declaration (code VALIDATION).
         """
-        from .executor import Executor
-
-        plan = self.plan(prefer_backend=prefer_backend)
-        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events).run()
+        return self._executor(inputs, prefer_backend, secrets, callback, events).run()
 
     async def aexecute(
         self,
@@ -334,10 +332,20 @@ class Workflow:
         events: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Async form of `execute`."""
+        return await self._executor(inputs, prefer_backend, secrets, callback, events).arun()
+
+    def _executor(
+        self,
+        inputs: Mapping[str, Any] | None,
+        prefer_backend: str | None,
+        secrets: Mapping[str, str] | None,
+        callback: Callable[[dict[str, Any]], Any] | None,
+        events: Mapping[str, Any] | None,
+    ) -> Executor:
         from .executor import Executor
 
         plan = self.plan(prefer_backend=prefer_backend)
-        return await Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events).arun()
+        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events)
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.graph.nodes) if self.graph else 0} steps>"

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from owf_magics import OWFError
 from tests import handlers
+from tests.local_http import JSONHandler, serve
 
 CONNECTOR = """
 connector: {name: t, namespace: test, kind: sdk}
@@ -342,34 +341,23 @@ outputs: {o: {value: "{{ steps.ok.output }}"}}
 def test_http_handler_against_local_server(ow):
     seen = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = self.read_json()
             seen.append((body, self.headers.get("X-Token")))
-            payload = {"status": "success", "data": {"doubled": body["n"] * 2}}
             if body["n"] < 0:
-                payload = {"status": "error", "message": "negative", "code": "NEG"}
-            raw = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+                self.send_json({"status": "error", "message": "negative", "code": "NEG"})
+            else:
+                self.send_json({"status": "success", "data": {"doubled": body["n"] * 2}})
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = server.server_address[1]
+    with serve(Handler) as base:
         ow.load(f"""
 connector: {{name: svc, kind: http}}
 actions:
   - name: double
     handler:
       http:
-        url: "http://127.0.0.1:{port}/double"
+        url: "{base}/double"
         method: POST
         headers: {{X-Token: "${{secrets.TOKEN}}"}}
         urlValidation: {{allowedDomains: ["127.0.0.1"]}}
@@ -382,9 +370,6 @@ actions:
         assert seen[0] == ({"n": 21}, "tok-abc")
         r = ow.workflow("h").execute(inputs={"n": -1})
         assert r.steps["d"].error.code == "BACKEND_ERROR" and "negative" in r.steps["d"].error.message
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_url_validation_blocks_before_any_request(ow):

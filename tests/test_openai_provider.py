@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.local_http import JSONHandler, serve
 
 pytest.importorskip("langchain_openai")
 
@@ -41,9 +41,9 @@ def _completion(body: dict, turn: int) -> dict:
     }
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JSONHandler):
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         REQUESTS.append(body)
         turn = len(REQUESTS) - 1
         full = _completion(body, turn)
@@ -65,25 +65,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
             self.wfile.write(b"data: [DONE]\n\n")
             return
-        raw = json.dumps(full).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args):
-        pass
+        self.send_json(full)
 
 
 @pytest.fixture
 def server():
     REQUESTS.clear()
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
-    srv.server_close()
+    with serve(Handler) as base:
+        yield f"{base}/v1"
 
 
 @pytest.mark.parametrize("streaming", [False, True])
