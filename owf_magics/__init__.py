@@ -60,7 +60,23 @@ __all__ = [
     "Workflow",
     "Workflows",
     "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext owf_magics``: register ``%%workflow`` and ``%workflow`` (IPython loads only here)."""
+    from .magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """``%unload_ext owf_magics``: remove the magics, the ``OWF`` settings and the completer."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ip)
 
 
 def __getattr__(name: str) -> Any:

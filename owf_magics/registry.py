@@ -126,6 +126,16 @@ class OpenWorkflow:
         finally:
             self._catalog, self.warnings = saved
 
+    def unload(self, items: Iterable[Loaded[Any]]) -> None:
+        """Forget loaded manifests (a notebook cell that no longer defines them, say).
+
+        Workflows that referenced them are checked again the next time they are planned.
+        """
+        catalog = self._catalog.fork()
+        for item in items:
+            catalog.remove(item)
+        self._catalog = catalog
+
     def register_connector(self, source: Source) -> Loaded[Connector]:
         """Load one connector (the SDK contract's spelling)."""
         items = [i for i in self.load(source) if i.kind == "connector"]

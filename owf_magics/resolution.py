@@ -130,6 +130,13 @@ class Plan(Mapping[str, PlanEntry]):
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         return f"<Plan {self.workflow!r} {len(self)} steps ({summary})>"
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Notebook display: the graph and the resolution table (see owf_magics.views)."""
+        from .views.display import GraphView, ResolutionView
+
+        graph, table = GraphView(self)._repr_mimebundle_(), ResolutionView(self)._repr_mimebundle_()
+        return {k: graph[k] + table[k] for k in ("text/plain", "text/html")}
+
     def to_text(self) -> str:
         """A plain-text resolution table."""
         head = ("step", "type", "backend", "source", "runtime", "adapter", "target")

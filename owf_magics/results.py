@@ -104,17 +104,24 @@ class RunResult:
 
     @property
     def trace(self) -> pd.DataFrame:
-        """One row per step execution (iterations and retries included)."""
+        """One row per step execution (iterations and retries included).
+
+        A DataFrame that displays truncated, with a footer saying how to see every row.
+        """
         import pandas as pd
 
-        return pd.DataFrame(self.trace_rows, columns=list(TRACE_COLUMNS))
+        from .views.tables import shown_frame
+
+        return shown_frame(pd.DataFrame(self.trace_rows, columns=list(TRACE_COLUMNS)), "res.trace")
 
     @property
     def usage(self) -> pd.DataFrame:
-        """Token usage per step and model."""
+        """Token usage per step and model (displayed like `trace`)."""
         import pandas as pd
 
-        return pd.DataFrame(self.usage_rows, columns=list(USAGE_COLUMNS))
+        from .views.tables import shown_frame
+
+        return shown_frame(pd.DataFrame(self.usage_rows, columns=list(USAGE_COLUMNS)), "res.usage")
 
     @property
     def total_tokens(self) -> int:
@@ -135,6 +142,12 @@ class RunResult:
         if self.error:
             text += f"\n  {self.error}"
         return text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Notebook display: summary, outputs, trace and usage (see owf_magics.views.RunView)."""
+        from .views.display import RunView
+
+        return RunView(self)._repr_mimebundle_()
 
     def __repr__(self) -> str:
         return f"<RunResult {self.run_id} {self.workflow!r} {self.status}: {len(self.steps)} steps>"
