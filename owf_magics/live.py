@@ -80,6 +80,9 @@ class LiveRunView:
         self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "run.started": self._on_started,
             "step.execution.completed": self._on_step,
+            "run.completed": self._on_ended,
+            "run.failed": self._on_ended,
+            "run.canceled": self._on_ended,
         }
         self.title = w.HTML(f"<b>{html.escape(plan.workflow)}</b>: starting")
         self.progress = w.IntProgress(value=0, min=0, max=max(len(plan), 1), description="steps")
@@ -101,6 +104,11 @@ class LiveRunView:
 
     def _on_started(self, event: dict[str, Any]) -> None:
         self.title.value = f"<b>{html.escape(self.plan.workflow)}</b>: running"
+        self._draw(force=True)
+
+    def _on_ended(self, event: dict[str, Any]) -> None:
+        status = (event.get("payload") or {}).get("status", str(event.get("type")).split(".")[-1])
+        self.title.value = f"<b>{html.escape(self.plan.workflow)}</b>: {html.escape(str(status))}"
         self._draw(force=True)
 
     def _on_step(self, event: dict[str, Any]) -> None:

@@ -7,13 +7,14 @@ gets its own `OpenWorkflow`; a cell that is run again replaces what it defined b
 from __future__ import annotations
 
 import html
+import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import yaml
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from .errors import ManifestError, OWFError, did_you_mean
@@ -62,16 +63,6 @@ class _CellRecord:
     items: list[Loaded[Any]] = field(default_factory=list)
 
 
-def _unquote(text: str) -> str:
-    """``"a b"`` → ``a b``; also ``key="a b"`` → ``key=a b`` (quotes around a value)."""
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    key, sep, value = text.partition("=")
-    if sep and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return f"{key}={value[1:-1]}"
-    return text
-
-
 def _parse_inputs(pairs: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs or []:
@@ -112,14 +103,12 @@ class WorkflowMagics(Magics):
     @line_cell_magic
     def workflow(self, line: str, cell: str | None = None) -> Any:
         """Define, inspect and run OpenWorkflow manifests (see ``%workflow help``)."""
-        args = parse_argstring(self.workflow, line)
-        # IPython's splitter keeps quotes ("Research Digest" stays quoted): drop them
-        args.words = [_unquote(w) for w in args.words]
-        args.input = [_unquote(v) for v in args.input or []]
-        for name in ("output", "inputs", "prefer_backend", "show"):
-            value = getattr(args, name)
-            if isinstance(value, str):
-                setattr(args, name, _unquote(value))
+        # POSIX-style splitting, so --input topic="two words" is one argument without its quotes
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"cannot split the magic's arguments: {exc}") from None
+        args = self.workflow.parser.parse_args(argv)
         if cell is None:
             return self._line(args, line)
         return self._cell(args, line, cell)

@@ -1,0 +1,79 @@
+"""The live run view, fed by a real run's events through `execute(callback=...)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+from owf_magics.live import TABS, LiveRunView, use_widgets
+from owf_magics.views import SETTINGS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def digest(ow):
+    ow.load(ROOT / "examples" / "research-digest.yaml")
+    return ow.workflow()
+
+
+def test_view_follows_the_events_and_ends_as_tabs(digest):
+    plan = digest.plan()
+    view = LiveRunView(plan, "name: Research Digest\n")
+    seen: list[str] = []
+
+    def callback(event):
+        view.on_event(event)
+        seen.append(view.counts.value)
+
+    assert view.running() == ["search"]
+    result = digest.execute(callback=callback)
+    assert view.events == len(result.events)
+    # every step completed: the bar is full, tokens were counted as they came
+    assert view.progress.value == view.progress.max == 4
+    assert seen[-1] == "56 tokens so far" and seen[0] == "0 tokens so far"
+    assert view.states["summarize"].tokens == 56 and view.states["count_words"].status == "success"
+    assert view.running() == []
+    assert "success" in view.graph.value
+    view.finish(result)
+    assert [view.tabs.get_title(i) for i in range(len(TABS))] == list(TABS)
+    pages = [child.value for child in view.tabs.children]
+    assert "OpenWorkflow describes portable AI workflows" in pages[0]
+    assert "count_words" in pages[1] and "scripted" in pages[2]
+    assert "step.execution.completed" in pages[3] and "name: Research Digest" in pages[5]
+    assert view.widget.children[1] is view.tabs
+
+
+def test_current_steps_follow_dependencies(digest):
+    view = LiveRunView(digest.plan())
+    view.on_event({"type": "run.started"})
+    view.on_event(
+        {"type": "step.execution.completed", "step_id": "search", "execution": {}, "result": {"status": "success"}}
+    )
+    # measure and summarize both wait only for search; the loop body waits for its loop
+    assert view.running() == ["measure", "count_words", "summarize"]
+    assert "current: <code>measure</code>" in view.current.value
+
+
+def test_a_failing_step_is_shown_failed(digest):
+    view = LiveRunView(digest.plan())
+    event = {"type": "step.execution.completed", "step_id": "search", "execution": {"duration_ms": 3}}
+    view.on_event({**event, "result": {"status": "error"}})
+    assert view.states["search"].status == "failed"
+    view.on_event({"type": "something.new"})  # unknown events are counted, never fatal
+    assert view.events == 2
+
+
+def test_widgets_only_in_a_widget_front_end():
+    saved = SETTINGS.deterministic
+    try:
+        SETTINGS.deterministic = False
+        assert use_widgets("always") and not use_widgets("never")
+        assert not use_widgets("auto")  # no kernel here
+        SETTINGS.deterministic = True
+        assert not use_widgets("auto")
+    finally:
+        SETTINGS.deterministic = saved
