@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-stamp
 EXTRAS ?= dev
 
-.PHONY: setup demo test lint typecheck unit bench lab clean
+# notebooks/ run under nbval: the golden one compares every output (strict), the others only run (lax)
+GOLDEN   := notebooks/03-logic-steps.ipynb
+NOTEBOOKS := $(filter-out $(GOLDEN),$(wildcard notebooks/*.ipynb))
+NBVAL    := -p no:cacheprovider --nbval-current-env
+
+.PHONY: setup demo test lint typecheck unit notebooks golden bench lab clean
 
 setup: $(STAMP)
 
@@ -19,7 +24,7 @@ $(STAMP): pyproject.toml scripts/ensure-system-deps.sh
 demo: setup
 	$(BIN)/owf validate --no-warnings examples/
 	$(BIN)/owf plan examples/research-digest.yaml
-	$(BIN)/owf run examples/research-digest.yaml --input topic="OpenWorkflow LangGraph"
+	$(BIN)/python -m owf_magics.nbrun notebooks/01-tour.ipynb --live-values --show demo-run --show demo-trace
 
 lint: setup
 	$(BIN)/ruff check owf_magics tests bench
@@ -35,7 +40,17 @@ test: setup
 	$(BIN)/ruff check owf_magics tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+	$(BIN)/pytest $(NBVAL) --nbval-lax $(NOTEBOOKS)
+	$(BIN)/pytest $(NBVAL) --nbval $(GOLDEN)
 	$(BIN)/owf validate examples/
+
+notebooks: setup
+	$(BIN)/pytest $(NBVAL) --nbval-lax $(NOTEBOOKS)
+	$(BIN)/pytest $(NBVAL) --nbval $(GOLDEN)
+
+# regenerate the golden notebook's outputs headlessly (deterministic mode), after a deliberate change
+golden: setup
+	$(BIN)/python -m owf_magics.nbrun $(GOLDEN) --write
 
 bench: setup
 	@$(BIN)/python -c "import langgraph" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -19,7 +19,7 @@ from IPython.display import display
 
 from .errors import ManifestError, OWFError, did_you_mean
 from .nbconfig import OWF, apply_pyproject, find_pyproject, parse_show
-from .nberrors import CellManifestError, WorkflowRunError, read_source
+from .nberrors import CellManifestError, WorkflowRunError, read_source, short
 from .registry import OpenWorkflow, Workflow
 from .views import GraphView, ResolutionView, shown_frame
 from .views.tables import html_table, text_table
@@ -51,7 +51,7 @@ USAGE = """\
 %workflow usage [VAR]              token usage and cost of a run (default: the last run)
 %workflow help                     this text
 
-Settings: %config OWF (deterministic, prefer_backend, show, max_rows, widgets, direction, quiet),
+Settings: %config OWF (deterministic, prefer_backend, show, max_rows, widgets, svg, direction, quiet),
 or [tool.owf_magics] in pyproject.toml.
 """
 
@@ -336,6 +336,8 @@ class WorkflowMagics(Magics):
             result = run_with_view(wf, plan, inputs, prefer, settings=self.settings, quiet=quiet)
         except ManifestError as exc:
             raise CellManifestError(exc, read_source(self.sources)) from None
+        except OWFError as exc:  # a backend not installed, inputs that do not match...
+            raise short(exc) from None
         self.last_result = result
         self._ns()["_owf_last"] = result
         if args.output:

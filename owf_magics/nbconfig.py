@@ -39,6 +39,7 @@ class OWF(Configurable):
         "auto",
         help="Live ipywidgets view of runs: auto (in a widget front end, not in deterministic mode), always, never.",
     ).tag(config=True)
+    svg = Bool(True, help="Draw graphs as SVG through graphviz's dot when it is installed.").tag(config=True)
     direction = Enum(("TD", "LR"), "TD", help="Graph direction: TD (top-down) or LR (left-right).").tag(config=True)
     quiet = Bool(False, help="Show nothing after a %%workflow cell unless asked (like --quiet).").tag(config=True)
 
@@ -46,13 +47,14 @@ class OWF(Configurable):
         super().__init__(**kwargs)
         self._sync()
 
-    @observe("deterministic", "max_rows")
+    @observe("deterministic", "max_rows", "svg")
     def _changed(self, change: Any) -> None:
         self._sync()
 
     def _sync(self) -> None:
         SETTINGS.deterministic = bool(self.deterministic)
         SETTINGS.max_rows = int(self.max_rows)
+        SETTINGS.svg = bool(self.svg)
 
     def show_list(self, value: str | None = None) -> list[str]:
         """Parse a ``graph,resolution,yaml`` list (an empty string shows nothing)."""

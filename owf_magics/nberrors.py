@@ -72,6 +72,23 @@ def diagnostic_lines(d: Diagnostic, lookup: SourceLookup) -> list[str]:
     return out
 
 
+def short(exc: OWFError) -> OWFError:
+    """The same exception, made to render short in a notebook (its type is kept for ``except``)."""
+
+    def render() -> list[str]:
+        out = [f"{type(exc).__name__}: {exc.code}", f"  {exc.message}"]
+        step = exc.details.get("step_id")
+        if step:
+            out.append(f"  step: {step}")
+        fix = exc.details.get("suggestion") or exc.details.get("hint")
+        if fix:
+            out.append(f"  fix: {fix}")
+        return out
+
+    exc._render_traceback_ = render  # type: ignore[attr-defined]
+    return exc
+
+
 class CellManifestError(ManifestError):
     """A `ManifestError` raised by a cell: the same diagnostics, rendered short in the notebook."""
 

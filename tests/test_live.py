@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ipywidgets")
-
 from owf_magics.live import TABS, LiveRunView, use_widgets
 from owf_magics.views import SETTINGS
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("IPython")
-
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -57,11 +55,12 @@ workflows:
 @pytest.fixture
 def shell():
     ip = InteractiveShell.instance()
-    saved = SETTINGS.deterministic
+    saved = dataclasses.asdict(SETTINGS)
     ip.run_line_magic("load_ext", "owf_magics")
     yield ip
     ip.run_line_magic("unload_ext", "owf_magics")
-    SETTINGS.deterministic = saved
+    for key, value in saved.items():
+        setattr(SETTINGS, key, value)
     InteractiveShell.clear_instance()
 
 
@@ -301,3 +300,16 @@ def test_completion_in_the_cell_body(shell):
     assert "scripted" in complete(shell, "%%workflow\n    provider: scr")
     # outside a %%workflow cell, nothing of ours
     assert "transform" not in complete(shell, "type = tra")
+
+
+def test_unavailable_backend_and_bad_inputs_fail_short(shell):
+    from owf_magics import UnavailableError
+
+    body = "workflows:\n  - name: lc\n    steps:\n      - {id: a, type: transform, expression: x, execution: {backend: custom}}\n"
+    result, cap = cell(shell, "--run", body)
+    assert isinstance(result.error_in_exec, UnavailableError)
+    assert "UnavailableError: UNAVAILABLE" in cap.stdout and "step: a" in cap.stdout
+    assert "Traceback (most recent call last)" not in cap.stdout
+    result, cap = cell(shell, "--run --input n=many", ONE.format(version="1.0.0"))
+    assert isinstance(result.error_in_exec, OWFError) and result.error_in_exec.code == "VALIDATION"
+    assert "OWFError: VALIDATION" in cap.stdout and "input 'n' must be integer, got str" in cap.stdout

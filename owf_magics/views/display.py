@@ -28,13 +28,16 @@ class GraphView:
     Args:
         plan: The workflow's plan.
         overlay: Per-step states from a run (see `overlay_from_result`).
-        svg: Include graphviz SVG when ``dot`` exists (default True).
+        svg: Include graphviz SVG when ``dot`` exists (default: the display settings, on).
+        direction: ``TD`` or ``LR``.
     """
 
-    def __init__(self, plan: Plan, overlay: Overlay | None = None, *, svg: bool = True, direction: str = "TD") -> None:
+    def __init__(
+        self, plan: Plan, overlay: Overlay | None = None, *, svg: bool | None = None, direction: str = "TD"
+    ) -> None:
         self.plan = plan
         self.overlay = overlay
-        self.svg = svg
+        self.svg = SETTINGS.svg if svg is None else svg
         self.direction = direction
 
     def mermaid(self) -> str:

@@ -35,11 +35,13 @@ class DisplaySettings:
         deterministic: Hide wall-clock values (durations, timestamps) and run ids.
         max_rows: Rows a table shows before it is truncated (a footer says how to see all).
         max_chars: Characters of a value shown in a table cell.
+        svg: Draw graphs as SVG through graphviz's ``dot`` when it is installed.
     """
 
     deterministic: bool
     max_rows: int = 20
     max_chars: int = 80
+    svg: bool = True
 
 
 SETTINGS = DisplaySettings(deterministic=deterministic_from_env())
