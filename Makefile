@@ -55,6 +55,7 @@ golden: setup
 bench: setup
 	@$(BIN)/python -c "import langgraph" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/notebook_bench.py
 
 lab: setup
 	@test -x $(BIN)/jupyter-lab || $(BIN)/python -m pip install --quiet 'jupyterlab>=4.2'

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from .models import STEP_TYPES
-
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -43,6 +41,8 @@ def candidates(body: str, before: str, magics: Any) -> tuple[str, list[str]] | N
         return None
     key, word = m.group(1), m.group(2)
     if key == "type":
+        from .models import STEP_TYPES
+
         return word, sorted(STEP_TYPES)
     if key == "backend":
         return word, sorted({b.name for b in magics.ow.backends()} | {"langgraph"})

@@ -20,7 +20,6 @@ from IPython.display import display
 from .errors import ManifestError, OWFError, did_you_mean
 from .nbconfig import OWF, apply_pyproject, find_pyproject, parse_show
 from .nberrors import CellManifestError, WorkflowRunError, read_source, short
-from .registry import OpenWorkflow, Workflow
 from .views import GraphView, ResolutionView, shown_frame
 from .views.tables import html_table, text_table
 
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from .catalog import Loaded
+    from .registry import OpenWorkflow, Workflow
     from .results import RunResult
 
 SUBCOMMANDS = ("list", "show", "run", "validate", "backends", "trace", "usage", "help")
@@ -83,11 +83,20 @@ class WorkflowMagics(Magics):
     def __init__(self, shell: InteractiveShell, settings: OWF) -> None:
         super().__init__(shell)
         self.settings = settings
-        self.ow = OpenWorkflow()
+        self._ow: OpenWorkflow | None = None
         self.sources: dict[str, str] = {}
         self.cells: dict[str, _CellRecord] = {}
         self.last_result: RunResult | None = None
         self.last_workflow: Workflow | None = None
+
+    @property
+    def ow(self) -> OpenWorkflow:
+        """The shell's registry, created on first use (so %load_ext stays cheap)."""
+        if self._ow is None:
+            from .registry import OpenWorkflow
+
+            self._ow = OpenWorkflow()
+        return self._ow
 
     # -- the magic ------------------------------------------------------------------------------
 
@@ -150,6 +159,8 @@ class WorkflowMagics(Magics):
                 hint = f" Did you mean '{best}'?" if best else ""
                 raise UsageError(f"the cell defines no workflow named {wanted!r} (it defines {names}).{hint}")
         else:
+            from .registry import Workflow
+
             wf = Workflow(self.ow, item)
         self.last_workflow = wf
         prefer = args.prefer_backend or self.settings.prefer_backend

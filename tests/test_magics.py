@@ -313,3 +313,20 @@ def test_unavailable_backend_and_bad_inputs_fail_short(shell):
     result, cap = cell(shell, "--run --input n=many", ONE.format(version="1.0.0"))
     assert isinstance(result.error_in_exec, OWFError) and result.error_in_exec.code == "VALIDATION"
     assert "OWFError: VALIDATION" in cap.stdout and "input 'n' must be integer, got str" in cap.stdout
+
+
+def test_load_ext_stays_cheap_it_loads_no_models_or_widgets():
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'owf_magics')\n"
+        "import sys, json; print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    mods = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "owf_magics.magics" in mods
+    assert not {"owf_magics.registry", "owf_magics.models", "pydantic", "ipywidgets", "pandas"} & mods

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from ..graph import ROOT, BlockKey, Group
 from .settings import SETTINGS
 
 if TYPE_CHECKING:
+    from ..graph import BlockKey, Group
     from ..resolution import Plan
     from ..results import RunResult
+
+ROOT: tuple[None, str] = (None, "steps")  # the workflow's own block (as in owf_magics.graph, not imported: cheap)
 
 #: Fill and stroke colours of the built-in backends; other names draw from `_PALETTE`.
 BACKEND_COLOURS: dict[str, tuple[str, str]] = {
