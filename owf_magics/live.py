@@ -73,12 +73,15 @@ class LiveRunView:
         self.plan = plan
         self.yaml_text = yaml_text
         self.states: dict[str, StepState] = {}
+        self.started: set[str] = set()  # from step.started events, when the executor sends them
         self.tokens = 0
         self.events = 0
         self._lock = threading.Lock()
         self._last_draw = 0.0
         self.handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "run.started": self._on_started,
+            "step.started": self._on_started_step,
+            "step.skipped": self._on_skipped,
             "step.execution.completed": self._on_step,
             "run.completed": self._on_ended,
             "run.failed": self._on_ended,
@@ -105,6 +108,16 @@ class LiveRunView:
     def _on_started(self, event: dict[str, Any]) -> None:
         self.title.value = f"<b>{html.escape(self.plan.workflow)}</b>: running"
         self._draw(force=True)
+
+    def _on_started_step(self, event: dict[str, Any]) -> None:
+        self.started.add(str(event.get("step_id")))
+        self._draw()
+
+    def _on_skipped(self, event: dict[str, Any]) -> None:
+        sid = str(event.get("step_id"))
+        if sid not in self.states:
+            self.states[sid] = StepState("skipped")
+        self._draw()
 
     def _on_ended(self, event: dict[str, Any]) -> None:
         status = (event.get("payload") or {}).get("status", str(event.get("type")).split(".")[-1])
@@ -133,7 +146,10 @@ class LiveRunView:
         self._draw()
 
     def running(self) -> list[str]:
-        """Steps that may be running now: not finished, everything they wait for finished."""
+        """Steps running now: started and not finished when the executor sends ``step.started``;
+        otherwise a guess: not finished, and everything they wait for finished."""
+        if self.started:
+            return [s for s in self.plan.order if s in self.started and s not in self.states]
         graph = self.plan.graph
         out: list[str] = []
         active: set[str | None] = {None}

@@ -615,7 +615,7 @@ def normalise_workflow(m: LMap, ctx: _Ctx) -> LMap:
             if isinstance(item, str):
                 _set(as_map, item, _new_map(ipos), ipos)
             elif isinstance(item, LMap) and isinstance(item.get("name") or item.get("id"), str):
-                key = "name" if "name" in item else "id"
+                key = "name" if isinstance(item.get("name"), str) and item.get("name") else "id"
                 name, _ = _pop(item, key)
                 _set(as_map, name, item, ipos)
         if len(as_map) == len(inputs):

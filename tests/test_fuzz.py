@@ -393,6 +393,11 @@ def test_random_manifests_as_python_data(docs: list[Any]) -> None:
     _check(docs)
 
 
+def test_input_list_item_with_a_non_text_name_and_a_text_id():
+    """Found by the fuzzer: `inputs: [{name: [], id: a}]` crashed the normaliser (unhashable name)."""
+    _check([{"type": "workflow", "inputs": [{"name": [], "id": "a"}], "name": "child", "steps": []}])
+
+
 @FUZZ
 @given(documents, st.integers(0, 10_000), st.sampled_from(["delete", "duplicate", "indent", "dedent", "tab"]))
 def test_random_manifests_with_a_mutation(docs: list[Any], where: int, how: str) -> None:

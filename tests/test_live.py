@@ -75,3 +75,14 @@ def test_widgets_only_in_a_widget_front_end():
         assert not use_widgets("auto")
     finally:
         SETTINGS.deterministic = saved
+
+
+def test_step_started_events_make_the_current_steps_exact(digest):
+    view = LiveRunView(digest.plan())
+    view.on_event({"type": "step.started", "step_id": "search"})
+    assert view.running() == ["search"]
+    view.on_event({"type": "step.execution.completed", "step_id": "search", "result": {"status": "success"}})
+    view.on_event({"type": "step.started", "step_id": "summarize"})
+    assert view.running() == ["summarize"]  # measure has not started: not shown as running
+    view.on_event({"type": "step.skipped", "step_id": "measure"})
+    assert view.states["measure"].status == "skipped"
