@@ -72,3 +72,28 @@ def test_manifest_and_run_errors_fail_the_cell_for_nbclient():
     assert "UsageError: unrecognized arguments: --nope" in nb.cells[3].outputs[0].text
     with pytest.raises(CellExecutionError):
         run_notebook("%load_ext owf_magics", "%workflow --nope")
+
+
+@pytest.mark.slow
+def test_completion_in_a_workflow_cell_is_answered_by_the_kernel():
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(ROOT))
+    try:
+        kc.execute_interactive("%load_ext owf_magics", timeout=60)
+        kc.execute_interactive(f"%%workflow --quiet\n{DIGEST}", timeout=60)
+
+        def complete(code: str) -> list[str]:
+            msg_id = kc.complete(code, len(code))
+            reply = kc.get_shell_msg(timeout=30)
+            assert reply["parent_header"]["msg_id"] == msg_id
+            content = reply["content"]
+            return [code[: content["cursor_start"]] + m for m in content["matches"]]
+
+        head = "%%workflow\nworkflows:\n  - name: w\n    steps:\n      - id: first\n"
+        assert head + "        type: transform" in complete(head + "        type: tra")
+        assert complete(head + "        agent: agent:demo/su") == [head + "        agent: agent:demo/summarizer@1.0.0"]
+        assert head + '        input: "{{ steps.first' in complete(head + '        input: "{{ steps.fi')
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
