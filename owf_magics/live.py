@@ -214,6 +214,7 @@ def run_with_view(
     *,
     settings: Any = None,
     quiet: bool = False,
+    secrets: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Run `wf` and show it: live widgets where they can be drawn, a static summary otherwise."""
     from IPython.display import display
@@ -222,10 +223,10 @@ def run_with_view(
     if not quiet and use_widgets(mode):
         view = LiveRunView(plan, _source_text(wf))
         display(view.widget)
-        result = wf.execute(inputs=dict(inputs), prefer_backend=prefer_backend, callback=view.on_event)
+        result = wf.execute(inputs=dict(inputs), prefer_backend=prefer_backend, secrets=secrets, callback=view.on_event)
         view.finish(result)
         return result
-    result = wf.execute(inputs=dict(inputs), prefer_backend=prefer_backend)
+    result = wf.execute(inputs=dict(inputs), prefer_backend=prefer_backend, secrets=secrets)
     if not quiet:
         display(RunView(result, plan))
     return result

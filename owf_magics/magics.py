@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 SUBCOMMANDS = ("list", "show", "run", "validate", "backends", "trace", "usage", "help")
 
 USAGE = """\
-%%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--prefer-backend B]
-           [--show graph,resolution,yaml] [--quiet]
+%%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--secrets VAR]
+           [--prefer-backend B] [--show graph,resolution,yaml] [--quiet]
 <YAML: one or more agent, connector and workflow documents>
 
     Validates and registers the manifests for later cells, then shows the graph and the
@@ -44,7 +44,7 @@ USAGE = """\
 
 %workflow list                     loaded agents, connectors and workflows
 %workflow show NAME [--show ...]   graph and resolution table of a loaded workflow
-%workflow run NAME [--input K=V] [--inputs VAR] [-o VAR] [--prefer-backend B] [--quiet]
+%workflow run NAME [--input K=V] [--inputs VAR] [--secrets VAR] [-o VAR] [--prefer-backend B] [--quiet]
 %workflow validate [NAME]          check a workflow (all of them without NAME) against what is loaded
 %workflow backends                 which backends are installed, their versions, what is missing
 %workflow trace [VAR]              the trace of a run (default: the last run)
@@ -107,6 +107,7 @@ class WorkflowMagics(Magics):
     @argument("--input", action="append", metavar="KEY=VALUE", help="an input value (YAML scalar); repeatable")
     @argument("--inputs", metavar="VAR", help="a dict of inputs from the user namespace")
     @argument("--prefer-backend", dest="prefer_backend", metavar="B", help="the backend for steps that name none")
+    @argument("--secrets", metavar="VAR", help="a dict of secrets from the namespace (never displayed)")
     @argument("--show", metavar="WHAT", help="comma-separated: graph, resolution, yaml")
     @argument("--quiet", action="store_true", help="show nothing but errors")
     @line_cell_magic
@@ -338,13 +339,24 @@ class WorkflowMagics(Magics):
         inputs.update(_parse_inputs(args.input))
         return inputs
 
+    def _secrets(self, args: Any) -> dict[str, str] | None:
+        if not args.secrets:
+            return None
+        value = self._ns().get(args.secrets)
+        if not isinstance(value, dict):
+            kind = type(value).__name__
+            raise UsageError(f"--secrets {args.secrets}: expected a dict in the namespace, got {kind}")
+        return {str(k): str(v) for k, v in value.items()}
+
     def _run(self, wf: Workflow, args: Any, prefer: str | None, quiet: bool) -> Any:
         from .live import run_with_view
 
         inputs = self._inputs(args)
         plan = self._plan(wf, prefer)
         try:
-            result = run_with_view(wf, plan, inputs, prefer, settings=self.settings, quiet=quiet)
+            result = run_with_view(
+                wf, plan, inputs, prefer, settings=self.settings, quiet=quiet, secrets=self._secrets(args)
+            )
         except ManifestError as exc:
             raise CellManifestError(exc, read_source(self.sources)) from None
         except OWFError as exc:  # a backend not installed, inputs that do not match...

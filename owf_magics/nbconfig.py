@@ -6,12 +6,13 @@ copied into the display settings the views read. Imported only by the magics (it
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Enum, Int, Unicode, observe
+from traitlets import Bool, Enum, Int, Unicode, default, observe
 from traitlets.config import Configurable
 
 from .errors import did_you_mean
@@ -24,7 +25,6 @@ class OWF(Configurable):
     """Settings of the ``%%workflow`` magics (``%config OWF`` lists them)."""
 
     deterministic = Bool(
-        deterministic_from_env(),
         help="Hide wall-clock values and run ids in what is displayed (on by default under CI and pytest).",
     ).tag(config=True)
     prefer_backend = Unicode(
@@ -42,6 +42,15 @@ class OWF(Configurable):
     svg = Bool(True, help="Draw graphs as SVG through graphviz's dot when it is installed.").tag(config=True)
     direction = Enum(("TD", "LR"), "TD", help="Graph direction: TD (top-down) or LR (left-right).").tag(config=True)
     quiet = Bool(False, help="Show nothing after a %%workflow cell unless asked (like --quiet).").tag(config=True)
+
+    @default("deterministic")
+    def _deterministic_default(self) -> bool:
+        return deterministic_from_env()
+
+    @default("widgets")
+    def _widgets_default(self) -> str:
+        value = os.environ.get("OWF_WIDGETS", "auto")
+        return value if value in ("auto", "always", "never") else "auto"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

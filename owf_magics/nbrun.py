@@ -24,18 +24,20 @@ def execute(path: Path, *, deterministic: bool = True, timeout: int = 300) -> An
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    saved = os.environ.get("OWF_DETERMINISTIC")
+    saved = os.environ.get("OWF_DETERMINISTIC"), os.environ.get("OWF_WIDGETS")
     os.environ["OWF_DETERMINISTIC"] = "1" if deterministic else "0"
+    os.environ["OWF_WIDGETS"] = "never"  # nobody watches a headless run: show results statically
     try:
         client = nbclient.NotebookClient(
             nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
         )
         client.execute()
     finally:
-        if saved is None:
-            os.environ.pop("OWF_DETERMINISTIC", None)
-        else:
-            os.environ["OWF_DETERMINISTIC"] = saved
+        for name, value in zip(("OWF_DETERMINISTIC", "OWF_WIDGETS"), saved, strict=True):
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return nb
 
 

@@ -132,8 +132,8 @@ def test_the_tour_runs_in_jupyterlab_in_chromium(lab):
             with contextlib.suppress(Exception):  # JupyterLab may ask which kernel to start; no dialog is fine
                 page.click(".jp-Dialog button.jp-mod-accept", timeout=8_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-            page.click("text=Run", timeout=10_000)
-            page.click("text=Run All Cells", timeout=10_000)
+            page.click('.lm-MenuBar-itemLabel >> text="Run"', timeout=10_000)
+            page.click('.lm-Menu-itemLabel >> text="Run All Cells"', timeout=10_000)
             # the last cell's trace table means every cell before it ran without an error
             page.wait_for_selector("table.owf-frame", state="attached", timeout=120_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)

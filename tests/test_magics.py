@@ -330,3 +330,38 @@ def test_load_ext_stays_cheap_it_loads_no_models_or_widgets():
     mods = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert "owf_magics.magics" in mods
     assert not {"owf_magics.registry", "owf_magics.models", "pydantic", "ipywidgets", "pandas"} & mods
+
+
+def test_secrets_from_the_namespace_never_reach_the_display(shell):
+    body = (
+        "connectors:\n  - name: t\n    actions:\n      - {name: echo, handler: {function: tests.handlers.echo}}\n"
+        "workflows:\n  - name: sec\n    steps:\n"
+        '      - {id: call, connector: t, action: echo, input: {headers: {Authorization: "Bearer {{ secrets.TOKEN }}"}}}\n'
+        '    outputs: {sent: {value: "{{ steps.call.output }}"}}\n'
+    )
+    shell.user_ns["creds"] = {"TOKEN": "s3cr3t-value"}
+    result, cap = cell(shell, "--run -o res --secrets creds --show graph,resolution,yaml", body)
+    assert result.success, result.error_in_exec
+    shown = cap.stdout + "".join(str(v) for o in cap.outputs for v in o.data.values())
+    assert "s3cr3t-value" not in shown
+    assert "***" in str(shell.user_ns["res"].outputs)
+    result, _ = cell(shell, "--run --secrets nosuch", body)
+    assert isinstance(result.error_in_exec, UsageError)
+
+
+def test_settings_defaults_come_from_the_environment(monkeypatch):
+    from owf_magics.nbconfig import OWF
+
+    saved = dataclasses.asdict(SETTINGS)
+    try:
+        monkeypatch.setenv("OWF_DETERMINISTIC", "0")
+        monkeypatch.setenv("OWF_WIDGETS", "never")
+        owf = OWF()
+        assert owf.deterministic is False and owf.widgets == "never" and SETTINGS.deterministic is False
+        monkeypatch.setenv("OWF_DETERMINISTIC", "1")
+        monkeypatch.setenv("OWF_WIDGETS", "bogus")
+        owf = OWF()
+        assert owf.deterministic is True and owf.widgets == "auto"
+    finally:
+        for key, value in saved.items():
+            setattr(SETTINGS, key, value)
