@@ -10,6 +10,7 @@ so the same inputs give the same outputs and the same trace whatever the timing.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import fnmatch
 import functools
@@ -59,6 +60,7 @@ from .resolution import Plan, step_models
 from .results import RunResult, StepError, StepResult
 
 if TYPE_CHECKING:
+    from .backends.native import FunctionCall
     from .catalog import Loaded
     from .registry import OpenWorkflow
 
@@ -112,6 +114,7 @@ class _Run:
     usage: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     events: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     event_seq: itertools.count[int] = field(default_factory=itertools.count)
+    functions: dict[str, FunctionCall] = field(default_factory=dict)  # handlers resolved this run
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
         event = redact(event, self.secrets)
@@ -135,16 +138,20 @@ class _Frame:
     extra: dict[str, Any] = field(default_factory=dict)
     order: dict[str, float] = field(default_factory=dict)
     prefix: str = ""
+    _scope: dict[str, Any] | None = None
 
     def scope(self, run: _Run) -> dict[str, Any]:
-        scope: dict[str, Any] = {
-            "inputs": self.inputs,
-            "steps": self.views,
-            "env": run.env,
-            "secrets": run.secrets,
-            "trigger": {},
-        }
-        scope.update(self.extra)
+        """The template scope; built once per frame (it holds the live views, so it stays current)."""
+        scope = self._scope
+        if scope is None:
+            scope = self._scope = {
+                "inputs": self.inputs,
+                "steps": self.views,
+                "env": run.env,
+                "secrets": run.secrets,
+                "trigger": {},
+                **self.extra,
+            }
         return scope
 
     def child(self, *, iteration: tuple[int, ...] | None = None, extra: dict[str, Any] | None = None) -> _Frame:
@@ -191,7 +198,7 @@ class Executor:
         wf = self.item.model
         inputs = resolve_inputs(wf, self.inputs)
         pool = self.ow.thread_pool()
-        env = self.ow.environment if self.ow.environment is not None else dict(os.environ)
+        env = self.ow.environment if self.ow.environment is not None else os.environ
         run = _Run(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
         started = time.perf_counter()
         run.emit(
@@ -203,14 +210,11 @@ class Executor:
                 "metadata": {"workflow_version": wf.version},
             },
         )
-        frame = _Frame(
-            self.plan,
-            step_models(wf),
-            inputs,
-            ChainMap({}),
-            {},
-            order={sid: float(i) for i, sid in enumerate(self.plan.graph.topological())},
-        )
+        memo = self.plan.memo
+        if "models" not in memo:  # once per plan: step models by id, and each step's rank in graph order
+            memo["models"] = step_models(wf)
+            memo["order"] = {sid: float(i) for i, sid in enumerate(self.plan.graph.topological())}
+        frame = _Frame(self.plan, memo["models"], inputs, ChainMap({}), {}, order=memo["order"])
         try:
             outcome = await _run_block(run, frame, ROOT)
             status = "completed" if outcome is None else "failed"
@@ -238,26 +242,47 @@ class Executor:
         return result
 
     def run(self) -> RunResult:
-        """Run synchronously, also from inside a running event loop (a Jupyter kernel)."""
+        """Run synchronously, also from inside a running event loop (a Jupyter kernel).
+
+        Outside a loop the run uses this thread's own reusable loop; inside one (a kernel) it runs
+        on a background loop thread while this thread waits. Ctrl-C / KeyboardInterrupt cancels
+        the run: steps in flight end ``canceled`` and the canceled result is returned.
+        """
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.arun())
-        box: dict[str, Any] = {}
+            return _thread_runner().run(self.arun())
+        future = asyncio.run_coroutine_threadsafe(self.arun(), _background_loop())
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()  # cancels the run's task; arun records the cancellation and returns
+            with contextlib.suppress(concurrent.futures.CancelledError):
+                return future.result()
+            raise
 
-        def target() -> None:
-            try:
-                box["result"] = asyncio.run(self.arun())
-            except BaseException as exc:  # re-raised in the caller's thread
-                box["error"] = exc
 
-        thread = threading.Thread(target=target, name=f"owf-run-{self.run_id}")
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        result: RunResult = box["result"]
-        return result
+_local = threading.local()
+_background: list[asyncio.AbstractEventLoop] = []
+_background_lock = threading.Lock()
+
+
+def _thread_runner() -> asyncio.Runner:
+    """One reusable event loop per calling thread: a run does not pay for a new loop."""
+    runner: asyncio.Runner | None = getattr(_local, "runner", None)
+    if runner is None:
+        runner = _local.runner = asyncio.Runner()
+    return runner
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The loop runs started from inside another running loop (a Jupyter kernel) execute on."""
+    with _background_lock:
+        if not _background:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="owf-runs", daemon=True).start()
+            _background.append(loop)
+        return _background[0]
 
 
 def resolve_inputs(wf: Any, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -335,40 +360,59 @@ def redact_error(error: StepError, secrets: Mapping[str, str]) -> StepError:
 
 
 async def _run_block(run: _Run, frame: _Frame, key: BlockKey) -> StepError | None:
-    """Run a block's steps as a DAG; returns the first failure (in graph order), or None."""
-    graph: Graph = frame.plan.graph
-    members = graph.order.get(key, ())
-    if not members:
+    """Run a block's steps as a DAG; returns the first failure (in graph order), or None.
+
+    A step starts when the last step it waits for finishes, in the coroutine that finished it: a
+    chain runs in one task with no scheduling between its steps, and only steps that become ready
+    together get tasks of their own (so they overlap).
+    """
+    sched = frame.plan.graph.schedule(key)
+    if not sched.members:
         return None
-    loop = asyncio.get_running_loop()
-    done: dict[str, asyncio.Future[str]] = {sid: loop.create_future() for sid in members}
+    waits = dict(sched.waits)
+    blocked: set[str] = set()
     failures: dict[str, StepError] = {}
+    tasks: list[asyncio.Task[None]] = []
 
-    async def one(sid: str) -> None:
-        blocked = False
-        for dep in graph.deps.get(sid, ()):
-            if dep in done:
-                state = await done[dep]
-                blocked = blocked or state == "blocked"
-        step = frame.models[sid]
-        try:
-            if blocked:
+    async def chain(sid: str | None) -> None:
+        while sid is not None:
+            step = frame.models[sid]
+            if sid in blocked:
                 _skip(run, frame, step, "an earlier step failed")
-                done[sid].set_result("blocked")
-                return
-            res = await _run_step(run, frame, step)
-            if res.status == "failed" and not step.continueOnError:
-                failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
-                done[sid].set_result("blocked")
             else:
-                done[sid].set_result(res.status)
-        except BaseException:
-            if not done[sid].done():
-                done[sid].set_result("blocked")
-            raise
+                try:
+                    res = await _run_step(run, frame, step)
+                except BaseException:
+                    blocked.add(sid)
+                    raise
+                if res.status == "failed" and not step.continueOnError:
+                    failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
+                    blocked.add(sid)
+            ready = []
+            for nxt in sched.after[sid]:
+                if sid in blocked:
+                    blocked.add(nxt)
+                waits[nxt] -= 1
+                if not waits[nxt]:
+                    ready.append(nxt)
+            for other in ready[1:]:
+                tasks.append(asyncio.create_task(chain(other)))
+            sid = ready[0] if ready else None
 
-    await asyncio.gather(*(one(sid) for sid in members))
-    for sid in members:
+    roots = [sid for sid in sched.members if not waits[sid]]
+    tasks.extend(asyncio.create_task(chain(sid)) for sid in roots[1:])
+    try:
+        await chain(roots[0])
+        i = 0
+        while i < len(tasks):  # tasks may start more tasks while we wait
+            await tasks[i]
+            i += 1
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for sid in sched.members:
         if sid in failures:
             return failures[sid]
     return None
@@ -1074,14 +1118,21 @@ async def run_action(run: _Run, connector: Connector, name: str, data: Any, step
 
 async def _call_function(run: _Run, target: str, data: Any, step_id: str) -> Any:
     from .backends.base import ExecutionContext
-    from .backends.native import call_function, resolve_function
 
-    fn = resolve_function(target)
-    ctx = ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets))
-    if inspect.iscoroutinefunction(fn):
-        return await call_function(target, data, ctx, fn=fn)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(run.pool, lambda: call_function(target, data, ctx, fn=fn))
+    call = run.functions.get(target)
+    if call is None:
+        from .backends.native import prepare_function
+
+        call = run.functions[target] = prepare_function(target)
+    ctx = (
+        ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets)) if call.wants_context else None
+    )
+    if call.is_async:
+        return await call(data, ctx)
+    out = (
+        call(data, ctx) if call.inline else await asyncio.get_running_loop().run_in_executor(run.pool, call, data, ctx)
+    )
+    return await out if inspect.isawaitable(out) else out  # an object whose __call__ is async
 
 
 def _placeholders(value: Any, data: Mapping[str, Any], run: _Run) -> Any:

@@ -285,7 +285,14 @@ class Workflow:
             ManifestError: When a reference no longer resolves (a manifest it uses was replaced).
         """
         self._recheck()
-        return resolve_plan(self.item, self.ow.catalog, self.ow.backend_registry, prefer_backend)
+        # a plan is frozen and depends only on the catalog (checked above) and the backends known
+        key = (prefer_backend, self.ow.backend_registry.generation)
+        hit = self.item.plans.get(key)
+        if hit is not None and hit[0] is self.ow.catalog:
+            return hit[1]  # type: ignore[no-any-return]
+        plan = resolve_plan(self.item, self.ow.catalog, self.ow.backend_registry, prefer_backend)
+        self.item.plans[key] = (self.ow.catalog, plan)
+        return plan
 
     def _recheck(self) -> None:
         """Re-validate references if the catalog changed since this workflow was loaded."""

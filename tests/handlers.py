@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from owf_magics import inline
+
 CALLS: dict[str, int] = {}
 GATE = threading.Event()
 
@@ -59,3 +61,32 @@ def available(input):  # the whole input
 
 def ok(input):
     return {"ok": True, "input": input}
+
+
+def thread_name() -> dict[str, str]:
+    import threading
+
+    return {"thread": threading.current_thread().name}
+
+
+@inline
+def thread_name_inline() -> dict[str, str]:
+    import threading
+
+    return {"thread": threading.current_thread().name}
+
+
+async def thread_name_async() -> dict[str, str]:
+    import threading
+
+    return {"thread": threading.current_thread().name}
+
+
+class AsyncCallable:
+    """An object whose ``__call__`` is a coroutine function: its result is awaited too."""
+
+    async def __call__(self, x: int) -> dict[str, int]:
+        return {"double": 2 * x}
+
+
+async_callable = AsyncCallable()

@@ -483,3 +483,30 @@ steps:
     assert r.steps["first"].status == "success"
     assert r.steps["long"].status == "canceled" and r.steps["never"].status == "canceled"
     assert r.events[-1]["type"] == "run.canceled"
+
+
+def test_sync_handlers_run_in_the_pool_inline_and_async_ones_on_the_loop(ow):
+    ow.load(
+        """
+connector: {name: where, kind: sdk}
+actions:
+  - {name: pool, handler: {function: tests.handlers.thread_name}}
+  - {name: inline, handler: {function: tests.handlers.thread_name_inline}}
+  - {name: coro, handler: {function: tests.handlers.thread_name_async}}
+  - {name: obj, handler: {function: tests.handlers.async_callable}}
+---
+name: where
+steps:
+  - {id: p, connector: where, action: pool}
+  - {id: i, connector: where, action: inline}
+  - {id: c, connector: where, action: coro}
+  - {id: o, connector: where, action: obj, input: {x: 21}}
+"""
+    )
+    r = ow.workflow("where").execute()
+    assert r.status == "completed", r.steps
+    loop_thread = r.steps["i"].output["thread"]
+    assert r.steps["c"].output["thread"] == loop_thread
+    assert r.steps["p"].output["thread"] != loop_thread
+    assert r.steps["p"].output["thread"].startswith("owf-handler")
+    assert r.steps["o"].output == {"double": 42}
