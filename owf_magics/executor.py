@@ -10,26 +10,30 @@ so the same inputs give the same outputs and the same trace whatever the timing.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import fnmatch
 import functools
+import importlib
 import inspect
 import itertools
 import json
 import os
 import re
+import signal
 import threading
 import time
 import uuid
 from collections import ChainMap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from .backends.base import ExecutionContext
 from .errors import BackendError, OWFError, StepTimeoutError, UnavailableError
 from .graph import ROOT, BlockKey, Graph
 from .models import (
@@ -72,11 +76,22 @@ _PLACEHOLDER = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}")
 
 def new_run_id() -> str:
     """Timestamp plus a process-wide sequence number (the OpenFlow protocol's format)."""
-    return f"{datetime.now(UTC):%Y%m%d_%H%M%S}_{next(_run_counter):03d}"
+    stamp = _now()  # 2026-11-21T20:18:56.123Z
+    return f"{stamp[0:4]}{stamp[5:7]}{stamp[8:10]}_{stamp[11:13]}{stamp[14:16]}{stamp[17:19]}_{next(_run_counter):03d}"
+
+
+_second: list[Any] = [0, ""]  # [whole second, its text]: formatted once per second
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC now as ISO 8601 with milliseconds (``2026-11-21T20:18:56.123Z``), cheaply."""
+    now = time.time()
+    whole = int(now)
+    cached = _second
+    if whole != cached[0]:
+        cached = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+        _second[:] = cached
+    return f"{cached[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 def to_step_error(exc: BaseException) -> StepError:
@@ -117,7 +132,8 @@ class _Run:
     functions: dict[str, FunctionCall] = field(default_factory=dict)  # handlers resolved this run
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
-        event = redact(event, self.secrets)
+        if self.secrets:
+            event = redact(event, self.secrets)
         event.setdefault("event_id", f"evt_{self.run_id}_{next(self.event_seq):05d}")
         self.events.append((key, event))
         if self.callback is not None:
@@ -181,10 +197,11 @@ class Executor:
         callback: Callable[[dict[str, Any]], Any] | None = None,
         run_id: str | None = None,
         events: Mapping[str, Any] | None = None,
+        item: Loaded[Any] | None = None,
     ) -> None:
         self.ow = ow
         self.plan = plan
-        self.item: Loaded[Any] = ow.workflow(plan.workflow, plan.version).item
+        self.item: Loaded[Any] = item if item is not None else ow.workflow(plan.workflow, plan.version).item
         self.inputs = dict(inputs or {})
         self.secrets = {str(k): str(v) for k, v in (secrets or {}).items()}
         self.callback = callback
@@ -194,7 +211,10 @@ class Executor:
     # -- entry points -------------------------------------------------------------------------
 
     async def arun(self) -> RunResult:
-        self.plan.check_available()
+        memo = self.plan.memo
+        if "available" not in memo:
+            self.plan.check_available()
+            memo["available"] = True
         wf = self.item.model
         inputs = resolve_inputs(wf, self.inputs)
         pool = self.ow.thread_pool()
@@ -210,7 +230,6 @@ class Executor:
                 "metadata": {"workflow_version": wf.version},
             },
         )
-        memo = self.plan.memo
         if "models" not in memo:  # once per plan: step models by id, and each step's rank in graph order
             memo["models"] = step_models(wf)
             memo["order"] = {sid: float(i) for i, sid in enumerate(self.plan.graph.topological())}
@@ -251,7 +270,7 @@ class Executor:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return _thread_runner().run(self.arun())
+            return _run_here(self.arun())
         future = asyncio.run_coroutine_threadsafe(self.arun(), _background_loop())
         try:
             return future.result()
@@ -262,17 +281,42 @@ class Executor:
             raise
 
 
-_local = threading.local()
+_main_loop: list[asyncio.AbstractEventLoop] = []
+_sig: Any = importlib.import_module("_signal")  # signal's C module
 _background: list[asyncio.AbstractEventLoop] = []
 _background_lock = threading.Lock()
 
 
-def _thread_runner() -> asyncio.Runner:
-    """One reusable event loop per calling thread: a run does not pay for a new loop."""
-    runner: asyncio.Runner | None = getattr(_local, "runner", None)
-    if runner is None:
-        runner = _local.runner = asyncio.Runner()
-    return runner
+def _run_here(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """Run on an event loop in this thread; the main thread keeps one for every run.
+
+    In the main thread, Ctrl-C (SIGINT) cancels the run's task, so the cancellation is recorded
+    (steps in flight end ``canceled``) and the canceled result returned; a second Ctrl-C raises
+    KeyboardInterrupt. A SIGINT handler the program installed itself is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        with asyncio.Runner() as runner:  # other threads may end at any time: their loop closes now
+            return runner.run(coro)
+    if not _main_loop or _main_loop[0].is_closed():
+        _main_loop[:] = [asyncio.new_event_loop()]
+        atexit.register(_main_loop[0].close)
+    loop = _main_loop[0]
+    task = loop.create_task(coro)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if task.done() or task.cancelling():  # a second Ctrl-C: stop waiting
+            raise KeyboardInterrupt
+        loop.call_soon_threadsafe(task.cancel)
+
+    # the C-level calls: signal.signal() converts handlers to enums, which costs a run ~15 µs
+    ours = _sig.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ours:
+        _sig.signal(signal.SIGINT, on_sigint)
+    try:
+        return loop.run_until_complete(task)
+    finally:
+        if ours:
+            _sig.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
@@ -329,15 +373,21 @@ def _render_outputs(outputs: Mapping[str, Any], scope: dict[str, Any]) -> dict[s
     return out
 
 
+def _first(kv: tuple[Any, Any]) -> Any:
+    return kv[0]
+
+
 def _finish(
     run: _Run, name: str, status: str, outputs: dict[str, Any], results: dict[str, StepResult], error: StepError | None
 ) -> RunResult:
-    trace = [redact(r, run.secrets) for _, r in sorted(run.trace, key=lambda kv: kv[0])]
-    usage = [r for _, r in sorted(run.usage, key=lambda kv: kv[0])]
-    for res in results.values():
-        res.output = redact(res.output, run.secrets)
-        if res.error is not None:
-            res.error = redact_error(res.error, run.secrets)
+    trace = [r for _, r in sorted(run.trace, key=_first)]
+    usage = [r for _, r in sorted(run.usage, key=_first)]
+    if run.secrets:
+        trace = [redact(r, run.secrets) for r in trace]
+        for res in results.values():
+            res.output = redact(res.output, run.secrets)
+            if res.error is not None:
+                res.error = redact_error(res.error, run.secrets)
     return RunResult(
         run.run_id,
         name,
@@ -470,8 +520,9 @@ def _trace(
     cost: float = 0.0,
     note: str | None = None,
 ) -> None:
-    entry = frame.plan[step.id]
+    entry = frame.plan.entries[step.id]
     key = (frame.order.get(step.id, 0), frame.iteration, attempt)
+    duration = round(duration, 3)
     row = {
         "run_id": run.run_id,
         "step_id": frame.prefix + step.id,
@@ -483,7 +534,7 @@ def _trace(
         "iteration": ".".join(map(str, frame.iteration)) if frame.iteration else "",
         "parent": entry.parent or "",
         "started_at": started,
-        "duration_ms": round(duration, 3),
+        "duration_ms": duration,
         "prompt_tokens": usage.prompt_tokens if usage else 0,
         "completion_tokens": usage.completion_tokens if usage else 0,
         "total_tokens": usage.total_tokens if usage else 0,
@@ -497,7 +548,7 @@ def _trace(
         "backend": entry.backend,
         "runtime": entry.runtime,
         "adapter_version": entry.adapter_version,
-        "duration_ms": round(duration, 3),
+        "duration_ms": duration,
     }
     if usage is not None:
         execution["token_usage"] = {
@@ -604,10 +655,6 @@ async def _map_items(items: list[Any], limit: int | None, fn: Callable[[int, Any
     return list(await asyncio.gather(*(guarded(i, item) for i, item in enumerate(items))))
 
 
-def _retry_policy(step: StepBase) -> RetryPolicy | None:
-    return step.retry if not isinstance(step, TryStep) else None
-
-
 def _delay(policy: RetryPolicy, attempt: int) -> float:
     base = policy.initialDelay if policy.initialDelay is not None else 1.0
     if policy.backoff == "fixed":
@@ -631,7 +678,7 @@ def _retryable(policy: RetryPolicy, error: StepError) -> bool:
 
 async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResult, dict[str, Any] | None]:
     """Run a step with its retry policy and timeout; one trace row per attempt."""
-    policy = _retry_policy(step)
+    policy = step.retry if not isinstance(step, TryStep) else None  # a try step's retry is for its block
     max_attempts = policy.maxAttempts if policy else 1
     timeout = parse_duration(step.timeout) if step.timeout is not None else None
     entry = frame.plan[step.id]
@@ -640,7 +687,7 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         attempt += 1
         started = _now()
         t0 = time.perf_counter()
-        acc = _Accounting()
+        acc = _Accounting() if isinstance(step, AgentStep | HandoffStep) else _NO_USAGE
         try:
             coro = _execute(run, frame, step, acc)
             output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
@@ -649,7 +696,7 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
             err = StepError(
                 "TIMEOUT",
                 f"step '{step.id}' exceeded its timeout of {timeout:g}s",
-                {"timeout_ms": int((timeout or 0) * 1000)},
+                {"timeout_ms": int((timeout or 0) * 1000), "elapsed_ms": round((time.perf_counter() - t0) * 1000)},
             )
             res, extra = StepResult(step.id, "failed", None, err, attempt, entry.backend), None
         except StepFailed as exc:
@@ -692,6 +739,9 @@ class _Accounting:
             sum(u.completion_tokens for u in self.turns),
             any(u.estimated for u in self.turns),
         )
+
+
+_NO_USAGE = _Accounting()  # shared by the steps that call no model; only agent steps add to theirs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1035,8 +1085,6 @@ async def _foreign(
     run: _Run, frame: _Frame, step: StepBase, manifest: dict[str, Any], data: Any, metadata: dict[str, Any]
 ) -> Any:
     """A step whose plan names another backend: hand it the manifest through the contract."""
-    from .backends.base import ExecutionContext
-
     entry = frame.plan[step.id]
     backend = run.ow.backend(entry.backend)
     ctx = ExecutionContext(
@@ -1076,14 +1124,28 @@ def _apply_defaults(schema: Mapping[str, Any] | None, data: Any) -> Any:
     return out
 
 
+_validators: dict[int, tuple[Any, Any]] = {}
+
+
+def _validator(schema: Mapping[str, Any]) -> Any:
+    """The jsonschema validator of one action's input schema, built once per schema object."""
+    hit = _validators.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    from jsonschema import validators
+
+    if len(_validators) > 4096:
+        _validators.clear()
+    validator = validators.validator_for(schema)(schema)
+    _validators[id(schema)] = (schema, validator)
+    return validator
+
+
 def validate_action_input(action: Action, data: Any) -> Any:
     """Defaults filled, then the action's JSON Schema enforced (code VALIDATION)."""
     data = _apply_defaults(action.input, data)
     if action.input:
-        from jsonschema import validators
-
-        cls = validators.validator_for(action.input)
-        errors = sorted(cls(action.input).iter_errors(data), key=lambda e: list(e.path))
+        errors = sorted(_validator(action.input).iter_errors(data), key=lambda e: list(e.path))
         if errors:
             first = errors[0]
             where = ".".join(map(str, first.path)) or "input"
@@ -1117,8 +1179,6 @@ async def run_action(run: _Run, connector: Connector, name: str, data: Any, step
 
 
 async def _call_function(run: _Run, target: str, data: Any, step_id: str) -> Any:
-    from .backends.base import ExecutionContext
-
     call = run.functions.get(target)
     if call is None:
         from .backends.native import prepare_function
@@ -1129,10 +1189,13 @@ async def _call_function(run: _Run, target: str, data: Any, step_id: str) -> Any
     )
     if call.is_async:
         return await call(data, ctx)
-    out = (
-        call(data, ctx) if call.inline else await asyncio.get_running_loop().run_in_executor(run.pool, call, data, ctx)
-    )
-    return await out if inspect.isawaitable(out) else out  # an object whose __call__ is async
+    if call.inline:
+        out = call(data, ctx)
+    else:
+        out = await asyncio.get_running_loop().run_in_executor(run.pool, call, data, ctx)
+    if call.maybe_async and inspect.isawaitable(out):  # an object whose __call__ is async
+        return await out
+    return out
 
 
 def _placeholders(value: Any, data: Mapping[str, Any], run: _Run) -> Any:

@@ -352,7 +352,7 @@ class Workflow:
         from .executor import Executor
 
         plan = self.plan(prefer_backend=prefer_backend)
-        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events)
+        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events, item=self.item)
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.graph.nodes) if self.graph else 0} steps>"

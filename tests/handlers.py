@@ -90,3 +90,14 @@ class AsyncCallable:
 
 
 async_callable = AsyncCallable()
+
+
+def interrupt_main() -> dict[str, bool]:
+    """Sends the process SIGINT (as Ctrl-C does), then keeps the step busy."""
+    import os
+    import signal
+    import time
+
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(2)
+    return {"finished": True}

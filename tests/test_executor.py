@@ -510,3 +510,23 @@ steps:
     assert r.steps["p"].output["thread"] != loop_thread
     assert r.steps["p"].output["thread"].startswith("owf-handler")
     assert r.steps["o"].output == {"double": 42}
+
+
+def test_ctrl_c_cancels_the_run_and_records_it(ow):
+    ow.load(
+        """
+connector: {name: ctl, kind: sdk}
+actions: [{name: interrupt, handler: {function: tests.handlers.interrupt_main}}]
+---
+name: interrupted
+steps:
+  - {id: busy, connector: ctl, action: interrupt}
+  - {id: later, type: transform, expression: "{{ 1 }}", dependsOn: [busy]}
+"""
+    )
+    r = ow.workflow("interrupted").execute()
+    assert r.status == "canceled"
+    assert r.steps["busy"].status == "canceled"
+    assert r.steps["busy"].error.code == "CANCELED"
+    assert r.steps["later"].status == "canceled"
+    assert r.events[-1]["type"] == "run.canceled"

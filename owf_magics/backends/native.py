@@ -93,6 +93,7 @@ class FunctionCall:
     inline: bool
     whole: bool  # takes the input as one argument (input/data/payload/args) instead of keywords
     wants_context: bool
+    maybe_async: bool  # a callable object, whose __call__ may return an awaitable
 
     def __call__(self, input: Any, context: ExecutionContext | None) -> Any:
         kwargs = {"context": context} if self.wants_context else {}
@@ -127,6 +128,7 @@ def _inspect(fn: Any) -> FunctionCall:
         bool(getattr(fn, "__owf_inline__", False)),
         len(names) == 1 and names[0] in ("input", "data", "payload", "args"),
         "context" in params,
+        not (inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn)),
     )
 
 
