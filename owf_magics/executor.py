@@ -57,7 +57,7 @@ from .models import (
     WorkflowStep,
 )
 from .normalize import parse_duration
-from .providers import Usage, cost_of, make_model
+from .providers import Usage, make_model
 from .refs import parse_ref
 from .render import TemplateError, redact, render, render_string, truthy
 from .resolution import Plan, step_models
@@ -1394,7 +1394,7 @@ async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Acco
         reply = await model.respond(messages, specs, turn)
         if reply.usage is not None:
             acc.turns.append(reply.usage)
-            cost = cost_of(agent.model, reply.usage)
+            cost = run.ow.prices.cost(agent.model, reply.usage)
             acc.cost = round(acc.cost + cost, 8)
             acc.rows.append(
                 (

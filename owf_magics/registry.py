@@ -40,6 +40,8 @@ class OpenWorkflow:
         max_concurrent_runs: The global limit on runs executing at once.
         environment: Variables templates read as ``env.*`` (default: the process environment).
         max_workers: Threads for synchronous action handlers (shared by this registry's runs).
+        prices: Model prices in USD per 1M tokens, by ``provider/model`` or model id, e.g.
+            ``{"openai/gpt-4o": {"input": 2.5, "output": 10}}``; they override the shipped table.
 
     Example:
         >>> ow = OpenWorkflow()
@@ -55,7 +57,11 @@ class OpenWorkflow:
         *,
         environment: dict[str, str] | None = None,
         max_workers: int = 8,
+        prices: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
+        from .providers import Prices
+
+        self.prices = Prices(prices)
         self.state = state
         self.max_concurrent_runs = max_concurrent_runs
         self.environment = environment

@@ -302,6 +302,7 @@ workflows:
     r = ow.workflow("ask").execute()
     assert r.outputs == {"answer": "The sum is 3"}
     assert r.usage["total_tokens"].sum() == 44 and not r.usage["estimated"].any()
+    assert (r.usage["cost_usd"] == 0.0).all()  # the offline providers are free, not unknown
     row = r.trace.iloc[0]
     assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (32, 12, 44)
     [event] = [e for e in r.events if e["type"] == "step.execution.completed"]
