@@ -101,3 +101,8 @@ def interrupt_main() -> dict[str, bool]:
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(2)
     return {"finished": True}
+
+
+def fail_with(text: str) -> None:
+    """Fails with the given text in its message (an error message that would leak it)."""
+    raise ValueError(f"could not use {text}")
