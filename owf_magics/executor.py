@@ -14,7 +14,6 @@ import atexit
 import concurrent.futures
 import contextlib
 import fnmatch
-import functools
 import importlib
 import inspect
 import itertools
@@ -29,7 +28,7 @@ from collections import ChainMap
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -58,6 +57,7 @@ from .models import (
 )
 from .normalize import parse_duration
 from .providers import Usage, make_model
+from .queries import jq_program, jsonpath
 from .refs import parse_ref
 from .render import TemplateError, redact, render, render_string, truthy
 from .resolution import Plan, step_models
@@ -130,6 +130,7 @@ class _Run:
     events: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     event_seq: itertools.count[int] = field(default_factory=itertools.count)
     functions: dict[str, FunctionCall] = field(default_factory=dict)  # handlers resolved this run
+    deadline: datetime | None = None  # from the workflow's timeout; backends see it in their context
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
         if self.secrets:
@@ -234,16 +235,29 @@ class Executor:
             memo["models"] = step_models(wf)
             memo["order"] = {sid: float(i) for i, sid in enumerate(self.plan.graph.topological())}
         frame = _Frame(self.plan, memo["models"], inputs, ChainMap({}), {}, order=memo["order"])
+        limit = parse_duration(wf.timeout) if wf.timeout is not None else None
+        if limit is not None:
+            run.deadline = datetime.now(UTC) + timedelta(seconds=limit)
         try:
-            outcome = await _run_block(run, frame, ROOT)
+            if limit is None:
+                outcome = await _run_block(run, frame, ROOT)
+            else:  # the workflow's timeout is the run's deadline: steps in flight are canceled
+                async with asyncio.timeout(limit):
+                    outcome = await _run_block(run, frame, ROOT)
             status = "completed" if outcome is None else "failed"
+        except TimeoutError:
+            outcome = StepError(
+                "TIMEOUT",
+                f"workflow '{wf.name}' exceeded its timeout of {limit:g}s",
+                {"timeout_ms": int((limit or 0) * 1000), "elapsed_ms": round((time.perf_counter() - started) * 1000)},
+            )
+            status = "failed"
+            _mark_unfinished(frame)
         except asyncio.CancelledError:
             # the caller canceled the run: finish the record (steps in flight are marked canceled)
             outcome = StepError("CANCELED", "the run was canceled", {"canceled_at": _now()})
             status = "canceled"
-            for sid in frame.plan.order:
-                if sid not in frame.results:
-                    frame.results[sid] = StepResult(sid, "canceled", backend=frame.plan[sid].backend)
+            _mark_unfinished(frame)
         outputs = _render_outputs(wf.outputs, frame.scope(run))
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -317,6 +331,12 @@ def _run_here(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
     finally:
         if ours:
             _sig.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _mark_unfinished(frame: _Frame) -> None:
+    for sid in frame.plan.order:
+        if sid not in frame.results:
+            frame.results[sid] = StepResult(sid, "canceled", backend=frame.plan[sid].backend)
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
@@ -491,7 +511,9 @@ def _store(frame: _Frame, res: StepResult, extra: Mapping[str, Any] | None = Non
 def _skip(run: _Run, frame: _Frame, step: StepBase, reason: str) -> None:
     res = StepResult(step.id, "skipped", backend=frame.plan[step.id].backend)
     _store(frame, res)
-    _trace(run, frame, step, res, attempt=0, started=_now(), duration=0.0, note=reason)
+    started = _now()
+    _trace(run, frame, step, res, attempt=0, started=started, duration=0.0, note=reason)
+    _step_event(run, frame, step, "step.skipped", 0, started, reason=reason)
     for child in _descendants(frame.plan.graph, step.id):
         if child not in frame.results:
             cres = StepResult(child, "skipped", backend=frame.plan[child].backend)
@@ -688,6 +710,7 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         started = _now()
         t0 = time.perf_counter()
         acc = _Accounting() if isinstance(step, AgentStep | HandoffStep) else _NO_USAGE
+        _step_event(run, frame, step, "step.started", attempt, started)
         try:
             coro = _execute(run, frame, step, acc)
             output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
@@ -715,12 +738,46 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         )
         for key, row in acc.rows:
             run.usage.append(((frame.order.get(step.id, 0), frame.iteration, attempt, *key), row))
-        if res.status != "failed" or policy is None or attempt >= max_attempts:
+        if res.status != "failed":
             return res, extra
         assert res.error is not None
-        if not _retryable(policy, res.error):
+        if policy is None or attempt >= max_attempts or not _retryable(policy, res.error):
+            _step_event(run, frame, step, "step.failed", attempt, _now(), error=res.error.to_dict())
             return res, extra
-        await asyncio.sleep(_delay(policy, attempt))
+        delay = _delay(policy, attempt)
+        _step_event(
+            run,
+            frame,
+            step,
+            "step.retrying",
+            attempt,
+            _now(),
+            error=res.error.to_dict(),
+            next_attempt=attempt + 1,
+            delay_ms=round(delay * 1000),
+        )
+        await asyncio.sleep(delay)
+
+
+def _step_event(
+    run: _Run, frame: _Frame, step: StepBase, kind: str, attempt: int, timestamp: str, **fields: Any
+) -> None:
+    """A step lifecycle event (started, retrying, failed, skipped), ordered with the step's others."""
+    entry = frame.plan.entries[step.id]
+    run.emit(
+        (frame.order.get(step.id, 0), frame.iteration, attempt),
+        {
+            "type": kind,
+            "timestamp": timestamp,
+            "run_id": run.run_id,
+            "step_id": frame.prefix + step.id,
+            "step_type": step.type,  # type: ignore[attr-defined]
+            "iteration": ".".join(map(str, frame.iteration)) if frame.iteration else "",
+            "attempt": attempt,
+            "backend": entry.backend,
+            **fields,
+        },
+    )
 
 
 @dataclass
@@ -999,28 +1056,12 @@ def _transform(step: TransformStep, scope: dict[str, Any], frame: _Frame) -> Any
         return render_string(step.expression, scope)
     data = render(step.input, scope) if step.input is not None else _previous_output(frame, step.id)
     if step.language == "jq":
-        values = _jq_program(step.expression).input_value(data).all()
+        values = jq_program(step.expression).input_value(data).all()
     elif step.language == "jsonpath":
-        values = [m.value for m in _jsonpath(step.expression).find(data)]
+        values = [m.value for m in jsonpath(step.expression).find(data)]
     else:
         raise UnavailableError(f"transform language '{step.language}' has no sandbox here")
     return values[0] if len(values) == 1 else values
-
-
-@functools.lru_cache(maxsize=1024)
-def _jq_program(expression: str) -> Any:
-    """A compiled jq program (compiled once per distinct expression)."""
-    import jq
-
-    return jq.compile(expression)
-
-
-@functools.lru_cache(maxsize=1024)
-def _jsonpath(expression: str) -> Any:
-    """A parsed JSONPath expression (parsed once per distinct expression)."""
-    from jsonpath_ng.ext.parser import parse
-
-    return parse(expression)
 
 
 def _previous_output(frame: _Frame, sid: str) -> Any:
@@ -1094,6 +1135,7 @@ async def _foreign(
         secrets=dict(run.secrets),
         environment=dict(run.env),
         trace_id=run.run_id,
+        deadline=run.deadline,
         metadata={"step_type": step.type, **metadata},  # type: ignore[attr-defined]
     )
     try:
@@ -1185,7 +1227,9 @@ async def _call_function(run: _Run, target: str, data: Any, step_id: str) -> Any
 
         call = run.functions[target] = prepare_function(target)
     ctx = (
-        ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets)) if call.wants_context else None
+        ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline)
+        if call.wants_context
+        else None
     )
     if call.is_async:
         return await call(data, ctx)

@@ -106,3 +106,8 @@ def interrupt_main() -> dict[str, bool]:
 def fail_with(text: str) -> None:
     """Fails with the given text in its message (an error message that would leak it)."""
     raise ValueError(f"could not use {text}")
+
+
+def deadline_seen(context) -> dict[str, bool]:
+    """Reports whether the run's deadline reached the handler's context."""
+    return {"has_deadline": context.deadline is not None}
