@@ -313,22 +313,27 @@ class HttpSink(_BaseSink):
         self.failed = 0
         self.dropped = 0
         self.attempts = 0
+        self._count_lock = threading.Lock()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._closing = threading.Event()
         self._abandon = threading.Event()
         self._thread = threading.Thread(target=self._work, name=f"owf-callback {url}", daemon=True)
         self._thread.start()
 
+    def _count(self, what: str) -> None:
+        with self._count_lock:  # the producer and the worker both count
+            setattr(self, what, getattr(self, what) + 1)
+
     def __call__(self, event: Mapping[str, Any]) -> None:
         if self._closing.is_set():
             logger.warning("event %s after the HTTP callback was closed; not sent", event.get("type"))
-            self.dropped += 1
+            self._count("dropped")
             return
         try:
             body = to_json(self._prepare(event))
             self._queue.put_nowait(body)
         except queue.Full:
-            self.dropped += 1
+            self._count("dropped")
             logger.warning("HTTP callback queue full; event %s dropped", event.get("type"))
         except Exception:
             logger.exception("could not queue event for the HTTP callback")
@@ -342,7 +347,7 @@ class HttpSink(_BaseSink):
                 if item is _STOP:
                     return
                 if self._abandon.is_set():
-                    self.dropped += 1
+                    self._count("dropped")
                     continue
                 self._deliver(client, item)
 
@@ -353,22 +358,22 @@ class HttpSink(_BaseSink):
             if attempt:
                 delay = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
                 if self._abandon.wait(delay):  # close() gave up: stop retrying
-                    self.dropped += 1
+                    self._count("dropped")
                     return
-            self.attempts += 1
+            self._count("attempts")
             try:
                 response = client.post(self.url, content=body.encode())
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if response.status_code < 400:
-                    self.sent += 1
+                    self._count("sent")
                     return
                 problem = f"HTTP {response.status_code}"
                 if response.status_code < 500 and response.status_code not in (408, 429):
                     break  # the receiver refuses this event; retrying will not help
             logger.warning("HTTP callback to %s failed (attempt %d): %s", self.url, attempt + 1, problem)
-        self.failed += 1
+        self._count("failed")
         logger.error("HTTP callback to %s: event lost after %d attempt(s)", self.url, self.attempts)
 
     def close(self, timeout: float | None = 5.0) -> None:

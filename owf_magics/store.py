@@ -252,6 +252,48 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def input_differences(recorded: Any, actual: Any, *, path: str = "input", limit: int = 20) -> list[str]:
+    """Where two resolved inputs differ, as readable lines (empty when they are equal).
+
+    For replay: compare a step's recorded input (`StepRecord.input`) with the one it resolves to
+    now, and fail loudly with these lines when the list is not empty. Values are compared after a
+    JSON round trip, so a tuple equals a list and a datetime equals its ISO text, as stored.
+
+    Args:
+        recorded: The stored input.
+        actual: The input resolved now.
+        path: The name of the root in the lines.
+        limit: At most this many lines (the last says how many more differ).
+    """
+    out: list[str] = []
+    _diff(json.loads(_dumps(recorded)), json.loads(_dumps(actual)), path, out)
+    if len(out) > limit:
+        return out[:limit] + [f"... and {len(out) - limit} more"]
+    return out
+
+
+def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            where = f"{path}.{key}"
+            if key not in b:
+                out.append(f"{where}: recorded {_short(a[key])}, now missing")
+            elif key not in a:
+                out.append(f"{where}: not recorded, now {_short(b[key])}")
+            else:
+                _diff(a[key], b[key], where, out)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _diff(x, y, f"{path}[{i}]", out)
+    elif a != b or type(a) is not type(b):
+        out.append(f"{path}: recorded {_short(a)}, now {_short(b)}")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = _dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _ts(value: datetime | None) -> float | None:
     if value is None:
         return None
@@ -549,8 +591,9 @@ class SQLiteRunStore:
     def get_run(self, run_id: str) -> RunRecord | None:
         """The stored run, or None."""
         with self._db() as conn:
-            row = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-            names = [d[0] for d in conn.execute("SELECT * FROM runs LIMIT 0").description]
+            cur = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+            row = cur.fetchone()
+            names = [d[0] for d in cur.description]
         return None if row is None else _run_record(dict(zip(names, row, strict=True)))
 
     def list_runs(

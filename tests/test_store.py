@@ -395,3 +395,47 @@ def test_checkpoint_cost_is_small(tmp_path):
         per_step_ms = (time.perf_counter() - t0) * 1000 / n
         print(f"checkpoint: {per_step_ms:.3f} ms per step")
         assert len(s.get_steps("r")) == n
+
+
+def test_input_differences_for_replay():
+    from owf_magics.store import input_differences
+
+    recorded = {"q": "hi", "opts": {"n": 3, "tags": ["a", "b"]}, "gone": 1}
+    assert input_differences(recorded, {"q": "hi", "opts": {"n": 3, "tags": ("a", "b")}, "gone": 1}) == []
+    lines = input_differences(recorded, {"q": "hello", "opts": {"n": 3, "tags": ["a"]}, "new": True})
+    assert lines == [
+        "input.gone: recorded 1, now missing",
+        "input.new: not recorded, now true",
+        'input.opts.tags: recorded ["a","b"], now ["a"]',
+        'input.q: recorded "hi", now "hello"',
+    ]
+    assert input_differences(1, 1.0) == ["input: recorded 1, now 1.0"]  # an int is not a float
+    many = input_differences({f"k{i}": i for i in range(30)}, {}, limit=5)
+    assert len(many) == 6 and many[-1] == "... and 25 more"
+
+
+_CLAIMER = textwrap.dedent(
+    """
+    import sys
+    from owf_magics.store import SQLiteRunStore
+    s = SQLiteRunStore(sys.argv[1])
+    won = s.set_status("r", "running", expected="waiting_approval")
+    print("won" if won else "lost")
+    """
+)
+
+
+def test_only_one_process_wins_the_claim_of_a_waiting_run(tmp_path):
+    path = tmp_path / "runs.db"
+    with SQLiteRunStore(path) as s:
+        s.create_run("r", "w", status="waiting_approval")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _CLAIMER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    outcomes = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+        outcomes.append(out.decode().strip())
+    assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
