@@ -28,6 +28,8 @@ from .render import redact
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .results import RunResult
+
 #: The schema version written to ``PRAGMA user_version``; bumped with every schema change.
 SCHEMA_VERSION = 1
 #: Where ``OpenWorkflow()`` keeps its runs when no ``state=`` is given (under the working directory).
@@ -950,6 +952,51 @@ def open_store(state: str | os.PathLike[str] | RunStore | None = None) -> RunSto
     if isinstance(state, RunStore):
         return state
     raise TypeError(f"state must be a path, ':memory:', None or a RunStore, not {type(state).__name__}")
+
+
+def run_result(store: RunStore, run_id: str) -> RunResult | None:
+    """``ow.run(run_id)``: a stored run as a `RunResult` (None when the store has no such run).
+
+    ``steps`` holds one `StepResult` per step id (for steps in loops, the last execution written);
+    ``events`` are the stored events in sequence order; ``pending`` the open requests; ``error``
+    the run's error. Trace and usage rows are not stored, so those DataFrames are empty.
+    """
+    from .results import RunResult, StepError, StepResult
+
+    record = store.get_run(run_id)
+    if record is None:
+        return None
+    steps: dict[str, StepResult] = {}
+    for rec in store.get_steps(run_id).values():
+        err = rec.error
+        steps[rec.step_id] = StepResult(
+            rec.step_id,
+            rec.status,
+            rec.output,
+            StepError(
+                str(err.get("code", "INTERNAL_ERROR")), str(err.get("message", "")), dict(err.get("details") or {})
+            )
+            if err
+            else None,
+            rec.attempts,
+            rec.backend or "native",
+        )
+    error = record.error
+    return RunResult(
+        record.run_id,
+        record.workflow,
+        record.status,
+        dict(record.outputs or {}),
+        steps,
+        [e.event for e in store.get_events(run_id)],
+        error=StepError(
+            str(error.get("code", "INTERNAL_ERROR")), str(error.get("message", "")), dict(error.get("details") or {})
+        )
+        if error
+        else None,
+        pending=list(store.get_pending(run_id)),
+        duration_ms=record.duration_ms or 0.0,
+    )
 
 
 def runs_frame(store: SQLiteRunStore | RunStore) -> pd.DataFrame:

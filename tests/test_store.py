@@ -439,3 +439,31 @@ def test_only_one_process_wins_the_claim_of_a_waiting_run(tmp_path):
         assert p.returncode == 0, err.decode()
         outcomes.append(out.decode().strip())
     assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
+
+
+def test_a_stored_run_reads_back_as_a_run_result(store):
+    from owf_magics.store import run_result
+
+    assert run_result(store, "nope") is None
+    store.create_run("r1", "digest")
+    store.checkpoint("r1", StepRecord("a", "a", "success", output=1, backend="native"), [{"type": "e1"}])
+    store.checkpoint("r1", StepRecord("each[0].b", "b", "success", output="first"))
+    store.checkpoint("r1", StepRecord("each[1].b", "b", "failed", error={"code": "TIMEOUT", "message": "slow"}))
+    req = store.add_pending("r1", "c", "approval", {"action": "post"})
+    store.finish_run("r1", "waiting_approval", outputs={"o": 1})
+    result = run_result(store, "r1")
+    assert result is not None
+    assert (result.run_id, result.workflow, result.status, result.outputs) == (
+        "r1",
+        "digest",
+        "waiting_approval",
+        {"o": 1},
+    )
+    assert result.steps["a"].output == 1 and result.steps["a"].status == "success"
+    assert result.steps["b"].status == "failed" and result.steps["b"].error.code == "TIMEOUT"  # the last iteration
+    assert [p.id for p in result.pending] == [req.id] and result.pending[0].payload == {"action": "post"}
+    assert result.events == [{"type": "e1"}]
+    assert result.error is None and result.trace.empty
+    store.finish_run("r1", "failed", error={"code": "CANCELED", "message": "budget", "details": {"reason": "budget"}})
+    failed = run_result(store, "r1")
+    assert failed is not None and failed.error is not None and failed.error.details == {"reason": "budget"}
