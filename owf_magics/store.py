@@ -514,6 +514,17 @@ class SQLiteRunStore:
                 raise
             conn.execute("COMMIT")
 
+    @staticmethod
+    @contextmanager
+    def _known(run_id: str) -> Iterator[None]:
+        """Turn the foreign-key failure of a write for a run that does not exist into our error."""
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" not in str(exc).upper():
+                raise
+            raise _unknown_run(run_id) from exc
+
     @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
@@ -686,7 +697,7 @@ class SQLiteRunStore:
         """
         input_hash = step.input_hash or (fingerprint(step.input) if step.input is not None else None)
         usage = step.usage or {}
-        with self._tx() as conn:
+        with self._known(run_id), self._tx() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO steps (run_id, step_key, step_id, status, output, error, attempts,"
                 " backend, usage, tokens, cost_usd, input, input_hash, started_at, finished_at, written_at)"
@@ -742,7 +753,7 @@ class SQLiteRunStore:
         """Append events to a run, in order, in one transaction; returns their sequence numbers."""
         if not events:
             return []
-        with self._tx() as conn:
+        with self._known(run_id), self._tx() as conn:
             return _append(conn, run_id, events)
 
     def get_events(self, run_id: str, *, after: int = 0) -> list[StoredEvent]:
@@ -767,7 +778,7 @@ class SQLiteRunStore:
         """Record what a run waits for. With a `request_id` already stored, returns that request
         unchanged (so a step that asks again after a restart does not ask twice)."""
         rid = request_id or f"req_{uuid.uuid4().hex[:12]}"
-        with self._tx() as conn:
+        with self._known(run_id), self._tx() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO pending (request_id, run_id, step_id, kind, payload, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

@@ -467,3 +467,15 @@ def test_a_stored_run_reads_back_as_a_run_result(store):
     store.finish_run("r1", "failed", error={"code": "CANCELED", "message": "budget", "details": {"reason": "budget"}})
     failed = run_result(store, "r1")
     assert failed is not None and failed.error is not None and failed.error.details == {"reason": "budget"}
+
+
+def test_writes_for_an_unknown_run_are_validation_errors(store):
+    for write in (
+        lambda: store.checkpoint("ghost", StepRecord("a", "a", "success")),
+        lambda: store.append_events("ghost", [{"type": "e"}]),
+        lambda: store.add_pending("ghost", "a", "approval"),
+    ):
+        with pytest.raises(OWFError) as err:
+            write()
+        assert err.value.code == "VALIDATION" and err.value.details == {"run_id": "ghost"}
+    assert store.get_events("ghost") == [] and store.get_steps("ghost") == {}
