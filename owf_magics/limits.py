@@ -418,7 +418,7 @@ class Budget:
     scope: str = "run"
     spent_cost_usd: float = 0.0
     spent_tokens: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def unlimited(self) -> bool:
