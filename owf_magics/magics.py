@@ -51,7 +51,7 @@ USAGE = """\
 %workflow usage [VAR]              token usage and cost of a run (default: the last run)
 %workflow help                     this text
 
-Settings: %config OWF (deterministic, prefer_backend, show, max_rows, widgets, svg, direction, quiet),
+Settings: %config OWF (deterministic, prefer_backend, state, show, max_rows, widgets, svg, direction, quiet),
 or [tool.owf_magics] in pyproject.toml.
 """
 
@@ -95,7 +95,8 @@ class WorkflowMagics(Magics):
         if self._ow is None:
             from .registry import OpenWorkflow
 
-            self._ow = OpenWorkflow()
+            state = self.settings.state
+            self._ow = OpenWorkflow(state=False if state == "none" else state)
         return self._ow
 
     # -- the magic ------------------------------------------------------------------------------

@@ -30,6 +30,12 @@ class OWF(Configurable):
     prefer_backend = Unicode(
         None, allow_none=True, help="The backend for steps that name none (like --prefer-backend)."
     ).tag(config=True)
+    state = Unicode(
+        None,
+        allow_none=True,
+        help="Where the cells' registry stores runs: a SQLite path, ':memory:', or 'none' "
+        "(default: .owf/runs.db under the working directory). Read when the first cell runs.",
+    ).tag(config=True)
     show = Unicode("graph,resolution", help="What a %%workflow cell shows: any of graph, resolution, yaml.").tag(
         config=True
     )

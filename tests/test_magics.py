@@ -57,6 +57,7 @@ def shell():
     ip = InteractiveShell.instance()
     saved = dataclasses.asdict(SETTINGS)
     ip.run_line_magic("load_ext", "owf_magics")
+    ip.run_line_magic("config", "OWF.state = ':memory:'")
     yield ip
     ip.run_line_magic("unload_ext", "owf_magics")
     for key, value in saved.items():
@@ -347,6 +348,17 @@ def test_secrets_from_the_namespace_never_reach_the_display(shell):
     assert "***" in str(shell.user_ns["res"].outputs)
     result, _ = cell(shell, "--run --secrets nosuch", body)
     assert isinstance(result.error_in_exec, UsageError)
+
+
+def test_state_setting_chooses_the_run_store(shell, tmp_path):
+    from owf_magics.magics import registry
+
+    assert registry(shell).state == ":memory:"
+    shell.run_line_magic("unload_ext", "owf_magics")
+    shell.run_line_magic("load_ext", "owf_magics")
+    shell.run_line_magic("config", f"OWF.state = {str(tmp_path / 'runs.db')!r}")
+    cell(shell, "--quiet --run", ONE.format(version="1.0.0"))
+    assert registry(shell).state == str(tmp_path / "runs.db") and (tmp_path / "runs.db").exists()
 
 
 def test_settings_defaults_come_from_the_environment(monkeypatch):

@@ -230,3 +230,17 @@ def test_shown_frame_truncates_with_a_footer(deterministic):
     assert type(shown.head(3)) is pd.DataFrame
     assert "s49" in shown.to_string()
     assert footer_text("x", 1, 1) == "1 row"
+
+
+def test_plan_and_run_result_display_through_the_views(digest, deterministic):
+    plan = digest.plan()
+    bundle = plan._repr_mimebundle_()
+    assert bundle["text/plain"].startswith("Research Digest v1.0.0: 4 steps (native: 4)")
+    assert "global default" in bundle["text/plain"] and "owf-resolution" in bundle["text/html"]
+    result = digest.execute()
+    shown = result._repr_mimebundle_()
+    assert shown["text/plain"].startswith("run … of 'Research Digest': completed")
+    assert "count_words" in shown["text/plain"]
+    import pandas as pd
+
+    assert isinstance(result.trace, pd.DataFrame) and "[5 rows]" in repr(result.trace)
