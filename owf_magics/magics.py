@@ -43,8 +43,8 @@ USAGE = """\
     Running the cell again replaces what it defined before.
 
 %workflow list                     loaded agents, connectors and workflows
-%workflow show NAME [--show ...]   graph and resolution table of a loaded workflow
-%workflow run NAME [--input K=V] [--inputs VAR] [--secrets VAR] [-o VAR] [--prefer-backend B] [--quiet]
+%workflow show [NAME] [--show ...] graph and resolution table of a loaded workflow (default: the last one)
+%workflow run [NAME] [--input K=V] [--inputs VAR] [--secrets VAR] [-o VAR] [--prefer-backend B] [--quiet]
 %workflow validate [NAME]          check a workflow (all of them without NAME) against what is loaded
 %workflow backends                 which backends are installed, their versions, what is missing
 %workflow trace [VAR]              the trace of a run (default: the last run)
@@ -208,9 +208,9 @@ class WorkflowMagics(Magics):
             return self._frame(sub, rest)
         if sub == "validate":
             return self._validate(rest)
-        if len(rest) != 1:
+        if len(rest) > 1:
             raise UsageError(f"%workflow {sub} takes one workflow NAME (quote names with spaces)")
-        wf = self._workflow(rest[0])
+        wf = self._workflow(rest[0]) if rest else self._default_workflow(sub)
         self.last_workflow = wf
         prefer = args.prefer_backend or self.settings.prefer_backend
         if sub == "show":
@@ -302,6 +302,16 @@ class WorkflowMagics(Magics):
 
     def _has_workflow(self, name: str) -> bool:
         return any(w.name == name for w in self.ow.workflows())
+
+    def _default_workflow(self, sub: str) -> Workflow:
+        """Without a NAME: the workflow of the last cell or command, else the only one loaded."""
+        if self.last_workflow is not None and self._has_workflow(self.last_workflow.name):
+            return self._workflow(self.last_workflow.name)
+        workflows = self.ow.workflows()
+        if len(workflows) == 1:
+            return workflows[0]
+        names = ", ".join(sorted(w.name for w in workflows)) or "none"
+        raise UsageError(f"%workflow {sub} NAME: which workflow? (loaded: {names})")
 
     def _workflow(self, name: str) -> Workflow:
         try:

@@ -152,7 +152,7 @@ class WorkflowRunError(OWFError):
             file, line, column = _step_line(self._wf, self.step_id)
             where = f" at {file}{f':{line}' if line else ''}, step '{self.step_id}'"
             lines = snippet(self._lookup(file), line, column)
-        name = self._var or "res"
+        name = self._var or "_owf_last"
         out = [f"WorkflowRunError: {self.code}{where}", f"  run of '{self.result.workflow}' {self.result.status}"]
         message = self.message.split(": ", 1)[-1]
         out.append(f"  {message}")

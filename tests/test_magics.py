@@ -189,13 +189,18 @@ def test_run_failure_fails_the_cell_names_the_step_and_binds_the_result(shell):
     assert "WorkflowRunError: BACKEND_ERROR at <cell>:15, step 'boom'" in cap.stdout
     assert "  > 15 |       - id: boom" in cap.stdout
     assert "see: res.steps['boom'].error, res.trace" in cap.stdout
+    result, cap = cell(shell, "--run", FAILING)
+    assert "see: _owf_last.steps['boom'].error" in cap.stdout
+    with capture_output() as cap:  # without NAME: the workflow of the last cell
+        result = shell.run_cell("%workflow show --show resolution")
+    assert result.success and "boom" in cap.outputs[0].data["text/plain"]
     assert "Traceback (most recent call last)" not in cap.stdout
     res = shell.user_ns["res"]
     assert res.status == "failed" and res.steps["boom"].status == "failed"
 
 
 def test_bad_flags_and_subcommands_are_usage_errors(shell):
-    for line in ("--bogus", "frobnicate", "run", "run nosuch", "trace"):
+    for line in ("--bogus", "frobnicate", "run", "run nosuch", "run a b", "trace"):
         with capture_output():
             result = shell.run_cell(f"%workflow {line}")
         assert isinstance(result.error_in_exec, UsageError), line
