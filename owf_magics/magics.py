@@ -113,7 +113,14 @@ class WorkflowMagics(Magics):
     @argument("--quiet", action="store_true", help="show nothing but errors")
     @line_cell_magic
     def workflow(self, line: str, cell: str | None = None) -> Any:
-        """Define, inspect and run OpenWorkflow manifests (see ``%workflow help``)."""
+        """Define, inspect and run OpenWorkflow manifests.
+
+        As a cell magic, ``%%workflow [NAME] [options]`` followed by YAML (agents, connectors,
+        workflows) validates and registers the manifests and shows the graph and the
+        backend-resolution table; ``--run`` also executes the workflow. As a line magic,
+        ``%workflow list | show [NAME] | run [NAME] | validate [NAME] | backends | trace [VAR] |
+        usage [VAR] | help``. ``%workflow help`` prints examples of each.
+        """
         # POSIX-style splitting, so --input topic="two words" is one argument without its quotes
         try:
             argv = shlex.split(line)

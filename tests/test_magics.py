@@ -220,6 +220,11 @@ def test_help_is_the_argument_help(shell):
     with capture_output() as cap:
         shell.run_line_magic("workflow", "help")
     assert "%workflow backends" in cap.stdout
+    with capture_output() as cap:
+        result = shell.run_cell("%workflow?")
+    assert result.success
+    for text in ("--prefer-backend B", "validate [NAME] | backends | trace [VAR]", "bind the RunResult to VAR"):
+        assert text in cap.stdout
 
 
 def test_backends_trace_usage_validate(shell):
