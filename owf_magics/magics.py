@@ -85,6 +85,9 @@ class WorkflowMagics(Magics):
         self.settings = settings
         self._ow: OpenWorkflow | None = None
         self.sources: dict[str, str] = {}
+        # the text of the cell that defined each manifest: unnamed cells share the name "<cell>",
+        # so a run error of an earlier cell's workflow must not quote a later cell's lines
+        self.item_sources: dict[tuple[str, str, str, str], str] = {}
         self.cells: dict[str, _CellRecord] = {}
         self.last_result: RunResult | None = None
         self.last_workflow: Workflow | None = None
@@ -146,6 +149,8 @@ class WorkflowMagics(Magics):
             items = self.ow.load(cell, name=source_name, line_offset=1)
         except ManifestError as exc:
             raise CellManifestError(exc, read_source(self.sources)) from None
+        for i in items:
+            self.item_sources[_item_key(i)] = self.sources[source_name]
         workflows = [i for i in items if i.kind == "workflow"]
         key = wanted or ",".join(sorted(i.name for i in workflows)) or source_name
         self._replace(key, items)
@@ -186,9 +191,9 @@ class WorkflowMagics(Magics):
     def _replace(self, key: str, items: list[Loaded[Any]]) -> None:
         """Forget manifests this cell defined before and no longer defines (a renamed version, say)."""
         before = self.cells.get(key)
-        now = {(i.kind, i.namespace, i.name, i.version) for i in items}
+        now = {_item_key(i) for i in items}
         if before is not None:
-            stale = [i for i in before.items if (i.kind, i.namespace, i.name, i.version) not in now]
+            stale = [i for i in before.items if _item_key(i) not in now]
             if stale:
                 self.ow.unload(stale)
         self.cells[key] = _CellRecord(list(items))
@@ -357,6 +362,10 @@ class WorkflowMagics(Magics):
         inputs.update(_parse_inputs(args.input))
         return inputs
 
+    def _lookup_for(self, wf: Workflow) -> Any:
+        text = self.item_sources.get(_item_key(wf.item))
+        return read_source({**self.sources, wf.item.file: text} if text is not None else self.sources)
+
     def _secrets(self, args: Any) -> dict[str, str] | None:
         if not args.secrets:
             return None
@@ -384,8 +393,12 @@ class WorkflowMagics(Magics):
         if args.output:
             self._ns()[args.output] = result
         if result.status not in ("completed", "waiting_approval"):
-            raise WorkflowRunError(result, wf, read_source(self.sources), args.output)
+            raise WorkflowRunError(result, wf, self._lookup_for(wf), args.output)
         return None
+
+
+def _item_key(item: Loaded[Any]) -> tuple[str, str, str, str]:
+    return (item.kind, item.namespace, item.name, item.version)
 
 
 def _describe(items: list[Loaded[Any]]) -> str:

@@ -387,3 +387,12 @@ def test_settings_defaults_come_from_the_environment(monkeypatch):
     finally:
         for key, value in saved.items():
             setattr(SETTINGS, key, value)
+
+
+def test_a_run_error_quotes_the_cell_that_defined_the_workflow(shell):
+    cell(shell, "--quiet", FAILING)  # unnamed cell 1
+    cell(shell, "--quiet", DIGEST)  # unnamed cell 2, same "<cell>" name
+    with capture_output() as cap:
+        result = shell.run_cell("%workflow run broken")
+    assert result.error_in_exec is not None
+    assert "  > 15 |       - id: boom" in cap.stdout
