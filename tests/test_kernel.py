@@ -97,3 +97,28 @@ def test_completion_in_a_workflow_cell_is_answered_by_the_kernel():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.mark.slow
+def test_live_widget_view_in_a_kernel(monkeypatch):
+    """With widgets forced on, the run is drawn by ipywidgets through the kernel's comms."""
+    monkeypatch.setenv("OWF_WIDGETS", "always")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext owf_magics"),
+        nbformat.v4.new_code_cell(f"%%workflow --run -o res\n{DIGEST}"),
+    ]
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", store_widget_state=True, resources={"metadata": {"path": str(ROOT)}}
+    )
+    client.execute()
+    [view] = [o for o in nb.cells[1].outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    models = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    by_name = {}
+    for model in models.values():
+        by_name.setdefault(model["model_name"], []).append(model["state"])
+    [progress] = by_name["IntProgressModel"]
+    assert progress["value"] == progress["max"] == 4
+    [tabs] = by_name["TabModel"]
+    assert tabs["titles"] == ["Output", "Trace", "Usage", "Events", "Graph", "YAML"]
+    assert view["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] in models
