@@ -122,3 +122,25 @@ def test_live_widget_view_in_a_kernel(monkeypatch):
     [tabs] = by_name["TabModel"]
     assert tabs["titles"] == ["Output", "Trace", "Usage", "Events", "Graph", "YAML"]
     assert view["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] in models
+
+
+@pytest.mark.slow
+def test_nbrun_prints_tagged_outputs_and_writes_them_back(tmp_path, capsys):
+    from owf_magics.nbrun import main
+
+    nb = nbformat.v4.new_notebook()
+    shown = nbformat.v4.new_code_cell(f"%%workflow --run -o res\n{DIGEST}")
+    shown.metadata["tags"] = ["demo"]
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext owf_magics"), shown, nbformat.v4.new_code_cell("1 + 1")]
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    assert main([str(path), "--show", "demo", "--write"]) == 0
+    out = capsys.readouterr().out
+    assert "run … of 'Research Digest': completed (4 success); 56 tokens" in out
+    assert "\n2\n" not in out  # untagged cells are not printed
+    written = nbformat.read(path, as_version=4)
+    assert written.cells[2].outputs[0]["data"]["text/plain"] == "2"
+    # a failing cell makes the command fail
+    nb.cells.append(nbformat.v4.new_code_cell("%workflow run nosuch"))
+    nbformat.write(nb, path)
+    assert main([str(path)]) == 1
