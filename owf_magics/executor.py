@@ -140,7 +140,6 @@ class _Run:
     pending: list[Any] = field(default_factory=list)  # requests this run waits for
     unsaved: list[dict[str, Any]] = field(default_factory=list)  # events not yet in the store
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # step key -> its input and usage
-    waits: int = 0  # leaves that are waiting; a step whose count grows while it runs waits too
     approved: set[str] = field(default_factory=set)  # connectors approved for this run (first_use)
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
@@ -796,7 +795,8 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         if rec is not None and rec.status == "success":
             return _restore(run, frame, step, rec), None
     _current_key.set(key)
-    waits_before = run.waits
+    container = not isinstance(step, _LEAVES)
+    waited: list[bool] = [False]  # set when a step inside this one waits
     attempt = 0
     while True:
         attempt += 1
@@ -806,7 +806,12 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         _step_event(run, frame, step, "step.started", attempt, started)
         try:
             coro = _execute(run, frame, step, acc)
-            output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            token = _wait_flags.set((*_wait_flags.get(), waited)) if container else None
+            try:
+                output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            finally:
+                if token is not None:
+                    _wait_flags.reset(token)
             res = StepResult(step.id, "success", output, None, attempt, entry.backend)
         except TimeoutError:
             err = StepError(
@@ -842,7 +847,7 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         if run.store is not None and acc is not _NO_USAGE and (total := acc.total()) is not None:
             usage = {"prompt_tokens": total.prompt_tokens, "completion_tokens": total.completion_tokens}
             run.seen.setdefault(key, {})["usage"] = {**usage, "estimated": total.estimated, "cost_usd": acc.cost}
-        if res.status == "success" and run.waits > waits_before:
+        if res.status == "success" and waited[0]:
             res.status = "waiting"  # a step inside it waits: this one finishes on resume
         if res.status != "failed":
             return res, extra
@@ -911,6 +916,7 @@ _NO_USAGE = _Accounting()  # shared by the steps that call no model; only agent 
 # durable runs: checkpoints, restored steps, waiting for approvals, events and times
 
 _current_key: contextvars.ContextVar[str] = contextvars.ContextVar("owf_step_key", default="")
+_wait_flags: contextvars.ContextVar[tuple[list[bool], ...]] = contextvars.ContextVar("owf_wait_flags", default=())
 _LEAVES = (ActionStep, AgentStep, TransformStep, WaitStep, HandoffStep)  # served from a record on resume
 
 
@@ -951,7 +957,8 @@ def _request(run: _Run, key: str, wait: _Waiting) -> Any:
             request = PendingRequest(request_id, run.run_id, key, wait.kind, payload, datetime.now(UTC))
         run.answers.setdefault(key, []).append(request)
     run.pending.append(request)
-    run.waits += 1
+    for flag in _wait_flags.get():  # every step this one is inside waits too
+        flag[0] = True
     return request
 
 
