@@ -422,3 +422,80 @@ def test_opentelemetry_spans_when_a_provider_is_configured(ow):
     run_span = next(s for s in spans if not s.attributes.get("step.id"))
     assert all(s.parent.span_id == run_span.context.span_id for s in steps)
     assert r.status == "completed"
+
+
+BUDGET_AGENT = """
+connector: {name: calculator, kind: sdk}
+actions:
+  - name: add
+    input: {type: object, properties: {a: {type: number}, b: {type: number}}, required: [a, b]}
+    handler: {function: owf_magics.demo_tools.calculator_add}
+---
+type: agent
+name: spender
+toolset: [calculator]
+model:
+  provider: scripted
+  responses:
+    - tool_calls: [{name: calculator_add, args: {a: 2, b: 3}}]
+      usage: {prompt_tokens: 20, completion_tokens: 10}
+    - content: "5"
+      usage: {prompt_tokens: 25, completion_tokens: 5}
+"""
+
+
+def test_a_run_budget_stops_before_the_turn_that_would_cross_it(ow):
+    ow.load(BUDGET_AGENT)
+    ow.load("""
+name: budgeted
+policies: {cost: {maxTokensPerRequest: 32}}
+steps:
+  - {id: ask, type: agent, agent: spender, input: "2 + 3"}
+  - {id: after, type: transform, expression: done, needs: [ask]}
+""")
+    r = ow.workflow("budgeted").execute()
+    assert r.status == "failed"
+    error = r.steps["ask"].error
+    assert error.code == "CANCELED" and error.details["reason"] == "budget"
+    assert error.details.get("step_id") == "ask"
+    assert r.steps["after"].status == "skipped"
+    # the trace shows where: the agent step, with the first turn's 30 tokens spent and no second turn
+    row = r.trace.set_index("step_id").loc["ask"]
+    assert row["error_code"] == "CANCELED" and row["total_tokens"] == 30
+    assert r.usage["total_tokens"].tolist() == [30]
+
+
+def test_a_step_budget_and_an_unlimited_run(ow):
+    ow.load(BUDGET_AGENT)
+    ow.load("""
+name: fits
+steps:
+  - {id: ask, type: agent, agent: spender, input: "2 + 3", guardrails: {maxTokens: 1000}}
+""")
+    r = ow.workflow("fits").execute()
+    assert r.status == "completed" and r.steps["ask"].output == "5"
+    assert r.usage["total_tokens"].sum() == 60
+
+
+def test_agent_rate_limit_waits_for_the_clock(ow):
+    import asyncio
+
+    from owf_magics.limits import ManualClock, RateLimiter
+
+    clock = ManualClock()
+    ow._limiter = RateLimiter(clock=clock)  # a clock the test moves by hand: no sleeping
+    ow.load(BUDGET_AGENT.replace("name: spender", "name: spender\npolicies: {rateLimit: {requestsPerMinute: 1}}"))
+    ow.load("name: limited\nsteps: [{id: ask, type: agent, agent: spender, input: '2 + 3'}]")
+
+    async def main():
+        task = asyncio.ensure_future(ow.workflow("limited").aexecute())
+        for _ in range(500):  # the first turn goes at once; the second waits for the minute to pass
+            await asyncio.sleep(0.005)
+            if clock.sleepers:
+                break
+        assert clock.sleepers == 1 and not task.done()
+        clock.advance(60)
+        return await asyncio.wait_for(task, 10)
+
+    r = asyncio.run(main())
+    assert r.status == "completed" and r.steps["ask"].output == "5"
