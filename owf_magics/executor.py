@@ -19,6 +19,7 @@ import importlib
 import inspect
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -140,8 +141,8 @@ class _Run:
     pending: list[Any] = field(default_factory=list)  # requests this run waits for
     unsaved: list[dict[str, Any]] = field(default_factory=list)  # events not yet in the store
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # step key -> its input and usage
-    waits: int = 0  # leaves that are waiting; a step whose count grows while it runs waits too
     approved: set[str] = field(default_factory=set)  # connectors approved for this run (first_use)
+    budget: Any = None  # the workflow's policies.cost, for the whole run
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
         if self.secrets:
@@ -259,6 +260,10 @@ class Executor:
         run = _Run(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
         started = time.perf_counter()
         store = run.store = self.store
+        if wf.policies is not None:
+            from .limits import run_budget
+
+            run.budget = run_budget(wf)
         resume = self.resume
         if resume is not None:
             run.recorded, run.replay, run.answers = resume.recorded, resume.replay, resume.answers
@@ -796,7 +801,8 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         if rec is not None and rec.status == "success":
             return _restore(run, frame, step, rec), None
     _current_key.set(key)
-    waits_before = run.waits
+    container = not isinstance(step, _LEAVES)
+    waited: list[bool] = [False]  # set when a step inside this one waits
     attempt = 0
     while True:
         attempt += 1
@@ -806,7 +812,12 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         _step_event(run, frame, step, "step.started", attempt, started)
         try:
             coro = _execute(run, frame, step, acc)
-            output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            token = _wait_flags.set((*_wait_flags.get(), waited)) if container else None
+            try:
+                output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            finally:
+                if token is not None:
+                    _wait_flags.reset(token)
             res = StepResult(step.id, "success", output, None, attempt, entry.backend)
         except TimeoutError:
             err = StepError(
@@ -842,7 +853,7 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         if run.store is not None and acc is not _NO_USAGE and (total := acc.total()) is not None:
             usage = {"prompt_tokens": total.prompt_tokens, "completion_tokens": total.completion_tokens}
             run.seen.setdefault(key, {})["usage"] = {**usage, "estimated": total.estimated, "cost_usd": acc.cost}
-        if res.status == "success" and run.waits > waits_before:
+        if res.status == "success" and waited[0]:
             res.status = "waiting"  # a step inside it waits: this one finishes on resume
         if res.status != "failed":
             return res, extra
@@ -911,6 +922,7 @@ _NO_USAGE = _Accounting()  # shared by the steps that call no model; only agent 
 # durable runs: checkpoints, restored steps, waiting for approvals, events and times
 
 _current_key: contextvars.ContextVar[str] = contextvars.ContextVar("owf_step_key", default="")
+_wait_flags: contextvars.ContextVar[tuple[list[bool], ...]] = contextvars.ContextVar("owf_wait_flags", default=())
 _LEAVES = (ActionStep, AgentStep, TransformStep, WaitStep, HandoffStep)  # served from a record on resume
 
 
@@ -951,7 +963,8 @@ def _request(run: _Run, key: str, wait: _Waiting) -> Any:
             request = PendingRequest(request_id, run.run_id, key, wait.kind, payload, datetime.now(UTC))
         run.answers.setdefault(key, []).append(request)
     run.pending.append(request)
-    run.waits += 1
+    for flag in _wait_flags.get():  # every step this one is inside waits too
+        flag[0] = True
     return request
 
 
@@ -1054,7 +1067,7 @@ async def _execute(run: _Run, frame: _Frame, step: StepBase, acc: _Accounting) -
         _record_input(run, data)
         if entry.backend != "native":
             return await _foreign(run, frame, step, agent.model.model_dump(mode="json", by_alias=True), data, {}), None
-        return await run_agent(run, agent.model, data, step.id, acc), None
+        return await run_agent(run, agent.model, data, step.id, acc, step), None
     if isinstance(step, TransformStep):
         result = _transform(step, scope, frame)
         return {"result": result}, {"result": result}
@@ -1682,9 +1695,17 @@ def _system_prompt(agent: Agent) -> str:
     return "\n".join(x for x in parts if x)
 
 
-async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Accounting) -> Any:
-    """The native agent loop: model turns, tool calls through connectors, guardrails, usage."""
+async def run_agent(
+    run: _Run, agent: Agent, data: Any, step_id: str, acc: _Accounting, step: StepBase | None = None
+) -> Any:
+    """The native agent loop: model turns, tool calls through connectors, guardrails, usage.
+
+    Before each model turn the agent's rate limits are awaited and the step's, the agent's and
+    the run's budgets checked against the turn's projected tokens and cost (a turn that would
+    cross one fails the step with code CANCELED, ``details.reason == "budget"``).
+    """
     model = make_model(agent.model)
+    budgets, limit_keys = _agent_limits(run, agent, step)
     tools = agent_tools(run.ow, agent)
     config = agent.execution.config if agent.execution else {}
     max_iter = int(config.get("maxIterations", config.get("max_iterations")) or 10)
@@ -1706,11 +1727,17 @@ async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Acco
     specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
     calls_made = 0
     for turn in range(max_iter):
+        if budgets or limit_keys:
+            await _before_turn(run, agent, messages, budgets, limit_keys, step_id)
         reply = await model.respond(messages, specs, turn)
         if reply.usage is not None:
             acc.turns.append(reply.usage)
             cost = run.ow.prices.cost(agent.model, reply.usage)
             acc.cost = round(acc.cost + cost, 8)
+            if budgets:
+                from .limits import combined_record
+
+                combined_record(budgets, reply.usage.total_tokens, 0.0 if math.isnan(cost) else cost)
             acc.rows.append(
                 (
                     (turn,),
@@ -1764,6 +1791,45 @@ async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Acco
     raise StepFailed(
         StepError("BACKEND_ERROR", f"agent did not finish within {max_iter} iterations", {"maxIterations": max_iter})
     )
+
+
+def _agent_limits(run: _Run, agent: Agent, step: StepBase | None) -> tuple[list[Any], list[str]]:
+    """The budgets an agent step spends from, and the rate-limit keys it waits on."""
+    budgets: list[Any] = []
+    keys: list[str] = []
+    guard = getattr(step, "guardrails", None) if step is not None else None
+    if agent.policies is not None or guard is not None or run.budget is not None:
+        from .limits import agent_budget, agent_key, limit_spec, step_budget
+
+        if step is not None:
+            budgets.append(step_budget(step))
+        budgets.append(agent_budget(agent.policies, agent=agent.name))
+        budgets.append(run.budget)
+        budgets = [b for b in budgets if b is not None]
+        spec = limit_spec(agent.policies.rateLimit) if agent.policies is not None else None
+        if spec is not None:
+            key = agent_key(f"{agent.namespace or 'local'}/{agent.name}")
+            limiter = run.ow.rate_limiter
+            if limiter.limits(key) is None:
+                limiter.configure(key, spec)
+            keys.append(key)
+    return budgets, keys
+
+
+async def _before_turn(
+    run: _Run, agent: Agent, messages: list[dict[str, Any]], budgets: list[Any], keys: list[str], step_id: str
+) -> None:
+    from .limits import combined_check
+    from .providers import estimate_tokens, messages_text
+
+    prompt = estimate_tokens(messages_text(messages))
+    completion = agent.model.maxTokens or 0
+    if keys:
+        await run.ow.rate_limiter.acquire_all(keys, requests=1, tokens=prompt + completion, messages=1)
+    if budgets:
+        rates = run.ow.prices.rates(agent.model)
+        cost = (prompt * rates[0] + completion * rates[1]) / 1_000_000 if rates else 0.0
+        combined_check(budgets, prompt + completion, cost, step_id=step_id)
 
 
 def _confirmed(run: _Run, agent: Agent, call: Mapping[str, Any]) -> bool:

@@ -78,6 +78,16 @@ class OpenWorkflow:
         self._pool: ThreadPoolExecutor | None = None
         self._store: Any = None
         self._queue: Any = None
+        self._limiter: Any = None
+
+    @property
+    def rate_limiter(self) -> Any:
+        """The `RateLimiter` shared by this registry's runs (agents' ``policies.rateLimit``)."""
+        if self._limiter is None:
+            from .limits import RateLimiter
+
+            self._limiter = RateLimiter()
+        return self._limiter
 
     # -- loading -------------------------------------------------------------------------------
 
