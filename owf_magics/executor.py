@@ -728,14 +728,20 @@ async def _run_inline_loop(run: _Run, frame: _Frame, step: StepBase) -> StepResu
         _store(frame, res)
         return res
     limit = None if mod.parallel and mod.maxConcurrency is None else (mod.maxConcurrency or 1)
-    outcomes = await _map_items(
-        items,
-        limit,
-        lambda i, item: _attempts(run, _loop_frame(frame, i, item, len(items)), step),
-    )
+
+    async def iteration(i: int, item: Any) -> tuple[StepResult, dict[str, Any] | None]:
+        sub = _loop_frame(frame, i, item, len(items))
+        res, extra = await _attempts(run, sub, step)
+        if run.store is not None:
+            _checkpoint(run, sub, step, res)  # each iteration resumes on its own
+        return res, extra
+
+    outcomes = await _map_items(items, limit, iteration)
     outputs = [r.output for r, _ in outcomes]
     failed = [r for r, _ in outcomes if r.status == "failed"]
     status = "failed" if failed and not (mod.continueOnError or step.continueOnError) else "success"
+    if status == "success" and any(r.status == "waiting" for r, _ in outcomes):
+        status = "waiting"
     res = StepResult(
         step.id,
         status,
