@@ -654,22 +654,29 @@ class _Accounting:
 # step kinds
 
 
-async def _execute(run: _Run, frame: _Frame, step: StepBase, acc: _Accounting) -> tuple[Any, dict[str, Any] | None]:
-    scope = frame.scope(run)
+async def _execute(
+    run: _Run, frame: _Frame, step: StepBase, acc: _Accounting, *, handed: bool = False
+) -> tuple[Any, dict[str, Any] | None]:
     entry = frame.plan[step.id]
+    if entry.backend != "native" and not handed and not isinstance(step, ActionStep | AgentStep):
+        return await _foreign_step(run, frame, step, acc)
+    scope = frame.scope(run)
     if isinstance(step, ActionStep):
         data = _render_input(step.input, scope, step.id)
         conn: Loaded[Connector] = frame.plan.targets[step.id]
         if entry.backend != "native":
+            native = functools.partial(run_action, run, conn.model, step.action, data, step.id)
+            manifest = conn.model.model_dump(mode="json", by_alias=True)
             return await _foreign(
-                run, frame, step, conn.model.model_dump(mode="json", by_alias=True), data, {"action": step.action}
+                run, frame, step, manifest, data, {"action": step.action, "native": native}, acc
             ), None
         return await run_action(run, conn.model, step.action, data, step.id), None
     if isinstance(step, AgentStep):
         agent: Loaded[Agent] = frame.plan.targets[step.id]
         data = _render_input(step.input, scope, step.id)
         if entry.backend != "native":
-            return await _foreign(run, frame, step, agent.model.model_dump(mode="json", by_alias=True), data, {}), None
+            manifest = agent.model.model_dump(mode="json", by_alias=True)
+            return await _foreign(run, frame, step, manifest, data, {}, acc), None
         return await run_agent(run, agent.model, data, step.id, acc), None
     if isinstance(step, TransformStep):
         result = _transform(step, scope, frame)
@@ -988,9 +995,24 @@ async def _handoff(run: _Run, frame: _Frame, step: HandoffStep, scope: dict[str,
 
 
 async def _foreign(
-    run: _Run, frame: _Frame, step: StepBase, manifest: dict[str, Any], data: Any, metadata: dict[str, Any]
+    run: _Run,
+    frame: _Frame,
+    step: StepBase,
+    manifest: dict[str, Any],
+    data: Any,
+    metadata: dict[str, Any],
+    acc: _Accounting | None = None,
 ) -> Any:
-    """A step whose plan names another backend: hand it the manifest through the contract."""
+    """A step whose plan names another backend: hand it the manifest through the contract.
+
+    Besides the contract's fields, ``context.metadata`` carries what lets an adapter run tools
+    the way native does: ``registry`` (the `OpenWorkflow`), ``call_action(connector, action,
+    data)`` (a connector action with this run's secrets, environment and thread pool),
+    ``memory`` (the run's agent buffer memory), ``raw_input`` (the input before it was wrapped in
+    a dict), and for actions ``native()`` (the native handler). A result's ``usage`` list (one dict
+    per model turn: provider, model, prompt_tokens, completion_tokens, estimated, cost_usd) is
+    recorded in the trace, the usage table and the step's event exactly like native usage.
+    """
     from .backends.base import ExecutionContext
 
     entry = frame.plan[step.id]
@@ -1002,7 +1024,15 @@ async def _foreign(
         secrets=dict(run.secrets),
         environment=dict(run.env),
         trace_id=run.run_id,
-        metadata={"step_type": step.type, **metadata},  # type: ignore[attr-defined]
+        metadata={
+            "step_type": step.type,  # type: ignore[attr-defined]
+            "runtime": entry.runtime,
+            "registry": run.ow,
+            "memory": run.memory,
+            "raw_input": data,
+            "call_action": functools.partial(_call_action, run, step.id),
+            **metadata,
+        },
     )
     try:
         result = await backend.ainvoke(manifest, data if isinstance(data, dict) else {"input": data}, ctx)
@@ -1015,7 +1045,53 @@ async def _foreign(
         ) from exc
     if isinstance(result, dict) and result.get("status") == "error":
         raise BackendError(str(result.get("message", "backend error")), details={"backend": entry.backend, **result})
+    if acc is not None and isinstance(result, dict):
+        for turn, u in enumerate(result.get("usage") or ()):
+            usage = Usage(int(u["prompt_tokens"]), int(u["completion_tokens"]), bool(u.get("estimated", False)))
+            cost = float(u.get("cost_usd") or 0.0)
+            acc.turns.append(usage)
+            acc.cost = round(acc.cost + cost, 8)
+            row = {
+                "run_id": run.run_id,
+                "step_id": step.id,
+                "iteration": "",
+                "provider": u.get("provider"),
+                "model": u.get("model"),
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.total_tokens,
+                "estimated": usage.estimated,
+                "cost_usd": cost,
+            }
+            acc.rows.append(((turn,), row))
     return result.get("output", result) if isinstance(result, dict) else result
+
+
+async def _call_action(run: _Run, step_id: str, connector: Connector, action: str, data: Any) -> Any:
+    return await run_action(run, connector, action, data, step_id)
+
+
+async def _foreign_step(run: _Run, frame: _Frame, step: StepBase, acc: _Accounting) -> tuple[Any, Any]:
+    """A logic step whose plan names another backend: the backend wraps its native execution
+    (``Backend.arun_step``; a backend without one leaves it to native)."""
+    from .backends.base import ExecutionContext
+
+    entry = frame.plan[step.id]
+    backend = run.ow.backend(entry.backend)
+    wrap = getattr(backend, "arun_step", None)
+    native = functools.partial(_execute, run, frame, step, acc, handed=True)
+    if wrap is None:
+        return await native()
+    kind: str = step.type  # type: ignore[attr-defined]
+    ctx = ExecutionContext(
+        run.run_id,
+        frame.plan.workflow,
+        step.id,
+        trace_id=run.run_id,
+        metadata={"step_type": kind, "runtime": entry.runtime},
+    )
+    result: tuple[Any, Any] = await wrap(native, ctx)
+    return result
 
 
 # ------------------------------------------------------------------------------------------------
