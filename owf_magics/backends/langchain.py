@@ -234,7 +234,12 @@ class LangChainBackend(Backend):
             connector = Connector.model_validate(manifest)
             action = str(context.metadata.get("action") or "")
             native = _standalone_action(connector, action, context.metadata.get("raw_input", input), context)
-        output = await self.arun_step(native, context)
+        try:
+            output = await self.arun_step(native, context)
+        except OWFError:
+            raise
+        except Exception as exc:  # the handler's own error: reported exactly as native reports it
+            raise native_error(exc) from exc
         return {"status": "success", "output": output}
 
     async def _agent(
@@ -376,6 +381,15 @@ def _system_prompt(agent: Agent) -> str:
     return native_prompt(agent)
 
 
+def native_error(exc: BaseException) -> OWFError:
+    """A handler's exception as the `OWFError` native reports for it (same code, message, details),
+    so a step fails identically on both backends."""
+    from ..executor import to_step_error
+
+    err = to_step_error(exc)
+    return OWFError(err.message, code=err.code, details=dict(err.details))
+
+
 def check_output(agent: Agent, content: Any) -> Any:
     """The agent's output guardrails, exactly as native applies them (errors as `OWFError`)."""
     from ..executor import StepFailed, _check_output
@@ -460,6 +474,8 @@ def connector_tools(agent: Agent, context: ExecutionContext, options: AgentOptio
                 if isinstance(options.handle_parsing_errors, str) and exc.code == "VALIDATION":
                     return options.handle_parsing_errors
                 result = {"error": exc.message, "code": exc.code}
+            except Exception as exc:  # a handler's own error fails the step, as in the native loop
+                raise native_error(exc) from exc
             return json.dumps(result, default=str)
 
         out.append(
