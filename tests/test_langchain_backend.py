@@ -407,3 +407,20 @@ workflows:
     assert REQUESTS[1]["messages"][-1]["role"] == "tool" and json.loads(REQUESTS[1]["messages"][-1]["content"]) == {
         "result": 5
     }
+
+
+def test_without_langgraph_installed_the_backend_is_unavailable_with_the_install_hint(ow, monkeypatch):
+    from owf_magics.backends import registry
+    from owf_magics.errors import UnavailableError
+
+    real = registry._missing
+    monkeypatch.setattr(registry, "_missing", lambda mods: ("langgraph",) if "langgraph" in mods else real(mods))
+    ow.load(CALC)
+    ow.load("name: w\nsteps: [{id: a, connector: calculator, action: add, input: {a: 1, b: 2}}]")
+    plan = ow.workflow("w").plan(prefer_backend="langgraph")
+    assert not plan["a"].available and plan["a"].adapter_version == "-"
+    with pytest.raises(UnavailableError) as err:
+        ow.workflow("w").execute(prefer_backend="langgraph")
+    assert err.value.code == "UNAVAILABLE" and "langgraph" in err.value.details["missing"]
+    info = ow.backend_registry.info("langchain")
+    assert not info.installed and info.install_hint == "pip install 'owf-magics[langgraph]'"
