@@ -158,6 +158,15 @@ def main() -> int:
     print(f"{'executor':<62}{'median':>10}  ratio")
     for name, value, ratio in executor_bench.run():
         print(f"{name:<62}{value * 1000:>8.3f}ms  {ratio}")
+
+    import importlib.util
+
+    if importlib.util.find_spec("langgraph") is None:  # make bench installs it
+        return 0
+    import langgraph_bench
+
+    print()
+    langgraph_bench.main()
     return 0
 
 
