@@ -1036,7 +1036,8 @@ async def _foreign(
     )
     try:
         result = await backend.ainvoke(manifest, data if isinstance(data, dict) else {"input": data}, ctx)
-    except OWFError:
+    except OWFError as exc:  # an adapter may attach the usage of a failed agent run as exc.usage
+        _foreign_usage(run, step, acc, getattr(exc, "usage", None))
         raise
     except Exception as exc:
         raise BackendError(
@@ -1045,26 +1046,33 @@ async def _foreign(
         ) from exc
     if isinstance(result, dict) and result.get("status") == "error":
         raise BackendError(str(result.get("message", "backend error")), details={"backend": entry.backend, **result})
-    if acc is not None and isinstance(result, dict):
-        for turn, u in enumerate(result.get("usage") or ()):
-            usage = Usage(int(u["prompt_tokens"]), int(u["completion_tokens"]), bool(u.get("estimated", False)))
-            cost = float(u.get("cost_usd") or 0.0)
-            acc.turns.append(usage)
-            acc.cost = round(acc.cost + cost, 8)
-            row = {
-                "run_id": run.run_id,
-                "step_id": step.id,
-                "iteration": "",
-                "provider": u.get("provider"),
-                "model": u.get("model"),
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.total_tokens,
-                "estimated": usage.estimated,
-                "cost_usd": cost,
-            }
-            acc.rows.append(((turn,), row))
+    if isinstance(result, dict):
+        _foreign_usage(run, step, acc, result.get("usage"))
     return result.get("output", result) if isinstance(result, dict) else result
+
+
+def _foreign_usage(run: _Run, step: StepBase, acc: _Accounting | None, turns: Any) -> None:
+    """Record a backend's per-turn usage like native usage (trace, usage table, event)."""
+    if acc is None or not turns:
+        return
+    for turn, u in enumerate(turns):
+        usage = Usage(int(u["prompt_tokens"]), int(u["completion_tokens"]), bool(u.get("estimated", False)))
+        cost = float(u.get("cost_usd") or 0.0)
+        acc.turns.append(usage)
+        acc.cost = round(acc.cost + cost, 8)
+        row = {
+            "run_id": run.run_id,
+            "step_id": step.id,
+            "iteration": "",
+            "provider": u.get("provider"),
+            "model": u.get("model"),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "estimated": usage.estimated,
+            "cost_usd": cost,
+        }
+        acc.rows.append(((turn,), row))
 
 
 async def _call_action(run: _Run, step_id: str, connector: Connector, action: str, data: Any) -> Any:

@@ -185,6 +185,9 @@ workflows:
     handlers.CALLS.pop("lc-loop", None)
     native = ow.workflow("loop").execute(prefer_backend="native")
     assert native.steps["l"].error.code == "BACKEND_ERROR"
+    # the turns of the failed run are still counted, exactly as native counts them
+    assert r.trace.total_tokens.tolist() == native.trace.total_tokens.tolist() and r.trace.total_tokens[0] > 0
+    assert len(r.usage) == len(native.usage) == 3
 
 
 BAD_ARGS = """

@@ -250,7 +250,7 @@ class LangChainBackend(Backend):
         from langgraph.errors import GraphRecursionError
 
         from ..models import Agent
-        from ..providers import LangChainChatModel, cost_of, estimate_tokens, make_model
+        from ..providers import LangChainChatModel, Usage, cost_of, estimate_tokens, make_model
 
         agent = Agent.model_validate(manifest)
         options = AgentOptions.from_config(agent.execution.config if agent.execution else {})
@@ -269,45 +269,64 @@ class LangChainBackend(Backend):
             for m in past[-keep:] if keep else []:
                 history.append(HumanMessage(m["content"]) if m["role"] == "user" else AIMessage(m["content"]))
         graph = create_agent(chat, tools, system_prompt=_system_prompt(agent) or None, name=agent.name)
-        callbacks = [_VerboseLog(agent.name, context.secrets)] if options.verbose else []
         start = len(history) + 1
+        turns: list[Any] = []  # every AIMessage the model produced, in order, also when the run fails
+        callbacks = [_usage_collector(turns)]
+        if options.verbose:
+            callbacks.append(_VerboseLog(agent.name, context.secrets))
+
+        def usage_rows() -> list[dict[str, Any]]:
+            rows = []
+            for msg in turns:
+                meta = msg.usage_metadata
+                if meta:
+                    prompt, completion = int(meta["input_tokens"]), int(meta["output_tokens"])
+                    estimated = bool(msg.response_metadata.get("owf_estimated", False))
+                else:
+                    prompt, completion, estimated = 0, estimate_tokens(msg.content), True
+                turn = Usage(prompt, completion, estimated)
+                rows.append(
+                    {
+                        "provider": agent.model.provider,
+                        "model": model.name,
+                        "prompt_tokens": prompt,
+                        "completion_tokens": completion,
+                        "total_tokens": turn.total_tokens,
+                        "estimated": estimated,
+                        "cost_usd": cost_of(agent.model, turn),
+                    }
+                )
+            return rows
+
         try:
             state = await graph.ainvoke(
                 {"messages": [*history, HumanMessage(content, additional_kwargs={"owf_raw": raw})]},
                 {"recursion_limit": 2 * options.max_iterations, "callbacks": callbacks},
             )
         except GraphRecursionError as exc:
-            raise BackendError(
-                f"agent did not finish within {options.max_iterations} iterations",
-                details={
-                    "backend": "langchain",
-                    "maxIterations": options.max_iterations,
-                    "original_error": f"GraphRecursionError: {exc}",
-                },
+            raise _with_usage(
+                BackendError(
+                    f"agent did not finish within {options.max_iterations} iterations",
+                    details={
+                        "backend": "langchain",
+                        "maxIterations": options.max_iterations,
+                        "original_error": f"GraphRecursionError: {exc}",
+                    },
+                ),
+                usage_rows(),
+            ) from exc
+        except OWFError as exc:
+            raise _with_usage(exc, usage_rows()) from None
+        except Exception as exc:
+            raise _with_usage(
+                BackendError(
+                    f"LangChain agent execution failed: {type(exc).__name__}: {exc}",
+                    details={"backend": "langchain", "original_error": f"{type(exc).__name__}: {exc}"},
+                ),
+                usage_rows(),
             ) from exc
         produced = [m for m in state["messages"][start:] if isinstance(m, AIMessage)]
-        usage: list[dict[str, Any]] = []
-        for msg in produced:
-            meta = msg.usage_metadata
-            if meta:
-                prompt, completion = int(meta["input_tokens"]), int(meta["output_tokens"])
-                estimated = bool(msg.response_metadata.get("owf_estimated", False))
-            else:
-                prompt, completion, estimated = 0, estimate_tokens(msg.content), True
-            from ..providers import Usage
-
-            turn = Usage(prompt, completion, estimated)
-            usage.append(
-                {
-                    "provider": agent.model.provider,
-                    "model": model.name,
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion,
-                    "total_tokens": turn.total_tokens,
-                    "estimated": estimated,
-                    "cost_usd": cost_of(agent.model, turn),
-                }
-            )
+        usage = usage_rows()
         final = produced[-1] if produced else None
         if final is None or final.tool_calls:
             raise BackendError("the agent ended without an answer", details={"backend": "langchain"})
@@ -315,7 +334,10 @@ class LangChainBackend(Backend):
             answer = final.additional_kwargs["owf_content"]
         else:
             answer = final.content if isinstance(final.content, str) else json.dumps(final.content)
-        answer = check_output(agent, answer)
+        try:
+            answer = check_output(agent, answer)
+        except OWFError as exc:
+            raise _with_usage(exc, usage) from None
         if memory_on:
             text = answer if isinstance(answer, str) else json.dumps(answer, default=str)
             store.setdefault(key, []).extend(
@@ -586,6 +608,26 @@ def OfflineChatModel(*, owf_model: Model) -> Any:
     if _OFFLINE is None:
         _OFFLINE = _offline_model_class()
     return _OFFLINE(owf_model=owf_model)
+
+
+def _with_usage(exc: OWFError, usage: list[dict[str, Any]]) -> OWFError:
+    """Attach the turns a failed agent run used (``exc.usage``): the executor still counts them."""
+    exc.usage = usage  # type: ignore[attr-defined]
+    return exc
+
+
+def _usage_collector(turns: list[Any]) -> Any:
+    from langchain_core.callbacks import AsyncCallbackHandler
+
+    class _Collect(AsyncCallbackHandler):
+        async def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            for gens in response.generations:
+                for g in gens:
+                    msg = getattr(g, "message", None)
+                    if msg is not None:
+                        turns.append(msg)
+
+    return _Collect()
 
 
 def _verbose_class() -> type:
