@@ -79,3 +79,12 @@ workflows: [{name: w, steps: [{id: a, type: agent, agent: parrot, input: hi}]}]
     assert err.value.details["suggestion"] == "Install what is missing: openai-agents"
     info = ow.backend_registry.info("assistants")
     assert not info.installed and info.install_hint == "pip install 'owf-magics[assistants]'"
+
+
+@pytest.mark.parametrize("name", ["langchain", "langgraph", "assistants"])
+def test_owf_backend_test_passes_for_the_adapters(name, capsys):
+    from owf_magics.cli import main
+
+    assert main(["backend", "test", name]) == 0
+    out = capsys.readouterr().out
+    assert "echo action returned {'ping': 1}" in out and ": ok" in out

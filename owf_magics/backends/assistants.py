@@ -15,7 +15,7 @@ from typing import Any
 from .._version import __version__
 from ..errors import BackendError, OWFError, UnavailableError
 from .base import Backend, BackendInfo, ExecutionContext
-from .langchain import AgentOptions, check_output, native_error, run_sync
+from .langchain import AgentOptions, _standalone_action, check_output, native_error, run_sync
 
 ADAPTER_VERSION = __version__
 
@@ -58,11 +58,12 @@ class AssistantsBackend(Backend):
         kind = manifest.get("type")
         if kind == "connector":
             native = context.metadata.get("native")
-            if native is None:
-                raise UnavailableError(
-                    "the assistants backend runs connector actions only inside a workflow run",
-                    details={"backend": "assistants"},
-                )
+            if native is None:  # called outside the executor: function handlers only
+                from ..models import Connector
+
+                action = str(context.metadata.get("action") or "")
+                data = context.metadata.get("raw_input", input)
+                native = _standalone_action(Connector.model_validate(manifest), action, data, context)
             try:
                 return {"status": "success", "output": await native()}
             except OWFError:
