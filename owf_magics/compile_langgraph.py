@@ -160,8 +160,8 @@ class _Compiler:
         from langgraph.graph import END, START, StateGraph
 
         g: Any = StateGraph(WorkflowState)
-        g.add_node(INPUTS, self._node(self._inputs_node, INPUTS))
-        g.add_node(OUTPUTS, self._node(self._outputs_node, OUTPUTS))
+        g.add_node(INPUTS, self._node(self._inputs_node, INPUTS, pure=True))
+        g.add_node(OUTPUTS, self._node(self._outputs_node, OUTPUTS, pure=True))
         g.add_edge(START, INPUTS)
         first, last = self._chain(g, ROOT)
         g.add_edge(INPUTS, first or OUTPUTS)
@@ -178,7 +178,7 @@ class _Compiler:
             g: Any = StateGraph(WorkflowState)
             first, last = self._chain(g, key)
             if first is None:
-                g.add_node("owf__empty", self._node(_nothing, "owf__empty"))
+                g.add_node("owf__empty", self._node(_nothing, "owf__empty", pure=True))
                 first = last = "owf__empty"
             g.add_edge(START, first)
             g.add_edge(last, END)
@@ -198,7 +198,7 @@ class _Compiler:
         return first, prev
 
     def _add_step(self, g: Any, sid: str) -> tuple[str, str]:
-        from .models import ForEachStep, IfStep, ParallelStep, SwitchStep, TryStep, WorkflowStep
+        from .models import ForEachStep, IfStep, ParallelStep, SwitchStep, TransformStep, TryStep, WorkflowStep
 
         step = self.models[sid]
         if step.forEach is not None and not isinstance(step, IfStep):
@@ -215,7 +215,13 @@ class _Compiler:
         if isinstance(step, WorkflowStep):
             g.add_node(sid, self._node(self._workflow_node(sid), sid), retry_policy=self._retry_policy(sid))
             return sid, sid
-        g.add_node(sid, self._node(self._leaf_node(sid), sid), retry_policy=self._retry_policy(sid))
+        pure = (
+            isinstance(step, TransformStep)
+            and self.plan[sid].backend == "native"
+            and step.timeout is None
+            and (not step.retry or self._retry_policy(sid))
+        )
+        g.add_node(sid, self._node(self._leaf_node(sid), sid, pure=bool(pure)), retry_policy=self._retry_policy(sid))
         return sid, sid
 
     def _retry_policy(self, sid: str) -> Any:
@@ -246,8 +252,8 @@ class _Compiler:
 
         step = self.models[sid]
         join = f"{sid}__join"
-        g.add_node(sid, self._node(self._decide_node(sid), sid))
-        g.add_node(join, self._node(self._branch_join_node(sid), join))
+        g.add_node(sid, self._node(self._decide_node(sid), sid, pure=True))
+        g.add_node(join, self._node(self._branch_join_node(sid), join, pure=True))
         targets: dict[str, str] = {}
         for key in self.graph.child_blocks.get(sid, ()):
             first, last = self._chain(g, key)
@@ -269,8 +275,8 @@ class _Compiler:
         from langgraph.types import Send
 
         join = f"{sid}__join"
-        g.add_node(sid, self._node(self._dispatch_node(sid, loop), sid))
-        g.add_node(join, self._node(self._fanout_join_node(sid, loop), join))
+        g.add_node(sid, self._node(self._dispatch_node(sid, loop), sid, pure=True))
+        g.add_node(join, self._node(self._fanout_join_node(sid, loop), join, pure=True))
         workers = {}
         for key in keys:
             worker = f"{sid}__body" if loop else f"{sid}__{key[1].removeprefix('branches:')}"
@@ -303,9 +309,9 @@ class _Compiler:
         from langgraph.types import Send
 
         join, worker = f"{sid}__join", f"{sid}__item"
-        g.add_node(sid, self._node(self._dispatch_node(sid, True), sid))
+        g.add_node(sid, self._node(self._dispatch_node(sid, True), sid, pure=True))
         g.add_node(worker, self._node(self._inline_item_node(sid), worker))
-        g.add_node(join, self._node(self._inline_join_node(sid), join))
+        g.add_node(join, self._node(self._inline_join_node(sid), join, pure=True))
         g.add_edge(worker, join)
 
         def fan(state: WorkflowState) -> Any:
@@ -323,8 +329,12 @@ class _Compiler:
 
     # -- nodes ---------------------------------------------------------------------------------
 
-    def _node(self, impl: _Impl, name: str) -> Any:
-        """A node that runs `impl` on the loop, from `graph.invoke` as well as `graph.ainvoke`."""
+    def _node(self, impl: _Impl, name: str, *, pure: bool = False) -> Any:
+        """A node that runs `impl` from `graph.invoke` as well as `graph.ainvoke`.
+
+        A `pure` body never waits on I/O (templates, joins, decisions): from `graph.invoke` it is
+        driven to completion directly instead of on a new event loop, which costs more than it does.
+        """
         from langchain_core.runnables import RunnableLambda
 
         from .backends.langchain import run_sync
@@ -333,7 +343,10 @@ class _Compiler:
             return await impl(state, config, _attempt())
 
         def func(state: WorkflowState, config: Any) -> dict[str, Any]:
-            result: dict[str, Any] = run_sync(impl(state, config, _attempt()))
+            coro = impl(state, config, _attempt())
+            if pure:
+                return _drive(coro)
+            result: dict[str, Any] = run_sync(coro)
             return result
 
         return RunnableLambda(func, afunc=afunc, name=name)
@@ -738,6 +751,17 @@ class _Compiler:
 
 # ------------------------------------------------------------------------------------------------
 # helpers
+
+
+def _drive(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run a coroutine that never suspends, without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: dict[str, Any] = done.value
+        return result
+    coro.close()
+    raise RuntimeError("a node body marked pure waited on I/O")
 
 
 async def _nothing(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:

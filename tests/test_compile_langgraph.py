@@ -187,3 +187,21 @@ def test_a_checkpointer_path_or_instance(tmp_path):
     graph = ow.workflow("tiny").to_langgraph(checkpointer=saver)
     graph.invoke({"inputs": {}}, {"configurable": {"thread_id": "t2"}})
     assert graph.get_state({"configurable": {"thread_id": "t2"}}).values["outputs"] == {"v": 42}
+
+
+def test_sync_invoke_inside_a_running_loop_with_a_step_pinned_to_langchain(ow):
+    ow.load("""
+name: pin
+steps:
+  - {id: a, type: transform, expression: "{{ 1 + 1 }}", execution: {backend: langchain, runtime: python}}
+  - {id: b, type: transform, expression: "{{ steps.a.result * 3 }}"}
+outputs: {v: {value: "{{ steps.b.result }}"}}
+""")
+    graph = ow.workflow("pin").to_langgraph()
+
+    async def in_a_kernel():  # a notebook cell: the loop is running, the call is sync
+        return graph.invoke({"inputs": {}})
+
+    state = asyncio.run(in_a_kernel())
+    assert state["outputs"] == {"v": 6}
+    assert [(row["step_id"], row["backend"]) for row in state["trace"]] == [("a", "langchain"), ("b", "native")]
