@@ -55,7 +55,7 @@ def run() -> list[tuple[str, float, str]]:
     raw_fan = median(lgf, 3) if lgf else None
     add(f"forEach over {FAN} items, whole step: native", native_fan, None, raw_fan, 1)
     add("  langchain backend", backend_fan, native_fan, raw_fan, 1)
-    add("  to_langgraph() Send fan-out (a subgraph per item)", compiled_fan_t, native_fan, raw_fan, 1)
+    add("  to_langgraph() Send fan-out", compiled_fan_t, native_fan, raw_fan, 1)
     if raw_fan is not None:
         add("  raw LangGraph Send fan-out", raw_fan, native_fan, None, 1)
     return rows

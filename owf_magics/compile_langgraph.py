@@ -198,7 +198,7 @@ class _Compiler:
         return first, prev
 
     def _add_step(self, g: Any, sid: str) -> tuple[str, str]:
-        from .models import ForEachStep, IfStep, ParallelStep, SwitchStep, TransformStep, TryStep, WorkflowStep
+        from .models import ForEachStep, IfStep, ParallelStep, SwitchStep, TryStep, WorkflowStep
 
         step = self.models[sid]
         if step.forEach is not None and not isinstance(step, IfStep):
@@ -215,14 +215,27 @@ class _Compiler:
         if isinstance(step, WorkflowStep):
             g.add_node(sid, self._node(self._workflow_node(sid), sid), retry_policy=self._retry_policy(sid))
             return sid, sid
-        pure = (
+        g.add_node(
+            sid, self._node(self._leaf_node(sid), sid, pure=self._pure(sid)), retry_policy=self._retry_policy(sid)
+        )
+        return sid, sid
+
+    def _is_leaf(self, sid: str) -> bool:
+        """A step that runs as one node (no block of its own, no inline loop)."""
+        step = self.models[sid]
+        return step.forEach is None and step.type not in ("if", "switch", "forEach", "parallel", "try", "workflow")  # type: ignore[attr-defined]
+
+    def _pure(self, sid: str, *, in_node: bool = False) -> bool:
+        """Whether the step's node never waits on I/O: a native template with no timeout or sleeps."""
+        from .models import TransformStep
+
+        step = self.models[sid]
+        return (
             isinstance(step, TransformStep)
             and self.plan[sid].backend == "native"
             and step.timeout is None
-            and (not step.retry or self._retry_policy(sid))
+            and (step.retry is None or (not in_node and self._retry_policy(sid) is not None))
         )
-        g.add_node(sid, self._node(self._leaf_node(sid), sid, pure=bool(pure)), retry_policy=self._retry_policy(sid))
-        return sid, sid
 
     def _retry_policy(self, sid: str) -> Any:
         """The step's retry as a LangGraph RetryPolicy (None when retries run inside the node)."""
@@ -281,7 +294,9 @@ class _Compiler:
         for key in keys:
             worker = f"{sid}__body" if loop else f"{sid}__{key[1].removeprefix('branches:')}"
             workers[key] = worker
-            g.add_node(worker, self._node(self._worker_node(sid, key, loop), worker))
+            members = self.graph.order.get(key) or ()
+            pure = len(members) == 1 and self._is_leaf(members[0]) and self._pure(members[0], in_node=True)
+            g.add_node(worker, self._node(self._worker_node(sid, key, loop), worker, pure=pure))
             g.add_edge(worker, join)
 
         def fan(state: WorkflowState) -> Any:
@@ -356,7 +371,7 @@ class _Compiler:
 
         conf = (config or {}).get("configurable", {})
         secrets = {str(k): str(v) for k, v in (conf.get("secrets") or {}).items()}
-        env = self.ow.environment if self.ow.environment is not None else dict(os.environ)
+        env = self.ow.environment if self.ow.environment is not None else os.environ
         run_id = str(conf.get("run_id") or conf.get("thread_id") or "langgraph")
         memory = {k: list(v) for k, v in (state.get("memory") or {}).items()}
         return _Run(self.ow, run_id, secrets, env, self.ow.thread_pool(), None, memory=memory)
@@ -429,9 +444,9 @@ class _Compiler:
             return None
         return {"steps": self._skipped(sid)}
 
-    def _leaf_node(self, sid: str) -> _Impl:
+    def _leaf_node(self, sid: str, *, in_node: bool = False) -> _Impl:
         step = self.models[sid]
-        in_node_retries = self._retry_policy(sid) is None
+        in_node_retries = in_node or self._retry_policy(sid) is None
         run_step = step if in_node_retries else step.model_copy(update={"retry": None})
 
         async def leaf(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
@@ -549,8 +564,16 @@ class _Compiler:
     def _worker_node(self, sid: str, key: BlockKey, loop: bool) -> _Impl:
         from .executor import to_step_error
 
-        body = self._block_graph(key)
-        last = (self.graph.order.get(key) or ("",))[-1]
+        members = self.graph.order.get(key) or ()
+        last = members[-1] if members else ""
+        # a body of one leaf step runs in the worker itself; a block runs as a compiled subgraph
+        single = self._leaf_node(last, in_node=True) if len(members) == 1 and self._is_leaf(last) else None
+        graph: Any = None if single is not None else self._block_graph(key)
+
+        async def body(payload: Any, config: Any) -> Any:
+            if single is not None:
+                return await single(payload, config, 1)
+            return await graph.ainvoke(payload, config)
 
         async def worker(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
             scope = dict(state.get("scope") or {})
@@ -562,7 +585,7 @@ class _Compiler:
                 "memory": state.get("memory") or {},
             }
             try:
-                out = await body.ainvoke(payload, config)
+                out = await body(payload, config)
             except Exception as exc:
                 err = exc if isinstance(exc, OWFError) else None
                 error = _as_step_error(err) if err is not None else to_step_error(exc)
