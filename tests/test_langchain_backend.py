@@ -427,3 +427,24 @@ def test_without_langgraph_installed_the_backend_is_unavailable_with_the_install
     assert err.value.code == "UNAVAILABLE" and "langgraph" in err.value.details["missing"]
     info = ow.backend_registry.info("langchain")
     assert not info.installed and info.install_hint == "pip install 'owf-magics[langgraph]'"
+
+
+def test_the_specs_compatibility_example_warns_with_the_installed_langchain(ow):
+    ow.load("""
+agents:
+  - name: research-assistant
+    namespace: smartify
+    version: 1.0.0
+    execution:
+      backend: langchain
+      runtime: python
+      compatibility: {langchain: ">=0.1.0 <0.3.0", langgraph: ">=1.0", langchain-core: "^1.0"}
+      config: {agent_type: react, verbose: true}
+    model: {provider: echo}
+""")
+    [w] = [w for w in ow.warnings if w.code == "VERSION_MISMATCH"]
+    assert w.message == (
+        f"langchain {metadata.version('langchain')} is installed, outside the declared compatibility range "
+        "'>=0.1.0 <0.3.0'"
+    )
+    assert w.severity == "warning" and w.path.endswith("execution.compatibility.langchain")
