@@ -985,7 +985,11 @@ async def _handoff(run: _Run, frame: _Frame, step: HandoffStep, scope: dict[str,
         raise StepFailed(StepError("VALIDATION", f"agent '{chosen}' is not loaded"))
     context = render(step.context, scope)
     payload = render(step.input, scope) if step.input is not None else {"reason": step.reason, **context}
-    response = await run_agent(run, loaded.model, payload, step.id, acc)
+    if frame.plan[step.id].backend != "native":  # the chosen agent runs on the step's backend
+        manifest = loaded.model.model_dump(mode="json", by_alias=True)
+        response = await _foreign(run, frame, step, manifest, payload, {}, acc)
+    else:
+        response = await run_agent(run, loaded.model, payload, step.id, acc)
     return {
         "handoffTo": loaded.ref,
         "reason": step.reason,

@@ -102,7 +102,11 @@ def corpus_workflows(ow: OpenWorkflow | None = None) -> list[str]:
 
 def run_snapshot(result: RunResult) -> dict[str, Any]:
     """What must be identical between backends: status, outputs, each step's status, output and
-    error code, every trace row's identity and tokens, and the usage rows."""
+    error code, every trace row's identity and tokens, and the usage rows (run ids read as ``<run>``)."""
+
+    def _plain(value: Any) -> Any:
+        return json.loads(json.dumps(value, default=str, sort_keys=True).replace(result.run_id, "<run>"))
+
     steps = {
         sid: (r.status, _plain(r.output), r.error.code if r.error else None, r.attempts)
         for sid, r in sorted(result.steps.items())
@@ -142,10 +146,6 @@ def run_snapshot(result: RunResult) -> dict[str, Any]:
         "usage": usage,
         "total_tokens": result.total_tokens,
     }
-
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
 def assert_same_run(expected: RunResult, actual: RunResult, *, label: str = "") -> None:

@@ -26,7 +26,7 @@ def test_compiled_graph_outputs_equal_the_native_run(name):
             graph.invoke({"inputs": {}})
         assert (err.value.code, err.value.message) == (native.error.code, native.error.message)
         return
-    state = graph.invoke({"inputs": {}})
+    state = graph.invoke({"inputs": {}}, {"configurable": {"run_id": native.run_id}})
     assert state["outputs"] == native.outputs
     assert sum(u["total_tokens"] for u in state.get("usage", [])) == native.total_tokens
     for sid, res in native.steps.items():

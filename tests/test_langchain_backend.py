@@ -448,3 +448,44 @@ agents:
         "'>=0.1.0 <0.3.0'"
     )
     assert w.severity == "warning" and w.path.endswith("execution.compatibility.langchain")
+
+
+def test_a_handoff_on_langchain_runs_the_chosen_agent_as_a_langgraph_agent(ow, monkeypatch):
+    import langchain.agents
+
+    built = []
+    real = langchain.agents.create_agent
+
+    def spy(*args, **kwargs):
+        built.append(kwargs.get("name"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(langchain.agents, "create_agent", spy)
+    ow.load("""
+agents:
+  - {name: tech, model: {provider: echo}}
+  - {name: general, model: {provider: echo}}
+workflows:
+  - name: route
+    inputs: {category: {type: string}}
+    steps:
+      - id: go
+        type: handoff
+        selectAgent:
+          - {condition: "{{ inputs.category == 'technical' }}", agent: tech}
+          - {default: general}
+        reason: routing
+        context: {c: "{{ inputs.category }}"}
+""")
+    lc = ow.workflow("route").execute(inputs={"category": "technical"}, prefer_backend="langchain")
+    native = ow.workflow("route").execute(inputs={"category": "technical"})
+    assert built == ["tech"]
+    assert (
+        lc.steps["go"].output["agentResponse"]
+        == native.steps["go"].output["agentResponse"]
+        == {
+            "reason": "routing",
+            "c": "technical",
+        }
+    )
+    assert lc.trace.total_tokens.tolist() == native.trace.total_tokens.tolist()
