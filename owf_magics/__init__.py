@@ -13,6 +13,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .backends.base import Backend, BackendInfo, ExecutionContext
+    from .backends.native import inline
     from .errors import (
         BackendError,
         CanceledError,
@@ -41,6 +42,7 @@ _EXPORTS = {
     "StepTimeoutError": "errors",
     "CanceledError": "errors",
     "Diagnostic": "errors",
+    "inline": "backends.native",
 }
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "Workflow",
     "Workflows",
     "__version__",
+    "inline",
 ]
 
 

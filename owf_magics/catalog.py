@@ -30,6 +30,7 @@ class Loaded(Generic[M]):
     warnings: list[Any] = field(default_factory=list)
     graph: Any = None  # the step graph, for workflows
     checked_against: Any = None  # the catalog its references were last checked against
+    plans: dict[Any, Any] = field(default_factory=dict)  # frozen plans, by (prefer_backend, backends generation)
 
     @property
     def name(self) -> str:

@@ -9,33 +9,42 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .backends.native import inline
 
+
+@inline
 def calculator_add(a: float, b: float) -> dict[str, float]:
     return {"result": a + b}
 
 
+@inline
 def calculator_subtract(a: float, b: float) -> dict[str, float]:
     return {"result": a - b}
 
 
+@inline
 def calculator_multiply(a: float, b: float) -> dict[str, float]:
     return {"result": a * b}
 
 
+@inline
 def calculator_divide(a: float, b: float) -> dict[str, float]:
     if b == 0:
         raise ZeroDivisionError("division by zero")
     return {"result": a / b}
 
 
+@inline
 def calculator_power(base: float, exponent: float) -> dict[str, float]:
     return {"result": base**exponent}
 
 
+@inline
 def calculator_sqrt(value: float) -> dict[str, float]:
     return {"result": math.sqrt(value)}
 
 
+@inline
 def calculator_percentage(value: float, percent: float) -> dict[str, float]:
     return {"result": value * percent / 100}
 
@@ -49,6 +58,7 @@ _CITIES = {
 }
 
 
+@inline
 def weather_current(location: str) -> dict[str, Any]:
     """Deterministic weather per city (unknown cities get a stable value from their name)."""
     key = location.strip().lower()
@@ -67,6 +77,7 @@ def weather_current(location: str) -> dict[str, Any]:
     }
 
 
+@inline
 def weather_forecast(location: str, days: int = 7) -> dict[str, Any]:
     """A deterministic forecast: today's weather drifting by a fixed pattern."""
     now = weather_current(location)
@@ -90,11 +101,13 @@ def weather_forecast(location: str, days: int = 7) -> dict[str, Any]:
     }
 
 
+@inline
 def text_stats(text: str) -> dict[str, Any]:
     words = text.split()
     return {"characters": len(text), "words": len(words), "longest": max(words, key=len) if words else ""}
 
 
+@inline
 def search_docs(query: str, limit: int = 3) -> dict[str, Any]:
     """A tiny offline 'search engine' over a fixed set of notes."""
     corpus = [

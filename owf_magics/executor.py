@@ -10,25 +10,30 @@ so the same inputs give the same outputs and the same trace whatever the timing.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import contextlib
 import fnmatch
 import functools
+import importlib
 import inspect
 import itertools
 import json
 import os
 import re
+import signal
 import threading
 import time
 import uuid
 from collections import ChainMap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from .backends.base import ExecutionContext
 from .errors import BackendError, OWFError, StepTimeoutError, UnavailableError
 from .graph import ROOT, BlockKey, Graph
 from .models import (
@@ -52,13 +57,15 @@ from .models import (
     WorkflowStep,
 )
 from .normalize import parse_duration
-from .providers import Usage, cost_of, make_model
+from .providers import Usage, make_model
+from .queries import jq_program, jsonpath
 from .refs import parse_ref
 from .render import TemplateError, redact, render, render_string, truthy
 from .resolution import Plan, step_models
 from .results import RunResult, StepError, StepResult
 
 if TYPE_CHECKING:
+    from .backends.native import FunctionCall
     from .catalog import Loaded
     from .registry import OpenWorkflow
 
@@ -70,11 +77,22 @@ _PLACEHOLDER = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}")
 
 def new_run_id() -> str:
     """Timestamp plus a process-wide sequence number (the OpenFlow protocol's format)."""
-    return f"{datetime.now(UTC):%Y%m%d_%H%M%S}_{next(_run_counter):03d}"
+    stamp = _now()  # 2026-11-21T20:18:56.123Z
+    return f"{stamp[0:4]}{stamp[5:7]}{stamp[8:10]}_{stamp[11:13]}{stamp[14:16]}{stamp[17:19]}_{next(_run_counter):03d}"
+
+
+_second: list[Any] = [0, ""]  # [whole second, its text]: formatted once per second
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """UTC now as ISO 8601 with milliseconds (``2026-11-21T20:18:56.123Z``), cheaply."""
+    now = time.time()
+    whole = int(now)
+    cached = _second
+    if whole != cached[0]:
+        cached = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+        _second[:] = cached
+    return f"{cached[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 def to_step_error(exc: BaseException) -> StepError:
@@ -112,9 +130,12 @@ class _Run:
     usage: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     events: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
     event_seq: itertools.count[int] = field(default_factory=itertools.count)
+    functions: dict[str, FunctionCall] = field(default_factory=dict)  # handlers resolved this run
+    deadline: datetime | None = None  # from the workflow's timeout; backends see it in their context
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
-        event = redact(event, self.secrets)
+        if self.secrets:
+            event = redact(event, self.secrets)
         event.setdefault("event_id", f"evt_{self.run_id}_{next(self.event_seq):05d}")
         self.events.append((key, event))
         if self.callback is not None:
@@ -135,16 +156,20 @@ class _Frame:
     extra: dict[str, Any] = field(default_factory=dict)
     order: dict[str, float] = field(default_factory=dict)
     prefix: str = ""
+    _scope: dict[str, Any] | None = None
 
     def scope(self, run: _Run) -> dict[str, Any]:
-        scope: dict[str, Any] = {
-            "inputs": self.inputs,
-            "steps": self.views,
-            "env": run.env,
-            "secrets": run.secrets,
-            "trigger": {},
-        }
-        scope.update(self.extra)
+        """The template scope; built once per frame (it holds the live views, so it stays current)."""
+        scope = self._scope
+        if scope is None:
+            scope = self._scope = {
+                "inputs": self.inputs,
+                "steps": self.views,
+                "env": run.env,
+                "secrets": run.secrets,
+                "trigger": {},
+                **self.extra,
+            }
         return scope
 
     def child(self, *, iteration: tuple[int, ...] | None = None, extra: dict[str, Any] | None = None) -> _Frame:
@@ -174,10 +199,11 @@ class Executor:
         callback: Callable[[dict[str, Any]], Any] | None = None,
         run_id: str | None = None,
         events: Mapping[str, Any] | None = None,
+        item: Loaded[Any] | None = None,
     ) -> None:
         self.ow = ow
         self.plan = plan
-        self.item: Loaded[Any] = ow.workflow(plan.workflow, plan.version).item
+        self.item: Loaded[Any] = item if item is not None else ow.workflow(plan.workflow, plan.version).item
         self.inputs = dict(inputs or {})
         self.secrets = {str(k): str(v) for k, v in (secrets or {}).items()}
         self.callback = callback
@@ -187,11 +213,14 @@ class Executor:
     # -- entry points -------------------------------------------------------------------------
 
     async def arun(self) -> RunResult:
-        self.plan.check_available()
+        memo = self.plan.memo
+        if "available" not in memo:
+            self.plan.check_available()
+            memo["available"] = True
         wf = self.item.model
         inputs = resolve_inputs(wf, self.inputs)
         pool = self.ow.thread_pool()
-        env = self.ow.environment if self.ow.environment is not None else dict(os.environ)
+        env = self.ow.environment if self.ow.environment is not None else os.environ
         run = _Run(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
         started = time.perf_counter()
         run.emit(
@@ -203,24 +232,33 @@ class Executor:
                 "metadata": {"workflow_version": wf.version},
             },
         )
-        frame = _Frame(
-            self.plan,
-            step_models(wf),
-            inputs,
-            ChainMap({}),
-            {},
-            order={sid: float(i) for i, sid in enumerate(self.plan.graph.topological())},
-        )
+        if "models" not in memo:  # once per plan: step models by id, and each step's rank in graph order
+            memo["models"] = step_models(wf)
+            memo["order"] = {sid: float(i) for i, sid in enumerate(self.plan.graph.topological())}
+        frame = _Frame(self.plan, memo["models"], inputs, ChainMap({}), {}, order=memo["order"])
+        limit = parse_duration(wf.timeout) if wf.timeout is not None else None
+        if limit is not None:
+            run.deadline = datetime.now(UTC) + timedelta(seconds=limit)
         try:
-            outcome = await _run_block(run, frame, ROOT)
+            if limit is None:
+                outcome = await _run_block(run, frame, ROOT)
+            else:  # the workflow's timeout is the run's deadline: steps in flight are canceled
+                async with asyncio.timeout(limit):
+                    outcome = await _run_block(run, frame, ROOT)
             status = "completed" if outcome is None else "failed"
+        except TimeoutError:
+            outcome = StepError(
+                "TIMEOUT",
+                f"workflow '{wf.name}' exceeded its timeout of {limit:g}s",
+                {"timeout_ms": int((limit or 0) * 1000), "elapsed_ms": round((time.perf_counter() - started) * 1000)},
+            )
+            status = "failed"
+            _mark_unfinished(frame)
         except asyncio.CancelledError:
             # the caller canceled the run: finish the record (steps in flight are marked canceled)
             outcome = StepError("CANCELED", "the run was canceled", {"canceled_at": _now()})
             status = "canceled"
-            for sid in frame.plan.order:
-                if sid not in frame.results:
-                    frame.results[sid] = StepResult(sid, "canceled", backend=frame.plan[sid].backend)
+            _mark_unfinished(frame)
         outputs = _render_outputs(wf.outputs, frame.scope(run))
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -238,26 +276,78 @@ class Executor:
         return result
 
     def run(self) -> RunResult:
-        """Run synchronously, also from inside a running event loop (a Jupyter kernel)."""
+        """Run synchronously, also from inside a running event loop (a Jupyter kernel).
+
+        Outside a loop the run uses this thread's own reusable loop; inside one (a kernel) it runs
+        on a background loop thread while this thread waits. Ctrl-C / KeyboardInterrupt cancels
+        the run: steps in flight end ``canceled`` and the canceled result is returned.
+        """
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.arun())
-        box: dict[str, Any] = {}
+            return _run_here(self.arun())
+        future = asyncio.run_coroutine_threadsafe(self.arun(), _background_loop())
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()  # cancels the run's task; arun records the cancellation and returns
+            with contextlib.suppress(concurrent.futures.CancelledError):
+                return future.result()
+            raise
 
-        def target() -> None:
-            try:
-                box["result"] = asyncio.run(self.arun())
-            except BaseException as exc:  # re-raised in the caller's thread
-                box["error"] = exc
 
-        thread = threading.Thread(target=target, name=f"owf-run-{self.run_id}")
-        thread.start()
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        result: RunResult = box["result"]
-        return result
+_main_loop: list[asyncio.AbstractEventLoop] = []
+_sig: Any = importlib.import_module("_signal")  # signal's C module
+_background: list[asyncio.AbstractEventLoop] = []
+_background_lock = threading.Lock()
+
+
+def _run_here(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """Run on an event loop in this thread; the main thread keeps one for every run.
+
+    In the main thread, Ctrl-C (SIGINT) cancels the run's task, so the cancellation is recorded
+    (steps in flight end ``canceled``) and the canceled result returned; a second Ctrl-C raises
+    KeyboardInterrupt. A SIGINT handler the program installed itself is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        with asyncio.Runner() as runner:  # other threads may end at any time: their loop closes now
+            return runner.run(coro)
+    if not _main_loop or _main_loop[0].is_closed():
+        _main_loop[:] = [asyncio.new_event_loop()]
+        atexit.register(_main_loop[0].close)
+    loop = _main_loop[0]
+    task = loop.create_task(coro)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if task.done() or task.cancelling():  # a second Ctrl-C: stop waiting
+            raise KeyboardInterrupt
+        loop.call_soon_threadsafe(task.cancel)
+
+    # the C-level calls: signal.signal() converts handlers to enums, which costs a run ~15 µs
+    ours = _sig.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ours:
+        _sig.signal(signal.SIGINT, on_sigint)
+    try:
+        return loop.run_until_complete(task)
+    finally:
+        if ours:
+            _sig.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _mark_unfinished(frame: _Frame) -> None:
+    for sid in frame.plan.order:
+        if sid not in frame.results:
+            frame.results[sid] = StepResult(sid, "canceled", backend=frame.plan[sid].backend)
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The loop runs started from inside another running loop (a Jupyter kernel) execute on."""
+    with _background_lock:
+        if not _background:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="owf-runs", daemon=True).start()
+            _background.append(loop)
+        return _background[0]
 
 
 def resolve_inputs(wf: Any, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -304,15 +394,21 @@ def _render_outputs(outputs: Mapping[str, Any], scope: dict[str, Any]) -> dict[s
     return out
 
 
+def _first(kv: tuple[Any, Any]) -> Any:
+    return kv[0]
+
+
 def _finish(
     run: _Run, name: str, status: str, outputs: dict[str, Any], results: dict[str, StepResult], error: StepError | None
 ) -> RunResult:
-    trace = [redact(r, run.secrets) for _, r in sorted(run.trace, key=lambda kv: kv[0])]
-    usage = [r for _, r in sorted(run.usage, key=lambda kv: kv[0])]
-    for res in results.values():
-        res.output = redact(res.output, run.secrets)
-        if res.error is not None:
-            res.error = redact_error(res.error, run.secrets)
+    trace = [r for _, r in sorted(run.trace, key=_first)]
+    usage = [r for _, r in sorted(run.usage, key=_first)]
+    if run.secrets:
+        trace = [redact(r, run.secrets) for r in trace]
+        for res in results.values():
+            res.output = redact(res.output, run.secrets)
+            if res.error is not None:
+                res.error = redact_error(res.error, run.secrets)
     return RunResult(
         run.run_id,
         name,
@@ -335,40 +431,59 @@ def redact_error(error: StepError, secrets: Mapping[str, str]) -> StepError:
 
 
 async def _run_block(run: _Run, frame: _Frame, key: BlockKey) -> StepError | None:
-    """Run a block's steps as a DAG; returns the first failure (in graph order), or None."""
-    graph: Graph = frame.plan.graph
-    members = graph.order.get(key, ())
-    if not members:
+    """Run a block's steps as a DAG; returns the first failure (in graph order), or None.
+
+    A step starts when the last step it waits for finishes, in the coroutine that finished it: a
+    chain runs in one task with no scheduling between its steps, and only steps that become ready
+    together get tasks of their own (so they overlap).
+    """
+    sched = frame.plan.graph.schedule(key)
+    if not sched.members:
         return None
-    loop = asyncio.get_running_loop()
-    done: dict[str, asyncio.Future[str]] = {sid: loop.create_future() for sid in members}
+    waits = dict(sched.waits)
+    blocked: set[str] = set()
     failures: dict[str, StepError] = {}
+    tasks: list[asyncio.Task[None]] = []
 
-    async def one(sid: str) -> None:
-        blocked = False
-        for dep in graph.deps.get(sid, ()):
-            if dep in done:
-                state = await done[dep]
-                blocked = blocked or state == "blocked"
-        step = frame.models[sid]
-        try:
-            if blocked:
+    async def chain(sid: str | None) -> None:
+        while sid is not None:
+            step = frame.models[sid]
+            if sid in blocked:
                 _skip(run, frame, step, "an earlier step failed")
-                done[sid].set_result("blocked")
-                return
-            res = await _run_step(run, frame, step)
-            if res.status == "failed" and not step.continueOnError:
-                failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
-                done[sid].set_result("blocked")
             else:
-                done[sid].set_result(res.status)
-        except BaseException:
-            if not done[sid].done():
-                done[sid].set_result("blocked")
-            raise
+                try:
+                    res = await _run_step(run, frame, step)
+                except BaseException:
+                    blocked.add(sid)
+                    raise
+                if res.status == "failed" and not step.continueOnError:
+                    failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
+                    blocked.add(sid)
+            ready = []
+            for nxt in sched.after[sid]:
+                if sid in blocked:
+                    blocked.add(nxt)
+                waits[nxt] -= 1
+                if not waits[nxt]:
+                    ready.append(nxt)
+            for other in ready[1:]:
+                tasks.append(asyncio.create_task(chain(other)))
+            sid = ready[0] if ready else None
 
-    await asyncio.gather(*(one(sid) for sid in members))
-    for sid in members:
+    roots = [sid for sid in sched.members if not waits[sid]]
+    tasks.extend(asyncio.create_task(chain(sid)) for sid in roots[1:])
+    try:
+        await chain(roots[0])
+        i = 0
+        while i < len(tasks):  # tasks may start more tasks while we wait
+            await tasks[i]
+            i += 1
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for sid in sched.members:
         if sid in failures:
             return failures[sid]
     return None
@@ -397,7 +512,9 @@ def _store(frame: _Frame, res: StepResult, extra: Mapping[str, Any] | None = Non
 def _skip(run: _Run, frame: _Frame, step: StepBase, reason: str) -> None:
     res = StepResult(step.id, "skipped", backend=frame.plan[step.id].backend)
     _store(frame, res)
-    _trace(run, frame, step, res, attempt=0, started=_now(), duration=0.0, note=reason)
+    started = _now()
+    _trace(run, frame, step, res, attempt=0, started=started, duration=0.0, note=reason)
+    _step_event(run, frame, step, "step.skipped", 0, started, reason=reason)
     for child in _descendants(frame.plan.graph, step.id):
         if child not in frame.results:
             cres = StepResult(child, "skipped", backend=frame.plan[child].backend)
@@ -426,8 +543,9 @@ def _trace(
     cost: float = 0.0,
     note: str | None = None,
 ) -> None:
-    entry = frame.plan[step.id]
+    entry = frame.plan.entries[step.id]
     key = (frame.order.get(step.id, 0), frame.iteration, attempt)
+    duration = round(duration, 3)
     row = {
         "run_id": run.run_id,
         "step_id": frame.prefix + step.id,
@@ -439,7 +557,7 @@ def _trace(
         "iteration": ".".join(map(str, frame.iteration)) if frame.iteration else "",
         "parent": entry.parent or "",
         "started_at": started,
-        "duration_ms": round(duration, 3),
+        "duration_ms": duration,
         "prompt_tokens": usage.prompt_tokens if usage else 0,
         "completion_tokens": usage.completion_tokens if usage else 0,
         "total_tokens": usage.total_tokens if usage else 0,
@@ -453,7 +571,7 @@ def _trace(
         "backend": entry.backend,
         "runtime": entry.runtime,
         "adapter_version": entry.adapter_version,
-        "duration_ms": round(duration, 3),
+        "duration_ms": duration,
     }
     if usage is not None:
         execution["token_usage"] = {
@@ -560,10 +678,6 @@ async def _map_items(items: list[Any], limit: int | None, fn: Callable[[int, Any
     return list(await asyncio.gather(*(guarded(i, item) for i, item in enumerate(items))))
 
 
-def _retry_policy(step: StepBase) -> RetryPolicy | None:
-    return step.retry if not isinstance(step, TryStep) else None
-
-
 def _delay(policy: RetryPolicy, attempt: int) -> float:
     base = policy.initialDelay if policy.initialDelay is not None else 1.0
     if policy.backoff == "fixed":
@@ -587,7 +701,7 @@ def _retryable(policy: RetryPolicy, error: StepError) -> bool:
 
 async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResult, dict[str, Any] | None]:
     """Run a step with its retry policy and timeout; one trace row per attempt."""
-    policy = _retry_policy(step)
+    policy = step.retry if not isinstance(step, TryStep) else None  # a try step's retry is for its block
     max_attempts = policy.maxAttempts if policy else 1
     timeout = parse_duration(step.timeout) if step.timeout is not None else None
     entry = frame.plan[step.id]
@@ -596,7 +710,8 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         attempt += 1
         started = _now()
         t0 = time.perf_counter()
-        acc = _Accounting()
+        acc = _Accounting() if isinstance(step, AgentStep | HandoffStep) else _NO_USAGE
+        _step_event(run, frame, step, "step.started", attempt, started)
         try:
             coro = _execute(run, frame, step, acc)
             output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
@@ -605,7 +720,7 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
             err = StepError(
                 "TIMEOUT",
                 f"step '{step.id}' exceeded its timeout of {timeout:g}s",
-                {"timeout_ms": int((timeout or 0) * 1000)},
+                {"timeout_ms": int((timeout or 0) * 1000), "elapsed_ms": round((time.perf_counter() - t0) * 1000)},
             )
             res, extra = StepResult(step.id, "failed", None, err, attempt, entry.backend), None
         except StepFailed as exc:
@@ -624,12 +739,46 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         )
         for key, row in acc.rows:
             run.usage.append(((frame.order.get(step.id, 0), frame.iteration, attempt, *key), row))
-        if res.status != "failed" or policy is None or attempt >= max_attempts:
+        if res.status != "failed":
             return res, extra
         assert res.error is not None
-        if not _retryable(policy, res.error):
+        if policy is None or attempt >= max_attempts or not _retryable(policy, res.error):
+            _step_event(run, frame, step, "step.failed", attempt, _now(), error=res.error.to_dict())
             return res, extra
-        await asyncio.sleep(_delay(policy, attempt))
+        delay = _delay(policy, attempt)
+        _step_event(
+            run,
+            frame,
+            step,
+            "step.retrying",
+            attempt,
+            _now(),
+            error=res.error.to_dict(),
+            next_attempt=attempt + 1,
+            delay_ms=round(delay * 1000),
+        )
+        await asyncio.sleep(delay)
+
+
+def _step_event(
+    run: _Run, frame: _Frame, step: StepBase, kind: str, attempt: int, timestamp: str, **fields: Any
+) -> None:
+    """A step lifecycle event (started, retrying, failed, skipped), ordered with the step's others."""
+    entry = frame.plan.entries[step.id]
+    run.emit(
+        (frame.order.get(step.id, 0), frame.iteration, attempt),
+        {
+            "type": kind,
+            "timestamp": timestamp,
+            "run_id": run.run_id,
+            "step_id": frame.prefix + step.id,
+            "step_type": step.type,  # type: ignore[attr-defined]
+            "iteration": ".".join(map(str, frame.iteration)) if frame.iteration else "",
+            "attempt": attempt,
+            "backend": entry.backend,
+            **fields,
+        },
+    )
 
 
 @dataclass
@@ -648,6 +797,9 @@ class _Accounting:
             sum(u.completion_tokens for u in self.turns),
             any(u.estimated for u in self.turns),
         )
+
+
+_NO_USAGE = _Accounting()  # shared by the steps that call no model; only agent steps add to theirs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -912,28 +1064,12 @@ def _transform(step: TransformStep, scope: dict[str, Any], frame: _Frame) -> Any
         return render_string(step.expression, scope)
     data = render(step.input, scope) if step.input is not None else _previous_output(frame, step.id)
     if step.language == "jq":
-        values = _jq_program(step.expression).input_value(data).all()
+        values = jq_program(step.expression).input_value(data).all()
     elif step.language == "jsonpath":
-        values = [m.value for m in _jsonpath(step.expression).find(data)]
+        values = [m.value for m in jsonpath(step.expression).find(data)]
     else:
         raise UnavailableError(f"transform language '{step.language}' has no sandbox here")
     return values[0] if len(values) == 1 else values
-
-
-@functools.lru_cache(maxsize=1024)
-def _jq_program(expression: str) -> Any:
-    """A compiled jq program (compiled once per distinct expression)."""
-    import jq
-
-    return jq.compile(expression)
-
-
-@functools.lru_cache(maxsize=1024)
-def _jsonpath(expression: str) -> Any:
-    """A parsed JSONPath expression (parsed once per distinct expression)."""
-    from jsonpath_ng.ext.parser import parse
-
-    return parse(expression)
 
 
 def _previous_output(frame: _Frame, sid: str) -> Any:
@@ -1017,8 +1153,6 @@ async def _foreign(
     per model turn: provider, model, prompt_tokens, completion_tokens, estimated, cost_usd) is
     recorded in the trace, the usage table and the step's event exactly like native usage.
     """
-    from .backends.base import ExecutionContext
-
     entry = frame.plan[step.id]
     backend = run.ow.backend(entry.backend)
     ctx = ExecutionContext(
@@ -1028,6 +1162,7 @@ async def _foreign(
         secrets=dict(run.secrets),
         environment=dict(run.env),
         trace_id=run.run_id,
+        deadline=run.deadline,
         metadata={
             "step_type": step.type,  # type: ignore[attr-defined]
             "runtime": entry.runtime,
@@ -1120,14 +1255,28 @@ def _apply_defaults(schema: Mapping[str, Any] | None, data: Any) -> Any:
     return out
 
 
+_validators: dict[int, tuple[Any, Any]] = {}
+
+
+def _validator(schema: Mapping[str, Any]) -> Any:
+    """The jsonschema validator of one action's input schema, built once per schema object."""
+    hit = _validators.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    from jsonschema import validators
+
+    if len(_validators) > 4096:
+        _validators.clear()
+    validator = validators.validator_for(schema)(schema)
+    _validators[id(schema)] = (schema, validator)
+    return validator
+
+
 def validate_action_input(action: Action, data: Any) -> Any:
     """Defaults filled, then the action's JSON Schema enforced (code VALIDATION)."""
     data = _apply_defaults(action.input, data)
     if action.input:
-        from jsonschema import validators
-
-        cls = validators.validator_for(action.input)
-        errors = sorted(cls(action.input).iter_errors(data), key=lambda e: list(e.path))
+        errors = sorted(_validator(action.input).iter_errors(data), key=lambda e: list(e.path))
         if errors:
             first = errors[0]
             where = ".".join(map(str, first.path)) or "input"
@@ -1161,15 +1310,25 @@ async def run_action(run: _Run, connector: Connector, name: str, data: Any, step
 
 
 async def _call_function(run: _Run, target: str, data: Any, step_id: str) -> Any:
-    from .backends.base import ExecutionContext
-    from .backends.native import call_function, resolve_function
+    call = run.functions.get(target)
+    if call is None:
+        from .backends.native import prepare_function
 
-    fn = resolve_function(target)
-    ctx = ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets))
-    if inspect.iscoroutinefunction(fn):
-        return await call_function(target, data, ctx, fn=fn)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(run.pool, lambda: call_function(target, data, ctx, fn=fn))
+        call = run.functions[target] = prepare_function(target)
+    ctx = (
+        ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline)
+        if call.wants_context
+        else None
+    )
+    if call.is_async:
+        return await call(data, ctx)
+    if call.inline:
+        out = call(data, ctx)
+    else:
+        out = await asyncio.get_running_loop().run_in_executor(run.pool, call, data, ctx)
+    if call.maybe_async and inspect.isawaitable(out):  # an object whose __call__ is async
+        return await out
+    return out
 
 
 def _placeholders(value: Any, data: Mapping[str, Any], run: _Run) -> Any:
@@ -1368,7 +1527,7 @@ async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Acco
         reply = await model.respond(messages, specs, turn)
         if reply.usage is not None:
             acc.turns.append(reply.usage)
-            cost = cost_of(agent.model, reply.usage)
+            cost = run.ow.prices.cost(agent.model, reply.usage)
             acc.cost = round(acc.cost + cost, 8)
             acc.rows.append(
                 (

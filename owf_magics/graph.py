@@ -75,6 +75,16 @@ class Group:
     members: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """What the executor needs to run one block: members in order, how many in-block steps each
+    waits for, and which in-block steps wait for each."""
+
+    members: tuple[str, ...]
+    waits: Mapping[str, int]
+    after: Mapping[str, tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class Graph:
     """The dependency graph of one workflow (immutable)."""
@@ -88,6 +98,18 @@ class Graph:
     order: Mapping[BlockKey, tuple[str, ...]]
     references: Mapping[str, frozenset[str]] = field(default_factory=dict)
     child_blocks: Mapping[str, tuple[BlockKey, ...]] = field(default_factory=dict)
+    _schedules: dict[BlockKey, Schedule] = field(default_factory=dict, compare=False, repr=False)
+
+    def schedule(self, key: BlockKey) -> Schedule:
+        """A block's members with their in-block dependency counts and dependents (cached)."""
+        sched = self._schedules.get(key)
+        if sched is None:
+            members = self.order.get(key, ())
+            inside = frozenset(members)
+            waits = {sid: sum(1 for d in self.deps.get(sid, ()) if d in inside) for sid in members}
+            after = {sid: tuple(d for d in self.dependents.get(sid, ()) if d in inside) for sid in members}
+            sched = self._schedules[key] = Schedule(members, MappingProxyType(waits), MappingProxyType(after))
+        return sched
 
     def children(self, step_id: str | None, block: str = "steps") -> tuple[str, ...]:
         return self.blocks.get((step_id, block), ())

@@ -7,8 +7,10 @@ characters a token) and marked ``estimated``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,9 +205,60 @@ def make_model(spec: ModelSpec) -> Model:
     return LangChainChatModel(spec, chat, streaming)
 
 
-def cost_of(spec: ModelSpec, usage: Usage) -> float:
-    """USD for a turn, from ``model.pricing`` (``prompt``/``completion`` per 1K tokens); 0 without it."""
-    pricing = spec.pricing or {}
-    prompt = float(pricing.get("prompt", pricing.get("input", 0.0)))
-    completion = float(pricing.get("completion", pricing.get("output", 0.0)))
-    return round(usage.prompt_tokens / 1000 * prompt + usage.completion_tokens / 1000 * completion, 8)
+class Prices:
+    """Model prices in USD per 1M tokens: the shipped table (``owf_magics/data/prices.json``),
+    overridden by ``OpenWorkflow(prices=...)``, overridden by a manifest's ``model.pricing``.
+
+    A model found nowhere costs NaN (unknown), never a silent 0; the offline providers are free.
+    """
+
+    def __init__(self, overrides: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        table = _shipped_prices()
+        self.free = frozenset(table.get("free_providers", ()))
+        self.models: dict[str, tuple[float, float]] = {
+            k.lower(): _rates(v) for k, v in {**table["models"], **(overrides or {})}.items()
+        }
+
+    def rates(self, spec: ModelSpec) -> tuple[float, float] | None:
+        """(input, output) USD per 1M tokens, or None when the model's price is unknown."""
+        if spec.pricing:
+            return _rates(spec.pricing)
+        if spec.provider in self.free:
+            return (0.0, 0.0)
+        model = (spec.id or "").lower()
+        for key in (f"{spec.provider.lower()}/{model}", model):
+            if key in self.models:
+                return self.models[key]
+        # dated or suffixed ids (gpt-4o-2024-08-06, claude-3-5-sonnet-20241022): the longest known prefix
+        best = max(
+            (k for k in self.models if f"{spec.provider.lower()}/{model}".startswith(k) or model.startswith(k)),
+            key=len,
+            default=None,
+        )
+        return self.models[best] if best else None
+
+    def cost(self, spec: ModelSpec, usage: Usage) -> float:
+        """USD for one model call; NaN when the model's price is unknown."""
+        rates = self.rates(spec)
+        if rates is None:
+            return math.nan
+        return round((usage.prompt_tokens * rates[0] + usage.completion_tokens * rates[1]) / 1_000_000, 10)
+
+
+def _rates(pricing: Mapping[str, float]) -> tuple[float, float]:
+    prompt = pricing.get("input", pricing.get("prompt", 0.0))
+    completion = pricing.get("output", pricing.get("completion", 0.0))
+    return float(prompt), float(completion)
+
+
+@functools.cache
+def _shipped_prices() -> dict[str, Any]:
+    from importlib.resources import files
+
+    data: dict[str, Any] = json.loads(files("owf_magics").joinpath("data/prices.json").read_text("utf-8"))
+    return data
+
+
+def cost_of(spec: ModelSpec, usage: Usage, prices: Prices | None = None) -> float:
+    """USD for a model call (see `Prices`); NaN when the model's price is unknown."""
+    return (prices or Prices()).cost(spec, usage)

@@ -40,6 +40,8 @@ class OpenWorkflow:
         max_concurrent_runs: The global limit on runs executing at once.
         environment: Variables templates read as ``env.*`` (default: the process environment).
         max_workers: Threads for synchronous action handlers (shared by this registry's runs).
+        prices: Model prices in USD per 1M tokens, by ``provider/model`` or model id, e.g.
+            ``{"openai/gpt-4o": {"input": 2.5, "output": 10}}``; they override the shipped table.
 
     Example:
         >>> ow = OpenWorkflow()
@@ -55,7 +57,11 @@ class OpenWorkflow:
         *,
         environment: dict[str, str] | None = None,
         max_workers: int = 8,
+        prices: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
+        from .providers import Prices
+
+        self.prices = Prices(prices)
         self.state = state
         self.max_concurrent_runs = max_concurrent_runs
         self.environment = environment
@@ -285,7 +291,14 @@ class Workflow:
             ManifestError: When a reference no longer resolves (a manifest it uses was replaced).
         """
         self._recheck()
-        return resolve_plan(self.item, self.ow.catalog, self.ow.backend_registry, prefer_backend)
+        # a plan is frozen and depends only on the catalog (checked above) and the backends known
+        key = (prefer_backend, self.ow.backend_registry.generation)
+        hit = self.item.plans.get(key)
+        if hit is not None and hit[0] is self.ow.catalog:
+            return hit[1]  # type: ignore[no-any-return]
+        plan = resolve_plan(self.item, self.ow.catalog, self.ow.backend_registry, prefer_backend)
+        self.item.plans[key] = (self.ow.catalog, plan)
+        return plan
 
     def _recheck(self) -> None:
         """Re-validate references if the catalog changed since this workflow was loaded."""
@@ -345,7 +358,7 @@ class Workflow:
         from .executor import Executor
 
         plan = self.plan(prefer_backend=prefer_backend)
-        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events)
+        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events, item=self.item)
 
     def to_langgraph(self, *, checkpointer: Any = None, name: str | None = None) -> Any:
         """The workflow compiled to a LangGraph graph (a compiled ``StateGraph``).

@@ -91,6 +91,7 @@ class Plan(Mapping[str, PlanEntry]):
     entries: Mapping[str, PlanEntry]
     order: tuple[str, ...]
     targets: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # executor's per-plan data
 
     def __getitem__(self, step_id: str) -> PlanEntry:
         return self.entries[step_id]

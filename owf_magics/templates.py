@@ -172,6 +172,12 @@ def _analyse_jinja(text: str, single: bool) -> TemplateInfo:
     except TemplateSyntaxError as exc:
         empty: frozenset[str] = frozenset()
         return TemplateInfo(text, source, True, single, empty, empty, empty, empty, empty, exc.message, exc.lineno)
+    loader = next(ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)), None)
+    if loader is not None:  # the sandbox has no template loader: these could only fail at run time
+        empty = frozenset()
+        tag = {"Include": "include", "Import": "import", "FromImport": "from ... import", "Extends": "extends"}
+        message = f"'{{% {tag[type(loader).__name__]} %}}' is not allowed: templates cannot load other templates"
+        return TemplateInfo(text, source, True, single, empty, empty, empty, empty, empty, message, loader.lineno)
     try:
         roots = frozenset(meta.find_undeclared_variables(ast))
     except TemplateSyntaxError:  # an unknown filter or test: report it below, as a filter name

@@ -41,6 +41,7 @@ from .models import (
     child_blocks,
 )
 from .normalize import RawManifest, parse_duration
+from .queries import syntax_error
 from .refs import Ref, RefError, check_range, installed_version, is_version, matches, parse_ref
 from .templates import LOOP_NAMES, ROOTS, TemplateInfo, analyse, known_filters, known_functions
 
@@ -806,6 +807,16 @@ class Validator:
                 path + ("items",),
                 step_id=sid,
             )
+        elif isinstance(step, TransformStep) and step.language in ("jq", "jsonpath") and "{{" not in step.expression:
+            problem = syntax_error(step.language, step.expression)
+            if problem:
+                report(
+                    "INVALID_VALUE",
+                    f"the {step.language} expression does not compile: {problem}",
+                    path + ("expression",),
+                    step_id=sid,
+                    hint=f"check the {step.language} syntax of '{step.expression}'",
+                )
         elif isinstance(step, TransformStep) and step.language in ("javascript", "python"):
             report(
                 "INVALID_VALUE",
@@ -978,13 +989,16 @@ class Validator:
             return
         if info.error:
             delta = (info.error_line or 1) - 1 + (1 if "\n" in text.rstrip("\n") else 0)
+            loads = "cannot load other templates" in info.error
             report(
                 "TEMPLATE_SYNTAX",
-                f"template does not parse: {info.error}",
+                info.error if loads else f"template does not parse: {info.error}",
                 path,
                 step_id=sid,
                 line_delta=delta,
-                hint="check the {{ }} and {% %} pairs, quotes and operators",
+                hint="inline the text instead, or pass it in as an input"
+                if loads
+                else "check the {{ }} and {% %} pairs, quotes and operators",
             )
             return
         filters = known_filters()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from owf_magics import inline
+
 CALLS: dict[str, int] = {}
 GATE = threading.Event()
 
@@ -59,3 +61,53 @@ def available(input):  # the whole input
 
 def ok(input):
     return {"ok": True, "input": input}
+
+
+def thread_name() -> dict[str, str]:
+    import threading
+
+    return {"thread": threading.current_thread().name}
+
+
+@inline
+def thread_name_inline() -> dict[str, str]:
+    import threading
+
+    return {"thread": threading.current_thread().name}
+
+
+async def thread_name_async() -> dict[str, str]:
+    import threading
+
+    return {"thread": threading.current_thread().name}
+
+
+class AsyncCallable:
+    """An object whose ``__call__`` is a coroutine function: its result is awaited too."""
+
+    async def __call__(self, x: int) -> dict[str, int]:
+        return {"double": 2 * x}
+
+
+async_callable = AsyncCallable()
+
+
+def interrupt_main() -> dict[str, bool]:
+    """Sends the process SIGINT (as Ctrl-C does), then keeps the step busy."""
+    import os
+    import signal
+    import time
+
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(2)
+    return {"finished": True}
+
+
+def fail_with(text: str) -> None:
+    """Fails with the given text in its message (an error message that would leak it)."""
+    raise ValueError(f"could not use {text}")
+
+
+def deadline_seen(context) -> dict[str, bool]:
+    """Reports whether the run's deadline reached the handler's context."""
+    return {"has_deadline": context.deadline is not None}

@@ -25,7 +25,7 @@ from owf_magics.cli import main
 from owf_magics.errors import DIAGNOSTIC_CODES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-DOC_FILES = ("manifests.md", "decisions.md", "errors.md")
+DOC_FILES = ("manifests.md", "decisions.md", "errors.md", "durable.md")
 WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE"}
 
 _BLOCK_RE = re.compile(

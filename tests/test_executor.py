@@ -302,6 +302,7 @@ workflows:
     r = ow.workflow("ask").execute()
     assert r.outputs == {"answer": "The sum is 3"}
     assert r.usage["total_tokens"].sum() == 44 and not r.usage["estimated"].any()
+    assert (r.usage["cost_usd"] == 0.0).all()  # the offline providers are free, not unknown
     row = r.trace.iloc[0]
     assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (32, 12, 44)
     [event] = [e for e in r.events if e["type"] == "step.execution.completed"]
@@ -454,8 +455,9 @@ def test_aexecute(ow):
 def test_events_have_the_spec_shape(flow):
     seen = []
     r = flow("name: ev\nsteps: [{id: a, type: transform, expression: x}]", callback=seen.append)
-    assert [e["type"] for e in seen] == ["run.started", "step.execution.completed", "run.completed"]
-    step_event = r.events[1]
+    assert [e["type"] for e in seen] == ["run.started", "step.started", "step.execution.completed", "run.completed"]
+    assert [e["type"] for e in r.events] == [e["type"] for e in seen]
+    step_event = r.events[2]
     assert {"event_id", "type", "timestamp", "execution", "result"} <= set(step_event)
     assert {"backend", "adapter_version", "duration_ms"} <= set(step_event["execution"])
     assert step_event["result"] == {"status": "success", "output": {"result": "x"}}
@@ -483,3 +485,105 @@ steps:
     assert r.steps["first"].status == "success"
     assert r.steps["long"].status == "canceled" and r.steps["never"].status == "canceled"
     assert r.events[-1]["type"] == "run.canceled"
+
+
+def test_sync_handlers_run_in_the_pool_inline_and_async_ones_on_the_loop(ow):
+    ow.load(
+        """
+connector: {name: where, kind: sdk}
+actions:
+  - {name: pool, handler: {function: tests.handlers.thread_name}}
+  - {name: inline, handler: {function: tests.handlers.thread_name_inline}}
+  - {name: coro, handler: {function: tests.handlers.thread_name_async}}
+  - {name: obj, handler: {function: tests.handlers.async_callable}}
+---
+name: where
+steps:
+  - {id: p, connector: where, action: pool}
+  - {id: i, connector: where, action: inline}
+  - {id: c, connector: where, action: coro}
+  - {id: o, connector: where, action: obj, input: {x: 21}}
+"""
+    )
+    r = ow.workflow("where").execute()
+    assert r.status == "completed", r.steps
+    loop_thread = r.steps["i"].output["thread"]
+    assert r.steps["c"].output["thread"] == loop_thread
+    assert r.steps["p"].output["thread"] != loop_thread
+    assert r.steps["p"].output["thread"].startswith("owf-handler")
+    assert r.steps["o"].output == {"double": 42}
+
+
+def test_ctrl_c_cancels_the_run_and_records_it(ow):
+    ow.load(
+        """
+connector: {name: ctl, kind: sdk}
+actions: [{name: interrupt, handler: {function: tests.handlers.interrupt_main}}]
+---
+name: interrupted
+steps:
+  - {id: busy, connector: ctl, action: interrupt}
+  - {id: later, type: transform, expression: "{{ 1 }}", dependsOn: [busy]}
+"""
+    )
+    r = ow.workflow("interrupted").execute()
+    assert r.status == "canceled"
+    assert r.steps["busy"].status == "canceled"
+    assert r.steps["busy"].error.code == "CANCELED"
+    assert r.steps["later"].status == "canceled"
+    assert r.events[-1]["type"] == "run.canceled"
+
+
+def test_lifecycle_events_started_retrying_failed_skipped(flow):
+    r = flow(
+        """
+name: life
+steps:
+  - id: shaky
+    connector: t
+    action: flaky
+    input: {key: life, fail_times: 5}
+    retry: {maxAttempts: 2, backoff: fixed, initialDelay: 0.01}
+  - {id: after, type: transform, expression: x, needs: [shaky]}
+"""
+    )
+    kinds = [(e["type"], e.get("step_id"), e.get("attempt")) for e in r.events]
+    assert kinds == [
+        ("run.started", None, None),
+        ("step.started", "shaky", 1),
+        ("step.execution.completed", "shaky", 1),
+        ("step.retrying", "shaky", 1),
+        ("step.started", "shaky", 2),
+        ("step.execution.completed", "shaky", 2),
+        ("step.failed", "shaky", 2),
+        ("step.skipped", "after", 0),
+        ("run.failed", None, None),
+    ]
+    retrying = r.events[3]
+    assert retrying["next_attempt"] == 2 and retrying["delay_ms"] == 10
+    assert retrying["error"]["code"] == "BACKEND_ERROR"
+    assert r.events[7]["reason"] == "an earlier step failed"
+    assert len({e["event_id"] for e in r.events}) == len(r.events)
+
+
+def test_workflow_timeout_is_the_run_deadline(flow, ow):
+    ow.load("""
+connector: {name: dl, kind: sdk, actions: [{name: seen, handler: {function: tests.handlers.deadline_seen}}]}
+""")
+    r = flow(
+        """
+name: deadline
+timeout: 0.3s
+steps:
+  - {id: ctx, connector: dl, action: seen}
+  - {id: slow, type: wait, duration: 30s, needs: [ctx]}
+  - {id: never, type: transform, expression: x, needs: [slow]}
+"""
+    )
+    assert r.status == "failed"
+    assert r.error.code == "TIMEOUT" and r.error.details["timeout_ms"] == 300
+    assert r.error.details["elapsed_ms"] >= 300
+    assert r.steps["ctx"].output == {"has_deadline": True}
+    assert r.steps["slow"].status == "canceled" and r.steps["slow"].error.code == "CANCELED"
+    assert r.steps["never"].status == "canceled"
+    assert r.events[-1]["type"] == "run.failed"

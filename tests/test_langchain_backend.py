@@ -84,7 +84,11 @@ def test_agent_runs_as_a_langgraph_agent_with_exact_usage(ow):
     assert r.status == "completed" and r.outputs == {"answer": "The sum is 3"}
     row = r.trace.iloc[0]
     assert (row.backend, row.prompt_tokens, row.completion_tokens, row.total_tokens) == ("langchain", 32, 12, 44)
-    assert row.cost_usd == pytest.approx((32 * 1.0 + 12 * 2.0) / 1000)
+    native_ow = OpenWorkflow()
+    load(native_ow, MATHBOT.replace("backend: langchain, runtime: python", "backend: native"))
+    native = native_ow.workflow("ask").execute()
+    assert native.trace.backend.tolist() == ["native"]
+    assert row.cost_usd > 0 and r.usage.cost_usd.tolist() == native.usage.cost_usd.tolist()
     assert r.usage["total_tokens"].tolist() == [19, 25] and not r.usage["estimated"].any()
     [event] = [e for e in r.events if e["type"] == "step.execution.completed"]
     assert event["execution"]["backend"] == "langchain"

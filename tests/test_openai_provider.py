@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -103,6 +104,8 @@ workflows:
     assert r.usage["prompt_tokens"].tolist() == [11, 12] and r.usage["completion_tokens"].tolist() == [5, 6]
     assert not r.usage["estimated"].any()
     assert r.trace.iloc[0]["total_tokens"] == 34
+    # gpt-test is in no price table: its cost is unknown (NaN), never a silent 0
+    assert r.usage["cost_usd"].isna().all() and math.isnan(r.trace.iloc[0]["cost_usd"])
     first = REQUESTS[0]
     assert first["model"] == "gpt-test" and first["tools"][0]["function"]["name"] == "calculator_add"
     assert first["messages"][0] == {"role": "system", "content": "You add numbers."}
@@ -141,3 +144,33 @@ workflows:
     assert contents[1] == ["first question", "The answer is 5", "second question"]
     # maxMessages: 2 keeps only the last exchange
     assert contents[2] == ["second question", "The answer is 5", "third question"]
+
+
+def test_prices_shipped_overridden_and_from_the_manifest(ow, server):
+    from owf_magics import OpenWorkflow
+
+    def run(registry, model_id, pricing=""):
+        registry.load(f"""
+agents:
+  - name: gpt
+    model: {{provider: openai, id: {model_id}, {pricing} providerConfig: {{base_url: "{server}", api_key: "k", max_retries: 0}}}}
+workflows: [{{name: w, steps: [{{id: q, type: agent, agent: gpt, input: "hello"}}]}}]
+""")
+        REQUESTS.clear()
+        return registry.workflow("w").execute()
+
+    # the shipped table, with a dated id matched to its family (gpt-4o-mini: 0.15 in, 0.60 out per 1M)
+    r = run(ow, "gpt-4o-mini-2024-07-18")
+    tokens = r.usage.iloc[0]
+    expected = (tokens["prompt_tokens"] * 0.15 + tokens["completion_tokens"] * 0.6) / 1_000_000
+    assert r.usage["cost_usd"].iloc[0] == pytest.approx(expected) and expected > 0
+    # OpenWorkflow(prices=...) overrides the table
+    custom = OpenWorkflow(prices={"openai/my-finetune": {"input": 1000, "output": 2000}})
+    r = run(custom, "my-finetune")
+    tokens = r.usage.iloc[0]
+    assert r.usage["cost_usd"].iloc[0] == pytest.approx(
+        (tokens["prompt_tokens"] * 1000 + tokens["completion_tokens"] * 2000) / 1_000_000
+    )
+    # model.pricing in the manifest overrides both
+    r = run(OpenWorkflow(), "gpt-4o", "pricing: {input: 0, output: 0},")
+    assert r.usage["cost_usd"].iloc[0] == 0.0

@@ -15,7 +15,7 @@ from typing import Any
 from .._version import __version__
 from ..errors import BackendError, OWFError, UnavailableError
 from .base import Backend, BackendInfo, ExecutionContext
-from .langchain import AgentOptions, _standalone_action, check_output, native_error, run_sync
+from .langchain import AgentOptions, _prices, _standalone_action, check_output, native_error, run_sync
 
 ADAPTER_VERSION = __version__
 
@@ -167,7 +167,7 @@ class AssistantsBackend(Backend):
                     "completion_tokens": turn.completion_tokens,
                     "total_tokens": turn.total_tokens,
                     "estimated": False,
-                    "cost_usd": cost_of(spec, turn),
+                    "cost_usd": cost_of(spec, turn, _prices(context)),
                 }
             )
         answer = check_output(agent, result.final_output)

@@ -293,7 +293,7 @@ class LangChainBackend(Backend):
                         "completion_tokens": completion,
                         "total_tokens": turn.total_tokens,
                         "estimated": estimated,
-                        "cost_usd": cost_of(agent.model, turn),
+                        "cost_usd": cost_of(agent.model, turn, _prices(context)),
                     }
                 )
             return rows
@@ -608,6 +608,11 @@ def OfflineChatModel(*, owf_model: Model) -> Any:
     if _OFFLINE is None:
         _OFFLINE = _offline_model_class()
     return _OFFLINE(owf_model=owf_model)
+
+
+def _prices(context: ExecutionContext) -> Any:
+    """The run's price table (``OpenWorkflow(prices=...)``), so costs match native ones."""
+    return getattr(context.metadata.get("registry"), "prices", None)
 
 
 def _with_usage(exc: OWFError, usage: list[dict[str, Any]]) -> OWFError:

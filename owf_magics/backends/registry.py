@@ -103,6 +103,7 @@ class BackendRegistry:
     def __init__(self) -> None:
         self._registered: dict[str, Backend] = {}
         self._loaded: dict[str, Backend] = {}
+        self.generation = 0  # bumped on every change: cached plans compare it
 
     def canonical(self, name: str) -> str:
         return ALIASES.get(name, name)
@@ -121,9 +122,11 @@ class BackendRegistry:
     def register(self, name: str, backend: Backend) -> None:
         self._registered[self.canonical(name)] = check_backend(name, backend)
         self._loaded.pop(self.canonical(name), None)
+        self.generation += 1
 
     def unregister(self, name: str) -> None:
         self._registered.pop(self.canonical(name), None)
+        self.generation += 1
 
     def info(self, name: str) -> BackendInfo:
         """Metadata without importing a backend that is not installed."""

@@ -1,0 +1,1044 @@
+"""The run store: where durable runs keep their state, so a run can stop, resume and be replayed.
+
+`RunStore` is the small interface the executor talks to; `SQLiteRunStore` implements it with the
+standard library's sqlite3 (WAL, one file shared safely by threads and processes). A Postgres store
+can implement the same protocol later. `open_store(state)` picks the store for ``OpenWorkflow(state=)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from .errors import OWFError
+from .render import redact
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .results import RunResult
+
+#: The schema version written to ``PRAGMA user_version``; bumped with every schema change.
+SCHEMA_VERSION = 1
+#: Where ``OpenWorkflow()`` keeps its runs when no ``state=`` is given (under the working directory).
+DEFAULT_STATE_PATH = Path(".owf") / "runs.db"
+
+RunStatus = Literal["running", "waiting_approval", "completed", "failed", "canceled"]
+RUN_STATUSES: tuple[str, ...] = ("running", "waiting_approval", "completed", "failed", "canceled")
+FINISHED_STATUSES: tuple[str, ...] = ("completed", "failed", "canceled")
+PendingKind = Literal["approval", "event", "time"]
+
+#: Columns of `runs_frame` (``ow.runs()``), in order.
+RUNS_COLUMNS = (
+    "run_id",
+    "workflow",
+    "workflow_version",
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "steps",
+    "tokens",
+    "cost_usd",
+    "pending",
+    "error_code",
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# records
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One stored run.
+
+    Attributes:
+        run_id: The run's id.
+        workflow: The workflow's name.
+        workflow_version: The workflow's version.
+        status: One of `RUN_STATUSES`.
+        inputs: The run's inputs, as given to `create_run` (already scrubbed of secrets).
+        started_at: When the run was created (UTC).
+        finished_at: When it reached a finished status, else None.
+        outputs: The workflow's outputs, once finished.
+        error: ``{code, message, details}`` when the run failed.
+        manifest_source: The manifests' source text, when given, so a new process can resume.
+        manifest_ids: Names/ids of the manifests the run needs (free-form, JSON).
+        metadata: Free-form JSON the caller attached.
+    """
+
+    run_id: str
+    workflow: str
+    workflow_version: str | None
+    status: str
+    inputs: dict[str, Any]
+    started_at: datetime
+    finished_at: datetime | None = None
+    outputs: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    manifest_source: str | None = None
+    manifest_ids: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds() * 1000, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """The checkpoint of one step execution (one loop iteration of it, for steps in loops).
+
+    Attributes:
+        step_key: The step id plus its loop-iteration path (see `step_key`), unique within a run.
+        step_id: The step's id.
+        status: ``success``, ``failed``, ``skipped``, ``waiting`` or ``canceled`` (or ``running``
+            for a step in flight, when the executor records that).
+        output: The step's output (secrets already redacted by the executor).
+        error: ``{code, message, details}`` when it failed.
+        attempts: How many attempts ran.
+        backend: The backend that ran it.
+        usage: Token usage, e.g. ``{prompt_tokens, completion_tokens, total_tokens, cost_usd, model}``.
+        input: The step's resolved input, recorded so a replay can check it gets the same.
+        input_hash: `fingerprint` of `input` (filled in by the store when not given).
+        started_at: When the step started (UTC), if known.
+        finished_at: When it finished (UTC), if known.
+    """
+
+    step_key: str
+    step_id: str
+    status: str
+    output: Any = None
+    error: dict[str, Any] | None = None
+    attempts: int = 1
+    backend: str | None = None
+    usage: dict[str, Any] | None = None
+    input: Any = None
+    input_hash: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return int((self.usage or {}).get("total_tokens") or 0)
+
+    @property
+    def cost_usd(self) -> float:
+        return float((self.usage or {}).get("cost_usd") or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRequest:
+    """Something a waiting run needs from outside: an approval, an event or a time to pass.
+
+    Attributes:
+        id: The request id (``ow.resume(run_id, approvals={id: True})`` names it).
+        run_id: The run that waits.
+        step_id: The step (or step key) that waits.
+        kind: ``approval``, ``event`` or ``time``.
+        payload: What is asked, e.g. ``{"connector": ..., "action": ..., "input": ...}``.
+        created_at: When it was asked (UTC).
+        resolved_at: When it was answered, else None.
+        value: The answer (True/False for approvals, the event payload for events).
+    """
+
+    id: str
+    run_id: str
+    step_id: str
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+    resolved_at: datetime | None = None
+    value: Any = None
+
+    @property
+    def resolved(self) -> bool:
+        return self.resolved_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event of a run, with its sequence number (1, 2, 3... per run, no gaps)."""
+
+    run_id: str
+    seq: int
+    type: str
+    event: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def step_key(step_id: str, *, loops: Sequence[tuple[str, int]] = (), index: int | None = None) -> str:
+    """The key a step's checkpoint is stored under.
+
+    Args:
+        step_id: The step's id.
+        loops: The enclosing loop steps and their iteration indices, outermost first.
+        index: The step's own iteration, for a step with an inline ``for_each``.
+
+    Returns:
+        e.g. ``step_key("inner", loops=[("each", 3)]) == "each[3].inner"`` and
+        ``step_key("fetch", index=2) == "fetch[2]"``.
+    """
+    parts = [f"{sid}[{i}]" for sid, i in loops]
+    parts.append(step_id if index is None else f"{step_id}[{index}]")
+    return ".".join(parts)
+
+
+def scrub(value: Any, secrets: Mapping[str, str] | Iterable[str]) -> Any:
+    """`value` with every secret value replaced by ``***`` (strings inside dicts and lists too).
+
+    Args:
+        value: Inputs, outputs or an event.
+        secrets: A mapping of secret names to values, or the values themselves.
+    """
+    if isinstance(secrets, Mapping):
+        mapping = {str(k): str(v) for k, v in secrets.items()}
+    else:
+        mapping = {str(i): str(v) for i, v in enumerate(secrets)}
+    return redact(value, mapping)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=repr)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    return repr(obj)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON text of `value`; datetimes, sets, dataclasses and pydantic models are converted,
+    anything else JSON cannot hold is written as its repr."""
+    return _dumps(value)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def fingerprint(value: Any) -> str:
+    """A stable hash of a JSON-like value (key order does not matter): the replay check's key."""
+    canonical = json.dumps(value, default=_json_default, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def input_differences(recorded: Any, actual: Any, *, path: str = "input", limit: int = 20) -> list[str]:
+    """Where two resolved inputs differ, as readable lines (empty when they are equal).
+
+    For replay: compare a step's recorded input (`StepRecord.input`) with the one it resolves to
+    now, and fail loudly with these lines when the list is not empty. Values are compared after a
+    JSON round trip, so a tuple equals a list and a datetime equals its ISO text, as stored.
+
+    Args:
+        recorded: The stored input.
+        actual: The input resolved now.
+        path: The name of the root in the lines.
+        limit: At most this many lines (the last says how many more differ).
+    """
+    out: list[str] = []
+    _diff(json.loads(_dumps(recorded)), json.loads(_dumps(actual)), path, out)
+    if len(out) > limit:
+        return out[:limit] + [f"... and {len(out) - limit} more"]
+    return out
+
+
+def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            where = f"{path}.{key}"
+            if key not in b:
+                out.append(f"{where}: recorded {_short(a[key])}, now missing")
+            elif key not in a:
+                out.append(f"{where}: not recorded, now {_short(b[key])}")
+            else:
+                _diff(a[key], b[key], where, out)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _diff(x, y, f"{path}[{i}]", out)
+    elif a != b or type(a) is not type(b):
+        out.append(f"{path}: recorded {_short(a)}, now {_short(b)}")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = _dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ts(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _unknown_run(run_id: str) -> OWFError:
+    return OWFError(f"no run '{run_id}' in the run store", code="VALIDATION", details={"run_id": run_id})
+
+
+# ------------------------------------------------------------------------------------------------
+# the interface
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """What the executor needs from a run store. Every method is safe to call from any thread.
+
+    Writes that belong together (a step's checkpoint and its events) happen in one transaction:
+    after a crash either both are there or neither is.
+    """
+
+    def create_run(
+        self,
+        run_id: str,
+        workflow: str,
+        *,
+        workflow_version: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        status: str = "running",
+        manifest_source: str | None = None,
+        manifest_ids: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
+    ) -> RunRecord: ...
+
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    def list_runs(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[RunRecord]: ...
+
+    def set_status(self, run_id: str, status: str, *, expected: str | Sequence[str] | None = None) -> bool: ...
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        outputs: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+        finished_at: datetime | None = None,
+    ) -> None: ...
+
+    def checkpoint(self, run_id: str, step: StepRecord, events: Sequence[Mapping[str, Any]] = ()) -> list[int]: ...
+
+    def get_steps(self, run_id: str) -> dict[str, StepRecord]: ...
+
+    def append_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> list[int]: ...
+
+    def get_events(self, run_id: str, *, after: int = 0) -> list[StoredEvent]: ...
+
+    def add_pending(
+        self,
+        run_id: str,
+        step_id: str,
+        kind: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> PendingRequest: ...
+
+    def get_pending(self, run_id: str, *, include_resolved: bool = False) -> list[PendingRequest]: ...
+
+    def resolve_pending(self, request_id: str, value: Any) -> PendingRequest: ...
+
+    def prune(self, older_than: timedelta | float) -> int: ...
+
+    def close(self) -> None: ...
+
+
+# ------------------------------------------------------------------------------------------------
+# SQLite
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id           TEXT PRIMARY KEY,
+    workflow         TEXT NOT NULL,
+    workflow_version TEXT,
+    status           TEXT NOT NULL,
+    inputs           TEXT NOT NULL,
+    outputs          TEXT,
+    error            TEXT,
+    started_at       REAL NOT NULL,
+    finished_at      REAL,
+    manifest_source  TEXT,
+    manifest_ids     TEXT,
+    metadata         TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    step_key    TEXT NOT NULL,
+    step_id     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    attempts    INTEGER NOT NULL,
+    backend     TEXT,
+    usage       TEXT,
+    tokens      INTEGER NOT NULL DEFAULT 0,
+    cost_usd    REAL NOT NULL DEFAULT 0,
+    input       TEXT,
+    input_hash  TEXT,
+    started_at  REAL,
+    finished_at REAL,
+    written_at  REAL NOT NULL,
+    PRIMARY KEY (run_id, step_key)
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    seq    INTEGER NOT NULL,
+    type   TEXT NOT NULL,
+    body   TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS pending (
+    request_id  TEXT PRIMARY KEY,
+    run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    step_id     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    resolved_at REAL,
+    value       TEXT
+);
+CREATE INDEX IF NOT EXISTS pending_run ON pending (run_id);
+"""
+
+
+class SQLiteRunStore:
+    """A `RunStore` in one SQLite file (or in memory).
+
+    One connection per store object, guarded by a lock, so any thread may call it; WAL mode and a
+    busy timeout let several processes share the file (SQLite serialises their writes). Write
+    transactions start with ``BEGIN IMMEDIATE`` so two writers never deadlock on a lock upgrade.
+    ``synchronous=NORMAL``: a committed checkpoint survives the process being killed (not a power
+    cut, which would need ``FULL`` at about twice the cost per step).
+
+    Args:
+        path: The database file, or ``":memory:"`` for a store that lives as long as this object.
+        timeout: Seconds to wait for another process's write lock before failing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = ":memory:", *, timeout: float = 30.0) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise OWFError(
+                f"the run store {self.path} has schema version {version}, newer than this owf-magics "
+                f"understands ({SCHEMA_VERSION})",
+                code="UNAVAILABLE",
+                details={"path": self.path, "schema_version": version, "suggestion": "upgrade owf-magics"},
+            )
+        if version < SCHEMA_VERSION:
+            # two processes opening a new file at once: the second waits here, then finds the
+            # tables there (every statement is IF NOT EXISTS)
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        return conn
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if os.getpid() != self._pid:  # a forked child: never share the parent's connection
+                self._pid = os.getpid()
+                self._conn = self._connect()
+            yield self._conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._db() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @staticmethod
+    @contextmanager
+    def _known(run_id: str) -> Iterator[None]:
+        """Turn the foreign-key failure of a write for a run that does not exist into our error."""
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" not in str(exc).upper():
+                raise
+            raise _unknown_run(run_id) from exc
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        with self._db() as conn:
+            version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+            return version
+
+    def close(self) -> None:
+        """Close the connection (the store cannot be used afterwards)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SQLiteRunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteRunStore({self.path!r})"
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        run_id: str,
+        workflow: str,
+        *,
+        workflow_version: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        status: str = "running",
+        manifest_source: str | None = None,
+        manifest_ids: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
+    ) -> RunRecord:
+        """Record a new run.
+
+        Args:
+            run_id: Unique id (fails with ``VALIDATION`` if it exists).
+            workflow: The workflow's name.
+            workflow_version: Its version.
+            inputs: The inputs, already scrubbed of secrets (see `scrub`).
+            status: Usually ``running``.
+            manifest_source: The manifests' text, so another process can rebuild the workflow.
+            manifest_ids: What to load to resume (paths, references), free-form JSON.
+            metadata: Free-form JSON.
+            started_at: Defaults to now.
+        """
+        _check_status(status)
+        started = _ts(started_at) or time.time()
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    "INSERT INTO runs (run_id, workflow, workflow_version, status, inputs, started_at,"
+                    " manifest_source, manifest_ids, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        workflow,
+                        workflow_version,
+                        status,
+                        _dumps(dict(inputs or {})),
+                        started,
+                        manifest_source,
+                        None if manifest_ids is None else _dumps(manifest_ids),
+                        _dumps(dict(metadata or {})),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise OWFError(
+                f"a run '{run_id}' is already in the run store", code="VALIDATION", details={"run_id": run_id}
+            ) from exc
+        record = self.get_run(run_id)
+        assert record is not None
+        return record
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The stored run, or None."""
+        with self._db() as conn:
+            cur = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+            row = cur.fetchone()
+            names = [d[0] for d in cur.description]
+        return None if row is None else _run_record(dict(zip(names, row, strict=True)))
+
+    def list_runs(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[RunRecord]:
+        """Stored runs, oldest first (by start time, then id), optionally filtered."""
+        sql = "SELECT * FROM runs"
+        where, args = [], []
+        if workflow is not None:
+            where.append("workflow = ?")
+            args.append(workflow)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at, run_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._db() as conn:
+            cur = conn.execute(sql, args)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        return [_run_record(dict(zip(names, r, strict=True))) for r in rows]
+
+    def set_status(self, run_id: str, status: str, *, expected: str | Sequence[str] | None = None) -> bool:
+        """Change a run's status; with `expected`, only if it currently has (one of) that status.
+
+        The compare-and-set is atomic across processes, so two processes resuming one waiting run
+        cannot both win: ``set_status(rid, "running", expected="waiting_approval")``.
+
+        Returns:
+            Whether the status was changed.
+
+        Raises:
+            OWFError: ``VALIDATION`` for an unknown run or status.
+        """
+        _check_status(status)
+        with self._tx() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise _unknown_run(run_id)
+            allowed = (expected,) if isinstance(expected, str) else expected
+            if allowed is not None and row[0] not in allowed:
+                return False
+            finished = time.time() if status in FINISHED_STATUSES else None
+            conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+                (status, finished, run_id),
+            )
+        return True
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        outputs: Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        """Record a run's end: status (``completed``, ``failed``, ``canceled``, or
+        ``waiting_approval`` for a run that stops to wait), outputs and error."""
+        _check_status(status)
+        finished = (_ts(finished_at) or time.time()) if status in FINISHED_STATUSES else None
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = ?, outputs = ?, error = ?, finished_at = ? WHERE run_id = ?",
+                (
+                    status,
+                    None if outputs is None else _dumps(dict(outputs)),
+                    None if error is None else _dumps(dict(error)),
+                    finished,
+                    run_id,
+                ),
+            )
+            if cur.rowcount == 0:
+                raise _unknown_run(run_id)
+
+    # -- steps and events -----------------------------------------------------------------------
+
+    def checkpoint(self, run_id: str, step: StepRecord, events: Sequence[Mapping[str, Any]] = ()) -> list[int]:
+        """Store one step's record (replacing an earlier one under the same key) and its events,
+        in one transaction.
+
+        Returns:
+            The sequence numbers given to `events`.
+        """
+        input_hash = step.input_hash or (fingerprint(step.input) if step.input is not None else None)
+        usage = step.usage or {}
+        with self._known(run_id), self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO steps (run_id, step_key, step_id, status, output, error, attempts,"
+                " backend, usage, tokens, cost_usd, input, input_hash, started_at, finished_at, written_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    step.step_key,
+                    step.step_id,
+                    step.status,
+                    _dumps(step.output),
+                    None if step.error is None else _dumps(step.error),
+                    step.attempts,
+                    step.backend,
+                    None if step.usage is None else _dumps(step.usage),
+                    int(usage.get("total_tokens") or 0),
+                    float(usage.get("cost_usd") or 0.0),
+                    None if step.input is None else _dumps(step.input),
+                    input_hash,
+                    _ts(step.started_at),
+                    _ts(step.finished_at),
+                    time.time(),
+                ),
+            )
+            return _append(conn, run_id, events)
+
+    def get_steps(self, run_id: str) -> dict[str, StepRecord]:
+        """Every checkpointed step of a run by step key, in the order they were first written."""
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT step_key, step_id, status, output, error, attempts, backend, usage, input, input_hash,"
+                " started_at, finished_at FROM steps WHERE run_id = ? ORDER BY rowid",
+                (run_id,),
+            ).fetchall()
+        return {
+            r[0]: StepRecord(
+                step_key=r[0],
+                step_id=r[1],
+                status=r[2],
+                output=_loads(r[3]),
+                error=_loads(r[4]),
+                attempts=r[5],
+                backend=r[6],
+                usage=_loads(r[7]),
+                input=_loads(r[8]),
+                input_hash=r[9],
+                started_at=_dt(r[10]),
+                finished_at=_dt(r[11]),
+            )
+            for r in rows
+        }
+
+    def append_events(self, run_id: str, events: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Append events to a run, in order, in one transaction; returns their sequence numbers."""
+        if not events:
+            return []
+        with self._known(run_id), self._tx() as conn:
+            return _append(conn, run_id, events)
+
+    def get_events(self, run_id: str, *, after: int = 0) -> list[StoredEvent]:
+        """A run's events in sequence order (those with ``seq > after``)."""
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT seq, type, body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
+            ).fetchall()
+        return [StoredEvent(run_id, r[0], r[1], json.loads(r[2])) for r in rows]
+
+    # -- pending requests -----------------------------------------------------------------------
+
+    def add_pending(
+        self,
+        run_id: str,
+        step_id: str,
+        kind: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> PendingRequest:
+        """Record what a run waits for. With a `request_id` already stored, returns that request
+        unchanged (so a step that asks again after a restart does not ask twice)."""
+        rid = request_id or f"req_{uuid.uuid4().hex[:12]}"
+        with self._known(run_id), self._tx() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO pending (request_id, run_id, step_id, kind, payload, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (rid, run_id, step_id, kind, _dumps(dict(payload or {})), time.time()),
+            )
+            row = conn.execute(_PENDING_SELECT + " WHERE request_id = ?", (rid,)).fetchone()
+        return _pending(row)
+
+    def get_pending(self, run_id: str, *, include_resolved: bool = False) -> list[PendingRequest]:
+        """A run's requests in the order they were made (open ones only, by default)."""
+        sql = _PENDING_SELECT + " WHERE run_id = ?"
+        if not include_resolved:
+            sql += " AND resolved_at IS NULL"
+        with self._db() as conn:
+            rows = conn.execute(sql + " ORDER BY created_at, rowid", (run_id,)).fetchall()
+        return [_pending(r) for r in rows]
+
+    def resolve_pending(self, request_id: str, value: Any) -> PendingRequest:
+        """Answer a request. Answering again with the same value returns it unchanged.
+
+        Raises:
+            OWFError: ``VALIDATION`` when the request is unknown, or was already answered with a
+                different value (two people disagreeing must not both win silently).
+        """
+        with self._tx() as conn:
+            row = conn.execute(_PENDING_SELECT + " WHERE request_id = ?", (request_id,)).fetchone()
+            if row is None:
+                raise OWFError(
+                    f"no pending request '{request_id}'", code="VALIDATION", details={"request_id": request_id}
+                )
+            current = _pending(row)
+            if current.resolved:
+                if fingerprint(current.value) == fingerprint(value):
+                    return current
+                raise OWFError(
+                    f"request '{request_id}' was already answered with {current.value!r}",
+                    code="VALIDATION",
+                    details={"request_id": request_id, "value": current.value},
+                )
+            conn.execute(
+                "UPDATE pending SET resolved_at = ?, value = ? WHERE request_id = ?",
+                (time.time(), _dumps(value), request_id),
+            )
+            row = conn.execute(_PENDING_SELECT + " WHERE request_id = ?", (request_id,)).fetchone()
+        return _pending(row)
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def prune(self, older_than: timedelta | float) -> int:
+        """Delete finished runs (completed, failed, canceled) that finished more than `older_than`
+        ago (a timedelta or seconds), with their steps, events and requests. Runs still running or
+        waiting are kept whatever their age.
+
+        Returns:
+            How many runs were deleted.
+        """
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else float(older_than)
+        cutoff = time.time() - seconds
+        marks = ",".join("?" * len(FINISHED_STATUSES))
+        with self._tx() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT run_id FROM runs WHERE status IN ({marks}) AND finished_at IS NOT NULL"
+                    " AND finished_at < ?",
+                    (*FINISHED_STATUSES, cutoff),
+                )
+            ]
+            for table in ("events", "steps", "pending", "runs"):
+                conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(i,) for i in ids])
+        return len(ids)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """One row per run with the columns of `RUNS_COLUMNS` (what `runs_frame` shows)."""
+        with self._db() as conn:
+            rows = conn.execute(
+                "SELECT r.run_id, r.workflow, r.workflow_version, r.status, r.started_at, r.finished_at,"
+                " r.error,"
+                " (SELECT COUNT(*) FROM steps s WHERE s.run_id = r.run_id),"
+                " (SELECT COALESCE(SUM(tokens), 0) FROM steps s WHERE s.run_id = r.run_id),"
+                " (SELECT COALESCE(SUM(cost_usd), 0) FROM steps s WHERE s.run_id = r.run_id),"
+                " (SELECT COUNT(*) FROM pending p WHERE p.run_id = r.run_id AND p.resolved_at IS NULL)"
+                " FROM runs r ORDER BY r.started_at, r.run_id"
+            ).fetchall()
+        out = []
+        for rid, wf, ver, status, started, finished, error, steps, tokens, cost, pending in rows:
+            err = _loads(error) or {}
+            out.append(
+                {
+                    "run_id": rid,
+                    "workflow": wf,
+                    "workflow_version": ver,
+                    "status": status,
+                    "started_at": _dt(started),
+                    "finished_at": _dt(finished),
+                    "duration_ms": None if finished is None else round((finished - started) * 1000, 3),
+                    "steps": steps,
+                    "tokens": tokens,
+                    "cost_usd": round(cost, 8),
+                    "pending": pending,
+                    "error_code": err.get("code"),
+                }
+            )
+        return out
+
+
+_PENDING_SELECT = "SELECT request_id, run_id, step_id, kind, payload, created_at, resolved_at, value FROM pending"
+
+
+def _pending(row: Sequence[Any]) -> PendingRequest:
+    created = _dt(row[5])
+    assert created is not None
+    return PendingRequest(
+        id=row[0],
+        run_id=row[1],
+        step_id=row[2],
+        kind=row[3],
+        payload=json.loads(row[4]),
+        created_at=created,
+        resolved_at=_dt(row[6]),
+        value=_loads(row[7]),
+    )
+
+
+def _append(conn: sqlite3.Connection, run_id: str, events: Sequence[Mapping[str, Any]]) -> list[int]:
+    if not events:
+        return []
+    row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+    first = int(row[0]) + 1
+    seqs = list(range(first, first + len(events)))
+    conn.executemany(
+        "INSERT INTO events (run_id, seq, type, body) VALUES (?, ?, ?, ?)",
+        [(run_id, s, str(e.get("type", "")), _dumps(dict(e))) for s, e in zip(seqs, events, strict=True)],
+    )
+    return seqs
+
+
+def _run_record(row: dict[str, Any]) -> RunRecord:
+    started = _dt(row["started_at"])
+    assert started is not None
+    return RunRecord(
+        run_id=row["run_id"],
+        workflow=row["workflow"],
+        workflow_version=row["workflow_version"],
+        status=row["status"],
+        inputs=json.loads(row["inputs"]),
+        started_at=started,
+        finished_at=_dt(row["finished_at"]),
+        outputs=_loads(row["outputs"]),
+        error=_loads(row["error"]),
+        manifest_source=row["manifest_source"],
+        manifest_ids=_loads(row["manifest_ids"]),
+        metadata=json.loads(row["metadata"]),
+    )
+
+
+def _check_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise OWFError(
+            f"run status must be one of {', '.join(RUN_STATUSES)}, got {status!r}",
+            code="VALIDATION",
+            details={"status": status},
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# entry points
+
+
+def open_store(state: str | os.PathLike[str] | RunStore | None = None) -> RunStore:
+    """The run store for ``OpenWorkflow(state=...)``.
+
+    Args:
+        state: None → ``.owf/runs.db`` under the current directory (created if needed);
+            ``":memory:"`` → an in-memory store (nothing on disk); a path → that SQLite file;
+            a `RunStore` → itself.
+    """
+    if state is None:
+        return SQLiteRunStore(Path.cwd() / DEFAULT_STATE_PATH)
+    if isinstance(state, str | os.PathLike):
+        return SQLiteRunStore(state)
+    if isinstance(state, RunStore):
+        return state
+    raise TypeError(f"state must be a path, ':memory:', None or a RunStore, not {type(state).__name__}")
+
+
+def run_result(store: RunStore, run_id: str) -> RunResult | None:
+    """``ow.run(run_id)``: a stored run as a `RunResult` (None when the store has no such run).
+
+    ``steps`` holds one `StepResult` per step id (for steps in loops, the last execution written);
+    ``events`` are the stored events in sequence order; ``pending`` the open requests; ``error``
+    the run's error. Trace and usage rows are not stored, so those DataFrames are empty.
+    """
+    from .results import RunResult, StepError, StepResult
+
+    record = store.get_run(run_id)
+    if record is None:
+        return None
+    steps: dict[str, StepResult] = {}
+    for rec in store.get_steps(run_id).values():
+        err = rec.error
+        steps[rec.step_id] = StepResult(
+            rec.step_id,
+            rec.status,
+            rec.output,
+            StepError(
+                str(err.get("code", "INTERNAL_ERROR")), str(err.get("message", "")), dict(err.get("details") or {})
+            )
+            if err
+            else None,
+            rec.attempts,
+            rec.backend or "native",
+        )
+    error = record.error
+    return RunResult(
+        record.run_id,
+        record.workflow,
+        record.status,
+        dict(record.outputs or {}),
+        steps,
+        [e.event for e in store.get_events(run_id)],
+        error=StepError(
+            str(error.get("code", "INTERNAL_ERROR")), str(error.get("message", "")), dict(error.get("details") or {})
+        )
+        if error
+        else None,
+        pending=list(store.get_pending(run_id)),
+        duration_ms=record.duration_ms or 0.0,
+    )
+
+
+def runs_frame(store: SQLiteRunStore | RunStore) -> pd.DataFrame:
+    """``ow.runs()``: a pandas DataFrame of stored runs with the columns of `RUNS_COLUMNS`.
+
+    Works with any store that has ``summaries()``; for other `RunStore`s the step, token and
+    pending counts are computed from ``get_steps``/``get_pending``.
+    """
+    import pandas as pd
+
+    summaries = getattr(store, "summaries", None)
+    if callable(summaries):
+        rows: list[dict[str, Any]] = summaries()
+    else:
+        rows = []
+        for rec in store.list_runs():
+            steps = store.get_steps(rec.run_id).values()
+            rows.append(
+                {
+                    "run_id": rec.run_id,
+                    "workflow": rec.workflow,
+                    "workflow_version": rec.workflow_version,
+                    "status": rec.status,
+                    "started_at": rec.started_at,
+                    "finished_at": rec.finished_at,
+                    "duration_ms": rec.duration_ms,
+                    "steps": len(steps),
+                    "tokens": sum(s.total_tokens for s in steps),
+                    "cost_usd": round(sum(s.cost_usd for s in steps), 8),
+                    "pending": len(store.get_pending(rec.run_id)),
+                    "error_code": (rec.error or {}).get("code"),
+                }
+            )
+    return pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
