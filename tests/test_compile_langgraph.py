@@ -153,8 +153,10 @@ def gate(n: int) -> dict:
 
 
 def test_sqlite_checkpoints_resume_a_failed_run(tmp_path):
+    from owf_magics.store import SQLiteRunStore
     from tests import handlers
 
+    store = SQLiteRunStore(tmp_path / "runs.db")  # the durable run store owns the file first
     ow = OpenWorkflow(state=tmp_path / "runs.db")
     ow.load(STEPWISE)
     graph = ow.workflow("stepwise").to_langgraph(checkpointer=True)
@@ -170,6 +172,11 @@ def test_sqlite_checkpoints_resume_a_failed_run(tmp_path):
     assert state["outputs"] == {"first": 1, "second": {"passed": 1}}
     assert handlers.CALLS["lg-first"] == 1
     assert graph.get_state(config).values["outputs"] == state["outputs"]
+    # one file: the durable run store (open on it, in WAL mode) and LangGraph's checkpoints side by side
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        tables = {r[0] for r in db.execute("select name from sqlite_master where type = 'table'")}
+    assert {"runs", "steps", "checkpoints", "writes"} <= tables
+    store.close()
 
 
 def test_a_checkpointer_path_or_instance(tmp_path):
