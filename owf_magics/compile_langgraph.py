@@ -1,9 +1,9 @@
 """A whole workflow compiled to a LangGraph ``StateGraph`` (``Workflow.to_langgraph()``).
 
-Each step is a node; a block's steps are chained in graph order. ``if``/``switch`` become
-conditional edges, ``forEach`` and ``parallel`` a ``Send`` fan-out to nodes that run the body
-or branch as a compiled subgraph, a sub-workflow its own compiled graph, and a step's ``retry`` a
-LangGraph ``RetryPolicy``. Leaf steps run the native handlers, so outputs equal the native run's.
+Each step is a node that waits for the steps it reads, so independent steps share a superstep;
+``if``/``switch`` become conditional edges, ``forEach`` and ``parallel`` a ``Send`` fan-out,
+a sub-workflow its own compiled graph, and a step's ``retry`` a LangGraph ``RetryPolicy``.
+Leaf steps run the native handlers, so outputs equal the native run's.
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ class _Compiler:
         self.order = {sid: float(i) for i, sid in enumerate(self.graph.topological())}
         self.subgraphs: dict[BlockKey, Any] = {}
         self.children: dict[str, Any] = {}
+        self.functions: dict[str, Any] = {}  # handlers resolved once, shared by every node's run
         self._check()
 
     # -- what compiles -------------------------------------------------------------------------
@@ -163,10 +164,11 @@ class _Compiler:
         g.add_node(INPUTS, self._node(self._inputs_node, INPUTS, pure=True))
         g.add_node(OUTPUTS, self._node(self._outputs_node, OUTPUTS, pure=True))
         g.add_edge(START, INPUTS)
-        first, last = self._chain(g, ROOT)
-        g.add_edge(INPUTS, first or OUTPUTS)
-        if last:
-            g.add_edge(last, OUTPUTS)
+        roots, sinks = self._wire(g, ROOT)
+        for root in roots or [OUTPUTS]:
+            g.add_edge(INPUTS, root)
+        if sinks:
+            g.add_edge(sinks if len(sinks) > 1 else sinks[0], OUTPUTS)
         g.add_edge(OUTPUTS, END)
         return g.compile(checkpointer=checkpointer, name=name or self.wf.name)
 
@@ -176,26 +178,34 @@ class _Compiler:
             from langgraph.graph import END, START, StateGraph
 
             g: Any = StateGraph(WorkflowState)
-            first, last = self._chain(g, key)
-            if first is None:
+            roots, sinks = self._wire(g, key)
+            if not roots:
                 g.add_node("owf__empty", self._node(_nothing, "owf__empty", pure=True))
-                first = last = "owf__empty"
-            g.add_edge(START, first)
-            g.add_edge(last, END)
+                roots = sinks = ["owf__empty"]
+            for root in roots:
+                g.add_edge(START, root)
+            g.add_edge(sinks if len(sinks) > 1 else sinks[0], END)
             self.subgraphs[key] = g.compile(name=f"{key[0]}.{key[1]}")
         return self.subgraphs[key]
 
-    def _chain(self, g: Any, key: BlockKey) -> tuple[str | None, str | None]:
-        """Add a block's steps to `g`, chained in graph order; returns the first and last node names."""
-        first: str | None = None
-        prev: str | None = None
-        for sid in self.graph.order.get(key, ()):
-            entry, exit_ = self._add_step(g, sid)
-            if prev is not None:
-                g.add_edge(prev, entry)
-            first = first or entry
-            prev = exit_
-        return first, prev
+    def _wire(self, g: Any, key: BlockKey) -> tuple[list[str], list[str]]:
+        """Add a block's steps to `g` as the DAG of the plan's graph: a step waits for every step it
+        reads (a LangGraph waiting edge), independent steps run in the same superstep. Returns the
+        entry nodes of the block's roots and the exit nodes of its sinks."""
+        members = self.graph.order.get(key, ())
+        ends: dict[str, tuple[str, str]] = {sid: self._add_step(g, sid) for sid in members}
+        used: set[str] = set()
+        roots: list[str] = []
+        for sid in members:
+            deps = [d for d in self.graph.deps.get(sid, ()) if d in ends]
+            if not deps:
+                roots.append(ends[sid][0])
+                continue
+            used.update(deps)
+            sources = [ends[d][1] for d in deps]
+            g.add_edge(sources if len(sources) > 1 else sources[0], ends[sid][0])
+        sinks = [ends[sid][1] for sid in members if sid not in used]
+        return roots, sinks
 
     def _add_step(self, g: Any, sid: str) -> tuple[str, str]:
         from .models import ForEachStep, IfStep, ParallelStep, SwitchStep, TryStep, WorkflowStep
@@ -226,16 +236,33 @@ class _Compiler:
         return step.forEach is None and step.type not in ("if", "switch", "forEach", "parallel", "try", "workflow")  # type: ignore[attr-defined]
 
     def _pure(self, sid: str, *, in_node: bool = False) -> bool:
-        """Whether the step's node never waits on I/O: a native template with no timeout or sleeps."""
-        from .models import TransformStep
+        """Whether the step's node never waits on I/O: a native template, or an action whose handler
+        is an ``@inline`` function, with no timeout and no retry sleeping inside the node."""
+        from .models import ActionStep, TransformStep
 
         step = self.models[sid]
-        return (
-            isinstance(step, TransformStep)
-            and self.plan[sid].backend == "native"
-            and step.timeout is None
-            and (step.retry is None or (not in_node and self._retry_policy(sid) is not None))
-        )
+        if (
+            self.plan[sid].backend != "native"
+            or step.timeout is not None
+            or not (step.retry is None or (not in_node and self._retry_policy(sid) is not None))
+        ):
+            return False
+        if isinstance(step, TransformStep):
+            return True
+        if not isinstance(step, ActionStep) or sid not in self.plan.targets:
+            return False
+        action = self.plan.targets[sid].model.action(step.action)
+        target = action.handler.function if action is not None and action.handler is not None else None
+        if not target:
+            return False
+        from .backends.native import prepare_function
+
+        try:
+            call = prepare_function(target)
+        except OWFError:
+            return False
+        self.functions.setdefault(target, call)
+        return bool(call.inline and not call.is_async and not call.maybe_async)
 
     def _retry_policy(self, sid: str) -> Any:
         """The step's retry as a LangGraph RetryPolicy (None when retries run inside the node)."""
@@ -267,21 +294,26 @@ class _Compiler:
         join = f"{sid}__join"
         g.add_node(sid, self._node(self._decide_node(sid), sid, pure=True))
         g.add_node(join, self._node(self._branch_join_node(sid), join, pure=True))
-        targets: dict[str, str] = {}
+        targets: dict[str, list[str]] = {}
         for key in self.graph.child_blocks.get(sid, ()):
-            first, last = self._chain(g, key)
-            targets[key[1]] = first or join
-            if last is not None:
-                g.add_edge(last, join)
+            roots, sinks = self._wire(g, key)
+            targets[key[1]] = roots or [join]
+            if len(sinks) > 1:  # one node that waits for the whole branch, so the join runs once
+                end = f"{sid}__{key[1].replace(':', '_')}__end"
+                g.add_node(end, self._node(_nothing, end, pure=True))
+                g.add_edge(sinks, end)
+                sinks = [end]
+            if sinks:
+                g.add_edge(sinks[0], join)
         if isinstance(step, IfStep):
-            targets.setdefault("then", join)
-            targets.setdefault("else", join)
-        targets.setdefault("default", join)
+            targets.setdefault("then", [join])
+            targets.setdefault("else", [join])
+        targets.setdefault("default", [join])
 
-        def route(state: WorkflowState) -> str:
-            return targets.get(state["fanout"][sid]["block"], join)
+        def route(state: WorkflowState) -> list[str]:
+            return targets.get(state["fanout"][sid]["block"], [join])
 
-        g.add_conditional_edges(sid, route, sorted(set(targets.values())))
+        g.add_conditional_edges(sid, route, sorted({t for names in targets.values() for t in names}))
         return sid, join
 
     def _add_fanout(self, g: Any, sid: str, keys: list[BlockKey], *, loop: bool) -> tuple[str, str]:
@@ -374,7 +406,7 @@ class _Compiler:
         env = self.ow.environment if self.ow.environment is not None else os.environ
         run_id = str(conf.get("run_id") or conf.get("thread_id") or "langgraph")
         memory = {k: list(v) for k, v in (state.get("memory") or {}).items()}
-        return _Run(self.ow, run_id, secrets, env, self.ow.thread_pool(), None, memory=memory)
+        return _Run(self.ow, run_id, secrets, env, self.ow.thread_pool(), None, memory=memory, functions=self.functions)
 
     def _frame(self, state: WorkflowState) -> Any:
         from .executor import _Frame

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from owf_magics import OpenWorkflow
+from owf_magics import OpenWorkflow, inline
 from owf_magics.errors import OWFError
 from owf_magics.testing import corpus_workflows, load_corpus
 
@@ -212,3 +212,59 @@ outputs: {v: {value: "{{ steps.b.result }}"}}
     state = asyncio.run(in_a_kernel())
     assert state["outputs"] == {"v": 6}
     assert [(row["step_id"], row["backend"]) for row in state["trace"]] == [("a", "langchain"), ("b", "native")]
+
+
+def test_independent_steps_share_a_superstep_and_branches_join_once(ow):
+    from tests import handlers
+
+    ow.load("""
+connector: {name: t, kind: sdk}
+actions:
+  - {name: wait_for_gate, handler: {function: tests.handlers.wait_for_gate}}
+  - {name: open_gate, handler: {function: tests.handlers.open_gate}}
+---
+name: overlap
+steps:
+  - {id: waiter, connector: t, action: wait_for_gate}
+  - {id: opener, connector: t, action: open_gate}
+  - id: both
+    type: if
+    condition: "{{ steps.waiter.output.gate }}"
+    then:
+      - {id: x, type: transform, expression: "x"}
+      - {id: y, type: transform, expression: "y"}
+  - {id: after, type: transform, expression: "{{ steps.x.result }}{{ steps.y.result }}", needs: [both]}
+outputs: {joined: {value: "{{ steps.after.result }}"}, opened: {value: "{{ steps.opener.output }}"}}
+""")
+    graph = ow.workflow("overlap").to_langgraph()
+    mermaid = graph.get_graph().draw_mermaid()
+    assert "both__then__end" in mermaid and "owf__inputs --> opener;" in mermaid
+    handlers.GATE.clear()  # waiter blocks until opener has run: only concurrent nodes can finish
+    state = graph.invoke({"inputs": {}})
+    assert state["outputs"] == {"joined": "xy", "opened": {"opened": True}}
+    assert [row["step_id"] for row in state["trace"]].count("after") == 1
+
+
+@inline
+def double_inline(n: int) -> dict:
+    return {"n": n * 2}
+
+
+def test_inline_handlers_run_in_the_node_itself(ow):
+    ow.load("""
+connector: {name: t, kind: sdk}
+actions: [{name: double, input: {type: object}, handler: {function: tests.test_compile_langgraph.double_inline}}]
+---
+name: inl
+steps:
+  - {id: a, connector: t, action: double, input: {n: 2}}
+  - {id: b, connector: t, action: double, input: {n: "{{ steps.a.output.n }}"}}
+outputs: {v: {value: "{{ steps.b.output.n }}"}}
+""")
+    graph = ow.workflow("inl").to_langgraph()
+
+    async def in_a_kernel():
+        return graph.invoke({"inputs": {}})
+
+    assert graph.invoke({"inputs": {}})["outputs"] == {"v": 8} == asyncio.run(in_a_kernel())["outputs"]
+    assert ow.workflow("inl").execute().outputs == {"v": 8}
