@@ -688,7 +688,7 @@ class _Compiler:
             res, _extra = await _attempts(run, frame, step)
             update = self._updates(run, {})
             update.pop("steps")
-            update["fanout"] = {sid: {"results": {frame.extra["index"]: {"res": _view(res), "failed": res.status}}}}
+            update["fanout"] = {sid: {"results": {frame.extra["index"]: {"res": _view(res)}}}}
             return update
 
         return item

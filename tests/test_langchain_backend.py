@@ -493,3 +493,32 @@ workflows:
         }
     )
     assert lc.trace.total_tokens.tolist() == native.trace.total_tokens.tolist()
+
+
+def test_a_call_to_an_unknown_tool_is_answered_as_native_answers_it(ow):
+    """The model sees the same error text on both backends, so estimated usage stays identical
+    (LangGraph's own message has a different length for most tool names)."""
+    ow.load("""
+connector: {name: calculator, kind: sdk}
+actions:
+  - {name: add, input: {type: object}, handler: {function: owf_magics.demo_tools.calculator_add}}
+  - {name: multiply, input: {type: object}, handler: {function: owf_magics.demo_tools.calculator_multiply}}
+""")
+    for k in range(1, 9):
+        ow.load(f"""
+agents:
+  - name: lost{k}
+    toolset: [calculator]
+    model:
+      provider: scripted
+      responses:
+        - tool_calls: [{{name: {"x" * k}, args: {{}}}}]
+        - content: done
+workflows:
+  - name: w{k}
+    steps: [{{id: a, type: agent, agent: lost{k}, input: go}}]
+""")
+        native = ow.workflow(f"w{k}").execute()
+        lc = ow.workflow(f"w{k}").execute(prefer_backend="langchain")
+        assert lc.steps["a"].output == native.steps["a"].output == "done"
+        assert lc.usage.prompt_tokens.tolist() == native.usage.prompt_tokens.tolist(), k

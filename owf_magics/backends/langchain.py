@@ -268,7 +268,10 @@ class LangChainBackend(Backend):
             keep = agent.memory.maxMessages if agent.memory and agent.memory.maxMessages is not None else len(past)
             for m in past[-keep:] if keep else []:
                 history.append(HumanMessage(m["content"]) if m["role"] == "user" else AIMessage(m["content"]))
-        graph = create_agent(chat, tools, system_prompt=_system_prompt(agent) or None, name=agent.name)
+        middleware = [_native_unknown_tools([t.name for t in tools])] if tools else []
+        graph = create_agent(
+            chat, tools, system_prompt=_system_prompt(agent) or None, middleware=middleware, name=agent.name
+        )
         start = len(history) + 1
         turns: list[Any] = []  # every AIMessage the model produced, in order, also when the run fails
         callbacks = [_usage_collector(turns)]
@@ -460,7 +463,6 @@ def connector_tools(agent: Agent, context: ExecutionContext, options: AgentOptio
     from langchain_core.tools import StructuredTool
 
     from ..executor import agent_tools
-    from ..models import Agent as AgentModel
 
     if not agent.toolset:
         return []
@@ -470,7 +472,6 @@ def connector_tools(agent: Agent, context: ExecutionContext, options: AgentOptio
             "the agent's toolset needs the registry its connectors are loaded in",
             details={"backend": "langchain", "suggestion": "pass context.metadata['registry'] = your OpenWorkflow"},
         )
-    assert isinstance(agent, AgentModel)
     options = options or AgentOptions()
     caller: ActionCaller | None = context.metadata.get("call_action")
     behavior = agent.guardrails.behavior if agent.guardrails else None
@@ -613,6 +614,25 @@ def OfflineChatModel(*, owf_model: Model) -> Any:
 def _prices(context: ExecutionContext) -> Any:
     """The run's price table (``OpenWorkflow(prices=...)``), so costs match native ones."""
     return getattr(context.metadata.get("registry"), "prices", None)
+
+
+def _native_unknown_tools(names: list[str]) -> Any:
+    """Middleware answering a call to a tool the agent does not have as the native loop does."""
+    from langchain.agents.middleware import AgentMiddleware
+    from langchain_core.messages import ToolMessage
+
+    def answer(call: Mapping[str, Any]) -> Any:
+        body = {"error": f"unknown tool '{call['name']}'", "tools": sorted(names)}
+        return ToolMessage(json.dumps(body), tool_call_id=call["id"], name=call["name"], status="error")
+
+    class NativeUnknownTools(AgentMiddleware):
+        def wrap_tool_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
+            return answer(request.tool_call) if request.tool is None else handler(request)
+
+        async def awrap_tool_call(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+            return answer(request.tool_call) if request.tool is None else await handler(request)
+
+    return NativeUnknownTools()
 
 
 def _with_usage(exc: OWFError, usage: list[dict[str, Any]]) -> OWFError:
