@@ -522,3 +522,12 @@ workflows:
         lc = ow.workflow(f"w{k}").execute(prefer_backend="langchain")
         assert lc.steps["a"].output == native.steps["a"].output == "done"
         assert lc.usage.prompt_tokens.tolist() == native.usage.prompt_tokens.tolist(), k
+
+
+def test_handle_parsing_errors_as_text_is_what_the_model_sees(ow, caplog):
+    load(ow, BAD_ARGS, {"handle_parsing_errors": "Check the arguments and try again.", "verbose": True})
+    with caplog.at_level(logging.INFO, logger="owf_magics.langchain"):
+        r = ow.workflow("bad").execute()
+    assert r.status == "completed" and r.steps["s"].output == "sorry"
+    results = [rec.getMessage() for rec in caplog.records if "tool result" in rec.getMessage()]
+    assert results == ["[sloppy] tool result: Check the arguments and try again."]
