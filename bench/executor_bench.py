@@ -128,7 +128,7 @@ def run() -> tuple[list[tuple[str, float, str]], list[str]]:
     missed: list[str] = []
 
     for n in SIZES:
-        ow = OpenWorkflow()  # a registry holding only what this measurement runs
+        ow = OpenWorkflow(state=False)  # only what this measurement runs; no run store (see durable_bench)
         ow.load(CONNECTOR)
         wf = _load(ow, chain_manifest(n))
         result = wf.execute()
@@ -154,7 +154,7 @@ def run() -> tuple[list[tuple[str, float, str]], list[str]]:
         if not ok:
             missed.append(f"chain {n}")
 
-    ow = OpenWorkflow()
+    ow = OpenWorkflow(state=False)
     ow.load(CONNECTOR)
     fan = _load(ow, fan_manifest(FAN))
     result = fan.execute()

@@ -18,7 +18,7 @@ FAN = 1000
 def run() -> list[tuple[str, float, str]]:
     from owf_magics import OpenWorkflow
 
-    ow = OpenWorkflow()
+    ow = OpenWorkflow(state=False)  # the engine alone, as executor_bench measures it
     ow.load(CONNECTOR)
     chain, fan = _load(ow, chain_manifest(CHAIN)), _load(ow, fan_manifest(FAN))
     limit = {"recursion_limit": CHAIN * 2 + 10}

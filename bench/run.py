@@ -163,6 +163,10 @@ def main() -> int:
     print()
     print(f"{'executor (same run, same machine)':<52}{'median':>12}  comparison")
     rows, missed = executor_bench.run()
+    import durable_bench
+
+    more, also = durable_bench.run()
+    rows, missed = rows + more, missed + also
     for name, value, ratio in rows:
         shown = f"{value * 1e6:>9.1f}µs" if value < 0.01 else f"{value * 1000:>9.1f}ms"
         print(f"{name:<52}{shown:>12}  {ratio}")

@@ -243,6 +243,28 @@ def format_event(env: Mapping[str, Any], *, verbose: bool = False) -> str:
         if verbose and payload.get("data"):
             text += f"\n    {_short(payload['data'])}"
         return text
+    if kind.startswith("step.") and isinstance(payload, Mapping) and payload.get("step_id"):
+        step = payload["step_id"] + (f"[{payload['iteration']}]" if payload.get("iteration") else "")
+        verb = {
+            "step.started": "started",
+            "step.retrying": f"retrying (attempt {payload.get('next_attempt')} in {payload.get('delay_ms')} ms)",
+            "step.failed": "failed",
+            "step.skipped": f"skipped: {payload.get('reason', '')}",
+            "step.waiting": "waiting",
+        }.get(kind, kind)
+        text = f"[{clock}] step {step} {verb}"
+        error = payload.get("error")
+        if error and kind != "step.skipped":
+            text += f" - {error.get('code')}: {error.get('message')}"
+        request = payload.get("request")
+        if request:
+            text += f" for {request.get('kind')} {request.get('id')}"
+        return text
+    if kind in ("run.resumed", "run.waiting"):
+        text = f"[{clock}] run {run} {'resumed' if kind == 'run.resumed' else 'waiting'}"
+        if meta.get("pending"):
+            text += f" for {', '.join(map(str, meta['pending']))}"
+        return text
     text = f"[{clock}] {kind}"
     if verbose:
         text += f" {_short(payload)}"

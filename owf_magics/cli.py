@@ -119,13 +119,54 @@ def cmd_run(args: argparse.Namespace) -> int:
             inputs[key] = json.loads(value)
         except json.JSONDecodeError:
             inputs[key] = value
-    ow = OpenWorkflow()
+    ow = OpenWorkflow(state=args.state)
     try:
         ow.load_many([Path(f) for f in args.files])
-        result = ow.workflow(args.workflow).execute(inputs=inputs, prefer_backend=args.prefer_backend)
+        result = ow.workflow(args.workflow).execute(
+            inputs=inputs, prefer_backend=args.prefer_backend, callback=args.callback
+        )
     except OWFError as exc:
         return _report(exc)
+    return _print_result(result, args.json)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .errors import OWFError
+    from .registry import OpenWorkflow
+
+    approvals = dict.fromkeys(args.approve or [], True) | dict.fromkeys(args.reject or [], False)
+    event = None
+    if args.event is not None:
+        try:
+            event = json.loads(args.event)
+        except json.JSONDecodeError:
+            event = args.event
+    ow = OpenWorkflow(state=args.state)
+    try:
+        ow.load_many([Path(f) for f in args.files])
+        result = ow.resume(args.run_id, approvals=approvals, event=event, callback=args.callback)
+    except OWFError as exc:
+        return _report(exc)
+    return _print_result(result, args.json)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from .registry import OpenWorkflow
+
+    frame = OpenWorkflow(state=args.state).runs()
     if args.json:
+        _print_json(json.loads(frame.to_json(orient="records", date_format="iso")))
+        return 0
+    if frame.empty:
+        print("no runs stored")
+        return 0
+    cols = [c for c in ("run_id", "workflow", "status", "started_at", "duration_ms", "steps", "pending") if c in frame]
+    print(frame[cols].to_string(index=False))
+    return 0
+
+
+def _print_result(result: Any, as_json: bool) -> int:
+    if as_json:
         _print_json(
             {
                 "run_id": result.run_id,
@@ -133,11 +174,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "outputs": result.outputs,
                 "trace": result.trace_rows,
                 "usage": result.usage_rows,
+                "pending": [
+                    {"id": p.id, "step_id": p.step_id, "kind": p.kind, "payload": p.payload} for p in result.pending
+                ],
             }
         )
     else:
         print(result.summary())
         print(json.dumps(result.outputs, indent=2, default=str))
+        for request in result.pending:
+            print(f"waiting for {request.kind} {request.id} at step {request.step_id}: {json.dumps(request.payload)}")
+        if result.pending:
+            print(f"continue with: owf resume {result.run_id} FILES --approve ID | --reject ID | --event JSON")
         cols = [
             "step_id",
             "type",
@@ -153,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(result.trace[cols].to_string(index=False))
-    return 0 if result.status == "completed" else 1
+    return 0 if result.status in ("completed", "waiting_approval") else 1
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
@@ -244,6 +292,11 @@ def cmd_backend_test(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _durable_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state", default=None, help="the run store (default .owf/runs.db; ':memory:' keeps none)")
+    p.add_argument("--callback", help="stdout, stdout_verbose or an http(s) URL that receives every event")
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from .models import json_schema
 
@@ -275,7 +328,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", action="append", metavar="KEY=VALUE", help="an input (JSON values allowed)")
     p.add_argument("--prefer-backend", help="the backend for steps that name none")
     p.add_argument("--json", action="store_true")
+    _durable_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a waiting or interrupted run (answers approvals, delivers events)")
+    p.add_argument("run_id")
+    p.add_argument("files", nargs="+", help="the manifests the run was started with")
+    p.add_argument("--approve", action="append", metavar="REQUEST_ID", help="approve a pending request")
+    p.add_argument("--reject", action="append", metavar="REQUEST_ID", help="reject a pending request")
+    p.add_argument("--event", metavar="JSON", help="the payload of the event the run waits for")
+    p.add_argument("--json", action="store_true")
+    _durable_options(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("runs", help="list the stored runs")
+    p.add_argument("--state", default=None, help="the run store (default .owf/runs.db)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("backends", help="backend management")
     bsub = p.add_subparsers(dest="backends_command", required=True)

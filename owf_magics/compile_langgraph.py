@@ -104,8 +104,7 @@ def compile_workflow(ow: OpenWorkflow, item: Loaded[Any], *, checkpointer: Any =
             details={"backend": "langchain", "suggestion": "pip install 'owf-magics[langgraph]'"},
         )
     if checkpointer is True:
-        state = ow.state if ow.state is not None else Path(".owf") / "runs.db"
-        checkpointer = sqlite_checkpointer(state)
+        checkpointer = sqlite_checkpointer(_state_path(ow))
     elif isinstance(checkpointer, str | os.PathLike):
         checkpointer = sqlite_checkpointer(checkpointer)
     return _Compiler(ow, item, _plan_of(ow, item)).compile(checkpointer=checkpointer, name=name)
@@ -856,6 +855,25 @@ def _final_view(step: Any, res: Any, extra: Mapping[str, Any] | None) -> dict[st
     if isinstance(res.output, dict) and step.type in LOGIC_STEP_TYPES:
         extra = {**{k: v for k, v in res.output.items() if k not in _VIEW_KEYS}, **(extra or {})}
     return _view(res, extra)
+
+
+def _state_path(ow: OpenWorkflow) -> str | os.PathLike[str]:
+    """The file of the registry's run store, where ``checkpointer=True`` keeps checkpoints."""
+    from .store import DEFAULT_STATE_PATH
+
+    state = ow.state
+    if state is None:
+        return Path.cwd() / DEFAULT_STATE_PATH
+    if isinstance(state, str | os.PathLike):
+        return state
+    path = getattr(state, "path", None)  # a SQLiteRunStore given as state
+    if isinstance(path, str):
+        return path
+    raise OWFError(
+        "checkpointer=True keeps checkpoints in the registry's run store file, and this registry has none",
+        code="VALIDATION",
+        details={"suggestion": "pass checkpointer='runs.db' (a path) or a LangGraph checkpointer"},
+    )
 
 
 def _plan_of(ow: OpenWorkflow, target: Loaded[Any]) -> Plan:

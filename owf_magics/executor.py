@@ -13,12 +13,14 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import contextvars
 import fnmatch
 import functools
 import importlib
 import inspect
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -78,7 +80,7 @@ _PLACEHOLDER = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}")
 def new_run_id() -> str:
     """Timestamp plus a process-wide sequence number (the OpenFlow protocol's format)."""
     stamp = _now()  # 2026-11-21T20:18:56.123Z
-    return f"{stamp[0:4]}{stamp[5:7]}{stamp[8:10]}_{stamp[11:13]}{stamp[14:16]}{stamp[17:19]}_{next(_run_counter):03d}"
+    return f"{stamp[0:4]}{stamp[5:7]}{stamp[8:10]}_{stamp[11:13]}{stamp[14:16]}{stamp[17:19]}_{next(_run_counter):06d}"
 
 
 _second: list[Any] = [0, ""]  # [whole second, its text]: formatted once per second
@@ -132,12 +134,24 @@ class _Run:
     event_seq: itertools.count[int] = field(default_factory=itertools.count)
     functions: dict[str, FunctionCall] = field(default_factory=dict)  # handlers resolved this run
     deadline: datetime | None = None  # from the workflow's timeout; backends see it in their context
+    # durable runs: the store, what an earlier run recorded, and requests made or answered
+    store: Any = None
+    recorded: dict[str, Any] = field(default_factory=dict)  # step key -> StepRecord, served, not run
+    replay: bool = False  # serve recorded outputs, and fail when a step's resolved input differs
+    answers: dict[str, list[Any]] = field(default_factory=dict)  # step key -> its PendingRequests
+    pending: list[Any] = field(default_factory=list)  # requests this run waits for
+    unsaved: list[dict[str, Any]] = field(default_factory=list)  # events not yet in the store
+    seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # step key -> its input and usage
+    approved: set[str] = field(default_factory=set)  # connectors approved for this run (first_use)
+    budget: Any = None  # the workflow's policies.cost, for the whole run
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
         if self.secrets:
             event = redact(event, self.secrets)
         event.setdefault("event_id", f"evt_{self.run_id}_{next(self.event_seq):05d}")
         self.events.append((key, event))
+        if self.store is not None:
+            self.unsaved.append(event)
         if self.callback is not None:
             with contextlib.suppress(Exception):  # a callback never stops the run
                 self.callback(event)
@@ -186,6 +200,25 @@ class _Frame:
         )
 
 
+@dataclass
+class Resume:
+    """How a run starts from an earlier record: resumed in place, replayed, or forked.
+
+    Attributes:
+        recorded: Step records by step key: successful leaf steps are served from here, not run.
+        answers: Resolved (and open) pending requests by step key.
+        continuing: True when this continues the same run id (resume); False for a new run.
+        replay: Fail a step whose resolved input differs from the record.
+        metadata: Stored with a new run (e.g. ``{"replay_of": run_id}``).
+    """
+
+    recorded: dict[str, Any] = field(default_factory=dict)
+    answers: dict[str, list[Any]] = field(default_factory=dict)
+    continuing: bool = False
+    replay: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 class Executor:
     """Runs one plan. Create one per run."""
 
@@ -200,7 +233,11 @@ class Executor:
         run_id: str | None = None,
         events: Mapping[str, Any] | None = None,
         item: Loaded[Any] | None = None,
+        store: Any = None,
+        resume: Resume | None = None,
     ) -> None:
+        self.store = store
+        self.resume = resume
         self.ow = ow
         self.plan = plan
         self.item: Loaded[Any] = item if item is not None else ow.workflow(plan.workflow, plan.version).item
@@ -223,10 +260,26 @@ class Executor:
         env = self.ow.environment if self.ow.environment is not None else os.environ
         run = _Run(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
         started = time.perf_counter()
+        store = run.store = self.store
+        if wf.policies is not None:
+            from .limits import run_budget
+
+            run.budget = run_budget(wf)
+        resume = self.resume
+        if resume is not None:
+            run.recorded, run.replay, run.answers = resume.recorded, resume.replay, resume.answers
+        if store is not None and (resume is None or not resume.continuing):
+            store.create_run(
+                self.run_id,
+                wf.name,
+                workflow_version=wf.version,
+                inputs=redact(inputs, self.secrets),
+                metadata={"prefer_backend": self.plan.prefer_backend, **(resume.metadata if resume else {})},
+            )
         run.emit(
             (-1,),
             {
-                "type": "run.started",
+                "type": "run.resumed" if resume is not None and resume.continuing else "run.started",
                 "timestamp": _now(),
                 "payload": {"workflow": wf.name, "run_id": self.run_id},
                 "metadata": {"workflow_version": wf.version},
@@ -246,6 +299,8 @@ class Executor:
                 async with asyncio.timeout(limit):
                     outcome = await _run_block(run, frame, ROOT)
             status = "completed" if outcome is None else "failed"
+            if status == "completed" and run.pending:
+                status = "waiting_approval"
         except TimeoutError:
             outcome = StepError(
                 "TIMEOUT",
@@ -262,17 +317,34 @@ class Executor:
         outputs = _render_outputs(wf.outputs, frame.scope(run))
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        final = {"completed": "run.completed", "canceled": "run.canceled"}.get(status, "run.failed")
+        final = {
+            "completed": "run.completed",
+            "canceled": "run.canceled",
+            "waiting_approval": "run.waiting",
+        }.get(status, "run.failed")
         run.emit(
             (10**9,),
             {
                 "type": final,
                 "timestamp": _now(),
                 "payload": {"status": status, "run_id": self.run_id},
-                "metadata": {"duration_ms": result.duration_ms},
+                "metadata": {"duration_ms": result.duration_ms, "pending": [p.id for p in run.pending]},
             },
         )
         result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
+        result.pending = list(run.pending)
+        if store is not None:
+            store.append_events(self.run_id, run.unsaved)
+            run.unsaved = []
+            if status == "waiting_approval":
+                store.set_status(self.run_id, status)
+            else:
+                store.finish_run(
+                    self.run_id,
+                    status,
+                    outputs=result.outputs,
+                    error=result.error.to_dict() if result.error else None,
+                )
         return result
 
     def run(self) -> RunResult:
@@ -442,6 +514,7 @@ async def _run_block(run: _Run, frame: _Frame, key: BlockKey) -> StepError | Non
         return None
     waits = dict(sched.waits)
     blocked: set[str] = set()
+    held: set[str] = set()  # waiting for something from outside, or after a step that is
     failures: dict[str, StepError] = {}
     tasks: list[asyncio.Task[None]] = []
 
@@ -450,6 +523,8 @@ async def _run_block(run: _Run, frame: _Frame, key: BlockKey) -> StepError | Non
             step = frame.models[sid]
             if sid in blocked:
                 _skip(run, frame, step, "an earlier step failed")
+            elif sid in held:
+                _hold(frame, step)
             else:
                 try:
                     res = await _run_step(run, frame, step)
@@ -459,10 +534,14 @@ async def _run_block(run: _Run, frame: _Frame, key: BlockKey) -> StepError | Non
                 if res.status == "failed" and not step.continueOnError:
                     failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
                     blocked.add(sid)
+                elif res.status == "waiting":
+                    held.add(sid)
             ready = []
             for nxt in sched.after[sid]:
                 if sid in blocked:
                     blocked.add(nxt)
+                elif sid in held:
+                    held.add(nxt)
                 waits[nxt] -= 1
                 if not waits[nxt]:
                     ready.append(nxt)
@@ -515,10 +594,19 @@ def _skip(run: _Run, frame: _Frame, step: StepBase, reason: str) -> None:
     started = _now()
     _trace(run, frame, step, res, attempt=0, started=started, duration=0.0, note=reason)
     _step_event(run, frame, step, "step.skipped", 0, started, reason=reason)
+    _checkpoint(run, frame, step, res)
     for child in _descendants(frame.plan.graph, step.id):
         if child not in frame.results:
             cres = StepResult(child, "skipped", backend=frame.plan[child].backend)
             _store(frame, cres)
+
+
+def _hold(frame: _Frame, step: StepBase) -> None:
+    """A step that cannot start before a waiting step finishes: it waits too (it runs on resume)."""
+    _store(frame, StepResult(step.id, "waiting", backend=frame.plan[step.id].backend))
+    for child in _descendants(frame.plan.graph, step.id):
+        if child not in frame.results:
+            _store(frame, StepResult(child, "waiting", backend=frame.plan[child].backend))
 
 
 def _descendants(graph: Graph, sid: str) -> list[str]:
@@ -542,6 +630,7 @@ def _trace(
     usage: Usage | None = None,
     cost: float = 0.0,
     note: str | None = None,
+    event: bool = True,
 ) -> None:
     entry = frame.plan.entries[step.id]
     key = (frame.order.get(step.id, 0), frame.iteration, attempt)
@@ -565,7 +654,7 @@ def _trace(
         "error_code": res.error.code if res.error else None,
     }
     run.trace.append((key, row))
-    if res.status == "skipped":
+    if res.status in ("skipped", "waiting") or not event:
         return
     execution: dict[str, Any] = {
         "backend": entry.backend,
@@ -622,6 +711,8 @@ async def _run_step(run: _Run, frame: _Frame, step: StepBase) -> StepResult:
         # the spec's examples read a logic step's output fields directly: steps.wait.timedOut
         extra = {**{k: v for k, v in res.output.items() if k not in _VIEW_KEYS}, **(extra or {})}
     _store(frame, res, extra)
+    if run.store is not None:
+        _checkpoint(run, frame, step, res)
     return res
 
 
@@ -705,6 +796,14 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
     max_attempts = policy.maxAttempts if policy else 1
     timeout = parse_duration(step.timeout) if step.timeout is not None else None
     entry = frame.plan[step.id]
+    key = _step_key(frame, step.id)
+    if run.recorded and isinstance(step, _LEAVES):
+        rec = run.recorded.get(key)
+        if rec is not None and rec.status == "success":
+            return _restore(run, frame, step, rec), None
+    _current_key.set(key)
+    container = not isinstance(step, _LEAVES)
+    waited: list[bool] = [False]  # set when a step inside this one waits
     attempt = 0
     while True:
         attempt += 1
@@ -714,7 +813,12 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         _step_event(run, frame, step, "step.started", attempt, started)
         try:
             coro = _execute(run, frame, step, acc)
-            output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            token = _wait_flags.set((*_wait_flags.get(), waited)) if container else None
+            try:
+                output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            finally:
+                if token is not None:
+                    _wait_flags.reset(token)
             res = StepResult(step.id, "success", output, None, attempt, entry.backend)
         except TimeoutError:
             err = StepError(
@@ -725,6 +829,14 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
             res, extra = StepResult(step.id, "failed", None, err, attempt, entry.backend), None
         except StepFailed as exc:
             res, extra = StepResult(step.id, "failed", None, exc.error, attempt, entry.backend), None
+        except _Waiting as wait:
+            request = _request(run, key, wait)
+            res = StepResult(step.id, "waiting", None, None, attempt, entry.backend)
+            _trace(run, frame, step, res, attempt=attempt, started=started, duration=(time.perf_counter() - t0) * 1000)
+            _step_event(
+                run, frame, step, "step.waiting", attempt, started, request={"id": request.id, "kind": request.kind}
+            )
+            return res, None
         except asyncio.CancelledError:
             res = StepResult(step.id, "canceled", None, StepError("CANCELED", "canceled"), attempt, entry.backend)
             _trace(run, frame, step, res, attempt=attempt, started=started, duration=(time.perf_counter() - t0) * 1000)
@@ -737,8 +849,13 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         _trace(
             run, frame, step, res, attempt=attempt, started=started, duration=duration, usage=acc.total(), cost=acc.cost
         )
-        for key, row in acc.rows:
-            run.usage.append(((frame.order.get(step.id, 0), frame.iteration, attempt, *key), row))
+        for sort_key, row in acc.rows:
+            run.usage.append(((frame.order.get(step.id, 0), frame.iteration, attempt, *sort_key), row))
+        if run.store is not None and acc is not _NO_USAGE and (total := acc.total()) is not None:
+            usage = {"prompt_tokens": total.prompt_tokens, "completion_tokens": total.completion_tokens}
+            run.seen.setdefault(key, {})["usage"] = {**usage, "estimated": total.estimated, "cost_usd": acc.cost}
+        if res.status == "success" and waited[0]:
+            res.status = "waiting"  # a step inside it waits: this one finishes on resume
         if res.status != "failed":
             return res, extra
         assert res.error is not None
@@ -803,6 +920,133 @@ _NO_USAGE = _Accounting()  # shared by the steps that call no model; only agent 
 
 
 # ------------------------------------------------------------------------------------------------
+# durable runs: checkpoints, restored steps, waiting for approvals, events and times
+
+_current_key: contextvars.ContextVar[str] = contextvars.ContextVar("owf_step_key", default="")
+_wait_flags: contextvars.ContextVar[tuple[list[bool], ...]] = contextvars.ContextVar("owf_wait_flags", default=())
+_LEAVES = (ActionStep, AgentStep, TransformStep, WaitStep, HandoffStep)  # served from a record on resume
+
+
+class _Waiting(Exception):
+    """Raised where a step needs something from outside: an approval, an event, a time to come."""
+
+    def __init__(self, kind: str, payload: dict[str, Any]) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.payload = payload
+
+
+def _step_key(frame: _Frame, step_id: str) -> str:
+    """The key of one execution of a step: its id, with its loop iteration path (``body[2.0]``)."""
+    key = frame.prefix + step_id
+    return f"{key}[{'.'.join(map(str, frame.iteration))}]" if frame.iteration else key
+
+
+def _answer(run: _Run, key: str, kind: str, match: Mapping[str, Any]) -> Any:
+    """The request of this step of that kind whose payload has `match`, answered or not (or None)."""
+    for request in run.answers.get(key, ()):
+        if request.kind == kind and all(request.payload.get(k) == v for k, v in match.items()):
+            return request
+    return None
+
+
+def _request(run: _Run, key: str, wait: _Waiting) -> Any:
+    """Record what a waiting step needs (reusing the request an earlier attempt of the run made)."""
+    from .store import PendingRequest
+
+    request = _answer(run, key, wait.kind, wait.payload)
+    if request is None:
+        payload = redact(wait.payload, run.secrets) if run.secrets else wait.payload
+        if run.store is not None:
+            request = run.store.add_pending(run.run_id, key, wait.kind, payload)
+        else:
+            request_id = f"req_{run.run_id}_{len(run.pending) + 1}"
+            request = PendingRequest(request_id, run.run_id, key, wait.kind, payload, datetime.now(UTC))
+        run.answers.setdefault(key, []).append(request)
+    run.pending.append(request)
+    for flag in _wait_flags.get():  # every step this one is inside waits too
+        flag[0] = True
+    return request
+
+
+def _record_input(run: _Run, data: Any) -> None:
+    if run.store is not None:
+        run.seen.setdefault(_current_key.get(), {})["input"] = redact(data, run.secrets) if run.secrets else data
+
+
+def _checkpoint(run: _Run, frame: _Frame, step: StepBase, res: StepResult) -> None:
+    """Write the step's record and the events since the last checkpoint, in one transaction."""
+    if run.store is None:
+        return
+    from .store import StepRecord
+
+    key = _step_key(frame, step.id)
+    seen = run.seen.pop(key, {})
+    output, error = res.output, res.error.to_dict() if res.error else None
+    if run.secrets:
+        output, error = redact(output, run.secrets), redact(error, run.secrets)
+    record = StepRecord(
+        key,
+        frame.prefix + step.id,
+        res.status,
+        output,
+        error,
+        res.attempts,
+        res.backend,
+        seen.get("usage"),
+        seen.get("input"),
+    )
+    events, run.unsaved = run.unsaved, []
+    run.store.checkpoint(run.run_id, record, events)
+
+
+def _restore(run: _Run, frame: _Frame, step: StepBase, rec: Any) -> StepResult:
+    """A step an earlier run completed: its recorded result, without running it again.
+
+    A replay first renders the step's input and fails loudly when it differs from the record.
+    """
+    entry = frame.plan.entries[step.id]
+    if run.replay and isinstance(step, ActionStep | AgentStep):
+        from .store import input_differences
+
+        actual = _render_input(step.input, frame.scope(run), step.id)
+        diffs = input_differences(rec.input, redact(actual, run.secrets) if run.secrets else actual)
+        if diffs:
+            error = StepError(
+                "VALIDATION",
+                f"replay diverged at step '{step.id}': {'; '.join(diffs[:3])}",
+                {"differences": diffs, "recorded_run_step": rec.step_key},
+            )
+            res = StepResult(step.id, "failed", None, error, rec.attempts, entry.backend)
+            _trace(run, frame, step, res, attempt=1, started=_now(), duration=0.0)
+            return res
+    res = StepResult(step.id, "success", rec.output, None, rec.attempts, rec.backend or entry.backend)
+    usage = rec.usage or {}
+    total = (
+        Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), bool(usage.get("estimated")))
+        if usage
+        else None
+    )
+    cost = float(usage.get("cost_usd", 0.0)) if usage else 0.0
+    _trace(
+        run,
+        frame,
+        step,
+        res,
+        attempt=rec.attempts,
+        started=_now(),
+        duration=0.0,
+        usage=total,
+        cost=cost,
+        note="restored",
+        event=run.replay,  # a resumed run already has this step's events in its store
+    )
+    if run.store is not None and run.replay:
+        run.seen[rec.step_key] = {"input": rec.input, "usage": rec.usage}
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
 # step kinds
 
 
@@ -815,6 +1059,7 @@ async def _execute(
     scope = frame.scope(run)
     if isinstance(step, ActionStep):
         data = _render_input(step.input, scope, step.id)
+        _record_input(run, data)
         conn: Loaded[Connector] = frame.plan.targets[step.id]
         if entry.backend != "native":
             native = functools.partial(run_action, run, conn.model, step.action, data, step.id)
@@ -826,10 +1071,11 @@ async def _execute(
     if isinstance(step, AgentStep):
         agent: Loaded[Agent] = frame.plan.targets[step.id]
         data = _render_input(step.input, scope, step.id)
+        _record_input(run, data)
         if entry.backend != "native":
             manifest = agent.model.model_dump(mode="json", by_alias=True)
             return await _foreign(run, frame, step, manifest, data, {}, acc), None
-        return await run_agent(run, agent.model, data, step.id, acc), None
+        return await run_agent(run, agent.model, data, step.id, acc, step), None
     if isinstance(step, TransformStep):
         result = _transform(step, scope, frame)
         return {"result": result}, {"result": result}
@@ -1046,17 +1292,20 @@ async def _wait(step: WaitStep, run: _Run) -> dict[str, Any]:
             "eventReceived": run.delivered[step.until.event],
             "timedOut": False,
         }
-    if step.until.time is not None:
-        target = datetime.fromisoformat(step.until.time.replace("Z", "+00:00"))
-        if target.tzinfo is None:
-            target = target.replace(tzinfo=UTC)
-        remaining = (target - datetime.now(UTC)).total_seconds()
-        if remaining <= 0:
-            return {"waitType": "time", "waitedFor": 0, "timedOut": False}
-    raise UnavailableError(
-        "waiting for an event or a future time needs a durable run store",
-        details={"step": step.id, "suggestion": "use a duration wait, or run with durable runs when available"},
-    )
+    if step.until.event is not None:
+        key = _current_key.get()
+        answer = _answer(run, key, "event", {"event": step.until.event})
+        if answer is not None and answer.resolved:
+            return {"waitType": "event", "waitedFor": 0, "eventReceived": answer.value, "timedOut": False}
+        raise _Waiting("event", {"event": step.until.event})
+    assert step.until.time is not None
+    target = datetime.fromisoformat(step.until.time.replace("Z", "+00:00"))
+    if target.tzinfo is None:
+        target = target.replace(tzinfo=UTC)
+    remaining = (target - datetime.now(UTC)).total_seconds()
+    if remaining <= 0:
+        return {"waitType": "time", "waitedFor": 0, "timedOut": False}
+    raise _Waiting("time", {"until": target.isoformat().replace("+00:00", "Z")})
 
 
 def _transform(step: TransformStep, scope: dict[str, Any], frame: _Frame) -> Any:
@@ -1294,6 +1543,13 @@ async def run_action(run: _Run, connector: Connector, name: str, data: Any, step
     if action is None:
         raise OWFError(f"connector '{connector.name}' has no action '{name}'", code="VALIDATION")
     data = validate_action_input(action, data)
+    policy = action.approval or connector.approval
+    if (
+        policy is not None
+        and policy.required != "never"
+        and not (policy.required == "first_use" and connector.name in run.approved)
+    ):
+        _approval(run, connector.name, name, data, policy)
     handler = action.handler
     if handler is None:
         raise UnavailableError(f"action '{connector.name}.{name}' declares no handler", details={"action": name})
@@ -1307,6 +1563,33 @@ async def run_action(run: _Run, connector: Connector, name: str, data: Any, step
         f"the {handler.kind} handler of '{connector.name}.{name}' is not supported yet",
         details={"handler": handler.kind},
     )
+
+
+def _approval(run: _Run, connector: str, action: str, data: Any, policy: Any) -> None:
+    """Connector ``approval.required``: wait for an answer, go on when approved, fail when not."""
+    key = _current_key.get()
+    answer = _answer(run, key, "approval", {"connector": connector, "action": action})
+    if answer is None or not answer.resolved:
+        raise _Waiting(
+            "approval",
+            {
+                "connector": connector,
+                "action": action,
+                "input": data,
+                "required": policy.required,
+                "timeout": policy.timeout,
+                "onTimeout": policy.onTimeout,
+            },
+        )
+    if answer.value is not True:
+        raise StepFailed(
+            StepError(
+                "CANCELED",
+                f"the call to {connector}.{action} was rejected",
+                {"reason": "rejected", "request_id": answer.id},
+            )
+        )
+    run.approved.add(connector)
 
 
 async def _call_function(run: _Run, target: str, data: Any, step_id: str) -> Any:
@@ -1501,14 +1784,23 @@ def _system_prompt(agent: Agent) -> str:
     return "\n".join(x for x in parts if x)
 
 
-async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Accounting) -> Any:
-    """The native agent loop: model turns, tool calls through connectors, guardrails, usage."""
+async def run_agent(
+    run: _Run, agent: Agent, data: Any, step_id: str, acc: _Accounting, step: StepBase | None = None
+) -> Any:
+    """The native agent loop: model turns, tool calls through connectors, guardrails, usage.
+
+    Before each model turn the agent's rate limits are awaited and the step's, the agent's and
+    the run's budgets checked against the turn's projected tokens and cost (a turn that would
+    cross one fails the step with code CANCELED, ``details.reason == "budget"``).
+    """
     model = make_model(agent.model)
+    budgets, limit_keys = _agent_limits(run, agent, step)
     tools = agent_tools(run.ow, agent)
     config = agent.execution.config if agent.execution else {}
     max_iter = int(config.get("maxIterations", config.get("max_iterations")) or 10)
     behavior = agent.guardrails.behavior if agent.guardrails else None
     max_calls = behavior.maxToolCalls if behavior and behavior.maxToolCalls is not None else None
+    confirm = set(behavior.requireConfirmation) if behavior else set()
     content = data if isinstance(data, str) else json.dumps(data, default=str, sort_keys=True)
     messages: list[dict[str, Any]] = []
     system = _system_prompt(agent)
@@ -1524,11 +1816,17 @@ async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Acco
     specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
     calls_made = 0
     for turn in range(max_iter):
+        if budgets or limit_keys:
+            await _before_turn(run, agent, messages, budgets, limit_keys, step_id)
         reply = await model.respond(messages, specs, turn)
         if reply.usage is not None:
             acc.turns.append(reply.usage)
             cost = run.ow.prices.cost(agent.model, reply.usage)
             acc.cost = round(acc.cost + cost, 8)
+            if budgets:
+                from .limits import combined_record
+
+                combined_record(budgets, reply.usage.total_tokens, 0.0 if math.isnan(cost) else cost)
             acc.rows.append(
                 (
                     (turn,),
@@ -1564,6 +1862,8 @@ async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Acco
             tool = tools.get(call["name"])
             if tool is None:
                 result: Any = {"error": f"unknown tool '{call['name']}'", "tools": sorted(tools)}
+            elif call["name"] in confirm and not _confirmed(run, agent, call):
+                result = {"error": "the user rejected this tool call", "tool": call["name"]}
             else:
                 try:
                     result = await run_action(run, tool.connector, tool.action, call.get("args") or {}, step_id)
@@ -1580,6 +1880,54 @@ async def run_agent(run: _Run, agent: Agent, data: Any, step_id: str, acc: _Acco
     raise StepFailed(
         StepError("BACKEND_ERROR", f"agent did not finish within {max_iter} iterations", {"maxIterations": max_iter})
     )
+
+
+def _agent_limits(run: _Run, agent: Agent, step: StepBase | None) -> tuple[list[Any], list[str]]:
+    """The budgets an agent step spends from, and the rate-limit keys it waits on."""
+    budgets: list[Any] = []
+    keys: list[str] = []
+    guard = getattr(step, "guardrails", None) if step is not None else None
+    if agent.policies is not None or guard is not None or run.budget is not None:
+        from .limits import agent_budget, agent_key, limit_spec, step_budget
+
+        if step is not None:
+            budgets.append(step_budget(step))
+        budgets.append(agent_budget(agent.policies, agent=agent.name))
+        budgets.append(run.budget)
+        budgets = [b for b in budgets if b is not None]
+        spec = limit_spec(agent.policies.rateLimit) if agent.policies is not None else None
+        if spec is not None:
+            key = agent_key(f"{agent.namespace or 'local'}/{agent.name}")
+            limiter = run.ow.rate_limiter
+            if limiter.limits(key) is None:
+                limiter.configure(key, spec)
+            keys.append(key)
+    return budgets, keys
+
+
+async def _before_turn(
+    run: _Run, agent: Agent, messages: list[dict[str, Any]], budgets: list[Any], keys: list[str], step_id: str
+) -> None:
+    from .limits import combined_check
+    from .providers import estimate_tokens, messages_text
+
+    prompt = estimate_tokens(messages_text(messages))
+    completion = agent.model.maxTokens or 0
+    if keys:
+        await run.ow.rate_limiter.acquire_all(keys, requests=1, tokens=prompt + completion, messages=1)
+    if budgets:
+        rates = run.ow.prices.rates(agent.model)
+        cost = (prompt * rates[0] + completion * rates[1]) / 1_000_000 if rates else 0.0
+        combined_check(budgets, prompt + completion, cost, step_id=step_id)
+
+
+def _confirmed(run: _Run, agent: Agent, call: Mapping[str, Any]) -> bool:
+    """``guardrails.behavior.requireConfirmation``: wait for a person to confirm this tool call."""
+    match = {"agent": agent.name, "tool": call["name"], "args": call.get("args") or {}}
+    answer = _answer(run, _current_key.get(), "approval", match)
+    if answer is None or not answer.resolved:
+        raise _Waiting("approval", match)
+    return answer.value is True
 
 
 def _check_output(agent: Agent, content: Any) -> Any:

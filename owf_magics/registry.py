@@ -6,11 +6,14 @@ when nothing is wrong does the copy replace the registry's catalog. A failed loa
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .backends.base import Backend, BackendInfo
 from .backends.registry import BackendRegistry
@@ -25,11 +28,14 @@ from .resolution import Plan, resolve_plan
 from .validation import Validator
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .executor import Executor
     from .graph import Graph
     from .results import RunResult
 
 Source = str | os.PathLike[str] | dict[str, Any] | list[Any]
+Callback = Callable[[dict[str, Any]], Any] | str
 
 
 class OpenWorkflow:
@@ -52,7 +58,7 @@ class OpenWorkflow:
 
     def __init__(
         self,
-        state: str | os.PathLike[str] | None = None,
+        state: str | os.PathLike[str] | Literal[False] | Any | None = None,
         max_concurrent_runs: int | None = None,
         *,
         environment: dict[str, str] | None = None,
@@ -70,6 +76,18 @@ class OpenWorkflow:
         self.warnings: list[Diagnostic] = []
         self.max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
+        self._store: Any = None
+        self._queue: Any = None
+        self._limiter: Any = None
+
+    @property
+    def rate_limiter(self) -> Any:
+        """The `RateLimiter` shared by this registry's runs (agents' ``policies.rateLimit``)."""
+        if self._limiter is None:
+            from .limits import RateLimiter
+
+            self._limiter = RateLimiter()
+        return self._limiter
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -174,10 +192,182 @@ class OpenWorkflow:
         return self._pool
 
     def close(self) -> None:
-        """Shut the handler thread pool down."""
+        """Shut the run queue, the handler thread pool and the run store down."""
+        self.shutdown()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- durable runs ----------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Any:
+        """The run store (a `RunStore`; SQLite at ``state``), opened on first use; None when
+        ``state=False``."""
+        if self._store is None and self.state is not False:
+            from .store import open_store
+
+            self._store = open_store(self.state)
+        return self._store
+
+    def _require_store(self) -> Any:
+        store = self.store
+        if store is None:
+            raise OWFError(
+                "this registry keeps no runs (state=False)",
+                code="VALIDATION",
+                details={"suggestion": "OpenWorkflow(state='runs.db') keeps runs to resume, replay and fork"},
+            )
+        return store
+
+    def runs(self) -> pd.DataFrame:
+        """The stored runs as a DataFrame (run_id, workflow, status, started_at, finished_at, ...)."""
+        from .store import runs_frame
+
+        return runs_frame(self._require_store())
+
+    def run(self, run_id: str) -> RunResult:
+        """A stored run as a `RunResult` (its steps, outputs, events and pending requests)."""
+        from .store import run_result
+
+        result = run_result(self._require_store(), run_id)
+        if result is None:
+            raise OWFError(f"no stored run '{run_id}'", code="VALIDATION", details={"run_id": run_id})
+        return result
+
+    def prune(self, older_than: timedelta | float) -> int:
+        """Delete finished runs older than `older_than` (a timedelta or seconds); returns how many."""
+        return int(self._require_store().prune(older_than))
+
+    def resume(
+        self,
+        run_id: str,
+        approvals: Mapping[str, bool] | None = None,
+        event: Any = None,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        callback: Callback | None = None,
+    ) -> RunResult:
+        """Continue a waiting (or killed) run from where it stopped; works in a new process.
+
+        Steps that completed are not run again: their recorded results are used. The manifests
+        must be loaded in this registry, and secrets passed again (they are never stored).
+
+        Args:
+            run_id: The stored run.
+            approvals: ``{request_id: True | False}`` answers to its approval requests.
+            event: The payload of the event its ``wait`` awaits, or ``{event_name: payload}``.
+            secrets: The run's secrets.
+            callback: As for `Workflow.execute`.
+
+        Raises:
+            OWFError: VALIDATION for an unknown or finished run, an unknown request id, or a run
+                another process has already resumed.
+        """
+        from .executor import Resume
+
+        store = self._require_store()
+        record = store.get_run(run_id)
+        if record is None:
+            raise OWFError(f"no stored run '{run_id}'", code="VALIDATION", details={"run_id": run_id})
+        if record.status not in ("waiting_approval", "running"):
+            raise OWFError(
+                f"run '{run_id}' is {record.status}: only waiting or interrupted runs resume",
+                code="VALIDATION",
+                details={"run_id": run_id, "status": record.status},
+            )
+        _answer_requests(store, run_id, approvals or {}, event)
+        if not store.set_status(run_id, "running", expected=("waiting_approval", "running")):
+            raise OWFError(f"run '{run_id}' was resumed elsewhere", code="VALIDATION", details={"run_id": run_id})
+        wf = self.workflow(record.workflow, record.workflow_version)
+        answers: dict[str, list[Any]] = {}
+        for request in store.get_pending(run_id, include_resolved=True):
+            answers.setdefault(request.step_id, []).append(request)
+        resume = Resume(store.get_steps(run_id), answers, continuing=True)
+        result = wf._run(record.inputs, record.metadata.get("prefer_backend"), secrets, callback, None, run_id, resume)
+        result.events = [e.event for e in store.get_events(run_id)]
+        return result
+
+    def replay(self, run_id: str, *, secrets: Mapping[str, str] | None = None) -> RunResult:
+        """Run a stored run again as a new run, serving every recorded step output (no model or
+        handler is called); fails loudly when a step's resolved input differs from the record."""
+        return self._rerun(run_id, None, secrets, replay=True)
+
+    def fork(self, run_id: str, from_step: str, *, secrets: Mapping[str, str] | None = None) -> RunResult:
+        """A new run from a stored one: steps before `from_step` keep their recorded results,
+        `from_step` and everything after it run again."""
+        return self._rerun(run_id, from_step, secrets, replay=False)
+
+    def _rerun(
+        self, run_id: str, from_step: str | None, secrets: Mapping[str, str] | None, *, replay: bool
+    ) -> RunResult:
+        from .executor import Resume
+
+        store = self._require_store()
+        record = store.get_run(run_id)
+        if record is None:
+            raise OWFError(f"no stored run '{run_id}'", code="VALIDATION", details={"run_id": run_id})
+        wf = self.workflow(record.workflow, record.workflow_version)
+        recorded = store.get_steps(run_id)
+        metadata: dict[str, Any] = {"replay_of": run_id} if replay else {"fork_of": run_id}
+        if from_step is not None:
+            if from_step not in wf.graph.nodes:
+                raise OWFError(
+                    f"workflow '{wf.name}' has no step '{from_step}'",
+                    code="VALIDATION",
+                    details={"step": from_step, "steps": sorted(wf.graph.nodes)},
+                )
+            again = _downstream(wf.graph, from_step)
+            recorded = {k: r for k, r in recorded.items() if r.step_id not in again}
+            metadata["from_step"] = from_step
+        answers: dict[str, list[Any]] = {}
+        for request in store.get_pending(run_id, include_resolved=True):
+            if request.resolved:
+                answers.setdefault(request.step_id, []).append(request)
+        resume = Resume(recorded, answers, replay=replay, metadata=metadata)
+        return wf._run(record.inputs, record.metadata.get("prefer_backend"), secrets, None, None, None, resume)
+
+    # -- the run queue ---------------------------------------------------------------------------
+
+    def submit(
+        self,
+        workflow: Workflow | str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        prefer_backend: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+        callback: Callback | None = None,
+    ) -> Any:
+        """Queue a run: at most ``max_concurrent_runs`` (default 3) run at once, the rest wait in
+        FIFO order. Returns a handle with ``run_id``, ``status``, ``result(timeout=None)``, ``cancel()``."""
+        from .runqueue import DEFAULT_MAX_CONCURRENT, RunQueue
+
+        wf = self.workflow(workflow) if isinstance(workflow, str) else workflow
+        if self._queue is None:
+            self._queue = RunQueue(self.max_concurrent_runs or DEFAULT_MAX_CONCURRENT)
+        run_id = self._queue.new_run_id()
+        return self._queue.submit(
+            lambda: wf.aexecute(inputs, prefer_backend, secrets, callback, run_id=run_id),
+            run_id=run_id,
+            label=wf.name,
+        )
+
+    def queue_status(self) -> Any:
+        """What the run queue holds: running and queued run ids, and finished counts."""
+        from .runqueue import DEFAULT_MAX_CONCURRENT, QueueStatus
+
+        if self._queue is None:
+            return QueueStatus(self.max_concurrent_runs or DEFAULT_MAX_CONCURRENT, [], [], 0, 0, 0)
+        return self._queue.queue_status()
+
+    def shutdown(self, *, cancel_queued: bool = True, wait: bool = True) -> None:
+        """Stop the run queue: queued runs are canceled (by default), running ones finish."""
+        if self._queue is not None:
+            self._queue.shutdown(cancel_queued=cancel_queued, wait=wait)
+            self._queue = None
 
     @property
     def backend_registry(self) -> BackendRegistry:
@@ -317,8 +507,10 @@ class Workflow:
         inputs: Mapping[str, Any] | None = None,
         prefer_backend: str | None = None,
         secrets: Mapping[str, str] | None = None,
-        callback: Callable[[dict[str, Any]], Any] | None = None,
+        callback: Callback | None = None,
         events: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
     ) -> RunResult:
         """Run the workflow and wait for it; also works inside a running event loop (Jupyter).
 
@@ -326,39 +518,79 @@ class Workflow:
             inputs: Values for the workflow's declared inputs (defaults fill the rest).
             prefer_backend: The backend for steps that name none.
             secrets: Values templates read as ``secrets.NAME`` (redacted from every result).
-            callback: Called with every event as it happens; its failures never stop the run.
+            callback: Receives every event as it happens: a callable (given each event dict, as in
+                ``result.events``), ``"stdout"``, ``"stdout_verbose"`` or an http(s) URL (sent the
+                ``{type, timestamp, payload, metadata}`` envelope). Its failures never stop the run.
             events: Events already received, by name: a ``wait: {until: {event: NAME}}`` step whose
                 event is here continues at once with it as ``eventReceived``.
+            run_id: The run's id (default: a new timestamp-and-sequence id).
 
         Raises:
             UnavailableError: A step's backend is not installed.
             OWFError: Inputs do not match the declaration (code VALIDATION).
         """
-        return self._executor(inputs, prefer_backend, secrets, callback, events).run()
+        return self._run(inputs, prefer_backend, secrets, callback, events, run_id, None)
 
     async def aexecute(
         self,
         inputs: Mapping[str, Any] | None = None,
         prefer_backend: str | None = None,
         secrets: Mapping[str, str] | None = None,
-        callback: Callable[[dict[str, Any]], Any] | None = None,
+        callback: Callback | None = None,
         events: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
     ) -> RunResult:
         """Async form of `execute`."""
-        return await self._executor(inputs, prefer_backend, secrets, callback, events).arun()
+        executor, close = self._executor(inputs, prefer_backend, secrets, callback, events, run_id, None)
+        try:
+            return await executor.arun()
+        finally:
+            close()
+
+    def _run(
+        self,
+        inputs: Mapping[str, Any] | None,
+        prefer_backend: str | None,
+        secrets: Mapping[str, str] | None,
+        callback: Callback | None,
+        events: Mapping[str, Any] | None,
+        run_id: str | None,
+        resume: Any,
+    ) -> RunResult:
+        executor, close = self._executor(inputs, prefer_backend, secrets, callback, events, run_id, resume)
+        try:
+            return executor.run()
+        finally:
+            close()
 
     def _executor(
         self,
         inputs: Mapping[str, Any] | None,
         prefer_backend: str | None,
         secrets: Mapping[str, str] | None,
-        callback: Callable[[dict[str, Any]], Any] | None,
+        callback: Callback | None,
         events: Mapping[str, Any] | None,
-    ) -> Executor:
+        run_id: str | None,
+        resume: Any,
+    ) -> tuple[Executor, Callable[[], None]]:
         from .executor import Executor
 
         plan = self.plan(prefer_backend=prefer_backend)
-        return Executor(self.ow, plan, inputs=inputs, secrets=secrets, callback=callback, events=events, item=self.item)
+        emit, close = _event_sinks(callback, secrets, plan)
+        executor = Executor(
+            self.ow,
+            plan,
+            inputs=inputs,
+            secrets=secrets,
+            callback=emit,
+            events=events,
+            item=self.item,
+            run_id=run_id,
+            store=self.ow.store,
+            resume=resume,
+        )
+        return executor, close
 
     def to_langgraph(self, *, checkpointer: Any = None, name: str | None = None) -> Any:
         """The workflow compiled to a LangGraph graph (a compiled ``StateGraph``).
@@ -400,4 +632,109 @@ def loaded_kinds(items: Iterable[Loaded[Any]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for i in items:
         out[i.kind] = out.get(i.kind, 0) + 1
+    return out
+
+
+def _event_sinks(
+    callback: Callback | None, secrets: Mapping[str, str] | None, plan: Plan
+) -> tuple[Callable[[dict[str, Any]], Any] | None, Callable[[], None]]:
+    """The run's event consumers: the caller's callback (a callable gets the event dicts; a
+    ``stdout``/URL sink the envelope) and OpenTelemetry spans when the program configured a tracer
+    provider. Returns the function the executor calls and the one that closes the sinks."""
+    consumers: list[Callable[[dict[str, Any]], Any]] = []
+    closers: list[Callable[[], Any]] = []
+    if isinstance(callback, str):
+        from .callbacks import make_sink
+
+        sink = make_sink(callback, secrets=dict(secrets or {}))
+        if sink is not None:
+            consumers.append(sink)
+            closers.append(sink.close)
+    elif callback is not None:
+        consumers.append(callback)
+    if "opentelemetry.trace" in sys.modules:  # only a program that uses OpenTelemetry pays for spans
+        from .telemetry import tracing_configured
+
+        if tracing_configured():
+            from .telemetry import RunTracer
+
+            tracer = RunTracer(plan=plan)
+            consumers.append(tracer)
+            closers.append(tracer.close)
+
+    def close() -> None:
+        for fn in closers:
+            try:
+                fn()
+            except Exception:  # closing a sink never fails the run
+                logging.getLogger(__name__).warning("closing an event sink failed", exc_info=True)
+
+    if not consumers:
+        return None, close
+    if len(consumers) == 1:
+        return consumers[0], close
+
+    def fan_out(event: dict[str, Any]) -> None:
+        for fn in consumers:
+            try:
+                fn(event)
+            except Exception:  # one consumer's failure never stops the others, or the run
+                logging.getLogger(__name__).warning("an event consumer failed", exc_info=True)
+
+    return fan_out, close
+
+
+def _answer_requests(store: Any, run_id: str, approvals: Mapping[str, bool], event: Any) -> None:
+    """Record the answers `resume` was given, and apply approval timeouts (``onTimeout``)."""
+    open_requests = {r.id: r for r in store.get_pending(run_id)}
+    for request_id, value in approvals.items():
+        if request_id not in open_requests:
+            raise OWFError(
+                f"run '{run_id}' has no open request '{request_id}'",
+                code="VALIDATION",
+                details={"request_id": request_id, "open": sorted(open_requests)},
+            )
+        store.resolve_pending(request_id, bool(value))
+        del open_requests[request_id]
+    waiting = [r for r in open_requests.values() if r.kind == "event"]
+    if event is not None:
+        names = {r.payload.get("event"): r for r in waiting}
+        if isinstance(event, Mapping) and event and set(event) <= set(names):
+            for name, payload in event.items():
+                store.resolve_pending(names[name].id, payload)
+        elif len(waiting) == 1:
+            store.resolve_pending(waiting[0].id, event)
+        else:
+            raise OWFError(
+                f"run '{run_id}' waits for {len(waiting)} events: pass event={{name: payload}}",
+                code="VALIDATION",
+                details={"events": sorted(str(n) for n in names)},
+            )
+    now = datetime.now(UTC)
+    for request in open_requests.values():
+        timeout = request.payload.get("timeout")
+        if request.kind != "approval" or not isinstance(timeout, int | float):
+            continue
+        if (now - request.created_at).total_seconds() >= timeout:
+            policy = request.payload.get("onTimeout", "reject")
+            if policy in ("reject", "allow"):
+                store.resolve_pending(request.id, policy == "allow")
+
+
+def _downstream(graph: Graph, step_id: str) -> set[str]:
+    """A step, the steps that depend on it (transitively), and every step inside any of them."""
+    out: set[str] = set()
+    todo = [step_id]
+    while todo:
+        sid = todo.pop()
+        if sid in out:
+            continue
+        out.add(sid)
+        todo.extend(graph.dependents.get(sid, ()))
+        for key in graph.child_blocks.get(sid, ()):
+            todo.extend(graph.order.get(key, ()))
+    node = graph.nodes.get(step_id)
+    while node is not None and node.parent:  # the loop or branch it sits in runs again too
+        out.add(node.parent)
+        node = graph.nodes.get(node.parent)
     return out

@@ -72,6 +72,14 @@ def _clean(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def tracing_configured() -> bool:
+    """Whether the program set a real tracer provider (the default proxy and no-op ones drop spans)."""
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+
+
 class RunTracer:
     """Builds OpenTelemetry spans for one run from its events. Use one per run.
 

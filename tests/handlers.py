@@ -111,3 +111,17 @@ def fail_with(text: str) -> None:
 def deadline_seen(context) -> dict[str, bool]:
     """Reports whether the run's deadline reached the handler's context."""
     return {"has_deadline": context.deadline is not None}
+
+
+def log_call(name: str, path: str, hold: str = "") -> dict[str, str]:
+    """Appends `name` to the file at `path` (counting calls across processes); while a file at
+    `hold` exists, then blocks (a step in flight for as long as a test wants)."""
+    import os
+    import time
+
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+        fh.flush()
+    while hold and os.path.exists(hold):
+        time.sleep(0.05)
+    return {"done": name}

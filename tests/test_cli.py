@@ -91,3 +91,36 @@ def test_console_script_is_installed():
     owf = Path(sys.executable).parent / "owf"
     out = subprocess.run([str(owf), "validate", str(EXAMPLE)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
+
+
+def test_run_waits_then_resume_and_runs_list(tmp_path, capsys):
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        """
+connector: {name: bank, kind: sdk, approval: {required: always}}
+actions: [{name: pay, handler: {function: tests.handlers.echo}}]
+---
+name: payout
+steps: [{id: pay, connector: bank, action: pay, input: {amount: 5}}]
+outputs: {paid: {value: "{{ steps.pay.output.echo.amount }}"}}
+"""
+    )
+    db = str(tmp_path / "runs.db")
+    assert main(["run", str(flow), "--state", db, "--json"]) == 0
+    waiting = json.loads(capsys.readouterr().out)
+    assert waiting["status"] == "waiting_approval"
+    assert waiting["pending"][0]["kind"] == "approval" and waiting["pending"][0]["step_id"] == "pay"
+    assert main(["run", str(flow), "--state", db]) == 0
+    printed = capsys.readouterr().out
+    assert "waiting for approval" in printed and "owf resume" in printed
+    request = next(line.split()[3] for line in printed.splitlines() if line.startswith("waiting for approval"))
+    from owf_magics import OpenWorkflow
+
+    stored = OpenWorkflow(state=db).runs()
+    run_id = stored[stored["status"] == "waiting_approval"]["run_id"].iloc[-1]
+    assert main(["resume", run_id, str(flow), "--state", db, "--approve", request, "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["status"] == "completed" and done["outputs"] == {"paid": 5}
+    assert main(["runs", "--state", db]) == 0
+    listing = capsys.readouterr().out
+    assert run_id in listing and "completed" in listing and "waiting_approval" in listing

@@ -182,7 +182,7 @@ def test_sqlite_checkpoints_resume_a_failed_run(tmp_path):
 def test_a_checkpointer_path_or_instance(tmp_path):
     from langgraph.checkpoint.memory import InMemorySaver
 
-    ow = OpenWorkflow()
+    ow = OpenWorkflow(state=":memory:")
     ow.load(
         "name: tiny\nsteps: [{id: a, type: transform, expression: '{{ 6 * 7 }}'}]\noutputs: {v: {value: '{{ steps.a.result }}'}}"
     )

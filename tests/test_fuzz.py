@@ -20,8 +20,12 @@ from owf_magics.errors import DIAGNOSTIC_CODES
 from owf_magics.loader import looks_like_path
 from owf_magics.models import STEP_TYPES, Agent, Connector, ModelSpec, Workflow
 
-FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-FUZZ_SHAPES = settings(max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
+FUZZ_SHAPES = settings(
+    max_examples=250, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 def _check(source: Any, **kwargs: Any) -> None:

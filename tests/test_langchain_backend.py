@@ -67,7 +67,7 @@ def test_langgraph_is_imported_only_when_the_backend_runs():
     code = (
         "import sys\n"
         "from owf_magics import OpenWorkflow\n"
-        "ow = OpenWorkflow()\n"
+        "ow = OpenWorkflow(state=':memory:')\n"
         "info = ow.backend_registry.info('langchain')\n"
         "before = 'langgraph' in sys.modules\n"
         "ow.load('name: w\\nsteps: [{id: a, type: transform, expression: \"{{ 1 + 1 }}\"}]')\n"
@@ -84,7 +84,7 @@ def test_agent_runs_as_a_langgraph_agent_with_exact_usage(ow):
     assert r.status == "completed" and r.outputs == {"answer": "The sum is 3"}
     row = r.trace.iloc[0]
     assert (row.backend, row.prompt_tokens, row.completion_tokens, row.total_tokens) == ("langchain", 32, 12, 44)
-    native_ow = OpenWorkflow()
+    native_ow = OpenWorkflow(state=":memory:")
     load(native_ow, MATHBOT.replace("backend: langchain, runtime: python", "backend: native"))
     native = native_ow.workflow("ask").execute()
     assert native.trace.backend.tolist() == ["native"]
@@ -231,7 +231,7 @@ def test_unknown_agent_type_and_memory_type_fail_with_validation(ow):
     load(ow, MATHBOT, {"agent_type": "self-ask-with-search-v9"})
     err = ow.workflow("ask").execute().steps["q"].error
     assert err.code == "VALIDATION" and "agent_type" in err.message
-    ow2 = OpenWorkflow()
+    ow2 = OpenWorkflow(state=":memory:")
     load(ow2, MATHBOT, {"agent_type": "react", "memory_type": "vector"})
     err = ow2.workflow("ask").execute().steps["q"].error
     assert err.code == "VALIDATION" and "memory_type" in err.message
@@ -253,7 +253,7 @@ workflows:
 def test_memory_type_buffer_sends_earlier_exchanges(ow):
     load(ow, MEMORY, {"memory_type": "buffer"})
     with_memory = ow.workflow("talk").execute()
-    ow2 = OpenWorkflow()
+    ow2 = OpenWorkflow(state=":memory:")
     load(ow2, MEMORY, {})
     without = ow2.workflow("talk").execute()
     assert with_memory.steps["two"].output == without.steps["two"].output == "second"

@@ -63,8 +63,21 @@ def test_order_pipeline_runs_end_to_end(ow):
     assert r.outputs["trackingNumbers"] == s["fulfill_items"].output["results"]
 
 
-def test_order_pipeline_without_the_event_is_unavailable(ow):
+def test_order_pipeline_waits_for_the_event_then_resumes(ow):
     ow.load(STUBS)
     ow.load(_pipeline_file())
-    r = ow.workflow("Order Processing Pipeline").execute(inputs={"orderId": "o-1"})
-    assert r.status == "failed" and r.steps["wait_for_shipment"].error.code == "UNAVAILABLE"
+    wf = ow.workflow("Order Processing Pipeline")
+    r = wf.execute(inputs={"orderId": "o-42"})
+    assert r.status == "waiting_approval"
+    [request] = r.pending
+    assert request.kind == "event" and request.payload == {"event": "shipment.confirmed"}
+    assert r.steps["wait_for_shipment"].status == "waiting"
+    assert r.steps["fulfill_items"].status == "success"  # what did not wait has run
+    done = ow.resume(r.run_id, event={"carrier": "ups"})
+    assert done.status == "completed", done.error
+    assert done.run_id == r.run_id
+    assert done.steps["wait_for_shipment"].output["eventReceived"] == {"carrier": "ups"}
+    # the same outputs as a run that had the event from the start
+    up_front = wf.execute(inputs={"orderId": "o-42"}, events={"shipment.confirmed": {"carrier": "ups"}})
+    assert done.outputs == up_front.outputs
+    assert ow.run(r.run_id).status == "completed"

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -384,17 +383,15 @@ def test_memory_store_is_usable_from_threads():
     s.close()
 
 
-def test_checkpoint_cost_is_small(tmp_path):
-    """Not a timing assertion: prints the per-checkpoint cost for the record (see docs/durable.md)."""
+def test_many_checkpoints_are_all_kept(tmp_path):
+    """(Their cost is measured by `make bench`, bench/durable_bench.py, not here.)"""
     with SQLiteRunStore(tmp_path / "runs.db") as s:
         s.create_run("r", "w")
         n = 300
-        t0 = time.perf_counter()
         for i in range(n):
             s.checkpoint("r", StepRecord(f"s{i}", f"s{i}", "success", output={"i": i}), [{"type": "e"}])
-        per_step_ms = (time.perf_counter() - t0) * 1000 / n
-        print(f"checkpoint: {per_step_ms:.3f} ms per step")
         assert len(s.get_steps("r")) == n
+        assert [e.seq for e in s.get_events("r")] == list(range(1, n + 1))
 
 
 def test_input_differences_for_replay():
