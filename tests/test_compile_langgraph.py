@@ -268,3 +268,11 @@ outputs: {v: {value: "{{ steps.b.output.n }}"}}
 
     assert graph.invoke({"inputs": {}})["outputs"] == {"v": 8} == asyncio.run(in_a_kernel())["outputs"]
     assert ow.workflow("inl").execute().outputs == {"v": 8}
+
+
+def test_checkpointer_true_without_a_run_store_says_what_to_pass():
+    ow = OpenWorkflow(state=False)
+    ow.load("name: tiny\nsteps: [{id: a, type: transform, expression: '{{ 1 }}'}]")
+    with pytest.raises(OWFError) as err:
+        ow.workflow("tiny").to_langgraph(checkpointer=True)
+    assert err.value.code == "VALIDATION" and "checkpointer='runs.db'" in err.value.details["suggestion"]
