@@ -1074,7 +1074,8 @@ async def _execute(
         _record_input(run, data)
         if entry.backend != "native":
             manifest = agent.model.model_dump(mode="json", by_alias=True)
-            return await _foreign(run, frame, step, manifest, data, {}, acc), None
+            hooks = {"turn_hooks": _turn_hooks(run, agent.model, step)}
+            return await _foreign(run, frame, step, manifest, data, hooks, acc), None
         return await run_agent(run, agent.model, data, step.id, acc, step), None
     if isinstance(step, TransformStep):
         result = _transform(step, scope, frame)
@@ -1372,7 +1373,8 @@ async def _handoff(run: _Run, frame: _Frame, step: HandoffStep, scope: dict[str,
     payload = render(step.input, scope) if step.input is not None else {"reason": step.reason, **context}
     if frame.plan[step.id].backend != "native":  # the chosen agent runs on the step's backend
         manifest = loaded.model.model_dump(mode="json", by_alias=True)
-        response = await _foreign(run, frame, step, manifest, payload, {}, acc)
+        hooks = {"turn_hooks": _turn_hooks(run, loaded.model, step)}
+        response = await _foreign(run, frame, step, manifest, payload, hooks, acc)
     else:
         response = await run_agent(run, loaded.model, payload, step.id, acc)
     return {
@@ -1398,7 +1400,8 @@ async def _foreign(
     the way native does: ``registry`` (the `OpenWorkflow`), ``call_action(connector, action,
     data)`` (a connector action with this run's secrets, environment and thread pool),
     ``memory`` (the run's agent buffer memory), ``raw_input`` (the input before it was wrapped in
-    a dict), and for actions ``native()`` (the native handler). A result's ``usage`` list (one dict
+    a dict), for actions ``native()`` (the native handler), and for agents ``turn_hooks`` (budgets
+    and rate limits, see `_turn_hooks`). A result's ``usage`` list (one dict
     per model turn: provider, model, prompt_tokens, completion_tokens, estimated, cost_usd) is
     recorded in the trace, the usage table and the step's event exactly like native usage.
     """
@@ -1461,6 +1464,27 @@ def _foreign_usage(run: _Run, step: StepBase, acc: _Accounting | None, turns: An
             "cost_usd": cost,
         }
         acc.rows.append(((turn,), row))
+
+
+def _turn_hooks(run: _Run, agent: Agent, step: StepBase) -> tuple[Any, Any] | None:
+    """The step's, the agent's and the run's budgets and rate limits, for an adapter to apply around
+    each model turn as native does: ``await before(messages)`` (dicts with ``content``, the system
+    prompt first) and ``after(usage)``. None when there are none."""
+    budgets, keys = _agent_limits(run, agent, step)
+    if not budgets and not keys:
+        return None
+
+    async def before(messages: list[dict[str, Any]]) -> None:
+        await _before_turn(run, agent, messages, budgets, keys, step.id)
+
+    def after(usage: Usage) -> None:
+        if budgets:
+            from .limits import combined_record
+
+            cost = run.ow.prices.cost(agent.model, usage)
+            combined_record(budgets, usage.total_tokens, 0.0 if math.isnan(cost) else cost)
+
+    return before, after
 
 
 async def _call_action(run: _Run, step_id: str, connector: Connector, action: str, data: Any) -> Any:

@@ -531,3 +531,41 @@ def test_handle_parsing_errors_as_text_is_what_the_model_sees(ow, caplog):
     assert r.status == "completed" and r.steps["s"].output == "sorry"
     results = [rec.getMessage() for rec in caplog.records if "tool result" in rec.getMessage()]
     assert results == ["[sloppy] tool result: Check the arguments and try again."]
+
+
+def test_budgets_stop_a_langchain_agent_before_the_turn_that_would_cross_them(ow):
+    from tests.test_durable import BUDGET_AGENT
+
+    ow.load(BUDGET_AGENT)
+    ow.load("""
+name: budgeted
+policies: {cost: {maxTokensPerRequest: 32}}
+steps:
+  - {id: ask, type: agent, agent: spender, input: "2 + 3"}
+  - {id: after, type: transform, expression: done, needs: [ask]}
+""")
+    native = ow.workflow("budgeted").execute()
+    lc = ow.workflow("budgeted").execute(prefer_backend="langchain")
+    for r in (native, lc):
+        error = r.steps["ask"].error
+        assert r.status == "failed" and error.code == "CANCELED" and error.details["reason"] == "budget"
+        assert r.usage["total_tokens"].tolist() == [30] and r.steps["after"].status == "skipped"
+    assert lc.trace.set_index("step_id").loc["ask", "backend"] == "langchain"
+    assert lc.steps["ask"].error.message == native.steps["ask"].error.message
+
+
+def test_tools_that_need_confirmation_are_not_run_unconfirmed(ow):
+    ow.load(CALC)
+    ow.load("""
+agents:
+  - name: careful
+    toolset: [calculator]
+    guardrails: {behavior: {requireConfirmation: [calculator_add]}}
+    model: {provider: scripted, responses: [{tool_calls: [{name: calculator_add, args: {a: 1, b: 2}}]}, {content: ok}]}
+workflows:
+  - name: w
+    steps: [{id: a, type: agent, agent: careful, input: go}]
+""")
+    for backend in ("langchain", "assistants"):
+        err = ow.workflow("w").execute(prefer_backend=backend).steps["a"].error
+        assert err.code == "UNAVAILABLE" and "requireConfirmation" in err.message

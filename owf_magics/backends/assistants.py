@@ -15,7 +15,15 @@ from typing import Any
 from .._version import __version__
 from ..errors import BackendError, OWFError, UnavailableError
 from .base import Backend, BackendInfo, ExecutionContext
-from .langchain import AgentOptions, _prices, _standalone_action, check_output, native_error, run_sync
+from .langchain import (
+    AgentOptions,
+    _no_confirmations,
+    _prices,
+    _standalone_action,
+    check_output,
+    native_error,
+    run_sync,
+)
 
 ADAPTER_VERSION = __version__
 
@@ -94,6 +102,7 @@ class AssistantsBackend(Backend):
         from ..providers import Usage, cost_of
 
         agent = Agent.model_validate(manifest)
+        _no_confirmations(agent, "assistants")
         spec = agent.model
         if spec.provider != "openai":
             raise UnavailableError(

@@ -253,6 +253,7 @@ class LangChainBackend(Backend):
         from ..providers import LangChainChatModel, Usage, cost_of, estimate_tokens, make_model
 
         agent = Agent.model_validate(manifest)
+        _no_confirmations(agent, "langchain")
         options = AgentOptions.from_config(agent.execution.config if agent.execution else {})
         model = make_model(agent.model)
         chat = model.chat if isinstance(model, LangChainChatModel) else OfflineChatModel(owf_model=model)
@@ -269,6 +270,9 @@ class LangChainBackend(Backend):
             for m in past[-keep:] if keep else []:
                 history.append(HumanMessage(m["content"]) if m["role"] == "user" else AIMessage(m["content"]))
         middleware = [_native_unknown_tools([t.name for t in tools])] if tools else []
+        hooks = context.metadata.get("turn_hooks")
+        if hooks is not None:  # the run's budgets and rate limits, checked around each model turn
+            middleware.append(_turn_limits(hooks, _system_prompt(agent)))
         graph = create_agent(
             chat, tools, system_prompt=_system_prompt(agent) or None, middleware=middleware, name=agent.name
         )
@@ -514,7 +518,7 @@ def connector_tools(agent: Agent, context: ExecutionContext, options: AgentOptio
 
 def _offline_model_class() -> type:
     from langchain_core.language_models.chat_models import BaseChatModel
-    from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+    from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
     from langchain_core.outputs import ChatGeneration, ChatResult
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
@@ -549,26 +553,10 @@ def _offline_model_class() -> type:
         async def _agenerate(
             self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
         ) -> ChatResult:
-            plain: list[dict[str, Any]] = []
+            plain = _plain_messages(messages)
             turn = 0
-            for m in messages:
-                if isinstance(m, SystemMessage):
-                    plain.append({"role": "system", "content": m.content})
-                elif isinstance(m, HumanMessage):
-                    entry: dict[str, Any] = {"role": "user", "content": m.content}
-                    if "owf_raw" in m.additional_kwargs:
-                        entry["raw"] = m.additional_kwargs["owf_raw"]
-                    plain.append(entry)
-                    turn = 0
-                elif isinstance(m, AIMessage):
-                    turn += 1
-                    if m.tool_calls:
-                        calls = [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in m.tool_calls]
-                        plain.append({"role": "assistant", "content": None, "tool_calls": calls})
-                    else:
-                        plain.append({"role": "assistant", "content": m.content})
-                elif isinstance(m, ToolMessage):
-                    plain.append({"role": "tool", "tool_call_id": m.tool_call_id, "name": m.name, "content": m.content})
+            for m in messages:  # model turns since the latest user message
+                turn = 0 if isinstance(m, HumanMessage) else turn + isinstance(m, AIMessage)
             model: Model = self.owf_model
             reply = await model.respond(plain, list(kwargs.get("owf_tools") or []), turn)
             text = reply.content if isinstance(reply.content, str) else ""
@@ -611,9 +599,68 @@ def OfflineChatModel(*, owf_model: Model) -> Any:
     return _OFFLINE(owf_model=owf_model)
 
 
+def _no_confirmations(agent: Agent, backend: str) -> None:
+    """Tool calls that need a person's confirmation pause the run: only the native loop can, so
+    such an agent fails here rather than call the tool unconfirmed."""
+    behavior = agent.guardrails.behavior if agent.guardrails else None
+    if behavior is not None and behavior.requireConfirmation:
+        raise UnavailableError(
+            f"guardrails.behavior.requireConfirmation needs the native agent loop (approvals pause the run); "
+            f"the {backend} backend does not run tools that need confirmation",
+            details={"backend": backend, "suggestion": "run this agent on the native backend"},
+        )
+
+
 def _prices(context: ExecutionContext) -> Any:
     """The run's price table (``OpenWorkflow(prices=...)``), so costs match native ones."""
     return getattr(context.metadata.get("registry"), "prices", None)
+
+
+def _plain_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
+    """LangChain messages as the provider layer's dicts (roles, content, tool calls, raw input)."""
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    plain: list[dict[str, Any]] = []
+    for m in messages:
+        if isinstance(m, SystemMessage):
+            plain.append({"role": "system", "content": m.content})
+        elif isinstance(m, HumanMessage):
+            entry: dict[str, Any] = {"role": "user", "content": m.content}
+            if "owf_raw" in m.additional_kwargs:
+                entry["raw"] = m.additional_kwargs["owf_raw"]
+            plain.append(entry)
+        elif isinstance(m, AIMessage):
+            if m.tool_calls:
+                calls = [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in m.tool_calls]
+                plain.append({"role": "assistant", "content": None, "tool_calls": calls})
+            else:
+                plain.append({"role": "assistant", "content": m.content})
+        elif isinstance(m, ToolMessage):
+            plain.append({"role": "tool", "tool_call_id": m.tool_call_id, "name": m.name, "content": m.content})
+    return plain
+
+
+def _turn_limits(hooks: tuple[Any, Any], system: str) -> Any:
+    """Middleware applying the executor's turn hooks (budgets, rate limits) around each model call."""
+    from langchain.agents.middleware import AgentMiddleware
+    from langchain_core.messages import AIMessage
+
+    from ..providers import Usage
+
+    before, after = hooks
+
+    class TurnLimits(AgentMiddleware):
+        async def abefore_model(self, state: Any, runtime: Any) -> None:
+            head = [{"role": "system", "content": system}] if system else []
+            await before(head + _plain_messages(state["messages"]))
+
+        async def aafter_model(self, state: Any, runtime: Any) -> None:
+            last = state["messages"][-1] if state["messages"] else None
+            meta = last.usage_metadata if isinstance(last, AIMessage) else None
+            if meta:
+                after(Usage(int(meta["input_tokens"]), int(meta["output_tokens"]), False))
+
+    return TurnLimits()
 
 
 def _native_unknown_tools(names: list[str]) -> Any:
