@@ -129,9 +129,27 @@ class _Compiler:
     # -- what compiles -------------------------------------------------------------------------
 
     def _check(self) -> None:
-        from .models import ParallelStep, WaitStep
+        from .limits import run_budget
+        from .models import AgentStep, ParallelStep, WaitStep
 
+        if run_budget(self.wf) is not None:
+            raise OWFError(
+                f"workflow '{self.wf.name}' does not compile to LangGraph: its policies.cost budget spans "
+                "the whole run, which the native executor keeps",
+                code="VALIDATION",
+                details={"feature": "policies.cost", "suggestion": "use wf.execute(), or a step budget"},
+            )
         for sid, step in self.models.items():
+            target = self.plan.targets.get(sid)
+            agent = target.model if isinstance(step, AgentStep) and target is not None else None
+            behavior = agent.guardrails.behavior if agent is not None and agent.guardrails else None
+            if behavior is not None and behavior.requireConfirmation:
+                raise OWFError(
+                    f"step '{sid}' of workflow '{self.wf.name}' does not compile to LangGraph: its agent's "
+                    "tools need a person's confirmation, which pauses a durable native run",
+                    code="VALIDATION",
+                    details={"step_id": sid, "feature": "requireConfirmation", "suggestion": "use wf.execute()"},
+                )
             where = f"step '{sid}' of workflow '{self.wf.name}'"
             if isinstance(step, ParallelStep) and (step.join != "all" or step.timeout is not None):
                 raise OWFError(
@@ -490,6 +508,12 @@ class _Compiler:
             res, extra = await _attempts(run, frame, run_step)
             if not in_node_retries:
                 res.attempts = attempt
+            if res.status == "waiting":  # an approval or an event: only a durable native run can wait
+                raise OWFError(
+                    f"step '{sid}' waits for an approval or an event, which a compiled graph cannot do",
+                    code="UNAVAILABLE",
+                    details={"step_id": sid, "suggestion": "run the workflow with wf.execute()"},
+                )
             if res.status == "failed" and not step.continueOnError:
                 assert res.error is not None
                 raise OWFError(res.error.message, code=res.error.code, details=dict(res.error.details))

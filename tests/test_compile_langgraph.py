@@ -276,3 +276,27 @@ def test_checkpointer_true_without_a_run_store_says_what_to_pass():
     with pytest.raises(OWFError) as err:
         ow.workflow("tiny").to_langgraph(checkpointer=True)
     assert err.value.code == "VALIDATION" and "checkpointer='runs.db'" in err.value.details["suggestion"]
+
+
+def test_run_budgets_and_confirmations_do_not_compile(ow):
+    from tests.test_durable import BUDGET_AGENT
+
+    ow.load(BUDGET_AGENT)
+    ow.load(
+        "name: budgeted\npolicies: {cost: {maxTokensPerRequest: 32}}\nsteps: [{id: ask, type: agent, agent: spender, input: go}]"
+    )
+    with pytest.raises(OWFError, match=r"policies\.cost budget spans the whole run"):
+        ow.workflow("budgeted").to_langgraph()
+    ow.load("""
+agents:
+  - name: careful
+    toolset: [calculator]
+    guardrails: {behavior: {requireConfirmation: [calculator_add]}}
+    model: {provider: echo}
+workflows:
+  - name: confirm
+    steps: [{id: a, type: agent, agent: careful, input: go}]
+""")
+    with pytest.raises(OWFError) as err:
+        ow.workflow("confirm").to_langgraph()
+    assert err.value.code == "VALIDATION" and err.value.details["feature"] == "requireConfirmation"
