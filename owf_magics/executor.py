@@ -1401,9 +1401,9 @@ async def _foreign(
     data)`` (a connector action with this run's secrets, environment and thread pool),
     ``memory`` (the run's agent buffer memory), ``raw_input`` (the input before it was wrapped in
     a dict), for actions ``native()`` (the native handler), and for agents ``turn_hooks`` (budgets
-    and rate limits, see `_turn_hooks`). A result's ``usage`` list (one dict
-    per model turn: provider, model, prompt_tokens, completion_tokens, estimated, cost_usd) is
-    recorded in the trace, the usage table and the step's event exactly like native usage.
+    and rate limits, see `_turn_hooks`). A result's ``usage`` list (one dict per model turn:
+    provider, model, prompt_tokens, completion_tokens, estimated, cost_usd) is recorded in the
+    trace, the usage table and the step's event exactly like native usage.
     """
     entry = frame.plan[step.id]
     backend = run.ow.backend(entry.backend)
@@ -1494,8 +1494,6 @@ async def _call_action(run: _Run, step_id: str, connector: Connector, action: st
 async def _foreign_step(run: _Run, frame: _Frame, step: StepBase, acc: _Accounting) -> tuple[Any, Any]:
     """A logic step whose plan names another backend: the backend wraps its native execution
     (``Backend.arun_step``; a backend without one leaves it to native)."""
-    from .backends.base import ExecutionContext
-
     entry = frame.plan[step.id]
     backend = run.ow.backend(entry.backend)
     wrap = getattr(backend, "arun_step", None)
@@ -1508,6 +1506,7 @@ async def _foreign_step(run: _Run, frame: _Frame, step: StepBase, acc: _Accounti
         frame.plan.workflow,
         step.id,
         trace_id=run.run_id,
+        deadline=run.deadline,
         metadata={"step_type": kind, "runtime": entry.runtime},
     )
     result: tuple[Any, Any] = await wrap(native, ctx)
