@@ -569,3 +569,16 @@ workflows:
     for backend in ("langchain", "assistants"):
         err = ow.workflow("w").execute(prefer_backend=backend).steps["a"].error
         assert err.code == "UNAVAILABLE" and "requireConfirmation" in err.message
+
+
+def test_registering_the_backend_as_the_spec_shows(ow):
+    from owf_magics.backends.langchain import LangChainBackend
+    from owf_magics.errors import UnavailableError
+
+    ow.register_backend("langchain", LangChainBackend(runtime="python", version="0.2.0"))
+    load(ow, MATHBOT)
+    r = ow.workflow("ask").execute()
+    [event] = [e for e in r.events if e["type"] == "step.execution.completed"]
+    assert event["execution"]["adapter_version"] == "0.2.0" and r.outputs == {"answer": "The sum is 3"}
+    with pytest.raises(UnavailableError, match="runtime 'node'"):
+        LangChainBackend(runtime="node")

@@ -144,14 +144,19 @@ class LangChainBackend(Backend):
 
     Args:
         runtime: Only ``python``: the Node.js adapter is a separate package.
+        version: The adapter version to report (the spec's example passes one); default owf-magics'.
+
+    Example:
+        >>> ow.register_backend("langchain", LangChainBackend(runtime="python"))  # doctest: +SKIP
     """
 
     name = "langchain"
 
-    def __init__(self, runtime: str = "python") -> None:
+    def __init__(self, runtime: str = "python", version: str | None = None) -> None:
         if runtime != "python":
             raise UnavailableError(_node_message(), details=_node_details())
         self.runtime = runtime
+        self.version = version or ADAPTER_VERSION
         self._node_graph: Any = None
         self._memory: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self._info: BackendInfo | None = None
@@ -162,7 +167,7 @@ class LangChainBackend(Backend):
         if self._info is None:
             self._info = BackendInfo(
                 name="langchain",
-                version=ADAPTER_VERSION,
+                version=self.version,
                 installed=True,
                 description="LangChain integration (LangGraph agents and graphs)",
                 runtime="python",
