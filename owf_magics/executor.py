@@ -116,7 +116,7 @@ class StepFailed(Exception):
         self.error = error
 
 
-@dataclass
+@dataclass(slots=True)
 class _Run:
     """What one run shares across its steps."""
 
@@ -157,7 +157,7 @@ class _Run:
                 self.callback(event)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Frame:
     """The scope a block runs in: its plan, results, and loop or error variables."""
 
