@@ -172,6 +172,15 @@ def main() -> int:
         print(f"{name:<52}{shown:>12}  {ratio}")
     if missed:
         print(f"executor targets missed: {', '.join(missed)}")
+
+    import importlib.util
+
+    if importlib.util.find_spec("langgraph") is None:  # make bench installs it
+        return 0
+    import langgraph_bench
+
+    print()
+    langgraph_bench.main()
     return 0
 
 

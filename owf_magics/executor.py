@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import fnmatch
+import functools
 import importlib
 import inspect
 import itertools
@@ -115,7 +116,7 @@ class StepFailed(Exception):
         self.error = error
 
 
-@dataclass
+@dataclass(slots=True)
 class _Run:
     """What one run shares across its steps."""
 
@@ -156,7 +157,7 @@ class _Run:
                 self.callback(event)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Frame:
     """The scope a block runs in: its plan, results, and loop or error variables."""
 
@@ -728,14 +729,20 @@ async def _run_inline_loop(run: _Run, frame: _Frame, step: StepBase) -> StepResu
         _store(frame, res)
         return res
     limit = None if mod.parallel and mod.maxConcurrency is None else (mod.maxConcurrency or 1)
-    outcomes = await _map_items(
-        items,
-        limit,
-        lambda i, item: _attempts(run, _loop_frame(frame, i, item, len(items)), step),
-    )
+
+    async def iteration(i: int, item: Any) -> tuple[StepResult, dict[str, Any] | None]:
+        sub = _loop_frame(frame, i, item, len(items))
+        res, extra = await _attempts(run, sub, step)
+        if run.store is not None:
+            _checkpoint(run, sub, step, res)  # each iteration resumes on its own
+        return res, extra
+
+    outcomes = await _map_items(items, limit, iteration)
     outputs = [r.output for r, _ in outcomes]
     failed = [r for r, _ in outcomes if r.status == "failed"]
     status = "failed" if failed and not (mod.continueOnError or step.continueOnError) else "success"
+    if status == "success" and any(r.status == "waiting" for r, _ in outcomes):
+        status = "waiting"
     res = StepResult(
         step.id,
         status,
@@ -1049,16 +1056,22 @@ def _restore(run: _Run, frame: _Frame, step: StepBase, rec: Any) -> StepResult:
 # step kinds
 
 
-async def _execute(run: _Run, frame: _Frame, step: StepBase, acc: _Accounting) -> tuple[Any, dict[str, Any] | None]:
-    scope = frame.scope(run)
+async def _execute(
+    run: _Run, frame: _Frame, step: StepBase, acc: _Accounting, *, handed: bool = False
+) -> tuple[Any, dict[str, Any] | None]:
     entry = frame.plan[step.id]
+    if entry.backend != "native" and not handed and not isinstance(step, ActionStep | AgentStep):
+        return await _foreign_step(run, frame, step, acc)
+    scope = frame.scope(run)
     if isinstance(step, ActionStep):
         data = _render_input(step.input, scope, step.id)
         _record_input(run, data)
         conn: Loaded[Connector] = frame.plan.targets[step.id]
         if entry.backend != "native":
+            native = functools.partial(run_action, run, conn.model, step.action, data, step.id)
+            manifest = conn.model.model_dump(mode="json", by_alias=True)
             return await _foreign(
-                run, frame, step, conn.model.model_dump(mode="json", by_alias=True), data, {"action": step.action}
+                run, frame, step, manifest, data, {"action": step.action, "native": native}, acc
             ), None
         return await run_action(run, conn.model, step.action, data, step.id), None
     if isinstance(step, AgentStep):
@@ -1066,7 +1079,9 @@ async def _execute(run: _Run, frame: _Frame, step: StepBase, acc: _Accounting) -
         data = _render_input(step.input, scope, step.id)
         _record_input(run, data)
         if entry.backend != "native":
-            return await _foreign(run, frame, step, agent.model.model_dump(mode="json", by_alias=True), data, {}), None
+            manifest = agent.model.model_dump(mode="json", by_alias=True)
+            hooks = {"turn_hooks": _turn_hooks(run, agent.model, step)}
+            return await _foreign(run, frame, step, manifest, data, hooks, acc), None
         return await run_agent(run, agent.model, data, step.id, acc, step), None
     if isinstance(step, TransformStep):
         result = _transform(step, scope, frame)
@@ -1362,7 +1377,12 @@ async def _handoff(run: _Run, frame: _Frame, step: HandoffStep, scope: dict[str,
         raise StepFailed(StepError("VALIDATION", f"agent '{chosen}' is not loaded"))
     context = render(step.context, scope)
     payload = render(step.input, scope) if step.input is not None else {"reason": step.reason, **context}
-    response = await run_agent(run, loaded.model, payload, step.id, acc)
+    if frame.plan[step.id].backend != "native":  # the chosen agent runs on the step's backend
+        manifest = loaded.model.model_dump(mode="json", by_alias=True)
+        hooks = {"turn_hooks": _turn_hooks(run, loaded.model, step)}
+        response = await _foreign(run, frame, step, manifest, payload, hooks, acc)
+    else:
+        response = await run_agent(run, loaded.model, payload, step.id, acc)
     return {
         "handoffTo": loaded.ref,
         "reason": step.reason,
@@ -1372,9 +1392,25 @@ async def _handoff(run: _Run, frame: _Frame, step: HandoffStep, scope: dict[str,
 
 
 async def _foreign(
-    run: _Run, frame: _Frame, step: StepBase, manifest: dict[str, Any], data: Any, metadata: dict[str, Any]
+    run: _Run,
+    frame: _Frame,
+    step: StepBase,
+    manifest: dict[str, Any],
+    data: Any,
+    metadata: dict[str, Any],
+    acc: _Accounting | None = None,
 ) -> Any:
-    """A step whose plan names another backend: hand it the manifest through the contract."""
+    """A step whose plan names another backend: hand it the manifest through the contract.
+
+    Besides the contract's fields, ``context.metadata`` carries what lets an adapter run tools
+    the way native does: ``registry`` (the `OpenWorkflow`), ``call_action(connector, action,
+    data)`` (a connector action with this run's secrets, environment and thread pool),
+    ``memory`` (the run's agent buffer memory), ``raw_input`` (the input before it was wrapped in
+    a dict), for actions ``native()`` (the native handler), and for agents ``turn_hooks`` (budgets
+    and rate limits, see `_turn_hooks`). A result's ``usage`` list (one dict per model turn:
+    provider, model, prompt_tokens, completion_tokens, estimated, cost_usd) is recorded in the
+    trace, the usage table and the step's event exactly like native usage.
+    """
     entry = frame.plan[step.id]
     backend = run.ow.backend(entry.backend)
     ctx = ExecutionContext(
@@ -1385,11 +1421,20 @@ async def _foreign(
         environment=dict(run.env),
         trace_id=run.run_id,
         deadline=run.deadline,
-        metadata={"step_type": step.type, **metadata},  # type: ignore[attr-defined]
+        metadata={
+            "step_type": step.type,  # type: ignore[attr-defined]
+            "runtime": entry.runtime,
+            "registry": run.ow,
+            "memory": run.memory,
+            "raw_input": data,
+            "call_action": functools.partial(_call_action, run, step.id),
+            **metadata,
+        },
     )
     try:
         result = await backend.ainvoke(manifest, data if isinstance(data, dict) else {"input": data}, ctx)
-    except OWFError:
+    except OWFError as exc:  # an adapter may attach the usage of a failed agent run as exc.usage
+        _foreign_usage(run, step, acc, getattr(exc, "usage", None))
         raise
     except Exception as exc:
         raise BackendError(
@@ -1398,7 +1443,80 @@ async def _foreign(
         ) from exc
     if isinstance(result, dict) and result.get("status") == "error":
         raise BackendError(str(result.get("message", "backend error")), details={"backend": entry.backend, **result})
+    if isinstance(result, dict):
+        _foreign_usage(run, step, acc, result.get("usage"))
     return result.get("output", result) if isinstance(result, dict) else result
+
+
+def _foreign_usage(run: _Run, step: StepBase, acc: _Accounting | None, turns: Any) -> None:
+    """Record a backend's per-turn usage like native usage (trace, usage table, event)."""
+    if acc is None or not turns:
+        return
+    for turn, u in enumerate(turns):
+        usage = Usage(int(u["prompt_tokens"]), int(u["completion_tokens"]), bool(u.get("estimated", False)))
+        cost = float(u.get("cost_usd") or 0.0)
+        acc.turns.append(usage)
+        acc.cost = round(acc.cost + cost, 8)
+        row = {
+            "run_id": run.run_id,
+            "step_id": step.id,
+            "iteration": "",
+            "provider": u.get("provider"),
+            "model": u.get("model"),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "estimated": usage.estimated,
+            "cost_usd": cost,
+        }
+        acc.rows.append(((turn,), row))
+
+
+def _turn_hooks(run: _Run, agent: Agent, step: StepBase) -> tuple[Any, Any] | None:
+    """The step's, the agent's and the run's budgets and rate limits, for an adapter to apply around
+    each model turn as native does: ``await before(messages)`` (dicts with ``content``, the system
+    prompt first) and ``after(usage)``. None when there are none."""
+    budgets, keys = _agent_limits(run, agent, step)
+    if not budgets and not keys:
+        return None
+
+    async def before(messages: list[dict[str, Any]]) -> None:
+        await _before_turn(run, agent, messages, budgets, keys, step.id)
+
+    def after(usage: Usage) -> None:
+        if budgets:
+            from .limits import combined_record
+
+            cost = run.ow.prices.cost(agent.model, usage)
+            combined_record(budgets, usage.total_tokens, 0.0 if math.isnan(cost) else cost)
+
+    return before, after
+
+
+async def _call_action(run: _Run, step_id: str, connector: Connector, action: str, data: Any) -> Any:
+    return await run_action(run, connector, action, data, step_id)
+
+
+async def _foreign_step(run: _Run, frame: _Frame, step: StepBase, acc: _Accounting) -> tuple[Any, Any]:
+    """A logic step whose plan names another backend: the backend wraps its native execution
+    (``Backend.arun_step``; a backend without one leaves it to native)."""
+    entry = frame.plan[step.id]
+    backend = run.ow.backend(entry.backend)
+    wrap = getattr(backend, "arun_step", None)
+    native = functools.partial(_execute, run, frame, step, acc, handed=True)
+    if wrap is None:
+        return await native()
+    kind: str = step.type  # type: ignore[attr-defined]
+    ctx = ExecutionContext(
+        run.run_id,
+        frame.plan.workflow,
+        step.id,
+        trace_id=run.run_id,
+        deadline=run.deadline,
+        metadata={"step_type": kind, "runtime": entry.runtime},
+    )
+    result: tuple[Any, Any] = await wrap(native, ctx)
+    return result
 
 
 # ------------------------------------------------------------------------------------------------

@@ -180,6 +180,7 @@ def make_model(spec: ModelSpec) -> Model:
             f"model provider '{spec.provider}' needs an API key",
             details={"provider": spec.provider, "suggestion": f"set {key}, or providerConfig.api_key"},
         )
+    chat: Any
     try:
         if spec.provider == "openai":
             from langchain_openai import ChatOpenAI

@@ -602,6 +602,27 @@ class Workflow:
         )
         return executor, close
 
+    def to_langgraph(self, *, checkpointer: Any = None, name: str | None = None) -> Any:
+        """The workflow compiled to a LangGraph graph (a compiled ``StateGraph``).
+
+        ``graph.invoke({"inputs": {...}})`` returns a state whose ``outputs`` equal the native run's;
+        secrets go in ``config={"configurable": {"secrets": {...}}}``. See docs/backends.md for
+        what compiles.
+
+        Args:
+            checkpointer: A LangGraph checkpointer; a SQLite path for LangGraph's SQLite saver; or
+                True for the registry's ``state`` file (default ``.owf/runs.db``). With one, pass
+                ``config={"configurable": {"thread_id": ...}}`` when invoking.
+            name: The graph's name (default: the workflow's).
+
+        Raises:
+            OWFError: Code VALIDATION naming the step and feature that do not compile.
+            UnavailableError: LangGraph is not installed.
+        """
+        from .compile_langgraph import compile_workflow
+
+        return compile_workflow(self.ow, self.item, checkpointer=checkpointer, name=name)
+
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.graph.nodes) if self.graph else 0} steps>"
 

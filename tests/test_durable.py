@@ -499,3 +499,30 @@ def test_agent_rate_limit_waits_for_the_clock(ow):
 
     r = asyncio.run(main())
     assert r.status == "completed" and r.steps["ask"].output == "5"
+
+
+def test_inline_loop_iterations_resume_one_by_one(store_path):
+    ow = OpenWorkflow(state=str(store_path))
+    ow.load("""
+connectors:
+  - {name: ops, kind: sdk, actions: [{name: count, handler: {function: tests.handlers.count}}]}
+  - name: gate
+    kind: sdk
+    approval: {required: always}
+    actions: [{name: pass, handler: {function: tests.handlers.count}}]
+---
+name: loop
+steps:
+  - id: each
+    connector: ops
+    action: count
+    input: {name: "item-{{ item }}"}
+    for_each: "{{ [1, 2, 3] }}"
+  - {id: gate, connector: gate, action: pass, input: {name: gate}, needs: [each]}
+""")
+    r = ow.workflow("loop").execute()
+    assert r.status == "waiting_approval" and handlers.CALLS == {"item-1": 1, "item-2": 1, "item-3": 1}
+    done = ow.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert done.status == "completed"
+    assert handlers.CALLS == {"item-1": 1, "item-2": 1, "item-3": 1, "gate": 1}  # no iteration ran again
+    assert [o["name"] for o in done.steps["each"].output] == ["item-1", "item-2", "item-3"]

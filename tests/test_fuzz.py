@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,10 @@ from owf_magics import ManifestError, OpenWorkflow
 from owf_magics.errors import DIAGNOSTIC_CODES
 from owf_magics.loader import looks_like_path
 from owf_magics.models import STEP_TYPES, Agent, Connector, ModelSpec, Workflow
+
+# Hypothesis warns (an error under filterwarnings=error) about its own internals, e.g. the size of
+# an example's repr or a float32 example replayed; neither says anything about the code under test.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 
 FUZZ = settings(
     max_examples=150, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)

@@ -236,7 +236,8 @@ def test_backends_trace_usage_validate(shell):
         shell.run_line_magic("workflow", 'validate "Research Digest"')
     backends = cap.outputs[0].data["text/plain"]
     assert backends.splitlines()[1].split()[:3] == ["native", "yes", shell_version()]
-    assert "pip install 'owf-magics[langgraph]'" in backends
+    custom = next(line for line in backends.splitlines() if line.startswith("custom"))
+    assert custom.split()[:3] == ["custom", "no", "-"] and "ow.register_backend('custom', YourBackend())" in custom
     assert "count_words" in cap.outputs[1].data["text/plain"] and "[5 rows]" in cap.outputs[1].data["text/plain"]
     assert "summarize" in cap.outputs[2].data["text/plain"]
     assert "ok: Research Digest v1.0.0: 4 steps, backends native" in cap.stdout

@@ -38,7 +38,7 @@ BUILTINS: dict[str, BuiltinBackend] = {
     "langchain": BuiltinBackend(
         "langchain",
         "owf_magics.backends.langchain:LangChainBackend",
-        ("langgraph", "langchain_core", "owf_magics.backends.langchain"),
+        ("langgraph", "langchain_core", "langchain", "owf_magics.backends.langchain"),
         "LangChain integration (LangGraph agents and graphs)",
         "pip install 'owf-magics[langgraph]'",
     ),
