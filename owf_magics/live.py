@@ -67,9 +67,13 @@ class LiveRunView:
         yaml_text: The manifest text for the YAML tab.
     """
 
-    def __init__(self, plan: Plan, yaml_text: str = "") -> None:
+    def __init__(
+        self, plan: Plan, yaml_text: str = "", resume: Callable[[str, dict[str, bool]], RunResult] | None = None
+    ) -> None:
         import ipywidgets as w
 
+        self.resume = resume  # (run_id, approvals) -> the continued run: the Approve / Reject buttons call it
+        self.answers: list[Any] = []
         self.plan = plan
         self.yaml_text = yaml_text
         self.states: dict[str, StepState] = {}
@@ -86,6 +90,8 @@ class LiveRunView:
             "run.completed": self._on_ended,
             "run.failed": self._on_ended,
             "run.canceled": self._on_ended,
+            "run.waiting": self._on_ended,
+            "step.waiting": self._on_waiting,
         }
         self.title = w.HTML(f"<b>{html.escape(plan.workflow)}</b>: starting")
         self.progress = w.IntProgress(value=0, min=0, max=max(len(plan), 1), description="steps")
@@ -117,6 +123,11 @@ class LiveRunView:
         sid = str(event.get("step_id"))
         if sid not in self.states:
             self.states[sid] = StepState("skipped")
+        self._draw()
+
+    def _on_waiting(self, event: dict[str, Any]) -> None:
+        sid = str(event.get("step_id"))
+        self.states[sid] = StepState("waiting")
         self._draw()
 
     def _on_ended(self, event: dict[str, Any]) -> None:
@@ -190,7 +201,43 @@ class LiveRunView:
             for i, t in enumerate(TABS):
                 tabs.set_title(i, t)
             self.tabs = tabs
-            self.widget.children = [self.title, tabs]
+            self.widget.children = [self.title, *self._approvals(result), tabs]
+
+    def _approvals(self, result: RunResult) -> list[Any]:
+        """An Approve and a Reject button per approval request of a waiting run."""
+        import ipywidgets as w
+
+        if self.resume is None or result.status != "waiting_approval":
+            return []
+        rows: list[Any] = []
+        self.outcome = w.Output()
+        for request in result.pending:
+            if request.kind != "approval":
+                continue
+            what = request.payload.get("tool") or f"{request.payload.get('connector')}.{request.payload.get('action')}"
+            label = w.HTML(f"<b>{html.escape(request.step_id)}</b> asks to run <code>{html.escape(str(what))}</code>")
+            approve = w.Button(description="Approve", button_style="success", icon="check")
+            reject = w.Button(description="Reject", button_style="danger", icon="times")
+            approve.on_click(lambda _b, rid=request.id: self.answer(result.run_id, rid, True))
+            reject.on_click(lambda _b, rid=request.id: self.answer(result.run_id, rid, False))
+            rows.append(w.HBox([label, approve, reject]))
+        self.buttons = rows
+        return [*rows, self.outcome] if rows else []
+
+    def answer(self, run_id: str, request_id: str, approved: bool) -> RunResult | None:
+        """Answer one request and resume the run (what the buttons do); shows the continued run."""
+        from IPython.display import display
+
+        if self.resume is None:
+            return None
+        for row in getattr(self, "buttons", []):
+            for child in row.children[1:]:
+                child.disabled = True
+        continued = self.resume(run_id, {request_id: approved})
+        self.answers.append((request_id, approved, continued))
+        with self.outcome:
+            display(RunView(continued, self.plan))
+        return continued
 
     def pages(self, result: RunResult) -> dict[str, str]:
         """The HTML of each tab."""
@@ -221,7 +268,11 @@ def run_with_view(
 
     mode = getattr(settings, "widgets", "auto")
     if not quiet and use_widgets(mode):
-        view = LiveRunView(plan, _source_text(wf))
+
+        def resume(run_id: str, approvals: dict[str, bool]) -> RunResult:
+            return wf.ow.resume(run_id, approvals=approvals, secrets=secrets)
+
+        view = LiveRunView(plan, _source_text(wf), resume=resume)
         display(view.widget)
         result = wf.execute(inputs=dict(inputs), prefer_backend=prefer_backend, secrets=secrets, callback=view.on_event)
         view.finish(result)

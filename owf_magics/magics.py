@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .registry import OpenWorkflow, Workflow
     from .results import RunResult
 
-SUBCOMMANDS = ("list", "show", "run", "validate", "backends", "trace", "usage", "help")
+SUBCOMMANDS = ("list", "show", "run", "resume", "validate", "backends", "trace", "usage", "help")
 
 USAGE = """\
 %%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--secrets VAR]
@@ -45,6 +45,8 @@ USAGE = """\
 %workflow list                     loaded agents, connectors and workflows
 %workflow show [NAME] [--show ...] graph and resolution table of a loaded workflow (default: the last one)
 %workflow run [NAME] [--input K=V] [--inputs VAR] [--secrets VAR] [-o VAR] [--prefer-backend B] [--quiet]
+%workflow resume [RUN_ID] [--approve ID] [--reject ID] [--event JSON]
+                                   continue a waiting run (default: the last one) with these answers
 %workflow validate [NAME]          check a workflow (all of them without NAME) against what is loaded
 %workflow backends                 which backends are installed, their versions, what is missing
 %workflow trace [VAR]              the trace of a run (default: the last run)
@@ -114,6 +116,9 @@ class WorkflowMagics(Magics):
     @argument("--secrets", metavar="VAR", help="a dict of secrets from the namespace (never displayed)")
     @argument("--show", metavar="WHAT", help="comma-separated: graph, resolution, yaml")
     @argument("--quiet", action="store_true", help="show nothing but errors")
+    @argument("--approve", action="append", metavar="ID", help="resume: approve this pending request")
+    @argument("--reject", action="append", metavar="ID", help="resume: reject this pending request")
+    @argument("--event", metavar="JSON", help="resume: the payload of the event the run waits for")
     @line_cell_magic
     def workflow(self, line: str, cell: str | None = None) -> Any:
         """Define, inspect and run OpenWorkflow manifests.
@@ -220,6 +225,8 @@ class WorkflowMagics(Magics):
             return self._frame(sub, rest)
         if sub == "validate":
             return self._validate(rest)
+        if sub == "resume":
+            return self._resume(args, rest)
         if len(rest) > 1:
             raise UsageError(f"%workflow {sub} takes one workflow NAME (quote names with spaces)")
         wf = self._workflow(rest[0]) if rest else self._default_workflow(sub)
@@ -392,6 +399,41 @@ class WorkflowMagics(Magics):
         self._ns()["_owf_last"] = result
         if args.output:
             self._ns()[args.output] = result
+        if result.status not in ("completed", "waiting_approval"):
+            raise WorkflowRunError(result, wf, self._lookup_for(wf), args.output)
+        return None
+
+    def _resume(self, args: Any, rest: list[str]) -> Any:
+        import json
+
+        from IPython.display import display
+
+        from .views.display import RunView
+
+        if len(rest) > 1:
+            raise UsageError("%workflow resume takes one RUN_ID")
+        last = getattr(self, "last_result", None)
+        run_id = rest[0] if rest else (last.run_id if last is not None else None)
+        if run_id is None:
+            raise UsageError("%workflow resume needs a RUN_ID (no run yet in this kernel)")
+        approvals = dict.fromkeys(args.approve or [], True) | dict.fromkeys(args.reject or [], False)
+        event = None
+        if args.event is not None:
+            try:
+                event = json.loads(args.event)
+            except json.JSONDecodeError:
+                event = args.event
+        try:
+            result = self.ow.resume(run_id, approvals=approvals, event=event, secrets=self._secrets(args))
+        except OWFError as exc:
+            raise short(exc) from None
+        self.last_result = result
+        self._ns()["_owf_last"] = result
+        if args.output:
+            self._ns()[args.output] = result
+        wf = self.ow.workflow(result.workflow)
+        if not (args.quiet or self.settings.quiet):
+            display(RunView(result, wf.plan()))
         if result.status not in ("completed", "waiting_approval"):
             raise WorkflowRunError(result, wf, self._lookup_for(wf), args.output)
         return None

@@ -86,3 +86,33 @@ def test_step_started_events_make_the_current_steps_exact(digest):
     assert view.running() == ["summarize"]  # measure has not started: not shown as running
     view.on_event({"type": "step.skipped", "step_id": "measure"})
     assert view.states["measure"].status == "skipped"
+
+
+def test_approve_and_reject_buttons_resume_the_run(ow):
+    ow.load("""
+connector: {name: bank, kind: sdk, approval: {required: always}}
+actions: [{name: pay, handler: {function: tests.handlers.echo}}]
+---
+name: payout
+steps: [{id: pay, connector: bank, action: pay, input: {amount: 5}}]
+outputs: {paid: {value: "{{ steps.pay.output.echo.amount }}"}}
+""")
+    wf = ow.workflow("payout")
+
+    def resume(run_id, approvals):
+        return ow.resume(run_id, approvals=approvals)
+
+    for approve, status in ((True, "completed"), (False, "failed")):
+        view = LiveRunView(wf.plan(), resume=resume)
+        result = wf.execute(callback=view.on_event)
+        assert result.status == "waiting_approval" and view.states["pay"].status == "waiting"
+        view.finish(result)
+        [row] = view.buttons
+        label, yes, no = row.children
+        assert "bank.pay" in label.value and (yes.description, no.description) == ("Approve", "Reject")
+        (yes if approve else no).click()  # what a person's click does: the run continues
+        [(request_id, answer, continued)] = view.answers
+        assert request_id == result.pending[0].id and answer is approve
+        assert continued.status == status and continued.run_id == result.run_id
+        assert yes.disabled and no.disabled  # answered once
+        assert ow.run(result.run_id).status == status

@@ -397,3 +397,40 @@ def test_a_run_error_quotes_the_cell_that_defined_the_workflow(shell):
         result = shell.run_cell("%workflow run broken")
     assert result.error_in_exec is not None
     assert "  > 15 |       - id: boom" in cap.stdout
+
+
+APPROVAL = """
+connector: {name: bank, kind: sdk, approval: {required: always}}
+actions: [{name: pay, handler: {function: tests.handlers.echo}}]
+---
+name: payout
+steps: [{id: pay, connector: bank, action: pay, input: {amount: 5}}]
+outputs: {paid: {value: "{{ steps.pay.output.echo.amount }}"}}
+"""
+
+
+def test_a_waiting_run_says_how_to_resume_and_resume_continues_it(shell):
+    shell.run_line_magic("config", "OWF.deterministic = False")  # show the real ids (masked under pytest)
+    result, cap = cell(shell, "--run -o waiting", APPROVAL)
+    assert result.success, result.error_in_exec  # waiting is not a failure
+    waiting = shell.user_ns["waiting"]
+    assert waiting.status == "waiting_approval"
+    [request] = waiting.pending
+    shown = cap.outputs[-1].data["text/plain"]
+    assert f"waiting for approval {request.id} at step pay" in shown
+    assert f"%workflow resume {waiting.run_id} --approve {request.id}" in shown
+    with capture_output() as out:
+        shell.run_line_magic("workflow", f"resume {waiting.run_id} --approve {request.id} -o done")
+    done = shell.user_ns["done"]
+    assert done.status == "completed" and done.outputs == {"paid": 5}
+    assert "completed" in out.outputs[-1].data["text/plain"]
+    # an unknown request fails the cell with a short error
+    result = shell.run_cell(f"%workflow resume {waiting.run_id} --approve nope")
+    assert not result.success
+
+
+def test_reject_through_the_magic_fails_the_cell(shell):
+    cell(shell, "--run -o waiting", APPROVAL)
+    waiting = shell.user_ns["waiting"]
+    result = shell.run_cell(f"%workflow resume --reject {waiting.pending[0].id}")  # the last run by default
+    assert not result.success and "rejected" in str(result.error_in_exec)

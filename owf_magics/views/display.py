@@ -135,6 +135,26 @@ def masked_events(result: RunResult) -> list[dict[str, Any]]:
     return [scrub(e) for e in result.events]
 
 
+def pending_lines(result: RunResult) -> list[str]:
+    """What a waiting run waits for, and the magic that answers it."""
+    import json
+
+    masked = SETTINGS.deterministic  # request ids are random, run ids carry the time
+
+    def rid(request: Any) -> str:
+        return MASK if masked else str(request.id)
+
+    lines = [
+        f"waiting for {p.kind} {rid(p)} at step {p.step_id}: {json.dumps(p.payload, default=str)}"
+        for p in result.pending
+    ]
+    if lines:
+        first = result.pending[0]
+        answer = f"--approve {rid(first)}" if first.kind == "approval" else "--event '{...}'"
+        lines.append(f"answer with: %workflow resume {run_id_text(result)} {answer}")
+    return lines
+
+
 class RunView:
     """A finished run, statically: summary, outputs, the graph with each step's state, trace and usage.
 
@@ -154,10 +174,11 @@ class RunView:
         r = self.result
         trace = frame_bundle(r.trace, "res.trace")
         usage = frame_bundle(r.usage, "res.usage")
-        plain = [summary_text(r), "outputs:", self.outputs_text()]
+        plain = [summary_text(r), "outputs:", self.outputs_text(), *pending_lines(r)]
         parts = [
             f'<div class="owf-run"><p><b>{html.escape(summary_text(r))}</b></p>',
             f"<details open><summary>Output</summary><pre>{html.escape(self.outputs_text())}</pre></details>",
+            *(f"<p class='owf-pending'>{html.escape(line)}</p>" for line in pending_lines(r)),
         ]
         if self.plan is not None:
             graph = GraphView(self.plan, overlay_from_result(r))
