@@ -9,9 +9,9 @@ import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
-from executor_bench import CONNECTOR, _load, chain_manifest, handlers, median
+from executor_bench import CONNECTOR, _load, chain_manifest, langgraph_chain, median
 
 N = 1000
 
@@ -19,28 +19,9 @@ N = 1000
 def langgraph_saver_chain(n: int, path: Path) -> Callable[[], Any] | None:
     try:
         from langgraph.checkpoint.sqlite import SqliteSaver
-        from langgraph.graph import END, START, StateGraph
     except ImportError:
         return None
-
-    class S(TypedDict):
-        v: int
-
-    def node(state: S) -> dict[str, Any]:
-        handlers.noop()
-        return {}
-
-    g = StateGraph(S)
-    for i in range(n):
-        g.add_node(f"s{i}", node)
-    g.add_edge(START, "s0")
-    for i in range(1, n):
-        g.add_edge(f"s{i - 1}", f"s{i}")
-    g.add_edge(f"s{n - 1}", END)
-    saver = SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
-    app = g.compile(checkpointer=saver)
-    runs = iter(range(10**9))
-    return lambda: app.invoke({"v": 0}, {"recursion_limit": n + 10, "configurable": {"thread_id": str(next(runs))}})
+    return langgraph_chain(n, SqliteSaver(sqlite3.connect(str(path), check_same_thread=False)))
 
 
 def run() -> tuple[list[tuple[str, float, str]], list[str]]:

@@ -66,7 +66,8 @@ async def plain_fan(n: int) -> None:
     await asyncio.gather(*(handlers.nap() for _ in range(n)))
 
 
-def langgraph_chain(n: int) -> Callable[[], Any] | None:
+def langgraph_chain(n: int, checkpointer: Any = None) -> Callable[[], Any] | None:
+    """A LangGraph chain of n nodes calling the no-op; with a checkpointer, each run its own thread."""
     try:
         from langgraph.graph import END, START, StateGraph
     except ImportError:
@@ -86,8 +87,9 @@ def langgraph_chain(n: int) -> Callable[[], Any] | None:
     for i in range(1, n):
         g.add_edge(f"s{i - 1}", f"s{i}")
     g.add_edge(f"s{n - 1}", END)
-    app = g.compile()
-    return lambda: app.invoke({"v": 0}, {"recursion_limit": n + 10})
+    app = g.compile(checkpointer=checkpointer)
+    runs = iter(range(10**9))
+    return lambda: app.invoke({"v": 0}, {"recursion_limit": n + 10, "configurable": {"thread_id": str(next(runs))}})
 
 
 def langgraph_fan(n: int) -> Callable[[], Any] | None:

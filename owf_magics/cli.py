@@ -132,15 +132,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from .errors import OWFError
-    from .registry import OpenWorkflow
+    from .registry import OpenWorkflow, resume_answers
 
-    approvals = dict.fromkeys(args.approve or [], True) | dict.fromkeys(args.reject or [], False)
-    event = None
-    if args.event is not None:
-        try:
-            event = json.loads(args.event)
-        except json.JSONDecodeError:
-            event = args.event
+    approvals, event = resume_answers(args.approve, args.reject, args.event)
     ow = OpenWorkflow(state=args.state)
     try:
         ow.load_many([Path(f) for f in args.files])

@@ -404,10 +404,9 @@ class WorkflowMagics(Magics):
         return None
 
     def _resume(self, args: Any, rest: list[str]) -> Any:
-        import json
-
         from IPython.display import display
 
+        from .registry import resume_answers
         from .views.display import RunView
 
         if len(rest) > 1:
@@ -416,13 +415,7 @@ class WorkflowMagics(Magics):
         run_id = rest[0] if rest else (last.run_id if last is not None else None)
         if run_id is None:
             raise UsageError("%workflow resume needs a RUN_ID (no run yet in this kernel)")
-        approvals = dict.fromkeys(args.approve or [], True) | dict.fromkeys(args.reject or [], False)
-        event = None
-        if args.event is not None:
-            try:
-                event = json.loads(args.event)
-            except json.JSONDecodeError:
-                event = args.event
+        approvals, event = resume_answers(args.approve, args.reject, args.event)
         try:
             result = self.ow.resume(run_id, approvals=approvals, event=event, secrets=self._secrets(args))
         except OWFError as exc:

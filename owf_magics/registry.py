@@ -694,6 +694,22 @@ def _event_sinks(
     return fan_out, close
 
 
+def resume_answers(
+    approve: Iterable[str] | None, reject: Iterable[str] | None, event: str | None
+) -> tuple[dict[str, bool], Any]:
+    """`resume`'s approvals and event from command-line style flags (the CLI and the magic):
+    request ids to approve and to reject, and the event payload as JSON (or plain text)."""
+    import json
+
+    approvals = dict.fromkeys(approve or [], True) | dict.fromkeys(reject or [], False)
+    if event is None:
+        return approvals, None
+    try:
+        return approvals, json.loads(event)
+    except json.JSONDecodeError:
+        return approvals, event
+
+
 def _answer_requests(store: Any, run_id: str, approvals: Mapping[str, bool], event: Any) -> None:
     """Record the answers `resume` was given, and apply approval timeouts (``onTimeout``)."""
     open_requests = {r.id: r for r in store.get_pending(run_id)}

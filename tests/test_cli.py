@@ -11,6 +11,7 @@ import jsonschema
 import yaml
 
 from owf_magics.cli import main
+from tests.flows import APPROVAL
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "research-digest.yaml"
@@ -95,16 +96,7 @@ def test_console_script_is_installed():
 
 def test_run_waits_then_resume_and_runs_list(tmp_path, capsys):
     flow = tmp_path / "flow.yaml"
-    flow.write_text(
-        """
-connector: {name: bank, kind: sdk, approval: {required: always}}
-actions: [{name: pay, handler: {function: tests.handlers.echo}}]
----
-name: payout
-steps: [{id: pay, connector: bank, action: pay, input: {amount: 5}}]
-outputs: {paid: {value: "{{ steps.pay.output.echo.amount }}"}}
-"""
-    )
+    flow.write_text(APPROVAL)
     db = str(tmp_path / "runs.db")
     assert main(["run", str(flow), "--state", db, "--json"]) == 0
     waiting = json.loads(capsys.readouterr().out)

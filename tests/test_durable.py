@@ -16,6 +16,7 @@ import pytest
 from owf_magics import OpenWorkflow
 from tests import handlers
 from tests.conftest import ROOT
+from tests.flows import CALCULATOR
 from tests.local_http import JSONHandler, serve
 
 CONNECTORS = """
@@ -110,13 +111,8 @@ def test_unknown_request_id_is_refused_and_loses_nothing(store_path):
 
 def test_agent_tool_confirmation(store_path):
     ow = OpenWorkflow(state=str(store_path))
+    ow.load(CALCULATOR)
     ow.load("""
-connector: {name: calculator, kind: sdk}
-actions:
-  - name: add
-    input: {type: object, properties: {a: {type: number}, b: {type: number}}, required: [a, b]}
-    handler: {function: owf_magics.demo_tools.calculator_add}
----
 type: agent
 name: clerk
 toolset: [calculator]
@@ -424,12 +420,9 @@ def test_opentelemetry_spans_when_a_provider_is_configured(ow):
     assert r.status == "completed"
 
 
-BUDGET_AGENT = """
-connector: {name: calculator, kind: sdk}
-actions:
-  - name: add
-    input: {type: object, properties: {a: {type: number}, b: {type: number}}, required: [a, b]}
-    handler: {function: owf_magics.demo_tools.calculator_add}
+BUDGET_AGENT = (
+    CALCULATOR
+    + """
 ---
 type: agent
 name: spender
@@ -442,6 +435,7 @@ model:
     - content: "5"
       usage: {prompt_tokens: 25, completion_tokens: 5}
 """
+)
 
 
 def test_a_run_budget_stops_before_the_turn_that_would_cross_it(ow):

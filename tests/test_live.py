@@ -8,6 +8,7 @@ import pytest
 
 from owf_magics.live import TABS, LiveRunView, use_widgets
 from owf_magics.views import SETTINGS
+from tests.flows import APPROVAL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,14 +90,7 @@ def test_step_started_events_make_the_current_steps_exact(digest):
 
 
 def test_approve_and_reject_buttons_resume_the_run(ow):
-    ow.load("""
-connector: {name: bank, kind: sdk, approval: {required: always}}
-actions: [{name: pay, handler: {function: tests.handlers.echo}}]
----
-name: payout
-steps: [{id: pay, connector: bank, action: pay, input: {amount: 5}}]
-outputs: {paid: {value: "{{ steps.pay.output.echo.amount }}"}}
-""")
+    ow.load(APPROVAL)
     wf = ow.workflow("payout")
 
     def resume(run_id, approvals):

@@ -12,6 +12,7 @@ from IPython.utils.capture import capture_output
 
 from owf_magics import ManifestError, OWFError
 from owf_magics.views import SETTINGS
+from tests.flows import APPROVAL
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGEST = (ROOT / "examples" / "research-digest.yaml").read_text(encoding="utf-8")
@@ -397,16 +398,6 @@ def test_a_run_error_quotes_the_cell_that_defined_the_workflow(shell):
         result = shell.run_cell("%workflow run broken")
     assert result.error_in_exec is not None
     assert "  > 15 |       - id: boom" in cap.stdout
-
-
-APPROVAL = """
-connector: {name: bank, kind: sdk, approval: {required: always}}
-actions: [{name: pay, handler: {function: tests.handlers.echo}}]
----
-name: payout
-steps: [{id: pay, connector: bank, action: pay, input: {amount: 5}}]
-outputs: {paid: {value: "{{ steps.pay.output.echo.amount }}"}}
-"""
 
 
 def test_a_waiting_run_says_how_to_resume_and_resume_continues_it(shell):
