@@ -138,7 +138,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     ow = OpenWorkflow(state=args.state)
     try:
         ow.load_many([Path(f) for f in args.files])
-        result = ow.resume(args.run_id, approvals=approvals, event=event, callback=args.callback)
+        result = ow.resume(args.run_id, approvals=approvals, event=event, callback=args.callback, force=args.force)
     except OWFError as exc:
         return _report(exc)
     return _print_result(result, args.json)
@@ -331,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approve", action="append", metavar="REQUEST_ID", help="approve a pending request")
     p.add_argument("--reject", action="append", metavar="REQUEST_ID", help="reject a pending request")
     p.add_argument("--event", metavar="JSON", help="the payload of the event the run waits for")
+    p.add_argument("--force", action="store_true", help="continue a 'running' run whose process died")
     p.add_argument("--json", action="store_true")
     _durable_options(p)
     p.set_defaults(func=cmd_resume)

@@ -217,6 +217,7 @@ class Resume:
     continuing: bool = False
     replay: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    first_event: int = 0  # events the run already has in the store (their ids are not reused)
 
 
 class Executor:
@@ -249,6 +250,24 @@ class Executor:
 
     # -- entry points -------------------------------------------------------------------------
 
+    def _create_record(self, store: Any, wf: Any, inputs: dict[str, Any], resume: Resume | None) -> None:
+        """The run's record; a run id another process took in the same second gets the next one."""
+        for _ in range(100):
+            try:
+                store.create_run(
+                    self.run_id,
+                    wf.name,
+                    workflow_version=wf.version,
+                    inputs=redact(inputs, self.secrets),
+                    metadata={"prefer_backend": self.plan.prefer_backend, **(resume.metadata if resume else {})},
+                )
+                return
+            except OWFError as exc:
+                if "already" not in exc.message:
+                    raise
+                self.run_id = new_run_id()
+        raise OWFError("no free run id", code="INTERNAL_ERROR")
+
     async def arun(self) -> RunResult:
         memo = self.plan.memo
         if "available" not in memo:
@@ -268,14 +287,10 @@ class Executor:
         resume = self.resume
         if resume is not None:
             run.recorded, run.replay, run.answers = resume.recorded, resume.replay, resume.answers
+            run.event_seq = itertools.count(resume.first_event)
         if store is not None and (resume is None or not resume.continuing):
-            store.create_run(
-                self.run_id,
-                wf.name,
-                workflow_version=wf.version,
-                inputs=redact(inputs, self.secrets),
-                metadata={"prefer_backend": self.plan.prefer_backend, **(resume.metadata if resume else {})},
-            )
+            self._create_record(store, wf, inputs, resume)
+            run.run_id = self.run_id
         run.emit(
             (-1,),
             {
@@ -339,6 +354,8 @@ class Executor:
             if status == "waiting_approval":
                 store.set_status(self.run_id, status)
             else:
+                for request in store.get_pending(self.run_id):  # nothing waits for them any more
+                    store.resolve_pending(request.id, None)
                 store.finish_run(
                     self.run_id,
                     status,
@@ -858,7 +875,11 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
         for sort_key, row in acc.rows:
             run.usage.append(((frame.order.get(step.id, 0), frame.iteration, attempt, *sort_key), row))
         if run.store is not None and acc is not _NO_USAGE and (total := acc.total()) is not None:
-            usage = {"prompt_tokens": total.prompt_tokens, "completion_tokens": total.completion_tokens}
+            usage = {
+                "prompt_tokens": total.prompt_tokens,
+                "completion_tokens": total.completion_tokens,
+                "total_tokens": total.total_tokens,
+            }
             run.seen.setdefault(key, {})["usage"] = {**usage, "estimated": total.estimated, "cost_usd": acc.cost}
         if res.status == "success" and waited[0]:
             res.status = "waiting"  # a step inside it waits: this one finishes on resume
@@ -933,8 +954,12 @@ _wait_flags: contextvars.ContextVar[tuple[list[bool], ...]] = contextvars.Contex
 _LEAVES = (ActionStep, AgentStep, TransformStep, WaitStep, HandoffStep)  # served from a record on resume
 
 
-class _Waiting(Exception):
-    """Raised where a step needs something from outside: an approval, an event, a time to come."""
+class _Waiting(BaseException):
+    """Raised where a step needs something from outside: an approval, an event, a time to come.
+
+    A BaseException, like cancellation, so that no ``except Exception`` on its way up (a handler,
+    an adapter, a framework) turns it into a failure: the step that raised it catches it.
+    """
 
     def __init__(self, kind: str, payload: dict[str, Any]) -> None:
         super().__init__(kind)
@@ -1047,8 +1072,10 @@ def _restore(run: _Run, frame: _Frame, step: StepBase, rec: Any) -> StepResult:
         note="restored",
         event=run.replay,  # a resumed run already has this step's events in its store
     )
-    if run.store is not None and run.replay:
+    if run.store is not None:  # the checkpoint written for it again keeps what the record had
         run.seen[rec.step_key] = {"input": rec.input, "usage": rec.usage}
+    if run.budget is not None and usage:  # what the run spent before it stopped still counts
+        run.budget.record(int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)), cost)
     return res
 
 
@@ -1208,18 +1235,21 @@ async def _parallel(run: _Run, frame: _Frame, step: ParallelStep) -> tuple[Any, 
     names = list(step.branches)
     need = len(names) if step.join == "all" else 1 if step.join == "any" else step.join.count
     timeout = parse_duration(step.timeout) if step.timeout is not None else None
-    tasks = {name: asyncio.ensure_future(_run_block(run, frame, (step.id, f"branches:{name}"))) for name in names}
+    tasks = {name: asyncio.ensure_future(_block_waits(run, frame, (step.id, f"branches:{name}"))) for name in names}
     finished: dict[str, StepError | None] = {}
+    waiting: set[str] = set()
     pending = set(tasks.values())
     deadline = time.monotonic() + timeout if timeout else None
-    while pending and sum(1 for e in finished.values() if e is None) < need:
+    while pending and sum(1 for n, e in finished.items() if e is None and n not in waiting) < need:
         wait_for = max(0.0, deadline - time.monotonic()) if deadline else None
         done, pending = await asyncio.wait(pending, timeout=wait_for, return_when=asyncio.FIRST_COMPLETED)
         if not done:
             break
         for name, task in tasks.items():
             if task in done and name not in finished:
-                finished[name] = task.result()
+                finished[name], waits = task.result()
+                if waits and finished[name] is None:
+                    waiting.add(name)
     for task in pending:
         task.cancel()
     for task in pending:
@@ -1230,6 +1260,9 @@ async def _parallel(run: _Run, frame: _Frame, step: ParallelStep) -> tuple[Any, 
         key = (step.id, f"branches:{name}")
         if name not in finished:
             branches[name] = {"status": "canceled"}
+            continue
+        if name in waiting:
+            branches[name] = {"status": "waiting"}
             continue
         _state, output, _err = _last_output(frame, key)
         err = finished[name]
@@ -1247,8 +1280,21 @@ async def _parallel(run: _Run, frame: _Frame, step: ParallelStep) -> tuple[Any, 
     if completed < need and not step.continueOnError:
         if errors:
             raise StepFailed(errors[0])  # type: ignore[arg-type]
+        if waiting:  # the step waits with its branch (its own wait flag is already set)
+            return out, {"branches": branches, **_children_views(frame, step.id)}
         raise StepFailed(StepError("TIMEOUT", f"parallel step '{step.id}' timed out waiting for {need} branch(es)"))
     return out, {"branches": branches, **_children_views(frame, step.id)}
+
+
+async def _block_waits(run: _Run, frame: _Frame, key: BlockKey) -> tuple[StepError | None, bool]:
+    """Run a block; also say whether a step inside it is waiting (for an approval, an event...)."""
+    flag = [False]
+    token = _wait_flags.set((*_wait_flags.get(), flag))
+    try:
+        error = await _run_block(run, frame, key)
+    finally:
+        _wait_flags.reset(token)
+    return error, flag[0]
 
 
 async def _try(run: _Run, frame: _Frame, step: TryStep) -> tuple[Any, dict[str, Any]]:
@@ -1257,7 +1303,9 @@ async def _try(run: _Run, frame: _Frame, step: TryStep) -> tuple[Any, dict[str, 
     error: StepError | None = None
     while True:
         attempts += 1
-        error = await _run_block(run, frame.child(extra={}), (step.id, "steps"))
+        error, waiting = await _block_waits(run, frame.child(extra={}), (step.id, "steps"))
+        if waiting and error is None:  # catch and finally run when the body has really finished
+            return None, _children_views(frame, step.id)
         if error is None or policy is None or attempts >= policy.maxAttempts or not _retryable(policy, error):
             break
         await asyncio.sleep(_delay(policy, attempts))
@@ -1597,7 +1645,8 @@ async def run_action(run: _Run, connector: Connector, name: str, data: Any, step
 def _approval(run: _Run, connector: str, action: str, data: Any, policy: Any) -> None:
     """Connector ``approval.required``: wait for an answer, go on when approved, fail when not."""
     key = _current_key.get()
-    answer = _answer(run, key, "approval", {"connector": connector, "action": action})
+    shown = redact(data, run.secrets) if run.secrets else data  # requests are stored scrubbed
+    answer = _answer(run, key, "approval", {"connector": connector, "action": action, "input": shown})
     if answer is None or not answer.resolved:
         raise _Waiting(
             "approval",

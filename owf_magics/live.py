@@ -210,6 +210,7 @@ class LiveRunView:
         if self.resume is None or result.status != "waiting_approval":
             return []
         rows: list[Any] = []
+        self.rows: dict[str, Any] = {}
         self.outcome = w.Output()
         for request in result.pending:
             if request.kind != "approval":
@@ -221,6 +222,7 @@ class LiveRunView:
             approve.on_click(lambda _b, rid=request.id: self.answer(result.run_id, rid, True))
             reject.on_click(lambda _b, rid=request.id: self.answer(result.run_id, rid, False))
             rows.append(w.HBox([label, approve, reject]))
+            self.rows[request.id] = rows[-1]
         self.buttons = rows
         return [*rows, self.outcome] if rows else []
 
@@ -230,9 +232,9 @@ class LiveRunView:
 
         if self.resume is None:
             return None
-        for row in getattr(self, "buttons", []):
-            for child in row.children[1:]:
-                child.disabled = True
+        row = getattr(self, "rows", {}).get(request_id)
+        for child in row.children[1:] if row is not None else ():
+            child.disabled = True  # this request is answered; the others keep their buttons
         continued = self.resume(run_id, {request_id: approved})
         self.answers.append((request_id, approved, continued))
         with self.outcome:

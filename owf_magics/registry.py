@@ -260,6 +260,8 @@ class OpenWorkflow:
         *,
         secrets: Mapping[str, str] | None = None,
         callback: Callback | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        force: bool = False,
     ) -> RunResult:
         """Continue a waiting (or killed) run from where it stopped; works in a new process.
 
@@ -272,10 +274,15 @@ class OpenWorkflow:
             event: The payload of the event its ``wait`` awaits, or ``{event_name: payload}``.
             secrets: The run's secrets.
             callback: As for `Workflow.execute`.
+            inputs: The run's inputs again, when they carried secret values (those are stored
+                redacted); by default the stored inputs.
+            force: Continue a run whose status is still ``running`` because the process running
+                it died (a crash, a kill). Without it only ``waiting_approval`` runs resume, so
+                a run that is alive elsewhere is never run twice.
 
         Raises:
-            OWFError: VALIDATION for an unknown or finished run, an unknown request id, or a run
-                another process has already resumed.
+            OWFError: VALIDATION for an unknown or finished run, an unknown request id, a run
+                another process has already resumed, or a ``running`` run without ``force``.
         """
         from .executor import Resume
 
@@ -283,21 +290,29 @@ class OpenWorkflow:
         record = store.get_run(run_id)
         if record is None:
             raise OWFError(f"no stored run '{run_id}'", code="VALIDATION", details={"run_id": run_id})
-        if record.status not in ("waiting_approval", "running"):
+        resumable = ("waiting_approval", "running") if force else ("waiting_approval",)
+        if record.status not in resumable:
+            hint = " (if its process died, resume it with force=True)" if record.status == "running" else ""
             raise OWFError(
-                f"run '{run_id}' is {record.status}: only waiting or interrupted runs resume",
+                f"run '{run_id}' is {record.status}: only waiting runs resume{hint}",
                 code="VALIDATION",
                 details={"run_id": run_id, "status": record.status},
             )
+        wf = self.workflow(record.workflow, record.workflow_version)  # before anything is changed
+        wf.plan(prefer_backend=record.metadata.get("prefer_backend"))
         _answer_requests(store, run_id, approvals or {}, event)
-        if not store.set_status(run_id, "running", expected=("waiting_approval", "running")):
+        if not store.set_status(run_id, "running", expected=resumable):
             raise OWFError(f"run '{run_id}' was resumed elsewhere", code="VALIDATION", details={"run_id": run_id})
-        wf = self.workflow(record.workflow, record.workflow_version)
         answers: dict[str, list[Any]] = {}
         for request in store.get_pending(run_id, include_resolved=True):
             answers.setdefault(request.step_id, []).append(request)
-        resume = Resume(store.get_steps(run_id), answers, continuing=True)
-        result = wf._run(record.inputs, record.metadata.get("prefer_backend"), secrets, callback, None, run_id, resume)
+        resume = Resume(store.get_steps(run_id), answers, continuing=True, first_event=len(store.get_events(run_id)))
+        given = dict(inputs) if inputs is not None else record.inputs
+        try:
+            result = wf._run(given, record.metadata.get("prefer_backend"), secrets, callback, None, run_id, resume)
+        except BaseException:
+            store.set_status(run_id, "waiting_approval", expected="running")  # it can be resumed again
+            raise
         result.events = [e.event for e in store.get_events(run_id)]
         return result
 
@@ -331,11 +346,14 @@ class OpenWorkflow:
                     details={"step": from_step, "steps": sorted(wf.graph.nodes)},
                 )
             again = _downstream(wf.graph, from_step)
-            recorded = {k: r for k, r in recorded.items() if r.step_id not in again}
+            recorded = {k: r for k, r in recorded.items() if _top_step(r.step_id) not in again}
             metadata["from_step"] = from_step
+        else:
+            again = set()
         answers: dict[str, list[Any]] = {}
         for request in store.get_pending(run_id, include_resolved=True):
-            if request.resolved:
+            # an answer belongs to the run it was given in: a step that runs again asks again
+            if request.resolved and _top_step(request.step_id) not in again:
                 answers.setdefault(request.step_id, []).append(request)
         resume = Resume(recorded, answers, replay=replay, metadata=metadata)
         return wf._run(record.inputs, record.metadata.get("prefer_backend"), secrets, None, None, None, resume)
@@ -358,7 +376,9 @@ class OpenWorkflow:
         wf = self.workflow(workflow) if isinstance(workflow, str) else workflow
         if self._queue is None:
             self._queue = RunQueue(self.max_concurrent_runs or DEFAULT_MAX_CONCURRENT)
-        run_id = self._queue.new_run_id()
+        from .executor import new_run_id
+
+        run_id = new_run_id()  # one generator for execute() and submit(): ids never collide in a process
         return self._queue.submit(
             lambda: wf.aexecute(inputs, prefer_backend, secrets, callback, run_id=run_id),
             run_id=run_id,
@@ -724,12 +744,16 @@ def _answer_requests(store: Any, run_id: str, approvals: Mapping[str, bool], eve
         del open_requests[request_id]
     waiting = [r for r in open_requests.values() if r.kind == "event"]
     if event is not None:
-        names = {r.payload.get("event"): r for r in waiting}
+        names: dict[Any, list[Any]] = {}
+        for request in waiting:
+            names.setdefault(request.payload.get("event"), []).append(request)
         if isinstance(event, Mapping) and event and set(event) <= set(names):
             for name, payload in event.items():
-                store.resolve_pending(names[name].id, payload)
-        elif len(waiting) == 1:
-            store.resolve_pending(waiting[0].id, event)
+                for request in names[name]:  # every step waiting for that event gets it
+                    store.resolve_pending(request.id, payload)
+        elif len(names) == 1:
+            for request in waiting:
+                store.resolve_pending(request.id, event)
         else:
             raise OWFError(
                 f"run '{run_id}' waits for {len(waiting)} events: pass event={{name: payload}}",
@@ -748,7 +772,8 @@ def _answer_requests(store: Any, run_id: str, approvals: Mapping[str, bool], eve
 
 
 def _downstream(graph: Graph, step_id: str) -> set[str]:
-    """A step, the steps that depend on it (transitively), and every step inside any of them."""
+    """A step, the steps that depend on it (transitively), every step inside any of them, and
+    the steps that hold it (the loop or branch it sits in runs again) with their dependents."""
     out: set[str] = set()
     todo = [step_id]
     while todo:
@@ -759,8 +784,12 @@ def _downstream(graph: Graph, step_id: str) -> set[str]:
         todo.extend(graph.dependents.get(sid, ()))
         for key in graph.child_blocks.get(sid, ()):
             todo.extend(graph.order.get(key, ()))
-    node = graph.nodes.get(step_id)
-    while node is not None and node.parent:  # the loop or branch it sits in runs again too
-        out.add(node.parent)
-        node = graph.nodes.get(node.parent)
+        node = graph.nodes.get(sid)
+        if node is not None and node.parent:
+            todo.append(node.parent)
     return out
+
+
+def _top_step(key: str) -> str:
+    """The workflow's own step a step key belongs to: ``call/inner[2]`` -> ``call``."""
+    return key.split("/", 1)[0].split("[", 1)[0]

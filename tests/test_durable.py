@@ -200,7 +200,7 @@ ow.load(KILL_FLOW)
 if {mode!r} == "run":
     ow.workflow("long").execute(inputs={{"log": {log!r}, "hold": {hold!r}}}, run_id="killed-run")
 else:
-    r = ow.resume("killed-run")
+    r = ow.resume("killed-run", force=True)
     print(json.dumps({{"status": r.status, "outputs": r.outputs}}))
 """
 
@@ -520,3 +520,119 @@ steps:
     assert done.status == "completed"
     assert handlers.CALLS == {"item-1": 1, "item-2": 1, "item-3": 1, "gate": 1}  # no iteration ran again
     assert [o["name"] for o in done.steps["each"].output] == ["item-1", "item-2", "item-3"]
+
+
+# -- regressions found in review ---------------------------------------------------------------
+
+
+def test_resume_keeps_the_records_it_serves_and_event_ids_stay_unique(store_path):
+    ow = registry(store_path)
+    r = ow.workflow("payout").execute()
+    done = ow.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert ow.store.get_steps(r.run_id)["prepare"].input == {"name": "prepare"}  # not overwritten by the resume
+    assert ow.replay(r.run_id).status == "completed"  # so a replay of the resumed run matches
+    ids = [e["event_id"] for e in done.events]
+    assert len(ids) == len(set(ids))
+
+
+def test_a_running_run_resumes_only_with_force(store_path):
+    ow = registry(store_path)
+    r = ow.workflow("payout").execute()
+    ow.store.set_status(r.run_id, "running")  # as if another process were running it
+    with pytest.raises(Exception, match="force=True"):
+        ow.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert handlers.CALLS.get("pay-ada") is None
+    assert ow.resume(r.run_id, approvals={r.pending[0].id: True}, force=True).status == "completed"
+
+
+def test_an_approval_covers_only_the_input_it_was_given_for(store_path):
+    ow = OpenWorkflow(state=str(store_path))
+    ow.load(CONNECTORS)
+    ow.load("""
+type: agent
+name: payer
+toolset: [bank]
+model:
+  provider: scripted
+  responses:
+    - tool_calls: [{name: bank_pay, args: {name: "10 to alice"}}]
+    - tool_calls: [{name: bank_pay, args: {name: "9999 to mallory"}}]
+    - content: done
+---
+name: pays
+steps: [{id: ask, type: agent, agent: payer, input: pay}]
+""")
+    r = ow.workflow("pays").execute()
+    first = ow.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert first.status == "waiting_approval"  # the second payment asks again
+    assert first.pending[-1].payload["input"] == {"name": "9999 to mallory"}
+    assert handlers.CALLS == {"10 to alice": 1}
+
+
+def test_a_fork_asks_its_approvals_again(store_path):
+    ow = registry(store_path)
+    r = ow.workflow("payout").execute()
+    ow.resume(r.run_id, approvals={r.pending[0].id: True})
+    forked = ow.fork(r.run_id, from_step="pay")
+    assert forked.status == "waiting_approval" and handlers.CALLS["pay-ada"] == 1
+
+
+def test_try_waits_with_its_body_before_catch_and_finally(store_path):
+    ow = OpenWorkflow(state=str(store_path))
+    ow.load(CONNECTORS)
+    ow.load("""
+name: guarded
+steps:
+  - id: guard
+    type: try
+    steps: [{id: pay, connector: bank, action: pay, input: {name: pay}}]
+    catch: [{id: undo, connector: ops, action: count, input: {name: undo}}]
+    finally: [{id: release, connector: ops, action: count, input: {name: release}}]
+""")
+    r = ow.workflow("guarded").execute()
+    assert r.status == "waiting_approval" and handlers.CALLS == {}  # finally waits for the body
+    done = ow.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert done.status == "completed" and handlers.CALLS == {"pay": 1, "release": 1}
+
+
+def test_fork_reruns_steps_after_a_loop_and_inside_sub_workflows(store_path):
+    ow = registry(store_path)
+    ow.load("""
+name: inner
+steps: [{id: work, connector: ops, action: count, input: {name: inner}}]
+---
+name: outer
+steps:
+  - {id: each, type: forEach, items: "{{ [1, 2] }}", steps: [{id: body, connector: ops, action: count, input: {name: body}}]}
+  - {id: after, connector: ops, action: count, input: {name: after}, needs: [each]}
+  - {id: call, type: workflow, workflow: inner, needs: [after]}
+""")
+    first = ow.workflow("outer").execute()
+    assert first.status == "completed"
+    ow.fork(first.run_id, from_step="body")
+    assert handlers.CALLS == {"body": 4, "after": 2, "inner": 2}  # the loop's dependents ran again
+    handlers.CALLS.clear()
+    ow.fork(first.run_id, from_step="call")
+    assert handlers.CALLS == {"inner": 1}  # only the sub-workflow's steps ran again
+
+
+def test_one_event_reaches_every_step_waiting_for_it(store_path):
+    ow = OpenWorkflow(state=str(store_path))
+    ow.load("""
+name: many
+steps:
+  - {id: each, type: forEach, items: "{{ [1, 2] }}", steps: [{id: hold, type: wait, until: {event: go}}]}
+""")
+    r = ow.workflow("many").execute()
+    assert len(r.pending) == 2
+    assert ow.resume(r.run_id, event={"go": 1}).status == "completed"
+
+
+def test_a_failed_resume_leaves_the_run_waiting(store_path):
+    ow = registry(store_path)
+    r = ow.workflow("payout").execute()
+    stranger = OpenWorkflow(state=str(store_path))  # the manifests are not loaded here
+    with pytest.raises(Exception, match="not loaded"):
+        stranger.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert ow.run(r.run_id).status == "waiting_approval"
+    assert [p.id for p in ow.run(r.run_id).pending] == [r.pending[0].id]  # the answer was not used up
