@@ -246,6 +246,16 @@ class OpenWorkflow:
         result = run_result(self._require_store(), run_id)
         if result is None:
             raise OWFError(f"no stored run '{run_id}'", code="VALIDATION", details={"run_id": run_id})
+        try:  # the stored trace is in the order things happened; a loaded workflow gives graph order
+            rank = {sid: i for i, sid in enumerate(self.workflow(result.workflow).plan().order)}
+        except OWFError:
+            return result
+
+        def order(row: dict[str, Any]) -> tuple[Any, ...]:
+            it = tuple(int(p) for p in str(row.get("iteration") or "").split(".") if p.isdigit())
+            return (rank.get(str(row.get("step_id")), len(rank)), it, row.get("attempt") or 0)
+
+        result.trace_rows.sort(key=order)
         return result
 
     def prune(self, older_than: timedelta | float) -> int:

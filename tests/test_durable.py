@@ -636,3 +636,16 @@ def test_a_failed_resume_leaves_the_run_waiting(store_path):
         stranger.resume(r.run_id, approvals={r.pending[0].id: True})
     assert ow.run(r.run_id).status == "waiting_approval"
     assert [p.id for p in ow.run(r.run_id).pending] == [r.pending[0].id]  # the answer was not used up
+
+
+def test_a_stored_run_has_its_trace_and_usage(store_path):
+    ow = OpenWorkflow(state=str(store_path))
+    ow.load(ROOT / "examples" / "research-digest.yaml")
+    live = ow.workflow().execute(inputs={"topic": "LangGraph"})
+    other = OpenWorkflow(state=str(store_path))  # another registry on the same file and manifests
+    other.load(ROOT / "examples" / "research-digest.yaml")
+    stored = other.run(live.run_id)
+    cols = ["step_id", "type", "backend", "status", "attempt", "iteration", "total_tokens", "error_code"]
+    assert stored.trace[cols].to_dict("records") == live.trace[cols].to_dict("records")
+    assert stored.usage["total_tokens"].sum() == live.usage["total_tokens"].sum() == 56
+    assert stored.outputs == live.outputs and stored.status == "completed"
