@@ -842,6 +842,8 @@ async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResul
             finally:
                 if token is not None:
                     _wait_flags.reset(token)
+                    if waited[0]:
+                        _flag_wait()  # the step that holds this one waits too
             res = StepResult(step.id, "success", output, None, attempt, entry.backend)
         except TimeoutError:
             err = StepError(
@@ -995,9 +997,16 @@ def _request(run: _Run, key: str, wait: _Waiting) -> Any:
             request = PendingRequest(request_id, run.run_id, key, wait.kind, payload, datetime.now(UTC))
         run.answers.setdefault(key, []).append(request)
     run.pending.append(request)
-    for flag in _wait_flags.get():  # every step this one is inside waits too
-        flag[0] = True
+    _flag_wait()
     return request
+
+
+def _flag_wait() -> None:
+    """Tell the step or block this one runs inside that something in it waits (it passes it on
+    when it ends, unless it decides otherwise: a parallel step that finished without the branch)."""
+    flags = _wait_flags.get()
+    if flags:
+        flags[-1][0] = True
 
 
 def _record_input(run: _Run, data: Any) -> None:
@@ -1235,7 +1244,10 @@ async def _parallel(run: _Run, frame: _Frame, step: ParallelStep) -> tuple[Any, 
     names = list(step.branches)
     need = len(names) if step.join == "all" else 1 if step.join == "any" else step.join.count
     timeout = parse_duration(step.timeout) if step.timeout is not None else None
-    tasks = {name: asyncio.ensure_future(_block_waits(run, frame, (step.id, f"branches:{name}"))) for name in names}
+    tasks = {
+        name: asyncio.ensure_future(_block_waits(run, frame, (step.id, f"branches:{name}"), propagate=False))
+        for name in names
+    }
     finished: dict[str, StepError | None] = {}
     waiting: set[str] = set()
     pending = set(tasks.values())
@@ -1271,6 +1283,13 @@ async def _parallel(run: _Run, frame: _Frame, step: ParallelStep) -> tuple[Any, 
         )
     completed = sum(1 for b in branches.values() if b["status"] == "success")
     errors = [finished[n] for n in names if finished.get(n) is not None]
+    if waiting and completed >= need:  # joined without them: their questions are withdrawn
+        for name in waiting:
+            _withdraw(run, frame, (step.id, f"branches:{name}"))
+            branches[name] = {"status": "canceled"}
+        waiting = set()
+    elif waiting:
+        _flag_wait()
     out = {
         "branches": branches,
         "completedCount": completed,
@@ -1286,7 +1305,27 @@ async def _parallel(run: _Run, frame: _Frame, step: ParallelStep) -> tuple[Any, 
     return out, {"branches": branches, **_children_views(frame, step.id)}
 
 
-async def _block_waits(run: _Run, frame: _Frame, key: BlockKey) -> tuple[StepError | None, bool]:
+def _withdraw(run: _Run, frame: _Frame, key: BlockKey) -> None:
+    """A waiting branch that is no longer needed: its steps are canceled, its requests closed."""
+    graph = frame.plan.graph
+    members = set(graph.order.get(key, ()))
+    for sid in list(members):
+        members.update(_descendants(graph, sid))
+    for request in [r for r in run.pending if r.step_id.split("[", 1)[0].split("/")[-1] in members]:
+        run.pending.remove(request)
+        if run.store is not None:
+            run.store.resolve_pending(request.id, None)
+    reason = StepError("CANCELED", "the parallel step joined without this branch", {"reason": "joined"})
+    for sid in members:
+        res = frame.results.get(sid)
+        if res is not None and res.status == "waiting":
+            res.status, res.error = "canceled", reason
+            frame.views[sid] = _view(res)
+
+
+async def _block_waits(
+    run: _Run, frame: _Frame, key: BlockKey, *, propagate: bool = True
+) -> tuple[StepError | None, bool]:
     """Run a block; also say whether a step inside it is waiting (for an approval, an event...)."""
     flag = [False]
     token = _wait_flags.set((*_wait_flags.get(), flag))
@@ -1294,6 +1333,8 @@ async def _block_waits(run: _Run, frame: _Frame, key: BlockKey) -> tuple[StepErr
         error = await _run_block(run, frame, key)
     finally:
         _wait_flags.reset(token)
+    if flag[0] and propagate:
+        _flag_wait()
     return error, flag[0]
 
 

@@ -649,3 +649,23 @@ def test_a_stored_run_has_its_trace_and_usage(store_path):
     assert stored.trace[cols].to_dict("records") == live.trace[cols].to_dict("records")
     assert stored.usage["total_tokens"].sum() == live.usage["total_tokens"].sum() == 56
     assert stored.outputs == live.outputs and stored.status == "completed"
+
+
+def test_parallel_any_joins_without_a_waiting_branch(store_path):
+    ow = registry(store_path)
+    ow.load("""
+name: race
+steps:
+  - id: race
+    type: parallel
+    join: any
+    branches:
+      human: [{id: ask, connector: bank, action: pay, input: {name: human}}]
+      robot: [{id: auto, connector: ops, action: count, input: {name: robot}}]
+""")
+    r = ow.workflow("race").execute()
+    assert r.status == "completed" and not r.pending
+    assert r.steps["race"].output["branches"]["human"] == {"status": "canceled"}
+    assert r.steps["ask"].status == "canceled" and r.steps["ask"].error.details["reason"] == "joined"
+    assert not ow.store.get_pending(r.run_id)  # the question is withdrawn
+    assert handlers.CALLS == {"robot": 1}
