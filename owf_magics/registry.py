@@ -327,8 +327,9 @@ class OpenWorkflow:
         return result
 
     def replay(self, run_id: str, *, secrets: Mapping[str, str] | None = None) -> RunResult:
-        """Run a stored run again as a new run, serving every recorded step output (no model or
-        handler is called); fails loudly when a step's resolved input differs from the record."""
+        """Run a stored run again as a new run, serving the recorded output of every step that
+        succeeded (no model or handler is called for them; steps that failed or waited run
+        again); fails loudly when a step's resolved input differs from the record."""
         return self._rerun(run_id, None, secrets, replay=True)
 
     def fork(self, run_id: str, from_step: str, *, secrets: Mapping[str, str] | None = None) -> RunResult:
