@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,7 @@ class OpenWorkflow:
         self.max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
         self._store: Any = None
+        self._store_lock = threading.Lock()
         self._queue: Any = None
         self._limiter: Any = None
 
@@ -218,9 +220,11 @@ class OpenWorkflow:
         """The run store (a `RunStore`; SQLite at ``state``), opened on first use; None when
         ``state=False``."""
         if self._store is None and self.state is not False:
-            from .store import open_store
+            with self._store_lock:  # the run queue's thread and the caller's may both ask first
+                if self._store is None:
+                    from .store import open_store
 
-            self._store = open_store(self.state)
+                    self._store = open_store(self.state)
         return self._store
 
     def _require_store(self) -> Any:
