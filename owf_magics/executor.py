@@ -144,6 +144,7 @@ class _Run:
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # step key -> its input and usage
     approved: set[str] = field(default_factory=set)  # connectors approved for this run (first_use)
     budget: Any = None  # the workflow's policies.cost, for the whole run
+    trigger: dict[str, Any] = field(default_factory=dict)  # what started the run (templates: trigger.*)
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
         if self.secrets:
@@ -181,7 +182,7 @@ class _Frame:
                 "steps": self.views,
                 "env": run.env,
                 "secrets": run.secrets,
-                "trigger": {},
+                "trigger": run.trigger,
                 **self.extra,
             }
         return scope
@@ -236,7 +237,9 @@ class Executor:
         item: Loaded[Any] | None = None,
         store: Any = None,
         resume: Resume | None = None,
+        trigger: Mapping[str, Any] | None = None,
     ) -> None:
+        self.trigger = dict(trigger or {})
         self.store = store
         self.resume = resume
         self.ow = ow
@@ -259,7 +262,11 @@ class Executor:
                     wf.name,
                     workflow_version=wf.version,
                     inputs=redact(inputs, self.secrets),
-                    metadata={"prefer_backend": self.plan.prefer_backend, **(resume.metadata if resume else {})},
+                    metadata={
+                        "prefer_backend": self.plan.prefer_backend,
+                        **({"trigger": redact(self.trigger, self.secrets)} if self.trigger else {}),
+                        **(resume.metadata if resume else {}),
+                    },
                 )
                 return
             except OWFError as exc:
@@ -280,6 +287,7 @@ class Executor:
         run = _Run(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
         started = time.perf_counter()
         store = run.store = self.store
+        run.trigger = self.trigger
         if wf.policies is not None:
             from .limits import run_budget
 
@@ -1061,6 +1069,10 @@ def _restore(run: _Run, frame: _Frame, step: StepBase, rec: Any) -> StepResult:
             _trace(run, frame, step, res, attempt=1, started=_now(), duration=0.0)
             return res
     res = StepResult(step.id, "success", rec.output, None, rec.attempts, rec.backend or entry.backend)
+    if isinstance(step, AgentStep):  # an agent with buffer memory remembers what it said before
+        agent = frame.plan.targets[step.id].model
+        if agent.memory is not None and agent.memory.type == "buffer" and rec.input is not None:
+            _remember(run, agent, rec.input, rec.output)
     usage = rec.usage or {}
     total = (
         Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)), bool(usage.get("estimated")))
@@ -1966,10 +1978,7 @@ async def run_agent(
         if not reply.tool_calls:
             answer = _check_output(agent, reply.content)
             if memory is not None:
-                text = answer if isinstance(answer, str) else json.dumps(answer, default=str)
-                run.memory.setdefault(memory_key, []).extend(
-                    [{"role": "user", "content": content}, {"role": "assistant", "content": text}]
-                )
+                _remember(run, agent, data, answer)
             return answer
         messages.append({"role": "assistant", "content": None, "tool_calls": reply.tool_calls})
         for call in reply.tool_calls:
@@ -1998,6 +2007,15 @@ async def run_agent(
             )
     raise StepFailed(
         StepError("BACKEND_ERROR", f"agent did not finish within {max_iter} iterations", {"maxIterations": max_iter})
+    )
+
+
+def _remember(run: _Run, agent: Agent, data: Any, answer: Any) -> None:
+    """Buffer memory: one exchange with the agent, kept for its later steps in the run."""
+    content = data if isinstance(data, str) else json.dumps(data, default=str, sort_keys=True)
+    text = answer if isinstance(answer, str) else json.dumps(answer, default=str)
+    run.memory.setdefault(f"{agent.namespace or 'local'}/{agent.name}", []).extend(
+        [{"role": "user", "content": content}, {"role": "assistant", "content": text}]
     )
 
 

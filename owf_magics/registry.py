@@ -323,7 +323,16 @@ class OpenWorkflow:
         resume = Resume(store.get_steps(run_id), answers, continuing=True, first_event=len(store.get_events(run_id)))
         given = dict(inputs) if inputs is not None else record.inputs
         try:
-            result = wf._run(given, record.metadata.get("prefer_backend"), secrets, callback, None, run_id, resume)
+            result = wf._run(
+                given,
+                record.metadata.get("prefer_backend"),
+                secrets,
+                callback,
+                None,
+                run_id,
+                resume,
+                record.metadata.get("trigger"),
+            )
         except BaseException:
             store.set_status(run_id, "waiting_approval", expected="running")  # it can be resumed again
             raise
@@ -371,7 +380,8 @@ class OpenWorkflow:
             if request.resolved and _top_step(request.step_id) not in again:
                 answers.setdefault(request.step_id, []).append(request)
         resume = Resume(recorded, answers, replay=replay, metadata=metadata)
-        return wf._run(record.inputs, record.metadata.get("prefer_backend"), secrets, None, None, None, resume)
+        trigger = record.metadata.get("trigger")
+        return wf._run(record.inputs, record.metadata.get("prefer_backend"), secrets, None, None, None, resume, trigger)
 
     # -- the run queue ---------------------------------------------------------------------------
 
@@ -556,6 +566,7 @@ class Workflow:
         events: Mapping[str, Any] | None = None,
         *,
         run_id: str | None = None,
+        trigger: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Run the workflow and wait for it; also works inside a running event loop (Jupyter).
 
@@ -569,12 +580,14 @@ class Workflow:
             events: Events already received, by name: a ``wait: {until: {event: NAME}}`` step whose
                 event is here continues at once with it as ``eventReceived``.
             run_id: The run's id (default: a new timestamp-and-sequence id).
+            trigger: What started the run, readable in templates as ``trigger.*`` (the spec's
+                ``trigger.payload`` of a webhook, ``trigger.event`` of an event); default ``{}``.
 
         Raises:
             UnavailableError: A step's backend is not installed.
             OWFError: Inputs do not match the declaration (code VALIDATION).
         """
-        return self._run(inputs, prefer_backend, secrets, callback, events, run_id, None)
+        return self._run(inputs, prefer_backend, secrets, callback, events, run_id, None, trigger)
 
     async def aexecute(
         self,
@@ -585,9 +598,10 @@ class Workflow:
         events: Mapping[str, Any] | None = None,
         *,
         run_id: str | None = None,
+        trigger: Mapping[str, Any] | None = None,
     ) -> RunResult:
         """Async form of `execute`."""
-        executor, close = self._executor(inputs, prefer_backend, secrets, callback, events, run_id, None)
+        executor, close = self._executor(inputs, prefer_backend, secrets, callback, events, run_id, None, trigger)
         try:
             return await executor.arun()
         finally:
@@ -602,8 +616,9 @@ class Workflow:
         events: Mapping[str, Any] | None,
         run_id: str | None,
         resume: Any,
+        trigger: Mapping[str, Any] | None = None,
     ) -> RunResult:
-        executor, close = self._executor(inputs, prefer_backend, secrets, callback, events, run_id, resume)
+        executor, close = self._executor(inputs, prefer_backend, secrets, callback, events, run_id, resume, trigger)
         try:
             return executor.run()
         finally:
@@ -618,6 +633,7 @@ class Workflow:
         events: Mapping[str, Any] | None,
         run_id: str | None,
         resume: Any,
+        trigger: Mapping[str, Any] | None = None,
     ) -> tuple[Executor, Callable[[], None]]:
         from .executor import Executor
 
@@ -634,6 +650,7 @@ class Workflow:
             run_id=run_id,
             store=self.ow.store,
             resume=resume,
+            trigger=trigger,
         )
         return executor, close
 

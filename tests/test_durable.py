@@ -669,3 +669,20 @@ steps:
     assert r.steps["ask"].status == "canceled" and r.steps["ask"].error.details["reason"] == "joined"
     assert not ow.store.get_pending(r.run_id)  # the question is withdrawn
     assert handlers.CALLS == {"robot": 1}
+
+
+def test_trigger_is_readable_in_templates_and_kept_for_resume(store_path):
+    ow = registry(store_path)
+    ow.load("""
+name: hook
+steps:
+  - {id: hold, type: wait, until: {event: go}}
+  - {id: use, type: transform, expression: "{{ trigger.payload.order * 2 }}", needs: [hold]}
+outputs: {doubled: {value: "{{ steps.use.result }}"}}
+""")
+    r = ow.workflow("hook").execute(trigger={"type": "webhook", "payload": {"order": 21}})
+    assert r.status == "waiting_approval"
+    assert ow.resume(r.run_id, event={"go": True}).outputs == {"doubled": 42}
+    plain = OpenWorkflow(state=False)
+    plain.load("name: t\nsteps: [{id: a, type: transform, expression: '{{ trigger | length }}'}]")
+    assert plain.workflow("t").execute().steps["a"].output == {"result": 0}  # {} when nothing triggered it

@@ -146,6 +146,31 @@ workflows:
     assert contents[2] == ["second question", "The answer is 5", "third question"]
 
 
+def test_buffer_memory_survives_a_resume(ow, server):
+    ow.load(f"""
+connector: {{name: gate, kind: sdk, approval: {{required: always}}, actions: [{{name: open, handler: {{function: tests.handlers.echo}}}}]}}
+---
+agents:
+  - name: chat
+    memory: {{type: buffer}}
+    model: {{provider: openai, id: gpt-test, providerConfig: {{base_url: "{server}", api_key: "sk-local", max_retries: 0}}}}
+workflows:
+  - name: talk
+    steps:
+      - {{id: one, type: agent, agent: chat, input: "first question"}}
+      - {{id: gate, connector: gate, action: open, needs: [one]}}
+      - {{id: two, type: agent, agent: chat, input: "second question", needs: [gate]}}
+""")
+    r = ow.workflow("talk").execute()
+    assert r.status == "waiting_approval"
+    REQUESTS.clear()
+    done = ow.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert done.status == "completed", done.error
+    # step one was served from its checkpoint, and its exchange is still in the agent's memory
+    [request] = REQUESTS
+    assert [m["content"] for m in request["messages"]] == ["first question", "The answer is 5", "second question"]
+
+
 def test_prices_shipped_overridden_and_from_the_manifest(ow, server):
     from owf_magics import OpenWorkflow
 
