@@ -107,24 +107,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .errors import OWFError
-    from .registry import OpenWorkflow
+    from .registry import OpenWorkflow, input_pairs
 
-    inputs: dict[str, Any] = {}
-    for pair in args.input or []:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            print(f"--input expects KEY=VALUE, got {pair!r}", file=sys.stderr)
-            return 2
-        try:
-            inputs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            inputs[key] = value
     ow = OpenWorkflow(state=args.state)
     try:
         ow.load_many([Path(f) for f in args.files])
-        result = ow.workflow(args.workflow).execute(
-            inputs=inputs, prefer_backend=args.prefer_backend, callback=args.callback
-        )
+        wf = ow.workflow(args.workflow)
+        inputs = input_pairs(args.input, wf.manifest.inputs)
+        result = wf.execute(inputs=inputs, prefer_backend=args.prefer_backend, callback=args.callback)
     except OWFError as exc:
         return _report(exc)
     return _print_result(result, args.json)

@@ -451,6 +451,13 @@ def resolve_inputs(wf: Any, given: Mapping[str, Any]) -> dict[str, Any]:
     """Declared defaults filled in, required inputs checked, basic types checked."""
     out = dict(given)
     problems = []
+    for name in given:
+        if name not in wf.inputs:  # a misspelt input would otherwise be ignored, and a default used
+            from .errors import did_you_mean
+
+            best = did_you_mean(name, list(wf.inputs))
+            hint = f" (did you mean '{best}'?)" if best else f" (it declares {', '.join(wf.inputs) or 'none'})"
+            problems.append(f"the workflow declares no input '{name}'{hint}")
     types: dict[str, type | tuple[type, ...]] = {
         "string": str,
         "number": (int, float),

@@ -235,7 +235,14 @@ class LiveRunView:
         row = getattr(self, "rows", {}).get(request_id)
         for child in row.children[1:] if row is not None else ():
             child.disabled = True  # this request is answered; the others keep their buttons
-        continued = self.resume(run_id, {request_id: approved})
+        try:
+            continued = self.resume(run_id, {request_id: approved})
+        except Exception as exc:  # shown where the person clicked, not lost in the widget's callback
+            for child in row.children[1:] if row is not None else ():
+                child.disabled = False
+            with self.outcome:
+                print(f"could not resume: {getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', exc)}")
+            return None
         self.answers.append((request_id, approved, continued))
         with self.outcome:
             display(RunView(continued, self.plan))

@@ -65,19 +65,6 @@ class _CellRecord:
     items: list[Loaded[Any]] = field(default_factory=list)
 
 
-def _parse_inputs(pairs: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--input takes KEY=VALUE, got {pair!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
-    return out
-
-
 @magics_class
 class WorkflowMagics(Magics):
     """``%%workflow`` / ``%workflow``: define, look at and run OpenWorkflow manifests."""
@@ -157,8 +144,7 @@ class WorkflowMagics(Magics):
         for i in items:
             self.item_sources[_item_key(i)] = self.sources[source_name]
         workflows = [i for i in items if i.kind == "workflow"]
-        key = wanted or ",".join(sorted(i.name for i in workflows)) or source_name
-        self._replace(key, items)
+        self._replace(self._cell_key(wanted, items, workflows), items)
         if self.ow.warnings and not (args.quiet or self.settings.quiet):
             for w in self.ow.warnings:
                 print(f"warning: {w.format()}")
@@ -192,6 +178,19 @@ class WorkflowMagics(Magics):
                 self._display_yaml(wf)
             return self._run(wf, args, prefer, quiet)
         return None
+
+    def _cell_key(self, wanted: str | None, items: list[Loaded[Any]], workflows: list[Loaded[Any]]) -> str:
+        """Which earlier cell this one replaces: its NAME; else the front end's cell id (JupyterLab
+        sends one with each execution); else the workflows it defines; else everything it defines."""
+        if wanted:
+            return wanted
+        header = getattr(self.shell, "parent_header", None) or {}
+        cell_id = (header.get("metadata") or {}).get("cellId") if isinstance(header, dict) else None
+        if cell_id:
+            return f"cell-id:{cell_id}"
+        if workflows:
+            return ",".join(sorted(i.name for i in workflows))
+        return ",".join(sorted(f"{i.kind}:{i.name}" for i in items)) or "<cell>"
 
     def _replace(self, key: str, items: list[Loaded[Any]]) -> None:
         """Forget manifests this cell defined before and no longer defines (a renamed version, say)."""
@@ -296,7 +295,7 @@ class WorkflowMagics(Magics):
             try:
                 plan = wf.plan(prefer_backend=self.settings.prefer_backend)
             except ManifestError as exc:
-                raise CellManifestError(exc, read_source(self.sources)) from None
+                raise CellManifestError(exc, self._lookup_for(wf)) from None
             missing = [sid for sid in plan.order if not plan[sid].available]
             text = f"ok: {wf.name} v{wf.version}: {len(plan)} steps, backends {', '.join(plan.backends_used())}"
             if missing:
@@ -342,7 +341,7 @@ class WorkflowMagics(Magics):
         try:
             return wf.plan(prefer_backend=prefer)
         except ManifestError as exc:
-            raise CellManifestError(exc, read_source(self.sources)) from None
+            raise CellManifestError(exc, self._lookup_for(wf)) from None
         except OWFError as exc:
             raise UsageError(f"{exc.code}: {exc.message}") from None
 
@@ -357,7 +356,9 @@ class WorkflowMagics(Magics):
     def _display_yaml(self, wf: Workflow) -> None:
         display(_Yaml(wf))
 
-    def _inputs(self, args: Any) -> dict[str, Any]:
+    def _inputs(self, args: Any, wf: Workflow) -> dict[str, Any]:
+        from .registry import input_pairs
+
         inputs: dict[str, Any] = {}
         if args.inputs:
             value = self._ns().get(args.inputs)
@@ -366,7 +367,10 @@ class WorkflowMagics(Magics):
                     f"--inputs {args.inputs}: expected a dict in the namespace, got {type(value).__name__}"
                 )
             inputs.update(value)
-        inputs.update(_parse_inputs(args.input))
+        try:
+            inputs.update(input_pairs(args.input, wf.manifest.inputs))
+        except OWFError as exc:
+            raise UsageError(exc.message) from None
         return inputs
 
     def _lookup_for(self, wf: Workflow) -> Any:
@@ -383,16 +387,17 @@ class WorkflowMagics(Magics):
         return {str(k): str(v) for k, v in value.items()}
 
     def _run(self, wf: Workflow, args: Any, prefer: str | None, quiet: bool) -> Any:
+        _check_output_name(args)
         from .live import run_with_view
 
-        inputs = self._inputs(args)
+        inputs = self._inputs(args, wf)
         plan = self._plan(wf, prefer)
         try:
             result = run_with_view(
                 wf, plan, inputs, prefer, settings=self.settings, quiet=quiet, secrets=self._secrets(args)
             )
         except ManifestError as exc:
-            raise CellManifestError(exc, read_source(self.sources)) from None
+            raise CellManifestError(exc, self._lookup_for(wf)) from None
         except OWFError as exc:  # a backend not installed, inputs that do not match...
             raise short(exc) from None
         self.last_result = result
@@ -407,6 +412,8 @@ class WorkflowMagics(Magics):
         from IPython.display import display
 
         from .registry import resume_answers
+
+        _check_output_name(args)
         from .views.display import RunView
 
         if len(rest) > 1:
@@ -430,6 +437,11 @@ class WorkflowMagics(Magics):
         if result.status not in ("completed", "waiting_approval"):
             raise WorkflowRunError(result, wf, self._lookup_for(wf), args.output)
         return None
+
+
+def _check_output_name(args: Any) -> None:
+    if args.output and not str(args.output).isidentifier():
+        raise UsageError(f"-o takes a Python variable name, got {args.output!r}")
 
 
 def _item_key(item: Loaded[Any]) -> tuple[str, str, str, str]:

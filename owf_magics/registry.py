@@ -746,6 +746,35 @@ def _event_sinks(
     return fan_out, close
 
 
+def input_pairs(pairs: Iterable[str] | None, declared: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Inputs from ``KEY=VALUE`` texts (the CLI's and the magic's ``--input``).
+
+    A value for an input declared ``type: string`` stays the text as written (``01234``,
+    ``2024-01-01`` and ``1.10`` included); other values are read as JSON (numbers, ``true``,
+    lists, objects) and stay text when they are not JSON.
+
+    Raises:
+        OWFError: VALIDATION for a pair without ``=`` or with an empty key.
+    """
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise OWFError(f"--input takes KEY=VALUE, got {pair!r}", code="VALIDATION", details={"input": pair})
+        spec = (declared or {}).get(key)
+        if getattr(spec, "type", None) == "string":
+            out[key] = value
+            continue
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def resume_answers(
     approve: Iterable[str] | None, reject: Iterable[str] | None, event: str | None
 ) -> tuple[dict[str, bool], Any]:
@@ -763,39 +792,42 @@ def resume_answers(
 
 
 def _answer_requests(store: Any, run_id: str, approvals: Mapping[str, bool], event: Any) -> None:
-    """Record the answers `resume` was given, and apply approval timeouts (``onTimeout``)."""
+    """Record the answers `resume` was given, and apply approval timeouts (``onTimeout``).
+
+    Every answer is checked before any is recorded, so a bad one loses none of the others."""
     open_requests = {r.id: r for r in store.get_pending(run_id)}
-    for request_id, value in approvals.items():
-        if request_id not in open_requests:
-            raise OWFError(
-                f"run '{run_id}' has no open request '{request_id}'",
-                code="VALIDATION",
-                details={"request_id": request_id, "open": sorted(open_requests)},
-            )
-        store.resolve_pending(request_id, bool(value))
-        del open_requests[request_id]
+    unknown = [request_id for request_id in approvals if request_id not in open_requests]
+    if unknown:
+        raise OWFError(
+            f"run '{run_id}' has no open request '{unknown[0]}'",
+            code="VALIDATION",
+            details={"request_id": unknown[0], "open": sorted(open_requests)},
+        )
+    answers: list[tuple[str, Any]] = [(request_id, bool(value)) for request_id, value in approvals.items()]
     waiting = [r for r in open_requests.values() if r.kind == "event"]
     if event is not None:
         names: dict[Any, list[Any]] = {}
         for request in waiting:
             names.setdefault(request.payload.get("event"), []).append(request)
         if isinstance(event, Mapping) and event and set(event) <= set(names):
-            for name, payload in event.items():
-                for request in names[name]:  # every step waiting for that event gets it
-                    store.resolve_pending(request.id, payload)
+            answers += [(r.id, payload) for name, payload in event.items() for r in names[name]]
         elif len(names) == 1:
-            for request in waiting:
-                store.resolve_pending(request.id, event)
+            answers += [(r.id, event) for r in waiting]  # every step waiting for that event gets it
         else:
             raise OWFError(
-                f"run '{run_id}' waits for {len(waiting)} events: pass event={{name: payload}}",
+                f"run '{run_id}' waits for {len(names)} events: pass event={{name: payload}}"
+                if names
+                else f"run '{run_id}' waits for no event",
                 code="VALIDATION",
                 details={"events": sorted(str(n) for n in names)},
             )
+    for request_id, value in answers:
+        store.resolve_pending(request_id, value)
+    answered = {request_id for request_id, _ in answers}
     now = datetime.now(UTC)
     for request in open_requests.values():
         timeout = request.payload.get("timeout")
-        if request.kind != "approval" or not isinstance(timeout, int | float):
+        if request.id in answered or request.kind != "approval" or not isinstance(timeout, int | float):
             continue
         if (now - request.created_at).total_seconds() >= timeout:
             policy = request.payload.get("onTimeout", "reject")

@@ -116,3 +116,19 @@ def test_run_waits_then_resume_and_runs_list(tmp_path, capsys):
     assert main(["runs", "--state", db]) == 0
     listing = capsys.readouterr().out
     assert run_id in listing and "completed" in listing and "waiting_approval" in listing
+
+
+def test_input_values_keep_their_text_for_string_inputs(tmp_path, capsys):
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        "name: echo\n"
+        "inputs: {code: {type: string}, day: {type: string}, n: {type: number}, tags: {type: array}}\n"
+        "steps: [{id: a, type: transform, expression: x}]\n"
+        "outputs:\n"
+        "  all: {value: '{{ [inputs.code, inputs.day, inputs.n, inputs.tags] }}'}\n"
+    )
+    args = ["run", str(flow), "--state", ":memory:", "--json", "-i", "code=01234", "-i", "day=2024-01-01"]
+    assert main([*args, "-i", "n=1.5", "-i", 'tags=["a"]']) == 0
+    assert json.loads(capsys.readouterr().out)["outputs"]["all"] == ["01234", "2024-01-01", 1.5, ["a"]]
+    assert main([*args, "-i", "=3"]) == 1
+    assert "KEY=VALUE" in capsys.readouterr().err

@@ -686,3 +686,20 @@ outputs: {doubled: {value: "{{ steps.use.result }}"}}
     plain = OpenWorkflow(state=False)
     plain.load("name: t\nsteps: [{id: a, type: transform, expression: '{{ trigger | length }}'}]")
     assert plain.workflow("t").execute().steps["a"].output == {"result": 0}  # {} when nothing triggered it
+
+
+def test_a_bad_answer_loses_none_of_the_good_ones(store_path):
+    ow = registry(store_path)
+    r = ow.workflow("payout").execute()
+    good = r.pending[0].id
+    with pytest.raises(Exception, match="no open request 'req_typo'"):
+        ow.resume(r.run_id, approvals={good: True, "req_typo": True})
+    with pytest.raises(Exception, match="waits for no event"):
+        ow.resume(r.run_id, approvals={good: True}, event={"x": 1})
+    assert ow.resume(r.run_id, approvals={good: True}).status == "completed"
+
+
+def test_inputs_the_workflow_does_not_declare_are_refused(ow):
+    ow.load("name: one\ninputs: {topic: {type: string, default: x}}\nsteps: [{id: a, type: transform, expression: x}]")
+    with pytest.raises(Exception, match="did you mean 'topic'"):
+        ow.workflow("one").execute(inputs={"topc": "LangGraph"})

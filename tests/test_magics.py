@@ -425,3 +425,30 @@ def test_reject_through_the_magic_fails_the_cell(shell):
     waiting = shell.user_ns["waiting"]
     result = shell.run_cell(f"%workflow resume --reject {waiting.pending[0].id}")  # the last run by default
     assert not result.success and "rejected" in str(result.error_in_exec)
+
+
+def test_cells_without_a_workflow_do_not_replace_each_other(shell):
+    cell(shell, "--quiet", "agents: [{name: helper, model: {provider: echo}}]")
+    cell(
+        shell,
+        "--quiet",
+        "connector: {name: tools, kind: sdk, actions: [{name: a, handler: {function: tests.handlers.echo}}]}",
+    )
+    from owf_magics.magics import registry
+
+    ow = registry(shell)
+    names = {a.name for a in ow.agents()} | {c.name for c in ow.connectors()}
+    assert {"helper", "tools"} <= names
+
+
+def test_output_name_must_be_a_variable_and_string_inputs_keep_their_text(shell):
+    cell(
+        shell,
+        "--quiet",
+        "name: s\ninputs: {code: {type: string}}\nsteps: [{id: a, type: transform, expression: x}]\noutputs: {code: {value: '{{ inputs.code }}'}}",
+    )
+    result = shell.run_cell("%workflow run s -o 1bad --input code=01234")
+    assert not result.success and "variable name" in str(result.error_in_exec)
+    with capture_output():
+        shell.run_line_magic("workflow", "run s -o res --input code=01234 --quiet")
+    assert shell.user_ns["res"].outputs == {"code": "01234"}
