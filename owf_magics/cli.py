@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +18,15 @@ def _print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def _report(exc: Exception) -> int:
-    """Print a load or run error on stderr (every diagnostic, or the code, message and fix); exit 1."""
+def _report(exc: Exception, as_json: bool = False) -> int:
+    """Print a load or run error on stderr (every diagnostic, or the code, message and fix), or
+    with ``--json`` as ``{"ok": false, "error": {...}, "diagnostics": [...]}`` on stdout; exit 1."""
     from .errors import ManifestError, OWFError
 
+    if as_json and isinstance(exc, OWFError):
+        diagnostics = [d.to_dict() for d in exc.diagnostics] if isinstance(exc, ManifestError) else []
+        _print_json({"ok": False, "error": exc.to_dict(), "diagnostics": diagnostics})
+        return 1
     if isinstance(exc, ManifestError):
         for d in exc.diagnostics:
             print(d.format(), file=sys.stderr)
@@ -86,7 +92,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         wf = ow.workflow(args.workflow)
         plan = wf.plan(prefer_backend=args.prefer_backend)
     except OWFError as exc:
-        return _report(exc)
+        return _report(exc, args.json)
     if args.json:
         _print_json(
             {
@@ -114,9 +120,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         ow.load_many([Path(f) for f in args.files])
         wf = ow.workflow(args.workflow)
         inputs = input_pairs(args.input, wf.manifest.inputs)
-        result = wf.execute(inputs=inputs, prefer_backend=args.prefer_backend, callback=args.callback)
+        secrets = _secrets(args.secret)
+        result = wf.execute(inputs=inputs, prefer_backend=args.prefer_backend, callback=args.callback, secrets=secrets)
     except OWFError as exc:
-        return _report(exc)
+        return _report(exc, args.json)
     return _print_result(result, args.json)
 
 
@@ -128,9 +135,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
     ow = OpenWorkflow(state=args.state)
     try:
         ow.load_many([Path(f) for f in args.files])
-        result = ow.resume(args.run_id, approvals=approvals, event=event, callback=args.callback, force=args.force)
+        result = ow.resume(
+            args.run_id,
+            approvals=approvals,
+            event=event,
+            callback=args.callback,
+            force=args.force,
+            secrets=_secrets(args.secret),
+        )
     except OWFError as exc:
-        return _report(exc)
+        return _report(exc, args.json)
     return _print_result(result, args.json)
 
 
@@ -155,6 +169,7 @@ def _print_result(result: Any, as_json: bool) -> int:
             {
                 "run_id": result.run_id,
                 "status": result.status,
+                "error": result.error.to_dict() if result.error else None,
                 "outputs": result.outputs,
                 "trace": result.trace_rows,
                 "usage": result.usage_rows,
@@ -276,9 +291,29 @@ def cmd_backend_test(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _secrets(names: list[str] | None) -> dict[str, str]:
+    """``--secret NAME``: the environment variable NAME, as ``secrets.NAME``."""
+    from .errors import OWFError
+
+    missing = [n for n in names or [] if n not in os.environ]
+    if missing:
+        raise OWFError(
+            f"--secret {missing[0]}: no environment variable of that name",
+            code="VALIDATION",
+            details={"suggestion": f"export {missing[0]}=... before running"},
+        )
+    return {n: os.environ[n] for n in names or []}
+
+
 def _durable_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", default=None, help="the run store (default .owf/runs.db; ':memory:' keeps none)")
     p.add_argument("--callback", help="stdout, stdout_verbose or an http(s) URL that receives every event")
+    p.add_argument(
+        "--secret",
+        action="append",
+        metavar="NAME",
+        help="pass the environment variable NAME to templates as secrets.NAME (repeatable; never printed)",
+    )
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

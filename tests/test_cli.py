@@ -131,4 +131,30 @@ def test_input_values_keep_their_text_for_string_inputs(tmp_path, capsys):
     assert main([*args, "-i", "n=1.5", "-i", 'tags=["a"]']) == 0
     assert json.loads(capsys.readouterr().out)["outputs"]["all"] == ["01234", "2024-01-01", 1.5, ["a"]]
     assert main([*args, "-i", "=3"]) == 1
-    assert "KEY=VALUE" in capsys.readouterr().err
+    assert "KEY=VALUE" in json.loads(capsys.readouterr().out)["error"]["message"]
+
+
+def test_json_errors_and_secrets_from_the_environment(tmp_path, capsys, monkeypatch):
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(
+        """
+connector: {name: svc, kind: sdk, actions: [{name: call, handler: {function: tests.handlers.echo}}]}
+---
+name: keyed
+steps: [{id: a, connector: svc, action: call, input: {headers: {Authorization: "Bearer {{ secrets.API_KEY }}"}}}]
+outputs: {sent: {value: "{{ steps.a.output.echo.headers.Authorization }}"}}
+"""
+    )
+    db = ["--state", ":memory:"]
+    assert main(["run", str(flow), *db, "--json", "--secret", "API_KEY"]) == 1
+    err = json.loads(capsys.readouterr().out)
+    assert err["ok"] is False and err["error"]["code"] == "VALIDATION" and "API_KEY" in err["error"]["message"]
+    monkeypatch.setenv("API_KEY", "sk-very-secret-1")
+    assert main(["run", str(flow), *db, "--json", "--secret", "API_KEY"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["outputs"] == {"sent": "Bearer ***"} and "sk-very-secret-1" not in out
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: b\nsteps: [{id: a, type: transfrom, expression: x}]\n")
+    assert main(["run", str(broken), *db, "--json"]) == 1
+    bad = json.loads(capsys.readouterr().out)
+    assert bad["ok"] is False and bad["diagnostics"][0]["line"] == 2
