@@ -80,6 +80,18 @@ class PlanEntry:
         return out
 
 
+def _availability_hint(entry: PlanEntry) -> str:
+    """What to do about a backend that cannot run: install it, or register one under a reserved name."""
+    from .backends.registry import RESERVED
+
+    if entry.backend in RESERVED:
+        return (
+            f"'{entry.backend}' is a name the spec reserves: register a backend under it with "
+            f"ow.register_backend({entry.backend!r}, YourBackend())"
+        )
+    return f"Install what is missing: {', '.join(entry.missing) or entry.backend}"
+
+
 @dataclass(frozen=True)
 class Plan(Mapping[str, PlanEntry]):
     """The frozen resolution of one workflow: ``plan["step_id"].backend``."""
@@ -120,7 +132,7 @@ class Plan(Mapping[str, PlanEntry]):
                         "backend": e.backend,
                         "step_id": sid,
                         "missing": list(e.missing),
-                        "suggestion": f"Install what is missing: {', '.join(e.missing) or e.backend}",
+                        "suggestion": _availability_hint(e),
                     },
                 )
 

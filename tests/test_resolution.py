@@ -169,3 +169,10 @@ execution:
 """)
     [w] = [w for w in ow.warnings if w.code == "VERSION_MISMATCH"]
     assert installed in w.message and "<1.0.0" in w.message and w.severity == "warning"
+
+
+def test_a_reserved_backend_name_says_to_register_one(ow):
+    ow.load("name: w\nsteps: [{id: a, type: transform, expression: x}]")
+    with pytest.raises(UnavailableError) as err:
+        ow.workflow("w").execute(prefer_backend="custom")
+    assert "ow.register_backend('custom'" in err.value.details["suggestion"]
