@@ -607,18 +607,9 @@ class Workflow:
         finally:
             close()
 
-    def _run(
-        self,
-        inputs: Mapping[str, Any] | None,
-        prefer_backend: str | None,
-        secrets: Mapping[str, str] | None,
-        callback: Callback | None,
-        events: Mapping[str, Any] | None,
-        run_id: str | None,
-        resume: Any,
-        trigger: Mapping[str, Any] | None = None,
-    ) -> RunResult:
-        executor, close = self._executor(inputs, prefer_backend, secrets, callback, events, run_id, resume, trigger)
+    def _run(self, *args: Any) -> RunResult:
+        """Run synchronously; the arguments are `_executor`'s."""
+        executor, close = self._executor(*args)
         try:
             return executor.run()
         finally:
