@@ -1051,6 +1051,15 @@ class Validator:
                     step_id=sid,
                     hint=f"did you mean '{best}'?" if best else "reference a step id of this workflow",
                 )
+            elif (loop := _loop_outside(scope.graph, ref, sid)) is not None:
+                report(
+                    "UNKNOWN_REFERENCE",
+                    f"template reads 'steps.{ref}', which runs once per item inside the forEach '{loop}': "
+                    "outside that loop it has no single result",
+                    path,
+                    step_id=sid,
+                    hint=f"read steps.{loop}.output.results (one entry per item) instead",
+                )
         for name in sorted(info.inputs):
             if name not in scope.inputs:
                 best = did_you_mean(name, scope.inputs)
@@ -1063,6 +1072,22 @@ class Validator:
                     if best
                     else f"declare it under the workflow's inputs: ({name}: {{type: string}})",
                 )
+
+
+def _loop_outside(graph: Graph, ref: str, reader: str | None) -> str | None:
+    """The forEach step whose body holds `ref` but not `reader` (None when there is none)."""
+    holders: set[str] = set()
+    node = graph.nodes.get(reader) if reader else None
+    while node is not None:
+        holders.add(node.id)
+        node = graph.nodes.get(node.parent) if node.parent else None
+    node = graph.nodes.get(ref)
+    node = graph.nodes.get(node.parent) if node is not None and node.parent else None
+    while node is not None:
+        if node.type == "forEach" and node.id not in holders:
+            return node.id
+        node = graph.nodes.get(node.parent) if node.parent else None
+    return None
 
 
 @cache
