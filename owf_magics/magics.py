@@ -137,13 +137,26 @@ class WorkflowMagics(Magics):
         show = self._show(args)
         source_name = f"<cell {wanted}>" if wanted else "<cell>"
         self.sources[source_name] = f"%%workflow {line}\n{cell}"
+        saved = self.ow._catalog, self.ow.warnings  # a cell that fails registers nothing
         try:
             items = self.ow.load(cell, name=source_name, line_offset=1)
         except ManifestError as exc:
             raise CellManifestError(exc, read_source(self.sources)) from None
+        workflows = [i for i in items if i.kind == "workflow"]
+        problem = None
+        if not workflows and args.run:
+            problem = "--run needs a workflow in the cell"
+        elif wanted is not None and workflows and not any(i.name == wanted for i in workflows):
+            if not self._has_workflow(wanted):
+                names = [i.name for i in workflows]
+                best = did_you_mean(wanted, names)
+                hint = f" Did you mean '{best}'?" if best else ""
+                problem = f"the cell defines no workflow named {wanted!r} (it defines {names}).{hint}"
+        if problem is not None:
+            self.ow._catalog, self.ow.warnings = saved
+            raise UsageError(problem)
         for i in items:
             self.item_sources[_item_key(i)] = self.sources[source_name]
-        workflows = [i for i in items if i.kind == "workflow"]
         self._replace(self._cell_key(wanted, items, workflows), items)
         if self.ow.warnings and not (args.quiet or self.settings.quiet):
             for w in self.ow.warnings:

@@ -452,3 +452,14 @@ def test_output_name_must_be_a_variable_and_string_inputs_keep_their_text(shell)
     with capture_output():
         shell.run_line_magic("workflow", "run s -o res --input code=01234 --quiet")
     assert shell.user_ns["res"].outputs == {"code": "01234"}
+
+
+def test_a_cell_that_fails_its_flags_registers_nothing(shell):
+    from owf_magics.magics import registry
+
+    result = shell.run_cell("%%workflow Digst\nname: Digest\nsteps: [{id: a, type: transform, expression: x}]")
+    assert not result.success and "Did you mean 'Digest'" in str(result.error_in_exec)
+    result = shell.run_cell("%%workflow --run\nagents: [{name: lonely, model: {provider: echo}}]")
+    assert not result.success and "--run needs a workflow" in str(result.error_in_exec)
+    ow = registry(shell)
+    assert not ow.workflows() and not [a for a in ow.agents() if a.name == "lonely"]
