@@ -146,12 +146,16 @@ class WorkflowMagics(Magics):
         problem = None
         if not workflows and args.run:
             problem = "--run needs a workflow in the cell"
-        elif wanted is not None and workflows and not any(i.name == wanted for i in workflows):
-            if not self._has_workflow(wanted):
-                names = [i.name for i in workflows]
-                best = did_you_mean(wanted, names)
-                hint = f" Did you mean '{best}'?" if best else ""
-                problem = f"the cell defines no workflow named {wanted!r} (it defines {names}).{hint}"
+        elif (
+            wanted is not None
+            and workflows
+            and not any(i.name == wanted for i in workflows)
+            and not self._has_workflow(wanted)
+        ):
+            names = [i.name for i in workflows]
+            best = did_you_mean(wanted, names)
+            hint = f" Did you mean '{best}'?" if best else ""
+            problem = f"the cell defines no workflow named {wanted!r} (it defines {names}).{hint}"
         if problem is not None:
             self.ow._catalog, self.ow.warnings = saved
             raise UsageError(problem)
