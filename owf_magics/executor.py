@@ -828,26 +828,51 @@ def _retryable(policy: RetryPolicy, error: StepError) -> bool:
     return bool(wanted & names)
 
 
+@dataclass(frozen=True, slots=True)
+class _StepFacts:
+    """What `_attempts` needs to know about a step, worked out once per plan."""
+
+    policy: RetryPolicy | None
+    max_attempts: int
+    timeout: float | None
+    leaf: bool
+    calls_models: bool
+
+
+def _facts(frame: _Frame, step: StepBase) -> _StepFacts:
+    table: dict[str, _StepFacts] = frame.plan.memo.setdefault("facts", {})
+    facts = table.get(step.id)
+    if facts is None:
+        policy = step.retry if not isinstance(step, TryStep) else None  # a try step's retry is for its block
+        facts = table[step.id] = _StepFacts(
+            policy,
+            policy.maxAttempts if policy else 1,
+            parse_duration(step.timeout) if step.timeout is not None else None,
+            isinstance(step, _LEAVES),
+            isinstance(step, AgentStep | HandoffStep),
+        )
+    return facts
+
+
 async def _attempts(run: _Run, frame: _Frame, step: StepBase) -> tuple[StepResult, dict[str, Any] | None]:
     """Run a step with its retry policy and timeout; one trace row per attempt."""
-    policy = step.retry if not isinstance(step, TryStep) else None  # a try step's retry is for its block
-    max_attempts = policy.maxAttempts if policy else 1
-    timeout = parse_duration(step.timeout) if step.timeout is not None else None
-    entry = frame.plan[step.id]
-    key = _step_key(frame, step.id)
-    if run.recorded and isinstance(step, _LEAVES):
+    facts = _facts(frame, step)
+    policy, max_attempts, timeout = facts.policy, facts.max_attempts, facts.timeout
+    entry = frame.plan.entries[step.id]
+    key = frame.prefix + step.id if not frame.iteration else _step_key(frame, step.id)
+    if run.recorded and facts.leaf:
         rec = run.recorded.get(key)
         if rec is not None and rec.status == "success":
             return _restore(run, frame, step, rec), None
     _current_key.set(key)
-    container = not isinstance(step, _LEAVES)
+    container = not facts.leaf
     waited: list[bool] = [False]  # set when a step inside this one waits
     attempt = 0
     while True:
         attempt += 1
         started = _now()
         t0 = time.perf_counter()
-        acc = _Accounting() if isinstance(step, AgentStep | HandoffStep) else _NO_USAGE
+        acc = _Accounting() if facts.calls_models else _NO_USAGE
         _step_event(run, frame, step, "step.started", attempt, started)
         try:
             coro = _execute(run, frame, step, acc)
