@@ -840,17 +840,20 @@ class _StepFacts:
 
 
 def _facts(frame: _Frame, step: StepBase) -> _StepFacts:
-    table: dict[str, _StepFacts] = frame.plan.memo.setdefault("facts", {})
-    facts = table.get(step.id)
-    if facts is None:
-        policy = step.retry if not isinstance(step, TryStep) else None  # a try step's retry is for its block
-        facts = table[step.id] = _StepFacts(
-            policy,
-            policy.maxAttempts if policy else 1,
-            parse_duration(step.timeout) if step.timeout is not None else None,
-            isinstance(step, _LEAVES),
-            isinstance(step, AgentStep | HandoffStep),
-        )
+    # keyed by the step object: an adapter may run a copy of a step (without its retry, say)
+    table: dict[int, tuple[StepBase, _StepFacts]] = frame.plan.memo.setdefault("facts", {})
+    hit = table.get(id(step))
+    if hit is not None and hit[0] is step:
+        return hit[1]
+    policy = step.retry if not isinstance(step, TryStep) else None  # a try step's retry is for its block
+    facts = _StepFacts(
+        policy,
+        policy.maxAttempts if policy else 1,
+        parse_duration(step.timeout) if step.timeout is not None else None,
+        isinstance(step, _LEAVES),
+        isinstance(step, AgentStep | HandoffStep),
+    )
+    table[id(step)] = (step, facts)
     return facts
 
 
