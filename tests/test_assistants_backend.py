@@ -6,21 +6,13 @@ import json
 
 import pytest
 
+from tests.flows import CALCULATOR
 from tests.local_http import serve
 from tests.test_openai_provider import REQUESTS, Handler
 
 pytest.importorskip("agents")
 
-CALC = """
-connector:
-  name: calculator
-  kind: sdk
-actions:
-  - name: add
-    description: Add two numbers
-    input: {type: object, properties: {a: {type: number}, b: {type: number}}, required: [a, b]}
-    handler: {function: owf_magics.demo_tools.calculator_add}
-"""
+CALC = CALCULATOR
 
 
 def test_agent_with_tools_and_exact_usage_on_the_agents_sdk(ow):

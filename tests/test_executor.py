@@ -10,6 +10,7 @@ import pytest
 
 from owf_magics import OWFError
 from tests import handlers
+from tests.flows import HANDOFF
 from tests.local_http import JSONHandler, serve
 
 CONNECTOR = """
@@ -417,22 +418,7 @@ steps:
 
 
 def test_handoff_selects_agent(ow):
-    ow.load("""
-agents:
-  - {name: tech, model: {provider: echo}}
-  - {name: general, model: {provider: echo}}
-workflows:
-  - name: route
-    inputs: {category: {type: string}}
-    steps:
-      - id: go
-        type: handoff
-        selectAgent:
-          - {condition: "{{ inputs.category == 'technical' }}", agent: tech}
-          - {default: general}
-        reason: routing
-        context: {c: "{{ inputs.category }}"}
-""")
+    ow.load(HANDOFF)
     r = ow.workflow("route").execute(inputs={"category": "billing"})
     assert r.steps["go"].output["handoffTo"] == "agent:local/general@1.0.0"
     assert r.steps["go"].output["agentResponse"] == {"reason": "routing", "c": "billing"}

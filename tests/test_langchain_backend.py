@@ -12,20 +12,12 @@ from importlib import metadata
 import pytest
 
 from owf_magics import ExecutionContext, OpenWorkflow
+from tests.flows import CALCULATOR, HANDOFF
 
 pytest.importorskip("langgraph")
 pytest.importorskip("langchain.agents")
 
-CALC = """
-connector:
-  name: calculator
-  kind: sdk
-actions:
-  - name: add
-    description: Add two numbers
-    input: {type: object, properties: {a: {type: number}, b: {type: number}}, required: [a, b]}
-    handler: {function: owf_magics.demo_tools.calculator_add}
-"""
+CALC = CALCULATOR
 
 MATHBOT = """
 agents:
@@ -465,22 +457,7 @@ def test_a_handoff_on_langchain_runs_the_chosen_agent_as_a_langgraph_agent(ow, m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(langchain.agents, "create_agent", spy)
-    ow.load("""
-agents:
-  - {name: tech, model: {provider: echo}}
-  - {name: general, model: {provider: echo}}
-workflows:
-  - name: route
-    inputs: {category: {type: string}}
-    steps:
-      - id: go
-        type: handoff
-        selectAgent:
-          - {condition: "{{ inputs.category == 'technical' }}", agent: tech}
-          - {default: general}
-        reason: routing
-        context: {c: "{{ inputs.category }}"}
-""")
+    ow.load(HANDOFF)
     lc = ow.workflow("route").execute(inputs={"category": "technical"}, prefer_backend="langchain")
     native = ow.workflow("route").execute(inputs={"category": "technical"})
     assert built == ["tech"]
