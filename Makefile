@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml scripts/ensure-system-deps.sh
 demo: setup
 	$(BIN)/owf validate --no-warnings examples/
 	$(BIN)/owf plan examples/research-digest.yaml
-	$(BIN)/python -m owf_magics.nbrun notebooks/01-tour.ipynb --live-values --show demo-run --show demo-trace
+	$(BIN)/python -m owf_magics.notebook.nbrun notebooks/01-tour.ipynb --live-values --show demo-run --show demo-trace
 
 lint: setup
 	$(BIN)/ruff check owf_magics tests bench
@@ -50,7 +50,7 @@ notebooks: setup
 
 # regenerate the golden notebook's outputs headlessly (deterministic mode), after a deliberate change
 golden: setup
-	$(BIN)/python -m owf_magics.nbrun $(GOLDEN) --write
+	$(BIN)/python -m owf_magics.notebook.nbrun $(GOLDEN) --write
 
 bench: setup
 	@$(BIN)/python -c "import langgraph" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[dev,bench]'

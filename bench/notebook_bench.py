@@ -82,8 +82,8 @@ def plan_display(n: int = 200) -> dict[str, float]:
     from run import generated_workflow
 
     from owf_magics import OpenWorkflow
-    from owf_magics.views import GraphView, ResolutionView, to_dot, to_mermaid, to_svg, to_text
-    from owf_magics.views.graph import _svg_of, dot_available
+    from owf_magics.notebook.views import GraphView, ResolutionView, to_dot, to_mermaid, to_svg, to_text
+    from owf_magics.notebook.views.graph import _svg_of, dot_available
 
     ow = OpenWorkflow()
     ow.load(generated_workflow(n))

@@ -82,12 +82,12 @@ def main() -> int:
     from executor_bench import median as median_time
 
     from owf_magics import OpenWorkflow
-    from owf_magics.catalog import Catalog
+    from owf_magics.manifest.catalog import Catalog
     from owf_magics.errors import DiagnosticBag
-    from owf_magics.loader import parse_text
-    from owf_magics.normalize import split_document
-    from owf_magics.templates import analyse
-    from owf_magics.validation import Validator
+    from owf_magics.manifest.loader import parse_text
+    from owf_magics.manifest.normalize import split_document
+    from owf_magics.manifest.templates import analyse
+    from owf_magics.plan.validation import Validator
 
     text = generated_workflow(1000)
     results: dict[str, float] = {}

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from owf_magics._version import __version__
 
 if TYPE_CHECKING:
-    from .backends.base import Backend, BackendInfo, ExecutionContext
-    from .backends.native import inline
-    from .errors import (
+    from owf_magics.api import OpenWorkflow
+    from owf_magics.api.workflow import Workflow, Workflows
+    from owf_magics.connectors.function import inline
+    from owf_magics.errors import (
         BackendError,
         CanceledError,
         Diagnostic,
@@ -23,18 +24,18 @@ if TYPE_CHECKING:
         StepTimeoutError,
         UnavailableError,
     )
-    from .registry import OpenWorkflow, Workflow, Workflows
-    from .resolution import Plan, PlanEntry
+    from owf_magics.plan.resolution import Plan, PlanEntry
+    from owf_magics.runtime.backend import Backend, BackendInfo, ExecutionContext
 
 _EXPORTS = {
-    "OpenWorkflow": "registry",
-    "Workflow": "registry",
-    "Workflows": "registry",
-    "Plan": "resolution",
-    "PlanEntry": "resolution",
-    "Backend": "backends.base",
-    "BackendInfo": "backends.base",
-    "ExecutionContext": "backends.base",
+    "OpenWorkflow": "api.openworkflow",
+    "Workflow": "api.workflow",
+    "Workflows": "api.workflow",
+    "Plan": "plan.resolution",
+    "PlanEntry": "plan.resolution",
+    "Backend": "runtime.backend",
+    "BackendInfo": "runtime.backend",
+    "ExecutionContext": "runtime.backend",
     "OWFError": "errors",
     "ManifestError": "errors",
     "UnavailableError": "errors",
@@ -42,7 +43,7 @@ _EXPORTS = {
     "StepTimeoutError": "errors",
     "CanceledError": "errors",
     "Diagnostic": "errors",
-    "inline": "backends.native",
+    "inline": "connectors.function",
 }
 
 __all__ = [
@@ -70,14 +71,14 @@ __all__ = [
 
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext owf_magics``: register ``%%workflow`` and ``%workflow`` (IPython loads only here)."""
-    from .magics import load_ipython_extension as load
+    from owf_magics.notebook.magics import load_ipython_extension as load
 
     load(ip)
 
 
 def unload_ipython_extension(ip: Any) -> None:
     """``%unload_ext owf_magics``: remove the magics, the ``OWF`` settings and the completer."""
-    from .magics import unload_ipython_extension as unload
+    from owf_magics.notebook.magics import unload_ipython_extension as unload
 
     unload(ip)
 

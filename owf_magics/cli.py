@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
+from owf_magics._version import __version__
 
 
 def _print_json(data: Any) -> None:
@@ -21,7 +21,7 @@ def _print_json(data: Any) -> None:
 def _report(exc: Exception, as_json: bool = False) -> int:
     """Print a load or run error on stderr (every diagnostic, or the code, message and fix), or
     with ``--json`` as ``{"ok": false, "error": {...}, "diagnostics": [...]}`` on stdout; exit 1."""
-    from .errors import ManifestError, OWFError
+    from owf_magics.errors import ManifestError, OWFError
 
     if as_json and isinstance(exc, OWFError):
         diagnostics = [d.to_dict() for d in exc.diagnostics] if isinstance(exc, ManifestError) else []
@@ -38,8 +38,8 @@ def _report(exc: Exception, as_json: bool = False) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .errors import ManifestError
-    from .registry import OpenWorkflow
+    from owf_magics.api import OpenWorkflow
+    from owf_magics.errors import ManifestError
 
     ow = OpenWorkflow()
     try:
@@ -83,8 +83,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .errors import OWFError
-    from .registry import OpenWorkflow
+    from owf_magics.api import OpenWorkflow
+    from owf_magics.errors import OWFError
 
     ow = OpenWorkflow()
     try:
@@ -112,8 +112,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .errors import OWFError
-    from .registry import OpenWorkflow, input_pairs
+    from owf_magics.api import OpenWorkflow, input_pairs
+    from owf_magics.errors import OWFError
 
     ow = OpenWorkflow(state=args.state)
     try:
@@ -128,8 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .errors import OWFError
-    from .registry import OpenWorkflow, resume_answers
+    from owf_magics.api import OpenWorkflow, resume_answers
+    from owf_magics.errors import OWFError
 
     approvals, event = resume_answers(args.approve, args.reject, args.event)
     ow = OpenWorkflow(state=args.state)
@@ -149,7 +149,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .registry import OpenWorkflow
+    from owf_magics.api import OpenWorkflow
 
     frame = OpenWorkflow(state=args.state).runs()
     if args.json:
@@ -204,7 +204,7 @@ def _print_result(result: Any, as_json: bool) -> int:
 
 
 def cmd_backends(args: argparse.Namespace) -> int:
-    from .registry import OpenWorkflow
+    from owf_magics.api import OpenWorkflow
 
     infos = OpenWorkflow().backends()
     if args.json:
@@ -229,9 +229,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def cmd_backend_test(args: argparse.Namespace) -> int:
-    from .backends.base import ExecutionContext
-    from .errors import OWFError
-    from .registry import OpenWorkflow
+    from owf_magics.api import OpenWorkflow
+    from owf_magics.errors import OWFError
+    from owf_magics.runtime.backend import ExecutionContext
 
     ow = OpenWorkflow()
     checks: list[dict[str, Any]] = []
@@ -274,7 +274,7 @@ def cmd_backend_test(args: argparse.Namespace) -> int:
                 manifest = {
                     "type": "connector",
                     "name": "probe",
-                    "actions": [{"name": "echo", "handler": {"function": "owf_magics.backends.native.echo_handler"}}],
+                    "actions": [{"name": "echo", "handler": {"function": "owf_magics.connectors.function.echo_handler"}}],
                 }
                 ctx = ExecutionContext(run_id="backend-test", node_id="probe", metadata={"action": "echo"})
                 result = backend.invoke(manifest, {"ping": 1}, ctx)
@@ -293,7 +293,7 @@ def cmd_backend_test(args: argparse.Namespace) -> int:
 
 def _secrets(names: list[str] | None) -> dict[str, str]:
     """``--secret NAME``: the environment variable NAME, as ``secrets.NAME``."""
-    from .errors import OWFError
+    from owf_magics.errors import OWFError
 
     missing = [n for n in names or [] if n not in os.environ]
     if missing:
@@ -317,7 +317,7 @@ def _durable_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .models import json_schema
+    from owf_magics.manifest.models import json_schema
 
     _print_json(json_schema())
     return 0

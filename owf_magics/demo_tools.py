@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .backends.native import inline
+from owf_magics.connectors.function import inline
 
 
 @inline

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .backends.base import Backend, BackendInfo, ExecutionContext
+from owf_magics._version import __version__
+from owf_magics.runtime.backend import Backend, BackendInfo, ExecutionContext
 
 if TYPE_CHECKING:
-    from .registry import OpenWorkflow
-    from .results import RunResult
+    from owf_magics.api import OpenWorkflow
+    from owf_magics.runtime.results import RunResult
 
 CORPUS_DIR = Path(__file__).resolve().parent / "parity"
 #: Corpus workflows only ever called by others (they need inputs without defaults).
@@ -87,7 +87,7 @@ def corpus_files() -> list[Path]:
 
 def load_corpus(ow: OpenWorkflow | None = None) -> OpenWorkflow:
     """Load every corpus file into `ow` (a fresh `OpenWorkflow` by default) and return it."""
-    from .registry import OpenWorkflow
+    from owf_magics.api import OpenWorkflow
 
     ow = ow if ow is not None else OpenWorkflow(state=":memory:")
     ow.load_many(corpus_files())
@@ -514,7 +514,7 @@ steps:
         if err is None or err.code != "BACKEND_ERROR":
             raise AssertionError(f"expected BACKEND_ERROR, got {err}")
         _expect("kaput" in err.message, f"the message must carry the original error: {err.message!r}")
-        from .errors import UnavailableError
+        from owf_magics.errors import UnavailableError
 
         try:
             ow.workflow("failing").plan(prefer_backend=f"{b}-not-installed-x")
@@ -530,7 +530,7 @@ steps:
     def check_version_warnings(self) -> None:
         """A compatibility range the installed framework misses gives a VERSION_MISMATCH warning naming
         the range and the version found; a satisfied range gives none."""
-        from .refs import installed_version
+        from owf_magics.manifest.refs import installed_version
 
         ow = self.registry()
         info = ow.backend_registry.info(self.backend)

@@ -51,7 +51,7 @@ def assert_no_canary(result: Any) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def _secret_canary():
-    from owf_magics.executor import Executor
+    from owf_magics.engine.executor import Executor
 
     tap = _LogTap(level=logging.DEBUG)
     root = logging.getLogger()

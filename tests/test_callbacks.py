@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from owf_magics.callbacks import (
+from owf_magics.runs.callbacks import (
     CallableSink,
     EventSink,
     HttpSink,
@@ -24,7 +24,7 @@ from owf_magics.callbacks import (
     to_envelope,
 )
 from owf_magics.errors import OWFError
-from owf_magics.results import StepError
+from owf_magics.runtime.results import StepError
 from tests.local_http import JSONHandler, serve
 
 STEP_EVENT = {
@@ -105,7 +105,7 @@ def test_http_sink_retries_a_failing_endpoint_a_bounded_number_of_times(caplog):
             hits.append(self.read_json()["type"])
             self.send_json({"error": "down"}, status=500)
 
-    with serve(Failing) as url, caplog.at_level(logging.WARNING, logger="owf_magics.callbacks"):
+    with serve(Failing) as url, caplog.at_level(logging.WARNING, logger="owf_magics.runs.callbacks"):
         sink = make_sink(url, retries=2, backoff=0.01)
         assert isinstance(sink, HttpSink)
         sink(run_started("r", "w"))  # never raises
@@ -250,7 +250,7 @@ def test_callable_sink_swallows_and_logs_exceptions(caplog):
     assert seen[0]["type"] == "step.execution.completed" and seen[0]["metadata"]["scrubbed"] is True
     broken = make_sink(bad)
     assert broken is not None
-    with caplog.at_level(logging.ERROR, logger="owf_magics.callbacks"):
+    with caplog.at_level(logging.ERROR, logger="owf_magics.runs.callbacks"):
         broken(STEP_EVENT)  # does not raise
     assert "receiver broke" in caplog.text
     broken.close()

@@ -153,7 +153,7 @@ def gate(n: int) -> dict:
 
 
 def test_sqlite_checkpoints_resume_a_failed_run(tmp_path):
-    from owf_magics.store import SQLiteRunStore
+    from owf_magics.runs.store import SQLiteRunStore
     from tests import handlers
 
     store = SQLiteRunStore(tmp_path / "runs.db")  # the durable run store owns the file first

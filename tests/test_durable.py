@@ -400,7 +400,7 @@ def test_opentelemetry_spans_when_a_provider_is_configured(ow):
           - {id: b, type: transform, expression: "{{ 2 }}", needs: [a]}
     """)
     )
-    from owf_magics import telemetry
+    from owf_magics.runs import telemetry
 
     original = trace.get_tracer_provider
     try:
@@ -474,7 +474,7 @@ steps:
 def test_agent_rate_limit_waits_for_the_clock(ow):
     import asyncio
 
-    from owf_magics.limits import ManualClock, RateLimiter
+    from owf_magics.agents.limits import ManualClock, RateLimiter
 
     clock = ManualClock()
     ow._limiter = RateLimiter(clock=clock)  # a clock the test moves by hand: no sleeping

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from owf_magics import ManifestError, OpenWorkflow
 from owf_magics.errors import DIAGNOSTIC_CODES
-from owf_magics.loader import looks_like_path
-from owf_magics.models import STEP_TYPES, Agent, Connector, ModelSpec, Workflow
+from owf_magics.manifest.loader import looks_like_path
+from owf_magics.manifest.models import STEP_TYPES, Agent, Connector, ModelSpec, Workflow
 
 # Hypothesis warns (an error under filterwarnings=error) about its own internals, e.g. the size of
 # an example's repr or a float32 example replayed; neither says anything about the code under test.

@@ -126,7 +126,7 @@ def test_live_widget_view_in_a_kernel(monkeypatch):
 
 @pytest.mark.slow
 def test_nbrun_prints_tagged_outputs_and_writes_them_back(tmp_path, capsys):
-    from owf_magics.nbrun import main
+    from owf_magics.notebook.nbrun import main
 
     nb = nbformat.v4.new_notebook()
     shown = nbformat.v4.new_code_cell(f"%%workflow --run -o res\n{DIGEST}")

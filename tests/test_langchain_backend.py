@@ -409,7 +409,7 @@ workflows:
 
 
 def test_without_langgraph_installed_the_backend_is_unavailable_with_the_install_hint(ow, monkeypatch):
-    from owf_magics.backends import registry
+    from owf_magics.runtime import registry
     from owf_magics.errors import UnavailableError
 
     real = registry._missing

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from owf_magics.errors import CanceledError, OWFError
-from owf_magics.limits import (
+from owf_magics.agents.limits import (
     Budget,
     BudgetExceededError,
     LimitSpec,

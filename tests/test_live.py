@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from owf_magics.live import TABS, LiveRunView, use_widgets
-from owf_magics.views import SETTINGS
+from owf_magics.notebook.live import TABS, LiveRunView, use_widgets
+from owf_magics.notebook.views import SETTINGS
 from tests.flows import APPROVAL
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from owf_magics import ManifestError, OpenWorkflow
-from owf_magics.loader import MAX_DEPTH, MAX_NODES
+from owf_magics.manifest.loader import MAX_DEPTH, MAX_NODES
 
 
 def _errors(source: Any, **kwargs: Any) -> tuple[OpenWorkflow, ManifestError]:

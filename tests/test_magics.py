@@ -11,7 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from owf_magics import ManifestError, OWFError
-from owf_magics.views import SETTINGS
+from owf_magics.notebook.views import SETTINGS
 from tests.flows import APPROVAL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,7 +149,7 @@ def test_deterministic_mode_hides_wall_clock_and_run_ids(shell):
 def test_redefining_a_cell_replaces_what_it_defined(shell):
     cell(shell, "tiny --quiet", ONE.format(version="1.0.0"))
     cell(shell, "tiny --quiet", ONE.format(version="1.1.0"))
-    from owf_magics.magics import registry
+    from owf_magics.notebook.magics import registry
 
     ow = registry(shell)
     assert [w.version for w in ow.workflows()] == ["1.1.0"]
@@ -172,7 +172,7 @@ def test_manifest_error_fails_the_cell_with_a_short_rendering(shell):
     assert "fix: load the agent manifest first" in text
     assert "Traceback (most recent call last)" not in text and "site-packages" not in text
     # a failed cell registers nothing
-    from owf_magics.magics import registry
+    from owf_magics.notebook.magics import registry
 
     assert registry(shell).workflows() == []
 
@@ -262,7 +262,7 @@ def test_config_settings_and_unknown_keys(shell):
 
 
 def test_pyproject_settings_with_did_you_mean(tmp_path, capsys):
-    from owf_magics.nbconfig import OWF, apply_pyproject, find_pyproject
+    from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject
 
     (tmp_path / "pyproject.toml").write_text(
         '[tool.owf_magics]\nmax_rows = 7\nshow = "graph"\ndetermnistic = true\nwidgets = "sometimes"\n'
@@ -341,8 +341,8 @@ def test_load_ext_stays_cheap_it_loads_no_models_or_widgets():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     mods = set(json.loads(out.stdout.strip().splitlines()[-1]))
-    assert "owf_magics.magics" in mods
-    assert not {"owf_magics.registry", "owf_magics.models", "pydantic", "ipywidgets", "pandas"} & mods
+    assert "owf_magics.notebook.magics" in mods
+    assert not {"owf_magics.api.openworkflow", "owf_magics.manifest.models", "pydantic", "ipywidgets", "pandas"} & mods
 
 
 def test_secrets_from_the_namespace_never_reach_the_display(shell):
@@ -363,7 +363,7 @@ def test_secrets_from_the_namespace_never_reach_the_display(shell):
 
 
 def test_state_setting_chooses_the_run_store(shell, tmp_path):
-    from owf_magics.magics import registry
+    from owf_magics.notebook.magics import registry
 
     assert registry(shell).state == ":memory:"
     shell.run_line_magic("unload_ext", "owf_magics")
@@ -374,7 +374,7 @@ def test_state_setting_chooses_the_run_store(shell, tmp_path):
 
 
 def test_settings_defaults_come_from_the_environment(monkeypatch):
-    from owf_magics.nbconfig import OWF
+    from owf_magics.notebook.config import OWF
 
     saved = dataclasses.asdict(SETTINGS)
     try:
@@ -434,7 +434,7 @@ def test_cells_without_a_workflow_do_not_replace_each_other(shell):
         "--quiet",
         "connector: {name: tools, kind: sdk, actions: [{name: a, handler: {function: tests.handlers.echo}}]}",
     )
-    from owf_magics.magics import registry
+    from owf_magics.notebook.magics import registry
 
     ow = registry(shell)
     names = {a.name for a in ow.agents()} | {c.name for c in ow.connectors()}
@@ -455,7 +455,7 @@ def test_output_name_must_be_a_variable_and_string_inputs_keep_their_text(shell)
 
 
 def test_a_cell_that_fails_its_flags_registers_nothing(shell):
-    from owf_magics.magics import registry
+    from owf_magics.notebook.magics import registry
 
     result = shell.run_cell("%%workflow Digst\nname: Digest\nsteps: [{id: a, type: transform, expression: x}]")
     assert not result.success and "Did you mean 'Digest'" in str(result.error_in_exec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from owf_magics import ManifestError
-from owf_magics.refs import RefError, highest_match, parse_ref
+from owf_magics.manifest.refs import RefError, highest_match, parse_ref
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,7 @@ def test_unknown_prefer_backend_is_unavailable_with_suggestion(ow):
 
 
 def test_unavailable_backend_is_reported_by_plan(ow, monkeypatch):
-    from owf_magics.backends import registry
+    from owf_magics.runtime import registry
 
     real = registry._missing  # langgraph is installed here: make it look missing
     monkeypatch.setattr(registry, "_missing", lambda mods: ("langgraph",) if "langgraph" in mods else real(mods))
@@ -126,7 +126,7 @@ def test_unknown_backend_in_manifest_is_invalid_backend(ow):
 
 
 def test_entry_point_backend(tmp_path, monkeypatch, ow):
-    from owf_magics.backends import registry
+    from owf_magics.runtime import registry
 
     pkg = tmp_path / "thirdparty_backend.py"
     pkg.write_text(

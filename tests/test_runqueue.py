@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from owf_magics.errors import CanceledError, OWFError
-from owf_magics.runqueue import RunQueue
+from owf_magics.runs.queue import RunQueue
 
 
 def test_200_runs_with_limit_3_all_complete_in_submission_order_never_more_than_3():

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from owf_magics import ManifestError, OpenWorkflow
-from owf_magics.refs import installed_version, matches
+from owf_magics.manifest.refs import installed_version, matches
 
 CORPUS = Path(__file__).resolve().parent / "spec_corpus"
 MANIFESTS = CORPUS / "manifests"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from owf_magics.errors import OWFError
-from owf_magics.store import (
+from owf_magics.runs.store import (
     RUNS_COLUMNS,
     SCHEMA_VERSION,
     RunStore,
@@ -301,7 +301,7 @@ def test_many_threads_share_one_store(store):
 _WRITER = textwrap.dedent(
     """
     import sys
-    from owf_magics.store import SQLiteRunStore, StepRecord
+    from owf_magics.runs.store import SQLiteRunStore, StepRecord
     path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     s = SQLiteRunStore(path)
     try:
@@ -338,7 +338,7 @@ def test_two_processes_write_one_file(tmp_path):
 _KILLED = textwrap.dedent(
     """
     import os, sys
-    from owf_magics.store import SQLiteRunStore, StepRecord
+    from owf_magics.runs.store import SQLiteRunStore, StepRecord
     s = SQLiteRunStore(sys.argv[1])
     s.create_run("r", "w")
     s.checkpoint("r", StepRecord("a", "a", "success", output="done"), [{"type": "step.execution.completed"}])
@@ -395,7 +395,7 @@ def test_many_checkpoints_are_all_kept(tmp_path):
 
 
 def test_input_differences_for_replay():
-    from owf_magics.store import input_differences
+    from owf_magics.runs.store import input_differences
 
     recorded = {"q": "hi", "opts": {"n": 3, "tags": ["a", "b"]}, "gone": 1}
     assert input_differences(recorded, {"q": "hi", "opts": {"n": 3, "tags": ("a", "b")}, "gone": 1}) == []
@@ -414,7 +414,7 @@ def test_input_differences_for_replay():
 _CLAIMER = textwrap.dedent(
     """
     import sys
-    from owf_magics.store import SQLiteRunStore
+    from owf_magics.runs.store import SQLiteRunStore
     s = SQLiteRunStore(sys.argv[1])
     won = s.set_status("r", "running", expected="waiting_approval")
     print("won" if won else "lost")
@@ -439,7 +439,7 @@ def test_only_one_process_wins_the_claim_of_a_waiting_run(tmp_path):
 
 
 def test_a_stored_run_reads_back_as_a_run_result(store):
-    from owf_magics.store import run_result
+    from owf_magics.runs.store import run_result
 
     assert run_result(store, "nope") is None
     store.create_run("r1", "digest")

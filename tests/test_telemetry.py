@@ -8,8 +8,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from owf_magics.callbacks import run_completed, run_failed, run_started, to_envelope
-from owf_magics.telemetry import RunTracer
+from owf_magics.runs.callbacks import run_completed, run_failed, run_started, to_envelope
+from owf_magics.runs.telemetry import RunTracer
 
 CONNECTOR = """
 connector: {name: t, namespace: test, kind: sdk}

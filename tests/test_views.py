@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from owf_magics.views import (
+from owf_magics.notebook.views import (
     SETTINGS,
     GraphView,
     ResolutionView,
@@ -23,8 +23,8 @@ from owf_magics.views import (
     to_svg,
     to_text,
 )
-from owf_magics.views.graph import dot_escape, mermaid_escape
-from owf_magics.views.tables import footer_text, shown_frame
+from owf_magics.notebook.views.graph import dot_escape, mermaid_escape
+from owf_magics.notebook.views.tables import footer_text, shown_frame
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -164,7 +164,7 @@ def test_svg_from_dot_is_valid_xml_with_every_label(tricky_plan):
 
 def test_svg_is_none_without_dot(tricky_plan, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
-    from owf_magics.views.graph import _svg_of
+    from owf_magics.notebook.views.graph import _svg_of
 
     _svg_of.cache_clear()
     try:

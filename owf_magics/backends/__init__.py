@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Backend, BackendInfo, ExecutionContext
-from .registry import ALIASES, BUILTINS, ENTRY_POINT_GROUP, BackendRegistry
+from owf_magics.runtime.backend import Backend, BackendInfo, ExecutionContext
+from owf_magics.runtime.registry import ALIASES, BUILTINS, ENTRY_POINT_GROUP, BackendRegistry
 
 __all__ = ["ALIASES", "BUILTINS", "ENTRY_POINT_GROUP", "Backend", "BackendInfo", "BackendRegistry", "ExecutionContext"]

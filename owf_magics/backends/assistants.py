@@ -12,18 +12,19 @@ import json
 import os
 from typing import Any
 
-from .._version import __version__
-from ..errors import BackendError, OWFError, UnavailableError
-from .base import Backend, BackendInfo, ExecutionContext
-from .langchain import (
+from owf_magics._version import __version__
+from owf_magics.agents.loop import agent_tools, system_prompt
+from owf_magics.backends.langchain import (
     AgentOptions,
-    _no_confirmations,
-    _prices,
-    _standalone_action,
     check_output,
     native_error,
+    no_confirmations,
+    run_prices,
     run_sync,
+    standalone_action,
 )
+from owf_magics.errors import BackendError, OWFError, UnavailableError
+from owf_magics.runtime.backend import Backend, BackendInfo, ExecutionContext
 
 ADAPTER_VERSION = __version__
 
@@ -67,11 +68,11 @@ class AssistantsBackend(Backend):
         if kind == "connector":
             native = context.metadata.get("native")
             if native is None:  # called outside the executor: function handlers only
-                from ..models import Connector
+                from owf_magics.manifest.models import Connector
 
                 action = str(context.metadata.get("action") or "")
                 data = context.metadata.get("raw_input", input)
-                native = _standalone_action(Connector.model_validate(manifest), action, data, context)
+                native = standalone_action(Connector.model_validate(manifest), action, data, context)
             try:
                 return {"status": "success", "output": await native()}
             except OWFError:
@@ -97,12 +98,11 @@ class AssistantsBackend(Backend):
         from agents import FunctionTool, MaxTurnsExceeded, OpenAIChatCompletionsModel, RunConfig, Runner
         from openai import AsyncOpenAI
 
-        from ..executor import _system_prompt, agent_tools
-        from ..models import Agent
-        from ..providers import Usage, cost_of
+        from owf_magics.agents.providers import Usage, cost_of
+        from owf_magics.manifest.models import Agent
 
         agent = Agent.model_validate(manifest)
-        _no_confirmations(agent, "assistants")
+        no_confirmations(agent, "assistants")
         spec = agent.model
         if spec.provider != "openai":
             raise UnavailableError(
@@ -147,7 +147,7 @@ class AssistantsBackend(Backend):
                 )
         sdk_agent = SDKAgent(
             name=agent.name,
-            instructions=_system_prompt(agent) or None,
+            instructions=system_prompt(agent) or None,
             tools=tools,
             model=OpenAIChatCompletionsModel(model=spec.id or "gpt-4o-mini", openai_client=client),
         )
@@ -176,7 +176,7 @@ class AssistantsBackend(Backend):
                     "completion_tokens": turn.completion_tokens,
                     "total_tokens": turn.total_tokens,
                     "estimated": False,
-                    "cost_usd": cost_of(spec, turn, _prices(context)),
+                    "cost_usd": cost_of(spec, turn, run_prices(context)),
                 }
             )
         answer = check_output(agent, result.final_output)

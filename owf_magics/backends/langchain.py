@@ -18,14 +18,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from .._version import __version__
-from ..errors import BackendError, OWFError, StepTimeoutError, UnavailableError
-from .base import Backend, BackendInfo, ExecutionContext
-from .native import LOGIC_CAPABILITIES
+from owf_magics._version import __version__
+from owf_magics.agents.loop import agent_tools, system_prompt
+from owf_magics.agents.loop import check_output as native_check_output
+from owf_magics.backends.native import LOGIC_CAPABILITIES
+from owf_magics.connectors.actions import validate_action_input
+from owf_magics.connectors.function import call_function
+from owf_magics.errors import BackendError, OWFError, StepTimeoutError, UnavailableError
+from owf_magics.runtime.backend import Backend, BackendInfo, ExecutionContext
+from owf_magics.runtime.context import StepFailed, to_step_error
 
 if TYPE_CHECKING:
-    from ..models import Agent, Connector
-    from ..providers import Model
+    from owf_magics.agents.providers import Model
+    from owf_magics.manifest.models import Agent, Connector
 
 ADAPTER_VERSION = __version__
 log = logging.getLogger("owf_magics.langchain")
@@ -234,11 +239,11 @@ class LangChainBackend(Backend):
     ) -> dict[str, Any]:
         native = context.metadata.get("native")
         if native is None:  # called outside the executor: function handlers only
-            from ..models import Connector
+            from owf_magics.manifest.models import Connector
 
             connector = Connector.model_validate(manifest)
             action = str(context.metadata.get("action") or "")
-            native = _standalone_action(connector, action, context.metadata.get("raw_input", input), context)
+            native = standalone_action(connector, action, context.metadata.get("raw_input", input), context)
         try:
             output = await self.arun_step(native, context)
         except OWFError:
@@ -254,11 +259,11 @@ class LangChainBackend(Backend):
         from langchain_core.messages import AIMessage, HumanMessage
         from langgraph.errors import GraphRecursionError
 
-        from ..models import Agent
-        from ..providers import LangChainChatModel, Usage, cost_of, estimate_tokens, make_model
+        from owf_magics.agents.providers import LangChainChatModel, Usage, cost_of, estimate_tokens, make_model
+        from owf_magics.manifest.models import Agent
 
         agent = Agent.model_validate(manifest)
-        _no_confirmations(agent, "langchain")
+        no_confirmations(agent, "langchain")
         options = AgentOptions.from_config(agent.execution.config if agent.execution else {})
         model = make_model(agent.model)
         chat = model.chat if isinstance(model, LangChainChatModel) else OfflineChatModel(owf_model=model)
@@ -277,9 +282,9 @@ class LangChainBackend(Backend):
         middleware = [_native_unknown_tools([t.name for t in tools])] if tools else []
         hooks = context.metadata.get("turn_hooks")
         if hooks is not None:  # the run's budgets and rate limits, checked around each model turn
-            middleware.append(_turn_limits(hooks, _system_prompt(agent)))
+            middleware.append(_turn_limits(hooks, system_prompt(agent)))
         graph = create_agent(
-            chat, tools, system_prompt=_system_prompt(agent) or None, middleware=middleware, name=agent.name
+            chat, tools, system_prompt=system_prompt(agent) or None, middleware=middleware, name=agent.name
         )
         start = len(history) + 1
         turns: list[Any] = []  # every AIMessage the model produced, in order, also when the run fails
@@ -305,7 +310,7 @@ class LangChainBackend(Backend):
                         "completion_tokens": completion,
                         "total_tokens": turn.total_tokens,
                         "estimated": estimated,
-                        "cost_usd": cost_of(agent.model, turn, _prices(context)),
+                        "cost_usd": cost_of(agent.model, turn, run_prices(context)),
                     }
                 )
             return rows
@@ -409,37 +414,24 @@ async def _within_deadline(coro: Awaitable[Any], context: ExecutionContext) -> A
         ) from exc
 
 
-def _system_prompt(agent: Agent) -> str:
-    from ..executor import _system_prompt as native_prompt
-
-    return native_prompt(agent)
-
-
 def native_error(exc: BaseException) -> OWFError:
     """A handler's exception as the `OWFError` native reports for it (same code, message, details),
     so a step fails identically on both backends."""
-    from ..executor import to_step_error
-
     err = to_step_error(exc)
     return OWFError(err.message, code=err.code, details=dict(err.details))
 
 
 def check_output(agent: Agent, content: Any) -> Any:
     """The agent's output guardrails, exactly as native applies them (errors as `OWFError`)."""
-    from ..executor import StepFailed, _check_output
-
     try:
-        return _check_output(agent, content)
+        return native_check_output(agent, content)
     except StepFailed as exc:
         raise OWFError(exc.error.message, code=exc.error.code, details=dict(exc.error.details)) from exc
 
 
-def _standalone_action(
+def standalone_action(
     connector: Connector, action: str, data: Any, context: ExecutionContext
 ) -> Callable[[], Awaitable[Any]]:
-    from ..executor import validate_action_input
-    from .native import call_function
-
     spec = connector.action(action)
     if spec is None:
         raise OWFError(f"connector '{connector.name}' has no action '{action}'", code="VALIDATION")
@@ -471,8 +463,6 @@ def connector_tools(agent: Agent, context: ExecutionContext, options: AgentOptio
     """
     from langchain_core.tools import StructuredTool
 
-    from ..executor import agent_tools
-
     if not agent.toolset:
         return []
     registry = context.metadata.get("registry")
@@ -499,7 +489,7 @@ def connector_tools(agent: Agent, context: ExecutionContext, options: AgentOptio
                 if caller is not None:
                     result = await caller(_tool.connector, _tool.action, args)
                 else:
-                    result = await _standalone_action(_tool.connector, _tool.action, args, context)()
+                    result = await standalone_action(_tool.connector, _tool.action, args, context)()
             except OWFError as exc:
                 if exc.code == "VALIDATION" and options.handle_parsing_errors is False:
                     raise
@@ -604,7 +594,7 @@ def OfflineChatModel(*, owf_model: Model) -> Any:
     return _OFFLINE(owf_model=owf_model)
 
 
-def _no_confirmations(agent: Agent, backend: str) -> None:
+def no_confirmations(agent: Agent, backend: str) -> None:
     """Tool calls that need a person's confirmation pause the run: only the native loop can, so
     such an agent fails here rather than call the tool unconfirmed."""
     behavior = agent.guardrails.behavior if agent.guardrails else None
@@ -616,7 +606,7 @@ def _no_confirmations(agent: Agent, backend: str) -> None:
         )
 
 
-def _prices(context: ExecutionContext) -> Any:
+def run_prices(context: ExecutionContext) -> Any:
     """The run's price table (``OpenWorkflow(prices=...)``), so costs match native ones."""
     return getattr(context.metadata.get("registry"), "prices", None)
 
@@ -650,7 +640,7 @@ def _turn_limits(hooks: tuple[Any, Any], system: str) -> Any:
     from langchain.agents.middleware import AgentMiddleware
     from langchain_core.messages import AIMessage
 
-    from ..providers import Usage
+    from owf_magics.agents.providers import Usage
 
     before, after = hooks
 
@@ -710,7 +700,7 @@ def _usage_collector(turns: list[Any]) -> Any:
 def _verbose_class() -> type:
     from langchain_core.callbacks import AsyncCallbackHandler
 
-    from ..render import redact
+    from owf_magics.manifest.render import redact
 
     class _Log(AsyncCallbackHandler):
         def __init__(self, agent: str, secrets: Mapping[str, str]) -> None:

@@ -1,0 +1,288 @@
+"""The native agent loop: model turns, tool calls through connectors, guardrails, budgets and usage."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from owf_magics.agents.providers import Usage, make_model
+from owf_magics.connectors.actions import run_action
+from owf_magics.errors import OWFError
+from owf_magics.manifest.models import (
+    Agent,
+    Connector,
+    StepBase,
+    ToolsetEntry,
+)
+from owf_magics.manifest.refs import parse_ref
+from owf_magics.runtime.context import (
+    CURRENT_KEY,
+    Host,
+    RunContext,
+    StepFailed,
+    Waiting,
+    find_request,
+)
+from owf_magics.runtime.results import StepError
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    connector: Connector
+    action: str
+
+
+def agent_tools(ow: Host, agent: Agent) -> dict[str, Tool]:
+    """Toolset connectors as tools named ``<toolPrefix or connector name>_<action>``."""
+    tools: dict[str, Tool] = {}
+    for entry in agent.toolset:
+        ref_text = entry if isinstance(entry, str) else entry.connector
+        loaded = ow.catalog.connector(parse_ref(ref_text, expected_kind="connector", allow_action=True))
+        if loaded is None:
+            continue
+        conn: Connector = loaded.model
+        prefix = None
+        if isinstance(entry, ToolsetEntry) and entry.toolPrefix:
+            prefix = entry.toolPrefix
+        elif conn.capabilities and "langchain" in conn.capabilities.frameworks:
+            prefix = conn.capabilities.frameworks["langchain"].toolPrefix
+        base = (prefix or conn.name).rstrip("_").replace("-", "_")
+        for action in conn.actions:
+            if isinstance(entry, ToolsetEntry):
+                if entry.actions is not None and action.name not in entry.actions:
+                    continue
+                if entry.deny and action.name in entry.deny:
+                    continue
+            name = f"{base}_{action.name}"
+            tools[name] = Tool(name, action.description or "", action.input or {"type": "object"}, conn, action.name)
+    return tools
+
+
+def system_prompt(agent: Agent) -> str:
+    p = agent.personality
+    if p is None:
+        return ""
+    parts = [p.systemPrompt or ""]
+    if p.constraints:
+        parts.append("Constraints: " + "; ".join(p.constraints))
+    return "\n".join(x for x in parts if x)
+
+
+@dataclass
+class Accounting:
+    """Token usage and cost of one attempt (agent steps)."""
+
+    turns: list[Usage] = field(default_factory=list)
+    cost: float = 0.0
+    rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+
+    def total(self) -> Usage | None:
+        if not self.turns:
+            return None
+        return Usage(
+            sum(u.prompt_tokens for u in self.turns),
+            sum(u.completion_tokens for u in self.turns),
+            any(u.estimated for u in self.turns),
+        )
+
+
+NO_USAGE = Accounting()  # shared by the steps that call no model; only agent steps add to theirs
+
+
+async def run_agent(
+    run: RunContext, agent: Agent, data: Any, step_id: str, acc: Accounting, step: StepBase | None = None
+) -> Any:
+    """The native agent loop: model turns, tool calls through connectors, guardrails, usage.
+
+    Before each model turn the agent's rate limits are awaited and the step's, the agent's and
+    the run's budgets checked against the turn's projected tokens and cost (a turn that would
+    cross one fails the step with code CANCELED, ``details.reason == "budget"``).
+    """
+    model = make_model(agent.model)
+    budgets, limit_keys = agent_limits(run, agent, step)
+    tools = agent_tools(run.host, agent)
+    config = agent.execution.config if agent.execution else {}
+    max_iter = int(config.get("maxIterations", config.get("max_iterations")) or 10)
+    behavior = agent.guardrails.behavior if agent.guardrails else None
+    max_calls = behavior.maxToolCalls if behavior and behavior.maxToolCalls is not None else None
+    confirm = set(behavior.requireConfirmation) if behavior else set()
+    content = data if isinstance(data, str) else json.dumps(data, default=str, sort_keys=True)
+    messages: list[dict[str, Any]] = []
+    system = system_prompt(agent)
+    if system:
+        messages.append({"role": "system", "content": system})
+    memory = agent.memory if agent.memory and agent.memory.type == "buffer" else None
+    memory_key = f"{agent.namespace or 'local'}/{agent.name}"
+    if memory is not None:  # earlier exchanges with this agent in this run, oldest first
+        history = run.memory.get(memory_key, [])
+        keep = memory.maxMessages if memory.maxMessages is not None else len(history)
+        messages.extend(history[-keep:] if keep else [])
+    messages.append({"role": "user", "content": content, "raw": data})
+    specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
+    calls_made = 0
+    for turn in range(max_iter):
+        if budgets or limit_keys:
+            await before_turn(run, agent, messages, budgets, limit_keys, step_id)
+        reply = await model.respond(messages, specs, turn)
+        if reply.usage is not None:
+            acc.turns.append(reply.usage)
+            cost = run.host.prices.cost(agent.model, reply.usage)
+            acc.cost = round(acc.cost + cost, 8)
+            if budgets:
+                from owf_magics.agents.limits import combined_record
+
+                combined_record(budgets, reply.usage.total_tokens, 0.0 if math.isnan(cost) else cost)
+            acc.rows.append(
+                (
+                    (turn,),
+                    {
+                        "run_id": run.run_id,
+                        "step_id": step_id,
+                        "iteration": "",
+                        "provider": agent.model.provider,
+                        "model": model.name,
+                        "prompt_tokens": reply.usage.prompt_tokens,
+                        "completion_tokens": reply.usage.completion_tokens,
+                        "total_tokens": reply.usage.total_tokens,
+                        "estimated": reply.usage.estimated,
+                        "cost_usd": cost,
+                    },
+                )
+            )
+        if not reply.tool_calls:
+            answer = check_output(agent, reply.content)
+            if memory is not None:
+                remember(run, agent, data, answer)
+            return answer
+        messages.append({"role": "assistant", "content": None, "tool_calls": reply.tool_calls})
+        for call in reply.tool_calls:
+            calls_made += 1
+            if max_calls is not None and calls_made > max_calls:
+                raise StepFailed(
+                    StepError("VALIDATION", f"agent exceeded maxToolCalls ({max_calls})", {"maxToolCalls": max_calls})
+                )
+            tool = tools.get(call["name"])
+            if tool is None:
+                result: Any = {"error": f"unknown tool '{call['name']}'", "tools": sorted(tools)}
+            elif call["name"] in confirm and not _confirmed(run, agent, call):
+                result = {"error": "the user rejected this tool call", "tool": call["name"]}
+            else:
+                try:
+                    result = await run_action(run, tool.connector, tool.action, call.get("args") or {}, step_id)
+                except OWFError as exc:
+                    result = {"error": exc.message, "code": exc.code}
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": call.get("id"),
+                    "name": call["name"],
+                    "content": json.dumps(result, default=str),
+                }
+            )
+    raise StepFailed(
+        StepError("BACKEND_ERROR", f"agent did not finish within {max_iter} iterations", {"maxIterations": max_iter})
+    )
+
+
+def remember(run: RunContext, agent: Agent, data: Any, answer: Any) -> None:
+    """Buffer memory: one exchange with the agent, kept for its later steps in the run."""
+    content = data if isinstance(data, str) else json.dumps(data, default=str, sort_keys=True)
+    text = answer if isinstance(answer, str) else json.dumps(answer, default=str)
+    run.memory.setdefault(f"{agent.namespace or 'local'}/{agent.name}", []).extend(
+        [{"role": "user", "content": content}, {"role": "assistant", "content": text}]
+    )
+
+
+def agent_limits(run: RunContext, agent: Agent, step: StepBase | None) -> tuple[list[Any], list[str]]:
+    """The budgets an agent step spends from, and the rate-limit keys it waits on."""
+    budgets: list[Any] = []
+    keys: list[str] = []
+    guard = getattr(step, "guardrails", None) if step is not None else None
+    if agent.policies is not None or guard is not None or run.budget is not None:
+        from owf_magics.agents.limits import agent_budget, agent_key, limit_spec, step_budget
+
+        if step is not None:
+            budgets.append(step_budget(step))
+        budgets.append(agent_budget(agent.policies, agent=agent.name))
+        budgets.append(run.budget)
+        budgets = [b for b in budgets if b is not None]
+        spec = limit_spec(agent.policies.rateLimit) if agent.policies is not None else None
+        if spec is not None:
+            key = agent_key(f"{agent.namespace or 'local'}/{agent.name}")
+            limiter = run.host.rate_limiter
+            if limiter.limits(key) is None:
+                limiter.configure(key, spec)
+            keys.append(key)
+    return budgets, keys
+
+
+async def before_turn(
+    run: RunContext, agent: Agent, messages: list[dict[str, Any]], budgets: list[Any], keys: list[str], step_id: str
+) -> None:
+    from owf_magics.agents.limits import combined_check
+    from owf_magics.agents.providers import estimate_tokens, messages_text
+
+    prompt = estimate_tokens(messages_text(messages))
+    completion = agent.model.maxTokens or 0
+    if keys:
+        await run.host.rate_limiter.acquire_all(keys, requests=1, tokens=prompt + completion, messages=1)
+    if budgets:
+        rates = run.host.prices.rates(agent.model)
+        cost = (prompt * rates[0] + completion * rates[1]) / 1_000_000 if rates else 0.0
+        combined_check(budgets, prompt + completion, cost, step_id=step_id)
+
+
+def _confirmed(run: RunContext, agent: Agent, call: Mapping[str, Any]) -> bool:
+    """``guardrails.behavior.requireConfirmation``: wait for a person to confirm this tool call."""
+    match = {"agent": agent.name, "tool": call["name"], "args": call.get("args") or {}}
+    answer = find_request(run, CURRENT_KEY.get(), "approval", match)
+    if answer is None or not answer.resolved:
+        raise Waiting("approval", match)
+    return answer.value is True
+
+
+def check_output(agent: Agent, content: Any) -> Any:
+    out = agent.guardrails.output if agent.guardrails else None
+    if out is None:
+        return content
+    if out.format == "json" and isinstance(content, str):
+        try:
+            content = json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise StepFailed(StepError("VALIDATION", f"agent output is not JSON: {exc.msg}")) from exc
+    if out.maxLength is not None and isinstance(content, str) and len(content) > out.maxLength:
+        raise StepFailed(
+            StepError(
+                "VALIDATION",
+                f"agent output has {len(content)} characters, over maxLength {out.maxLength}",
+                {"maxLength": out.maxLength},
+            )
+        )
+    return content
+
+
+def turn_hooks(run: RunContext, agent: Agent, step: StepBase) -> tuple[Any, Any] | None:
+    """The step's, the agent's and the run's budgets and rate limits, for an adapter to apply around
+    each model turn as native does: ``await before(messages)`` (dicts with ``content``, the system
+    prompt first) and ``after(usage)``. None when there are none."""
+    budgets, keys = agent_limits(run, agent, step)
+    if not budgets and not keys:
+        return None
+
+    async def before(messages: list[dict[str, Any]]) -> None:
+        await before_turn(run, agent, messages, budgets, keys, step.id)
+
+    def after(usage: Usage) -> None:
+        if budgets:
+            from owf_magics.agents.limits import combined_record
+
+            cost = run.host.prices.cost(agent.model, usage)
+            combined_record(budgets, usage.total_tokens, 0.0 if math.isnan(cost) else cost)
+
+    return before, after

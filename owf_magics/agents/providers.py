@@ -1,0 +1,264 @@
+"""Model providers for agents: the offline ``echo`` and ``scripted`` providers.
+
+Both are always available, deterministic and free, so demos and tests need no key. A response's
+``usage`` is exact when the manifest gives it; otherwise tokens are estimated (about four
+characters a token) and marked ``estimated``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from owf_magics.errors import BackendError, UnavailableError
+from owf_magics.manifest.models import ModelSpec
+
+OFFLINE = ("echo", "scripted")
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(slots=True)
+class Reply:
+    """One model turn: text, or tool calls, with its token usage."""
+
+    content: Any = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage | None = None
+
+
+def estimate_tokens(value: Any) -> int:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+def messages_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(str(m.get("content") or "") for m in messages)
+
+
+class Model:
+    """A chat model the native agent loop talks to."""
+
+    provider = "base"
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.name = spec.id or spec.provider
+
+    async def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], turn: int) -> Reply:
+        raise NotImplementedError
+
+
+class EchoModel(Model):
+    """Answers with the agent's rendered input."""
+
+    provider = "echo"
+
+    async def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], turn: int) -> Reply:
+        user = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})
+        answer = user.get("raw", user.get("content"))
+        usage = Usage(estimate_tokens(messages_text(messages)), estimate_tokens(answer), True)
+        return Reply(content=answer, usage=usage)
+
+
+class ScriptedModel(Model):
+    """Answers from the manifest's ``responses`` list, in order (each invocation starts at the first)."""
+
+    provider = "scripted"
+
+    async def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], turn: int) -> Reply:
+        responses = self.spec.responses or []
+        if turn >= len(responses):
+            raise BackendError(
+                f"the scripted model ran out of responses after {len(responses)} turn(s)",
+                details={"provider": "scripted", "responses": len(responses)},
+            )
+        r = responses[turn]
+        calls = [
+            {"name": c.name, "args": dict(c.args), "id": c.id or f"call_{turn}_{i}"}
+            for i, c in enumerate(r.tool_calls or [])
+        ]
+        if r.usage is not None:
+            total = r.usage.total_tokens
+            prompt, completion = r.usage.prompt_tokens, r.usage.completion_tokens
+            if total is not None and prompt + completion != total:
+                completion = max(0, total - prompt)
+            usage = Usage(prompt, completion, False)
+        else:
+            usage = Usage(estimate_tokens(messages_text(messages)), estimate_tokens(r.content or calls), True)
+        return Reply(content=r.content, tool_calls=calls, usage=usage)
+
+
+_PACKAGES = {"openai": "langchain-openai", "anthropic": "langchain-anthropic"}
+_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+class LangChainChatModel(Model):
+    """A hosted provider through a langchain-core chat model (``openai``, ``anthropic``, ...).
+
+    ``model.providerConfig`` is passed to the chat model (``base_url``, ``api_key``, ``timeout``...);
+    ``providerConfig.streaming: true`` streams and still reads the exact usage from the chunks.
+    """
+
+    def __init__(self, spec: ModelSpec, chat: Any, streaming: bool) -> None:
+        super().__init__(spec)
+        self.provider = spec.provider
+        self.chat = chat
+        self.streaming = streaming
+
+    async def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], turn: int) -> Reply:
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+        lc: list[Any] = []
+        for m in messages:
+            role = m["role"]
+            if role == "system":
+                lc.append(SystemMessage(m["content"]))
+            elif role == "user":
+                lc.append(HumanMessage(m["content"]))
+            elif role == "assistant":
+                calls = [
+                    {"name": c["name"], "args": c.get("args") or {}, "id": c.get("id")} for c in m.get("tool_calls", [])
+                ]
+                lc.append(AIMessage(content=m.get("content") or "", tool_calls=calls))
+            elif role == "tool":
+                lc.append(ToolMessage(m["content"], tool_call_id=m.get("tool_call_id") or ""))
+        chat = self.chat
+        if tools:
+            chat = chat.bind_tools(
+                [
+                    {
+                        "type": "function",
+                        "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]},
+                    }
+                    for t in tools
+                ]
+            )
+        if self.streaming:
+            msg: Any = None
+            async for chunk in chat.astream(lc):
+                msg = chunk if msg is None else msg + chunk
+        else:
+            msg = await chat.ainvoke(lc)
+        meta = getattr(msg, "usage_metadata", None) or {}
+        if meta:
+            usage = Usage(int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0)), False)
+        else:
+            usage = Usage(estimate_tokens(messages_text(messages)), estimate_tokens(msg.content), True)
+        calls = [{"name": c["name"], "args": c.get("args") or {}, "id": c.get("id")} for c in (msg.tool_calls or [])]
+        content = msg.content if isinstance(msg.content, str) else json.dumps(msg.content)
+        return Reply(content=None if calls else content, tool_calls=calls, usage=usage)
+
+
+def make_model(spec: ModelSpec) -> Model:
+    """The model for a manifest's ``model`` block; raises UNAVAILABLE with the install hint."""
+    if spec.provider == "echo":
+        return EchoModel(spec)
+    if spec.provider == "scripted":
+        return ScriptedModel(spec)
+    config = dict(spec.providerConfig)
+    streaming = bool(config.pop("streaming", False))
+    package = _PACKAGES.get(spec.provider, f"langchain-{spec.provider}")
+    key = _KEYS.get(spec.provider)
+    import os
+
+    if key and not (config.get("api_key") or os.environ.get(key)):
+        raise UnavailableError(
+            f"model provider '{spec.provider}' needs an API key",
+            details={"provider": spec.provider, "suggestion": f"set {key}, or providerConfig.api_key"},
+        )
+    chat: Any
+    try:
+        if spec.provider == "openai":
+            from langchain_openai import ChatOpenAI
+
+            params: dict[str, Any] = {"model": spec.id, **config}
+            if spec.temperature is not None:
+                params["temperature"] = spec.temperature
+            if spec.maxTokens is not None:
+                params["max_tokens"] = spec.maxTokens
+            if streaming:
+                params["stream_usage"] = True
+            chat = ChatOpenAI(**params)
+        else:
+            from langchain.chat_models import init_chat_model
+
+            chat = init_chat_model(spec.id, model_provider=spec.provider, **config)
+    except ImportError as exc:
+        raise UnavailableError(
+            f"model provider '{spec.provider}' needs the {package} package",
+            details={"provider": spec.provider, "suggestion": f"pip install {package}"},
+        ) from exc
+    return LangChainChatModel(spec, chat, streaming)
+
+
+class Prices:
+    """Model prices in USD per 1M tokens: the shipped table (``owf_magics/data/prices.json``),
+    overridden by ``OpenWorkflow(prices=...)``, overridden by a manifest's ``model.pricing``.
+
+    A model found nowhere costs NaN (unknown), never a silent 0; the offline providers are free.
+    """
+
+    def __init__(self, overrides: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        table = _shipped_prices()
+        self.free = frozenset(table.get("free_providers", ()))
+        self.models: dict[str, tuple[float, float]] = {
+            k.lower(): _rates(v) for k, v in {**table["models"], **(overrides or {})}.items()
+        }
+
+    def rates(self, spec: ModelSpec) -> tuple[float, float] | None:
+        """(input, output) USD per 1M tokens, or None when the model's price is unknown."""
+        if spec.pricing:
+            return _rates(spec.pricing)
+        if spec.provider in self.free:
+            return (0.0, 0.0)
+        model = (spec.id or "").lower()
+        for key in (f"{spec.provider.lower()}/{model}", model):
+            if key in self.models:
+                return self.models[key]
+        # dated or suffixed ids (gpt-4o-2024-08-06, claude-3-5-sonnet-20241022): the longest known prefix
+        best = max(
+            (k for k in self.models if f"{spec.provider.lower()}/{model}".startswith(k) or model.startswith(k)),
+            key=len,
+            default=None,
+        )
+        return self.models[best] if best else None
+
+    def cost(self, spec: ModelSpec, usage: Usage) -> float:
+        """USD for one model call; NaN when the model's price is unknown."""
+        rates = self.rates(spec)
+        if rates is None:
+            return math.nan
+        return round((usage.prompt_tokens * rates[0] + usage.completion_tokens * rates[1]) / 1_000_000, 10)
+
+
+def _rates(pricing: Mapping[str, float]) -> tuple[float, float]:
+    prompt = pricing.get("input", pricing.get("prompt", 0.0))
+    completion = pricing.get("output", pricing.get("completion", 0.0))
+    return float(prompt), float(completion)
+
+
+@functools.cache
+def _shipped_prices() -> dict[str, Any]:
+    from importlib.resources import files
+
+    data: dict[str, Any] = json.loads(files("owf_magics").joinpath("data/prices.json").read_text("utf-8"))
+    return data
+
+
+def cost_of(spec: ModelSpec, usage: Usage, prices: Prices | None = None) -> float:
+    """USD for a model call (see `Prices`); NaN when the model's price is unknown."""
+    return (prices or Prices()).cost(spec, usage)

@@ -1,0 +1,907 @@
+"""A whole workflow compiled to a LangGraph ``StateGraph`` (``Workflow.to_langgraph()``).
+
+Each step is a node that waits for the steps it reads, so independent steps share a superstep;
+``if``/``switch`` become conditional edges, ``forEach`` and ``parallel`` a ``Send`` fan-out,
+a sub-workflow its own compiled graph, and a step's ``retry`` a LangGraph ``RetryPolicy``.
+Leaf steps run the native handlers, so outputs equal the native run's.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections import ChainMap
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+
+from owf_magics.connectors.function import prepare_function
+from owf_magics.engine import (
+    VIEW_KEYS,
+    Frame,
+    RunContext,
+    attempts,
+    case_key,
+    descendants,
+    render_outputs,
+    resolve_inputs,
+    retry_delay,
+    retryable,
+    to_step_error,
+    view,
+)
+from owf_magics.errors import OWFError
+from owf_magics.plan.graph import ROOT, BlockKey
+
+if TYPE_CHECKING:
+    from owf_magics.api import OpenWorkflow
+    from owf_magics.manifest.catalog import Loaded
+    from owf_magics.plan.resolution import Plan
+
+__all__ = ["compile_workflow", "sqlite_checkpointer"]
+
+# Node names add these suffixes to step ids (LangGraph reserves ':' and '|').
+INPUTS, OUTPUTS = "owf__inputs", "owf__outputs"
+
+
+def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    return {**(left or {}), **(right or {})}
+
+
+def _merge_nested(left: dict[Any, Any] | None, right: dict[Any, Any] | None) -> dict[Any, Any]:
+    """Merge fan-out bookkeeping: ``{step: {"results": {slot: result}}}`` from parallel writers."""
+    return _deep_merge(left, right, 3)
+
+
+def _deep_merge(left: dict[Any, Any] | None, right: dict[Any, Any] | None, depth: int) -> dict[Any, Any]:
+    out = dict(left or {})
+    for key, value in (right or {}).items():
+        if depth > 1 and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value, depth - 1)
+        else:
+            out[key] = value
+    return out
+
+
+class WorkflowState(TypedDict, total=False):
+    """The state of a compiled workflow.
+
+    Attributes:
+        inputs: The workflow inputs (declared defaults filled in by the first node).
+        steps: Each finished step's view, as templates read it: ``{output, status, error, attempts, ...}``.
+        outputs: The workflow's declared outputs (written by the last node).
+        scope: Loop and error variables of the block being run (``item``, ``index``, ``error``...).
+        fanout: What a fan-out or branch node left for its join: items, the branch taken, results.
+        memory: Agent buffer memory, by agent.
+        usage: Token usage rows, one per model turn.
+        trace: Trace rows, one per step attempt.
+    """
+
+    inputs: dict[str, Any]
+    steps: Annotated[dict[str, Any], _merge]
+    outputs: dict[str, Any]
+    scope: dict[str, Any]
+    fanout: Annotated[dict[str, Any], _merge_nested]
+    memory: Annotated[dict[str, Any], _merge]
+    usage: Annotated[list[dict[str, Any]], operator.add]
+    trace: Annotated[list[dict[str, Any]], operator.add]
+
+
+#: A node's body: (state, config, attempt) -> state updates.
+_Impl = Callable[[WorkflowState, Any, int], Coroutine[Any, Any, dict[str, Any]]]
+
+
+def sqlite_checkpointer(path: str | os.PathLike[str]) -> Any:
+    """LangGraph's SQLite saver on `path` (``":memory:"`` for an in-memory database).
+
+    The file may be the durable run store's (``.owf/runs.db``): LangGraph keeps its checkpoints
+    in tables of its own (``checkpoints``, ``writes``).
+    """
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), check_same_thread=False)
+    return SqliteSaver(conn)
+
+
+def compile_workflow(ow: OpenWorkflow, item: Loaded[Any], *, checkpointer: Any = None, name: str | None = None) -> Any:
+    """Compile a loaded workflow; see `Workflow.to_langgraph`."""
+    import importlib.util
+
+    from owf_magics.errors import UnavailableError
+
+    if importlib.util.find_spec("langgraph") is None:
+        raise UnavailableError(
+            "compiling to LangGraph needs the langgraph package",
+            details={"backend": "langchain", "suggestion": "pip install 'owf-magics[langgraph]'"},
+        )
+    if checkpointer is True:
+        checkpointer = sqlite_checkpointer(_state_path(ow))
+    elif isinstance(checkpointer, str | os.PathLike):
+        checkpointer = sqlite_checkpointer(checkpointer)
+    return _Compiler(ow, item, _plan_of(ow, item)).compile(checkpointer=checkpointer, name=name)
+
+
+class _Compiler:
+    def __init__(self, ow: OpenWorkflow, item: Loaded[Any], plan: Plan) -> None:
+        from owf_magics.plan.resolution import step_models
+
+        self.ow = ow
+        self.item = item
+        self.wf = item.model
+        self.plan = plan
+        self.graph = plan.graph
+        self.models = step_models(self.wf)
+        self.order = {sid: float(i) for i, sid in enumerate(self.graph.topological())}
+        self.subgraphs: dict[BlockKey, Any] = {}
+        self.children: dict[str, Any] = {}
+        self.functions: dict[str, Any] = {}  # handlers resolved once, shared by every node's run
+        self._check()
+
+    # -- what compiles -------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        from owf_magics.agents.limits import run_budget
+        from owf_magics.manifest.models import AgentStep, ParallelStep, WaitStep
+
+        if run_budget(self.wf) is not None:
+            raise OWFError(
+                f"workflow '{self.wf.name}' does not compile to LangGraph: its policies.cost budget spans "
+                "the whole run, which the native executor keeps",
+                code="VALIDATION",
+                details={"feature": "policies.cost", "suggestion": "use wf.execute(), or a step budget"},
+            )
+        for sid, step in self.models.items():
+            target = self.plan.targets.get(sid)
+            agent = target.model if isinstance(step, AgentStep) and target is not None else None
+            behavior = agent.guardrails.behavior if agent is not None and agent.guardrails else None
+            if behavior is not None and behavior.requireConfirmation:
+                raise OWFError(
+                    f"step '{sid}' of workflow '{self.wf.name}' does not compile to LangGraph: its agent's "
+                    "tools need a person's confirmation, which pauses a durable native run",
+                    code="VALIDATION",
+                    details={"step_id": sid, "feature": "requireConfirmation", "suggestion": "use wf.execute()"},
+                )
+            where = f"step '{sid}' of workflow '{self.wf.name}'"
+            if isinstance(step, ParallelStep) and (step.join != "all" or step.timeout is not None):
+                raise OWFError(
+                    f"{where} does not compile to LangGraph: a parallel step with join "
+                    f"'{step.join if isinstance(step.join, str) else 'count'}'"
+                    f"{' and a timeout' if step.timeout is not None else ''} needs the native executor "
+                    "(a LangGraph superstep waits for every branch)",
+                    code="VALIDATION",
+                    details={
+                        "step_id": sid,
+                        "feature": "parallel.join",
+                        "suggestion": "use join: all, or wf.execute()",
+                    },
+                )
+            if isinstance(step, WaitStep) and step.duration is None:
+                raise OWFError(
+                    f"{where} does not compile to LangGraph: waiting for an event or a time needs the "
+                    "durable run store of the native executor",
+                    code="VALIDATION",
+                    details={"step_id": sid, "feature": "wait.until", "suggestion": "use wf.execute()"},
+                )
+
+    # -- building ------------------------------------------------------------------------------
+
+    def compile(self, *, checkpointer: Any = None, name: str | None = None) -> Any:
+        from langgraph.graph import END, START, StateGraph
+
+        g: Any = StateGraph(WorkflowState)
+        g.add_node(INPUTS, self._node(self._inputs_node, INPUTS, pure=True))
+        g.add_node(OUTPUTS, self._node(self._outputs_node, OUTPUTS, pure=True))
+        g.add_edge(START, INPUTS)
+        roots, sinks = self._wire(g, ROOT)
+        for root in roots or [OUTPUTS]:
+            g.add_edge(INPUTS, root)
+        if sinks:
+            g.add_edge(sinks if len(sinks) > 1 else sinks[0], OUTPUTS)
+        g.add_edge(OUTPUTS, END)
+        return g.compile(checkpointer=checkpointer, name=name or self.wf.name)
+
+    def _block_graph(self, key: BlockKey) -> Any:
+        """A block (loop body, branch, try block) as a compiled subgraph of its own."""
+        if key not in self.subgraphs:
+            from langgraph.graph import END, START, StateGraph
+
+            g: Any = StateGraph(WorkflowState)
+            roots, sinks = self._wire(g, key)
+            if not roots:
+                g.add_node("owf__empty", self._node(_nothing, "owf__empty", pure=True))
+                roots = sinks = ["owf__empty"]
+            for root in roots:
+                g.add_edge(START, root)
+            g.add_edge(sinks if len(sinks) > 1 else sinks[0], END)
+            self.subgraphs[key] = g.compile(name=f"{key[0]}.{key[1]}")
+        return self.subgraphs[key]
+
+    def _wire(self, g: Any, key: BlockKey) -> tuple[list[str], list[str]]:
+        """Add a block's steps to `g` as the DAG of the plan's graph: a step waits for every step it
+        reads (a LangGraph waiting edge), independent steps run in the same superstep. Returns the
+        entry nodes of the block's roots and the exit nodes of its sinks."""
+        members = self.graph.order.get(key, ())
+        ends: dict[str, tuple[str, str]] = {sid: self._add_step(g, sid) for sid in members}
+        used: set[str] = set()
+        roots: list[str] = []
+        for sid in members:
+            deps = [d for d in self.graph.deps.get(sid, ()) if d in ends]
+            if not deps:
+                roots.append(ends[sid][0])
+                continue
+            used.update(deps)
+            sources = [ends[d][1] for d in deps]
+            g.add_edge(sources if len(sources) > 1 else sources[0], ends[sid][0])
+        sinks = [ends[sid][1] for sid in members if sid not in used]
+        return roots, sinks
+
+    def _add_step(self, g: Any, sid: str) -> tuple[str, str]:
+        from owf_magics.manifest.models import ForEachStep, IfStep, ParallelStep, SwitchStep, TryStep, WorkflowStep
+
+        step = self.models[sid]
+        if step.forEach is not None and not isinstance(step, IfStep):
+            return self._add_inline_loop(g, sid)
+        if isinstance(step, IfStep | SwitchStep):
+            return self._add_branching(g, sid)
+        if isinstance(step, ForEachStep):
+            return self._add_fanout(g, sid, [(step.id, "steps")], loop=True)
+        if isinstance(step, ParallelStep):
+            return self._add_fanout(g, sid, [(step.id, f"branches:{b}") for b in step.branches], loop=False)
+        if isinstance(step, TryStep):
+            g.add_node(sid, self._node(self._try_node(sid), sid))
+            return sid, sid
+        if isinstance(step, WorkflowStep):
+            g.add_node(sid, self._node(self._workflow_node(sid), sid), retry_policy=self._retry_policy(sid))
+            return sid, sid
+        g.add_node(
+            sid, self._node(self._leaf_node(sid), sid, pure=self._pure(sid)), retry_policy=self._retry_policy(sid)
+        )
+        return sid, sid
+
+    def _is_leaf(self, sid: str) -> bool:
+        """A step that runs as one node (no block of its own, no inline loop)."""
+        step = self.models[sid]
+        return step.forEach is None and step.type not in ("if", "switch", "forEach", "parallel", "try", "workflow")  # type: ignore[attr-defined]
+
+    def _pure(self, sid: str, *, in_node: bool = False) -> bool:
+        """Whether the step's node never waits on I/O: a native template, or an action whose handler
+        is an ``@inline`` function, with no timeout and no retry sleeping inside the node."""
+        from owf_magics.manifest.models import ActionStep, TransformStep
+
+        step = self.models[sid]
+        if (
+            self.plan[sid].backend != "native"
+            or step.timeout is not None
+            or not (step.retry is None or (not in_node and self._retry_policy(sid) is not None))
+        ):
+            return False
+        if isinstance(step, TransformStep):
+            return True
+        if not isinstance(step, ActionStep) or sid not in self.plan.targets:
+            return False
+        action = self.plan.targets[sid].model.action(step.action)
+        target = action.handler.function if action is not None and action.handler is not None else None
+        if not target:
+            return False
+
+        try:
+            call = prepare_function(target)
+        except OWFError:
+            return False
+        self.functions.setdefault(target, call)
+        return bool(call.inline and not call.is_async and not call.maybe_async)
+
+    def _retry_policy(self, sid: str) -> Any:
+        """The step's retry as a LangGraph RetryPolicy (None when retries run inside the node)."""
+        step = self.models[sid]
+        policy = step.retry
+        if policy is None or step.continueOnError or policy.backoff == "linear":
+            return None
+        from langgraph.types import RetryPolicy
+
+        def retry_on(exc: Exception) -> bool:
+            return isinstance(exc, OWFError) and retryable(policy, _as_step_error(exc))
+
+        base = policy.initialDelay if policy.initialDelay is not None else 1.0
+        return RetryPolicy(
+            initial_interval=base,
+            backoff_factor=1.0 if policy.backoff == "fixed" else policy.backoffFactor,
+            max_interval=policy.maxDelay if policy.maxDelay is not None else 1e9,
+            max_attempts=policy.maxAttempts,
+            jitter=False,
+            retry_on=retry_on,
+        )
+
+    def _add_branching(self, g: Any, sid: str) -> tuple[str, str]:
+        from owf_magics.manifest.models import IfStep
+
+        step = self.models[sid]
+        join = f"{sid}__join"
+        g.add_node(sid, self._node(self._decide_node(sid), sid, pure=True))
+        g.add_node(join, self._node(self._branch_join_node(sid), join, pure=True))
+        targets: dict[str, list[str]] = {}
+        for key in self.graph.child_blocks.get(sid, ()):
+            roots, sinks = self._wire(g, key)
+            targets[key[1]] = roots or [join]
+            if len(sinks) > 1:  # one node that waits for the whole branch, so the join runs once
+                end = f"{sid}__{key[1].replace(':', '_')}__end"
+                g.add_node(end, self._node(_nothing, end, pure=True))
+                g.add_edge(sinks, end)
+                sinks = [end]
+            if sinks:
+                g.add_edge(sinks[0], join)
+        if isinstance(step, IfStep):
+            targets.setdefault("then", [join])
+            targets.setdefault("else", [join])
+        targets.setdefault("default", [join])
+
+        def route(state: WorkflowState) -> list[str]:
+            return targets.get(state["fanout"][sid]["block"], [join])
+
+        g.add_conditional_edges(sid, route, sorted({t for names in targets.values() for t in names}))
+        return sid, join
+
+    def _add_fanout(self, g: Any, sid: str, keys: list[BlockKey], *, loop: bool) -> tuple[str, str]:
+        from langgraph.types import Send
+
+        join = f"{sid}__join"
+        g.add_node(sid, self._node(self._dispatch_node(sid, loop), sid, pure=True))
+        g.add_node(join, self._node(self._fanout_join_node(sid, loop), join, pure=True))
+        workers = {}
+        for key in keys:
+            worker = f"{sid}__body" if loop else f"{sid}__{key[1].removeprefix('branches:')}"
+            workers[key] = worker
+            members = self.graph.order.get(key) or ()
+            pure = len(members) == 1 and self._is_leaf(members[0]) and self._pure(members[0], in_node=True)
+            g.add_node(worker, self._node(self._worker_node(sid, key, loop), worker, pure=pure))
+            g.add_edge(worker, join)
+
+        def fan(state: WorkflowState) -> Any:
+            base = {
+                "inputs": state["inputs"],
+                "steps": state.get("steps", {}),
+                "memory": state.get("memory", {}),
+                "scope": state.get("scope", {}),
+            }
+            if loop:
+                items = state["fanout"][sid]["items"]
+                worker = workers[keys[0]]
+                sends = [
+                    Send(worker, {**base, "scope": {**base["scope"], **_loop_vars(i, item, len(items))}})
+                    for i, item in enumerate(items)
+                ]
+            else:
+                sends = [Send(w, {**base, "scope": {**base["scope"], "owf_branch": k[1]}}) for k, w in workers.items()]
+            return sends or join
+
+        g.add_conditional_edges(sid, fan, [*workers.values(), join])
+        return sid, join
+
+    def _add_inline_loop(self, g: Any, sid: str) -> tuple[str, str]:
+        from langgraph.types import Send
+
+        join, worker = f"{sid}__join", f"{sid}__item"
+        g.add_node(sid, self._node(self._dispatch_node(sid, True), sid, pure=True))
+        g.add_node(worker, self._node(self._inline_item_node(sid), worker))
+        g.add_node(join, self._node(self._inline_join_node(sid), join, pure=True))
+        g.add_edge(worker, join)
+
+        def fan(state: WorkflowState) -> Any:
+            items = state["fanout"][sid]["items"]
+            base = {"inputs": state["inputs"], "steps": state.get("steps", {}), "memory": state.get("memory", {})}
+            scope = state.get("scope", {})
+            sends = [
+                Send(worker, {**base, "scope": {**scope, **_loop_vars(i, item, len(items))}})
+                for i, item in enumerate(items)
+            ]
+            return sends or join
+
+        g.add_conditional_edges(sid, fan, [worker, join])
+        return sid, join
+
+    # -- nodes ---------------------------------------------------------------------------------
+
+    def _node(self, impl: _Impl, name: str, *, pure: bool = False) -> Any:
+        """A node that runs `impl` from `graph.invoke` as well as `graph.ainvoke`.
+
+        A `pure` body never waits on I/O (templates, joins, decisions): from `graph.invoke` it is
+        driven to completion directly instead of on a new event loop, which costs more than it does.
+        """
+        from langchain_core.runnables import RunnableLambda
+
+        from owf_magics.backends.langchain import run_sync
+
+        async def afunc(state: WorkflowState, config: Any) -> dict[str, Any]:
+            return await impl(state, config, _attempt())
+
+        def func(state: WorkflowState, config: Any) -> dict[str, Any]:
+            coro = impl(state, config, _attempt())
+            if pure:
+                return _drive(coro)
+            result: dict[str, Any] = run_sync(coro)
+            return result
+
+        return RunnableLambda(func, afunc=afunc, name=name)
+
+    def _run(self, state: WorkflowState, config: Any) -> Any:
+
+        conf = (config or {}).get("configurable", {})
+        secrets = {str(k): str(v) for k, v in (conf.get("secrets") or {}).items()}
+        env = self.ow.environment if self.ow.environment is not None else os.environ
+        run_id = str(conf.get("run_id") or conf.get("thread_id") or "langgraph")
+        memory = {k: list(v) for k, v in (state.get("memory") or {}).items()}
+        return RunContext(
+            self.ow, run_id, secrets, env, self.ow.thread_pool(), None, memory=memory, functions=self.functions
+        )
+
+    def _frame(self, state: WorkflowState) -> Any:
+
+        scope = dict(state.get("scope") or {})
+        scope.pop("owf_branch", None)
+        return Frame(
+            self.plan,
+            self.models,
+            state.get("inputs") or {},
+            ChainMap(dict(state.get("steps") or {})),
+            {},
+            (),
+            scope,
+            self.order,
+        )
+
+    def _updates(self, run: Any, views: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        from owf_magics.manifest.render import redact
+
+        out: dict[str, Any] = {"steps": dict(views), **extra}
+        if run.usage:
+            out["usage"] = [row for _, row in sorted(run.usage, key=lambda kv: kv[0])]
+        if run.trace:
+            out["trace"] = [redact(row, run.secrets) for _, row in sorted(run.trace, key=lambda kv: kv[0])]
+        if run.memory:
+            out["memory"] = run.memory
+        return out
+
+    async def _inputs_node(self, state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+
+        return {
+            "inputs": resolve_inputs(self.wf, state.get("inputs") or {}),
+            "steps": {},
+            "scope": {},
+            "fanout": {},
+            "memory": {},
+        }
+
+    async def _outputs_node(self, state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+        from owf_magics.manifest.render import redact
+
+        run = self._run(state, config)
+        outputs = render_outputs(self.wf.outputs, self._frame(state).scope(run))
+        return {"outputs": redact(outputs, run.secrets)}
+
+    def _skipped(self, sid: str) -> dict[str, Any]:
+
+        views = {sid: _skipped_view()}
+        for child in descendants(self.graph, sid):
+            views[child] = _skipped_view()
+        return views
+
+    async def _condition(self, state: WorkflowState, config: Any, sid: str) -> dict[str, Any] | None:
+        """Updates that skip the step when its ``condition`` is false, else None."""
+        from owf_magics.manifest.models import IfStep
+        from owf_magics.manifest.render import render, truthy
+
+        step = self.models[sid]
+        if step.condition is None or isinstance(step, IfStep):
+            return None
+        frame = self._frame(state)
+        if truthy(render(step.condition, frame.scope(self._run(state, config)))):
+            return None
+        return {"steps": self._skipped(sid)}
+
+    def _leaf_node(self, sid: str, *, in_node: bool = False) -> _Impl:
+        step = self.models[sid]
+        in_node_retries = in_node or self._retry_policy(sid) is None
+        run_step = step if in_node_retries else step.model_copy(update={"retry": None})
+
+        async def leaf(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+
+            skipped = await self._condition(state, config, sid)
+            if skipped is not None:
+                return skipped
+            run, frame = self._run(state, config), self._frame(state)
+            res, extra = await attempts(run, frame, run_step)
+            if not in_node_retries:
+                res.attempts = attempt
+            if res.status == "waiting":  # an approval or an event: only a durable native run can wait
+                raise OWFError(
+                    f"step '{sid}' waits for an approval or an event, which a compiled graph cannot do",
+                    code="UNAVAILABLE",
+                    details={"step_id": sid, "suggestion": "run the workflow with wf.execute()"},
+                )
+            if res.status == "failed" and not step.continueOnError:
+                assert res.error is not None
+                raise OWFError(res.error.message, code=res.error.code, details=dict(res.error.details))
+            return self._updates(run, {sid: _final_view(step, res, extra)})
+
+        return leaf
+
+    def _workflow_node(self, sid: str) -> _Impl:
+        from owf_magics.manifest.render import render
+        from owf_magics.runtime.results import StepResult
+
+        step: Any = self.models[sid]
+        target: Loaded[Any] = self.plan.targets[sid]
+
+        async def sub(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+            skipped = await self._condition(state, config, sid)
+            if skipped is not None:
+                return skipped
+            run, frame = self._run(state, config), self._frame(state)
+            if sid not in self.children:
+                self.children[sid] = _Compiler(self.ow, target, _plan_of(self.ow, target)).compile()
+            inputs = resolve_inputs(target.model, render(step.input, frame.scope(run)))
+            child = await self.children[sid].ainvoke({"inputs": inputs}, config)
+            outputs = child.get("outputs", {})
+            res = StepResult(sid, "success", outputs, None, attempt, "native")
+            return self._updates(run, {sid: _final_view(step, res, {"outputs": outputs})}, usage=child.get("usage", []))
+
+        return sub
+
+    def _decide_node(self, sid: str) -> _Impl:
+        from owf_magics.manifest.models import IfStep
+        from owf_magics.manifest.render import render, truthy
+
+        step: Any = self.models[sid]
+
+        async def decide(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+            skipped = await self._condition(state, config, sid)
+            if skipped is not None:
+                return {**skipped, "fanout": {sid: {"block": "owf__skip"}}}
+            scope = self._frame(state).scope(self._run(state, config))
+            if isinstance(step, IfStep):
+                cond = truthy(render(step.condition, scope))
+                block = "then" if cond else "else"
+                output: dict[str, Any] = {"branch": block, "conditionResult": cond}
+            else:
+                value = render(step.value, scope)
+                key = case_key(value, step.cases)
+                block = f"cases:{key}" if key is not None else "default"
+                output = {"case": key if key is not None else "default", "matchedValue": value}
+            views: dict[str, Any] = {}
+            for other in self.graph.child_blocks.get(sid, ()):
+                if other[1] != block:
+                    for child in self.graph.order.get(other, ()):
+                        views.update(self._skipped(child))
+            return {"steps": views, "fanout": {sid: {"block": block, "output": output}}}
+
+        return decide
+
+    def _branch_join_node(self, sid: str) -> _Impl:
+        from owf_magics.runtime.results import StepResult
+
+        step = self.models[sid]
+
+        async def join(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+            info = state["fanout"][sid]
+            if info["block"] == "owf__skip":
+                return {}
+            res = StepResult(sid, "success", info["output"], None, 1, "native")
+            return {"steps": {sid: _final_view(step, res, self._children_views(state, sid))}}
+
+        return join
+
+    def _children_views(self, state: WorkflowState, sid: str) -> dict[str, Any]:
+        views = state.get("steps") or {}
+        out: dict[str, Any] = {}
+        for key in self.graph.child_blocks.get(sid, ()):
+            for child in self.graph.order.get(key, ()):
+                if child in views:
+                    out[child] = views[child]
+        return out
+
+    def _dispatch_node(self, sid: str, loop: bool) -> _Impl:
+        from owf_magics.manifest.render import render
+
+        step: Any = self.models[sid]
+
+        async def dispatch(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+            skipped = await self._condition(state, config, sid)
+            if skipped is not None:
+                return {**skipped, "fanout": {sid: {"items": [], "skipped": True}}}
+            if not loop:
+                return {"fanout": {sid: {"results": {}}}}
+            spec = step.forEach.items if step.forEach is not None else step.items
+            items = render(spec, self._frame(state).scope(self._run(state, config)))
+            if not isinstance(items, list):
+                raise OWFError(f"forEach items must be a list, got {type(items).__name__}", code="VALIDATION")
+            return {"fanout": {sid: {"items": items, "results": {}}}}
+
+        return dispatch
+
+    def _worker_node(self, sid: str, key: BlockKey, loop: bool) -> _Impl:
+
+        members = self.graph.order.get(key) or ()
+        last = members[-1] if members else ""
+        # a body of one leaf step runs in the worker itself; a block runs as a compiled subgraph
+        single = self._leaf_node(last, in_node=True) if len(members) == 1 and self._is_leaf(last) else None
+        graph: Any = None if single is not None else self._block_graph(key)
+
+        async def body(payload: Any, config: Any) -> Any:
+            if single is not None:
+                return await single(payload, config, 1)
+            return await graph.ainvoke(payload, config)
+
+        async def worker(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+            scope = dict(state.get("scope") or {})
+            slot = scope["index"] if loop else key[1].removeprefix("branches:")
+            payload = {
+                "inputs": state["inputs"],
+                "steps": state.get("steps") or {},
+                "scope": scope,
+                "memory": state.get("memory") or {},
+            }
+            try:
+                out = await body(payload, config)
+            except Exception as exc:
+                err = exc if isinstance(exc, OWFError) else None
+                error = _as_step_error(err) if err is not None else to_step_error(exc)
+                return {"fanout": {sid: {"results": {slot: {"status": "error", "error": error.to_dict()}}}}}
+            view = (out.get("steps") or {}).get(last) or {}
+            update: dict[str, Any] = {
+                "fanout": {sid: {"results": {slot: {"status": "success", "output": view.get("output")}}}},
+                "usage": out.get("usage", []),
+                "trace": out.get("trace", []),
+            }
+            if out.get("memory"):
+                update["memory"] = out["memory"]
+            if not loop:  # branch steps stay readable afterwards, as in the native run
+                children = {s: v for s, v in (out.get("steps") or {}).items() if s in set(self.graph.order[key])}
+                update["steps"] = children
+            return update
+
+        return worker
+
+    def _fanout_join_node(self, sid: str, loop: bool) -> _Impl:
+        from owf_magics.runtime.results import StepResult
+
+        step: Any = self.models[sid]
+
+        async def join(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+            info = state["fanout"][sid]
+            if info.get("skipped"):
+                return {}
+            found = info.get("results") or {}
+            if loop:
+                results = [found[i] for i in range(len(info["items"]))]
+                errors = [r["error"] for r in results if r["status"] == "error"]
+                output: dict[str, Any] = {
+                    "results": results,
+                    "successCount": len(results) - len(errors),
+                    "errorCount": len(errors),
+                    "totalCount": len(results),
+                }
+                extra: dict[str, Any] = {"results": results}
+                failed = bool(errors) and not step.continueOnError
+            else:
+                branches = {name: found[name] for name in step.branches}
+                errors = [b["error"] for b in branches.values() if b["status"] == "error"]
+                output = {
+                    "branches": branches,
+                    "completedCount": len(branches) - len(errors),
+                    "errorCount": len(errors),
+                    "joinStrategy": "all",
+                }
+                extra = {"branches": branches, **self._children_views(state, sid)}
+                failed = bool(errors) and not step.continueOnError
+            if failed:
+                first = errors[0]
+                raise OWFError(first["message"], code=first["code"], details=first.get("details") or {})
+            res = StepResult(sid, "success", output, None, 1, "native")
+            return {"steps": {sid: _final_view(step, res, extra)}}
+
+        return join
+
+    def _inline_item_node(self, sid: str) -> _Impl:
+        step = self.models[sid]
+
+        async def item(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+
+            run, frame = self._run(state, config), self._frame(state)
+            frame.iteration = (int(frame.extra["index"]),)
+            res, _extra = await attempts(run, frame, step)
+            update = self._updates(run, {})
+            update.pop("steps")
+            update["fanout"] = {sid: {"results": {frame.extra["index"]: {"res": view(res)}}}}
+            return update
+
+        return item
+
+    def _inline_join_node(self, sid: str) -> _Impl:
+        from owf_magics.runtime.results import StepError, StepResult
+
+        step = self.models[sid]
+
+        async def join(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+            info = state["fanout"][sid]
+            if info.get("skipped"):
+                return {}
+            found = info.get("results") or {}
+            views = [found[i]["res"] for i in range(len(info["items"]))]
+            failed = [v for v in views if v["status"] == "failed"]
+            mod = step.forEach
+            assert mod is not None
+            ok = not failed or mod.continueOnError or step.continueOnError
+            error = None
+            if failed:
+                e = failed[0]["error"]
+                error = StepError(e["code"], e["message"], e.get("details") or {})
+            if not ok:
+                assert error is not None
+                raise OWFError(error.message, code=error.code, details=dict(error.details))
+            res = StepResult(
+                sid,
+                "success",
+                [v["output"] for v in views],
+                error,
+                sum(int(v["attempts"]) for v in views),
+                "native",
+            )
+
+            return {"steps": {sid: view(res, {"results": views})}}
+
+        return join
+
+    def _try_node(self, sid: str) -> _Impl:
+        import asyncio
+
+        from owf_magics.runtime.results import StepResult
+
+        step: Any = self.models[sid]
+        body, catch, final = (self._block_graph((sid, b)) for b in ("steps", "catch", "finally"))
+        members = {b: self.graph.order.get((sid, b), ()) for b in ("steps", "catch", "finally")}
+
+        async def run_block(graph: Any, state: WorkflowState, scope: dict[str, Any], config: Any) -> Any:
+            payload = {
+                "inputs": state["inputs"],
+                "steps": state.get("steps") or {},
+                "scope": scope,
+                "memory": state.get("memory") or {},
+            }
+            try:
+                return await graph.ainvoke(payload, config), None
+            except Exception as exc:
+                return None, (_as_step_error(exc) if isinstance(exc, OWFError) else to_step_error(exc))
+
+        async def try_(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+            skipped = await self._condition(state, config, sid)
+            if skipped is not None:
+                return skipped
+            policy = step.retry
+            scope = dict(state.get("scope") or {})
+            attempts = 0
+            while True:
+                attempts += 1
+                out, error = await run_block(body, state, scope, config)
+                if error is None or policy is None or attempts >= policy.maxAttempts or not retryable(policy, error):
+                    break
+                await asyncio.sleep(retry_delay(policy, attempts))
+            views: dict[str, Any] = {}
+            usage: list[dict[str, Any]] = []
+            output = None
+            if out is not None:
+                views.update({s: v for s, v in out["steps"].items() if s in members["steps"]})
+                usage += out.get("usage", [])
+                last = members["steps"][-1] if members["steps"] else None
+                output = views.get(last, {}).get("output") if last else None
+            scope_error = {**error.to_dict(), "attemptCount": attempts} if error else None
+            caught = None
+            if error is not None:
+                got, caught = await run_block(catch, state, {**scope, "error": scope_error}, config)
+                if got is not None:
+                    views.update({s: v for s, v in got["steps"].items() if s in members["catch"]})
+                    usage += got.get("usage", [])
+            else:
+                for s in members["catch"]:
+                    views.update(self._skipped(s))
+            got, final_err = await run_block(
+                final, {**state, "steps": {**state.get("steps", {}), **views}}, {**scope, "error": scope_error}, config
+            )
+            if got is not None:
+                views.update({s: v for s, v in got["steps"].items() if s in members["finally"]})
+                usage += got.get("usage", [])
+            failure = final_err or caught
+            if failure is None and error is not None and not members["catch"]:
+                failure = error
+            if failure is not None:
+                raise OWFError(failure.message, code=failure.code, details=dict(failure.details))
+            envelope: dict[str, Any] = {"status": "success" if error is None else "error", "attempts": attempts}
+            if error is None:
+                envelope["output"] = output
+            else:
+                envelope["error"] = scope_error
+            res = StepResult(sid, "success", output if error is None else None, None, 1, "native")
+            return {"steps": {**views, sid: _final_view(step, res, {"result": envelope, **views})}, "usage": usage}
+
+        return try_
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _drive(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run a coroutine that never suspends, without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: dict[str, Any] = done.value
+        return result
+    coro.close()
+    raise RuntimeError("a node body marked pure waited on I/O")
+
+
+async def _nothing(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
+    return {}
+
+
+def _attempt() -> int:
+    """This node's attempt number (1 on the first run, 2... when a RetryPolicy retries it)."""
+    try:
+        from langgraph.runtime import get_runtime
+
+        info = get_runtime().execution_info
+        return int(info.node_attempt) if info is not None else 1
+    except (RuntimeError, AttributeError, KeyError):
+        return 1
+
+
+def _loop_vars(index: int, item: Any, total: int) -> dict[str, Any]:
+    return {"item": item, "index": index, "isFirst": index == 0, "isLast": index == total - 1}
+
+
+def _skipped_view() -> dict[str, Any]:
+    return {"output": None, "status": "skipped", "error": None, "attempts": 0}
+
+
+def _as_step_error(exc: OWFError) -> Any:
+    from owf_magics.runtime.results import StepError
+
+    return StepError(exc.code, exc.message, dict(exc.details))
+
+
+def _final_view(step: Any, res: Any, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The view native stores for a finished step (logic outputs' fields readable on the step)."""
+    from owf_magics.manifest.models import LOGIC_STEP_TYPES
+
+    if isinstance(res.output, dict) and step.type in LOGIC_STEP_TYPES:
+        extra = {**{k: v for k, v in res.output.items() if k not in VIEW_KEYS}, **(extra or {})}
+    return view(res, extra)
+
+
+def _state_path(ow: OpenWorkflow) -> str | os.PathLike[str]:
+    """The file of the registry's run store, where ``checkpointer=True`` keeps checkpoints."""
+    from owf_magics.runtime.records import DEFAULT_STATE_PATH
+
+    state = ow.state
+    if state is None:
+        return Path.cwd() / DEFAULT_STATE_PATH
+    if isinstance(state, str | os.PathLike):
+        return state
+    path = getattr(state, "path", None)  # a SQLiteRunStore given as state
+    if isinstance(path, str):
+        return path
+    raise OWFError(
+        "checkpointer=True keeps checkpoints in the registry's run store file, and this registry has none",
+        code="VALIDATION",
+        details={"suggestion": "pass checkpointer='runs.db' (a path) or a LangGraph checkpointer"},
+    )
+
+
+def _plan_of(ow: OpenWorkflow, target: Loaded[Any]) -> Plan:
+    from owf_magics.api import Workflow
+
+    return Workflow(ow, target).plan()

@@ -1,0 +1,331 @@
+"""Runs one frozen plan: the run's record, its deadline, its result, and the loop it runs on.
+
+Each block of steps (the top level, a branch, a loop body) is a small DAG from the plan's graph:
+every step starts as soon as the steps it reads have finished, so independent steps overlap.
+Sync handlers run in a bounded thread pool (`OpenWorkflow(max_workers=...)`); templates and logic
+steps run inline. Trace rows and events are sorted by the graph's order, iteration and attempt,
+so the same inputs give the same outputs and the same trace whatever the timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import importlib
+import itertools
+import os
+import signal
+import threading
+import time
+from collections import ChainMap
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from owf_magics.engine import kinds as _kinds  # noqa: F401  (fills STEP_KINDS)
+from owf_magics.engine.frame import Frame, render_outputs, resolve_inputs
+from owf_magics.engine.scheduler import run_block
+from owf_magics.errors import OWFError
+from owf_magics.manifest.catalog import Loaded
+from owf_magics.manifest.normalize import parse_duration
+from owf_magics.manifest.render import redact
+from owf_magics.plan.graph import ROOT
+from owf_magics.plan.resolution import Plan, step_models
+from owf_magics.runtime.context import (
+    Host,
+    RunContext,
+    new_run_id,
+    now,
+    redact_error,
+)
+from owf_magics.runtime.results import RunResult, StepError, StepResult
+
+DEFAULT_MAX_WORKERS = 8
+
+
+@dataclass
+class Resume:
+    """How a run starts from an earlier record: resumed in place, replayed, or forked.
+
+    Attributes:
+        recorded: Step records by step key: successful leaf steps are served from here, not run.
+        answers: Resolved (and open) pending requests by step key.
+        continuing: True when this continues the same run id (resume); False for a new run.
+        replay: Fail a step whose resolved input differs from the record.
+        metadata: Stored with a new run (e.g. ``{"replay_of": run_id}``).
+    """
+
+    recorded: dict[str, Any] = field(default_factory=dict)
+    answers: dict[str, list[Any]] = field(default_factory=dict)
+    continuing: bool = False
+    replay: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    first_event: int = 0  # events the run already has in the store (their ids are not reused)
+
+
+class Executor:
+    """Runs one plan. Create one per run."""
+
+    def __init__(
+        self,
+        ow: Host,
+        plan: Plan,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        callback: Callable[[dict[str, Any]], Any] | None = None,
+        run_id: str | None = None,
+        events: Mapping[str, Any] | None = None,
+        item: Loaded[Any] | None = None,
+        store: Any = None,
+        resume: Resume | None = None,
+        trigger: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.trigger = dict(trigger or {})
+        self.store = store
+        self.resume = resume
+        self.ow = ow
+        self.plan = plan
+        self.item: Loaded[Any] = item if item is not None else ow.workflow(plan.workflow, plan.version).item
+        self.inputs = dict(inputs or {})
+        self.secrets = {str(k): str(v) for k, v in (secrets or {}).items()}
+        self.callback = callback
+        self.run_id = run_id or new_run_id()
+        self.delivered = dict(events or {})
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def _create_record(self, store: Any, wf: Any, inputs: dict[str, Any], resume: Resume | None) -> None:
+        """The run's record; a run id another process took in the same second gets the next one."""
+        for _ in range(100):
+            try:
+                store.create_run(
+                    self.run_id,
+                    wf.name,
+                    workflow_version=wf.version,
+                    inputs=redact(inputs, self.secrets),
+                    metadata={
+                        "prefer_backend": self.plan.prefer_backend,
+                        **({"trigger": redact(self.trigger, self.secrets)} if self.trigger else {}),
+                        **(resume.metadata if resume else {}),
+                    },
+                )
+                return
+            except OWFError as exc:
+                if "already" not in exc.message:
+                    raise
+                self.run_id = new_run_id()
+        raise OWFError("no free run id", code="INTERNAL_ERROR")
+
+    async def arun(self) -> RunResult:
+        memo = self.plan.memo
+        if "available" not in memo:
+            self.plan.check_available()
+            memo["available"] = True
+        wf = self.item.model
+        inputs = resolve_inputs(wf, self.inputs)
+        pool = self.ow.thread_pool()
+        env = self.ow.environment if self.ow.environment is not None else os.environ
+        run = RunContext(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
+        started = time.perf_counter()
+        store = run.store = self.store
+        run.trigger = self.trigger
+        if wf.policies is not None:
+            from owf_magics.agents.limits import run_budget
+
+            run.budget = run_budget(wf)
+        resume = self.resume
+        if resume is not None:
+            run.recorded, run.replay, run.answers = resume.recorded, resume.replay, resume.answers
+            run.event_seq = itertools.count(resume.first_event)
+        if store is not None and (resume is None or not resume.continuing):
+            self._create_record(store, wf, inputs, resume)
+            run.run_id = self.run_id
+        run.emit(
+            (-1,),
+            {
+                "type": "run.resumed" if resume is not None and resume.continuing else "run.started",
+                "timestamp": now(),
+                "payload": {"workflow": wf.name, "run_id": self.run_id},
+                "metadata": {"workflow_version": wf.version},
+            },
+        )
+        if "models" not in memo:  # once per plan: step models by id, and each step's rank in graph order
+            memo["models"] = step_models(wf)
+            memo["order"] = {sid: float(i) for i, sid in enumerate(self.plan.graph.topological())}
+        frame = Frame(self.plan, memo["models"], inputs, ChainMap({}), {}, order=memo["order"])
+        limit = parse_duration(wf.timeout) if wf.timeout is not None else None
+        if limit is not None:
+            run.deadline = datetime.now(UTC) + timedelta(seconds=limit)
+        try:
+            if limit is None:
+                outcome = await run_block(run, frame, ROOT)
+            else:  # the workflow's timeout is the run's deadline: steps in flight are canceled
+                async with asyncio.timeout(limit):
+                    outcome = await run_block(run, frame, ROOT)
+            status = "completed" if outcome is None else "failed"
+            if status == "completed" and run.pending:
+                status = "waiting_approval"
+        except TimeoutError:
+            outcome = StepError(
+                "TIMEOUT",
+                f"workflow '{wf.name}' exceeded its timeout of {limit:g}s",
+                {"timeout_ms": int((limit or 0) * 1000), "elapsed_ms": round((time.perf_counter() - started) * 1000)},
+            )
+            status = "failed"
+            _mark_unfinished(frame)
+        except asyncio.CancelledError:
+            # the caller canceled the run: finish the record (steps in flight are marked canceled)
+            outcome = StepError("CANCELED", "the run was canceled", {"canceled_at": now()})
+            status = "canceled"
+            _mark_unfinished(frame)
+        outputs = render_outputs(wf.outputs, frame.scope(run))
+        result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
+        result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        final = {
+            "completed": "run.completed",
+            "canceled": "run.canceled",
+            "waiting_approval": "run.waiting",
+        }.get(status, "run.failed")
+        run.emit(
+            (10**9,),
+            {
+                "type": final,
+                "timestamp": now(),
+                "payload": {"status": status, "run_id": self.run_id},
+                "metadata": {"duration_ms": result.duration_ms, "pending": [p.id for p in run.pending]},
+            },
+        )
+        result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
+        result.pending = list(run.pending)
+        if store is not None:
+            store.append_events(self.run_id, run.unsaved)
+            run.unsaved = []
+            if status == "waiting_approval":
+                store.set_status(self.run_id, status)
+            else:
+                for request in store.get_pending(self.run_id):  # nothing waits for them any more
+                    store.resolve_pending(request.id, None)
+                store.finish_run(
+                    self.run_id,
+                    status,
+                    outputs=result.outputs,
+                    error=result.error.to_dict() if result.error else None,
+                )
+        return result
+
+    def run(self) -> RunResult:
+        """Run synchronously, also from inside a running event loop (a Jupyter kernel).
+
+        Outside a loop the run uses this thread's own reusable loop; inside one (a kernel) it runs
+        on a background loop thread while this thread waits. Ctrl-C / KeyboardInterrupt cancels
+        the run: steps in flight end ``canceled`` and the canceled result is returned.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return _run_here(self.arun())
+        future = asyncio.run_coroutine_threadsafe(self.arun(), _background_loop())
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            future.cancel()  # cancels the run's task; arun records the cancellation and returns
+            with contextlib.suppress(concurrent.futures.CancelledError):
+                return future.result()
+            raise
+
+
+_main_loop: list[asyncio.AbstractEventLoop] = []
+
+
+_sig: Any = importlib.import_module("_signal")  # signal's C module
+
+
+_background: list[asyncio.AbstractEventLoop] = []
+
+
+_background_lock = threading.Lock()
+
+
+def _run_here(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
+    """Run on an event loop in this thread; the main thread keeps one for every run.
+
+    In the main thread, Ctrl-C (SIGINT) cancels the run's task, so the cancellation is recorded
+    (steps in flight end ``canceled``) and the canceled result returned; a second Ctrl-C raises
+    KeyboardInterrupt. A SIGINT handler the program installed itself is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        with asyncio.Runner() as runner:  # other threads may end at any time: their loop closes now
+            return runner.run(coro)
+    if not _main_loop or _main_loop[0].is_closed():
+        _main_loop[:] = [asyncio.new_event_loop()]
+        atexit.register(_main_loop[0].close)
+    loop = _main_loop[0]
+    task = loop.create_task(coro)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if task.done() or task.cancelling():  # a second Ctrl-C: stop waiting
+            raise KeyboardInterrupt
+        loop.call_soon_threadsafe(task.cancel)
+
+    # the C-level calls: signal.signal() converts handlers to enums, which costs a run ~15 µs
+    ours = _sig.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ours:
+        _sig.signal(signal.SIGINT, on_sigint)
+    try:
+        return loop.run_until_complete(task)
+    finally:
+        if ours:
+            _sig.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _mark_unfinished(frame: Frame) -> None:
+    for sid in frame.plan.order:
+        if sid not in frame.results:
+            frame.results[sid] = StepResult(sid, "canceled", backend=frame.plan[sid].backend)
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The loop runs started from inside another running loop (a Jupyter kernel) execute on."""
+    with _background_lock:
+        if not _background:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="owf-runs", daemon=True).start()
+            _background.append(loop)
+        return _background[0]
+
+
+def _first(kv: tuple[Any, Any]) -> Any:
+    return kv[0]
+
+
+def _finish(
+    run: RunContext,
+    name: str,
+    status: str,
+    outputs: dict[str, Any],
+    results: dict[str, StepResult],
+    error: StepError | None,
+) -> RunResult:
+    trace = [r for _, r in sorted(run.trace, key=_first)]
+    usage = [r for _, r in sorted(run.usage, key=_first)]
+    if run.secrets:
+        trace = [redact(r, run.secrets) for r in trace]
+        for res in results.values():
+            res.output = redact(res.output, run.secrets)
+            if res.error is not None:
+                res.error = redact_error(res.error, run.secrets)
+    return RunResult(
+        run.run_id,
+        name,
+        status,
+        outputs,
+        results,
+        [],
+        trace,
+        usage,
+        redact_error(error, run.secrets) if error else None,
+    )

@@ -1,0 +1,224 @@
+"""The scope a block of steps runs in (`Frame`), the step views templates read, and the inputs
+and outputs of a workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import ChainMap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from owf_magics.errors import OWFError
+from owf_magics.manifest.models import (
+    StepBase,
+)
+from owf_magics.manifest.render import TemplateError, render, render_string
+from owf_magics.plan.graph import BlockKey, Graph
+from owf_magics.plan.resolution import Plan
+from owf_magics.runtime.context import (
+    RunContext,
+    StepFailed,
+)
+from owf_magics.runtime.results import StepError, StepResult
+
+#: Field names (a path in a step input) that secrets may fill.
+TRUSTED_SECRET_KEYS = re.compile(r"(header|auth|token|password|secret|key|credential)", re.I)
+
+
+@dataclass(slots=True)
+class Frame:
+    """The scope a block runs in: its plan, results, and loop or error variables."""
+
+    plan: Plan
+    models: dict[str, StepBase]
+    inputs: dict[str, Any]
+    views: ChainMap[str, Any]
+    results: dict[str, StepResult]
+    iteration: tuple[int, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    order: dict[str, float] = field(default_factory=dict)
+    prefix: str = ""
+    _scope: dict[str, Any] | None = None
+
+    def scope(self, run: RunContext) -> dict[str, Any]:
+        """The template scope; built once per frame (it holds the live views, so it stays current)."""
+        scope = self._scope
+        if scope is None:
+            scope = self._scope = {
+                "inputs": self.inputs,
+                "steps": self.views,
+                "env": run.env,
+                "secrets": run.secrets,
+                "trigger": run.trigger,
+                **self.extra,
+            }
+        return scope
+
+    def child(self, *, iteration: tuple[int, ...] | None = None, extra: dict[str, Any] | None = None) -> Frame:
+        return Frame(
+            self.plan,
+            self.models,
+            self.inputs,
+            self.views.new_child() if iteration is not None else self.views,
+            self.results,
+            iteration if iteration is not None else self.iteration,
+            {**self.extra, **(extra or {})},
+            self.order,
+            self.prefix,
+        )
+
+
+VIEW_KEYS = frozenset({"output", "status", "error", "attempts"})
+
+
+def view(res: StepResult, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    view = {
+        "output": res.output,
+        "status": res.status,
+        "error": res.error.to_dict() if res.error else None,
+        "attempts": res.attempts,
+    }
+    if extra:
+        view.update(extra)
+    return view
+
+
+def put_result(frame: Frame, res: StepResult, extra: Mapping[str, Any] | None = None) -> None:
+    frame.results[res.step_id] = res
+    frame.views[res.step_id] = view(res, extra)
+
+
+def execution_key(frame: Frame, step_id: str) -> str:
+    """The key of one execution of a step: its id, with its loop iteration path (``body[2.0]``)."""
+    key = frame.prefix + step_id
+    return f"{key}[{'.'.join(map(str, frame.iteration))}]" if frame.iteration else key
+
+
+def descendants(graph: Graph, sid: str) -> list[str]:
+    out: list[str] = []
+    for key in graph.child_blocks.get(sid, ()):
+        for child in graph.order.get(key, ()):
+            out.append(child)
+            out.extend(descendants(graph, child))
+    return out
+
+
+def loop_frame(frame: Frame, index: int, item: Any, total: int) -> Frame:
+    return frame.child(
+        iteration=(*frame.iteration, index),
+        extra={"item": item, "index": index, "isFirst": index == 0, "isLast": index == total - 1},
+    )
+
+
+def children_views(frame: Frame, sid: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in frame.plan.graph.child_blocks.get(sid, ()):
+        for child in frame.plan.graph.order.get(key, ()):
+            if child in frame.views:
+                out[child] = frame.views[child]
+    return out
+
+
+def last_output(frame: Frame, key: BlockKey) -> tuple[str, Any, StepError | None]:
+    members = frame.plan.graph.order.get(key, ())
+    status, output, error = "success", None, None
+    for sid in members:
+        view = frame.views.get(sid)
+        if view is None:
+            continue
+        if view["status"] == "failed" and error is None:
+            status, error = "failed", frame.results[sid].error
+    if members:
+        last = frame.views.get(members[-1])
+        output = last["output"] if last else None
+    return status, output, error
+
+
+async def map_items(items: list[Any], limit: int | None, fn: Callable[[int, Any], Any]) -> list[Any]:
+    """Run `fn(index, item)` for every item, at most `limit` at once; results in item order."""
+    if limit is None or limit >= len(items):
+        return list(await asyncio.gather(*(fn(i, item) for i, item in enumerate(items))))
+    sem = asyncio.Semaphore(limit)
+
+    async def guarded(i: int, item: Any) -> Any:
+        async with sem:
+            return await fn(i, item)
+
+    return list(await asyncio.gather(*(guarded(i, item) for i, item in enumerate(items))))
+
+
+def resolve_inputs(wf: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Declared defaults filled in, required inputs checked, basic types checked."""
+    out = dict(given)
+    problems = []
+    for name in given:
+        if name not in wf.inputs:  # a misspelt input would otherwise be ignored, and a default used
+            from owf_magics.errors import did_you_mean
+
+            best = did_you_mean(name, list(wf.inputs))
+            hint = f" (did you mean '{best}'?)" if best else f" (it declares {', '.join(wf.inputs) or 'none'})"
+            problems.append(f"the workflow declares no input '{name}'{hint}")
+    types: dict[str, type | tuple[type, ...]] = {
+        "string": str,
+        "number": (int, float),
+        "integer": int,
+        "boolean": bool,
+        "array": list,
+        "object": dict,
+    }
+    for name, spec in wf.inputs.items():
+        if name not in out:
+            if spec.default is not None:
+                out[name] = spec.default
+            elif spec.required:
+                problems.append(f"input '{name}' is required")
+            else:
+                out[name] = None
+            continue
+        value = out[name]
+        expected = types.get(spec.type or "")
+        if expected is not None and value is not None:
+            ok = isinstance(value, expected) and not (spec.type in ("number", "integer") and isinstance(value, bool))
+            if not ok:
+                problems.append(f"input '{name}' must be {spec.type}, got {type(value).__name__}")
+        if spec.enum is not None and value not in spec.enum:
+            problems.append(f"input '{name}' must be one of {spec.enum}, got {value!r}")
+    if problems:
+        raise OWFError("; ".join(problems), code="VALIDATION", details={"problems": problems})
+    return out
+
+
+def render_outputs(outputs: Mapping[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, spec in outputs.items():
+        try:
+            out[name] = render(spec.value, scope)
+        except TemplateError:
+            out[name] = None  # the step it reads did not run (a branch not taken, a failure)
+    return out
+
+
+def render_input(value: Any, scope: dict[str, Any], step_id: str, path: str = "input") -> Any:
+    """Render a step's input; ``secrets`` may only fill credential-like fields (headers, tokens...)."""
+    if isinstance(value, str):
+        if "secrets" in value and "{{" in value and not TRUSTED_SECRET_KEYS.search(path):
+            from owf_magics.manifest.templates import analyse
+
+            if "secrets" in analyse(value).roots:
+                raise StepFailed(
+                    StepError(
+                        "VALIDATION",
+                        f"secret exposure blocked in step '{step_id}' field '{path}': secrets may only fill "
+                        "credential fields (headers, auth, token, password, key)",
+                        {"field": path},
+                    )
+                )
+        return render_string(value, scope)
+    if isinstance(value, dict):
+        return {k: render_input(v, scope, step_id, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_input(v, scope, step_id, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value

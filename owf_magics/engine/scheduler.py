@@ -1,0 +1,377 @@
+"""Blocks of steps as DAGs, and one step's condition, loop modifier, retries and timeout.
+
+A step kind is a coroutine in `STEP_KINDS` (filled by `owf_magics.engine.kinds`): the
+scheduler runs steps without knowing what each kind does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from owf_magics.agents.loop import NO_USAGE, Accounting
+from owf_magics.engine.checkpoints import checkpoint, restore
+from owf_magics.engine.frame import (
+    VIEW_KEYS,
+    Frame,
+    descendants,
+    execution_key,
+    loop_frame,
+    map_items,
+    put_result,
+    view,
+)
+from owf_magics.engine.trace import step_event, trace_step
+from owf_magics.errors import BackendError
+from owf_magics.manifest.models import (
+    LOGIC_STEP_TYPES,
+    ActionStep,
+    AgentStep,
+    HandoffStep,
+    IfStep,
+    RetryPolicy,
+    StepBase,
+    TransformStep,
+    TryStep,
+    WaitStep,
+)
+from owf_magics.manifest.normalize import parse_duration
+from owf_magics.manifest.render import TemplateError, render, truthy
+from owf_magics.plan.graph import BlockKey
+from owf_magics.runtime.backend import ExecutionContext
+from owf_magics.runtime.context import (
+    CURRENT_KEY,
+    WAIT_FLAGS,
+    RunContext,
+    StepFailed,
+    Waiting,
+    flag_wait,
+    now,
+    open_request,
+    to_step_error,
+)
+from owf_magics.runtime.results import StepError, StepResult
+from owf_magics.runtime.retry import retry_delay, retryable
+
+#: A step kind: ``(run, frame, step, scope, usage) -> (output, extra view fields)``.
+StepKind = Callable[[RunContext, Frame, Any, dict[str, Any], Accounting], Awaitable[tuple[Any, dict[str, Any] | None]]]
+#: The coroutine that runs each step type (filled by `owf_magics.engine.kinds`).
+STEP_KINDS: dict[type, StepKind] = {}
+
+
+async def run_block(run: RunContext, frame: Frame, key: BlockKey) -> StepError | None:
+    """Run a block's steps as a DAG; returns the first failure (in graph order), or None.
+
+    A step starts when the last step it waits for finishes, in the coroutine that finished it: a
+    chain runs in one task with no scheduling between its steps, and only steps that become ready
+    together get tasks of their own (so they overlap).
+    """
+    sched = frame.plan.graph.schedule(key)
+    if not sched.members:
+        return None
+    waits = dict(sched.waits)
+    blocked: set[str] = set()
+    held: set[str] = set()  # waiting for something from outside, or after a step that is
+    failures: dict[str, StepError] = {}
+    tasks: list[asyncio.Task[None]] = []
+
+    async def chain(sid: str | None) -> None:
+        while sid is not None:
+            step = frame.models[sid]
+            if sid in blocked:
+                skip(run, frame, step, "an earlier step failed")
+            elif sid in held:
+                hold(frame, step)
+            else:
+                try:
+                    res = await run_step(run, frame, step)
+                except BaseException:
+                    blocked.add(sid)
+                    raise
+                if res.status == "failed" and not step.continueOnError:
+                    failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
+                    blocked.add(sid)
+                elif res.status == "waiting":
+                    held.add(sid)
+            ready = []
+            for nxt in sched.after[sid]:
+                if sid in blocked:
+                    blocked.add(nxt)
+                elif sid in held:
+                    held.add(nxt)
+                waits[nxt] -= 1
+                if not waits[nxt]:
+                    ready.append(nxt)
+            for other in ready[1:]:
+                tasks.append(asyncio.create_task(chain(other)))
+            sid = ready[0] if ready else None
+
+    roots = [sid for sid in sched.members if not waits[sid]]
+    tasks.extend(asyncio.create_task(chain(sid)) for sid in roots[1:])
+    try:
+        await chain(roots[0])
+        i = 0
+        while i < len(tasks):  # tasks may start more tasks while we wait
+            await tasks[i]
+            i += 1
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for sid in sched.members:
+        if sid in failures:
+            return failures[sid]
+    return None
+
+
+def skip(run: RunContext, frame: Frame, step: StepBase, reason: str) -> None:
+    res = StepResult(step.id, "skipped", backend=frame.plan[step.id].backend)
+    put_result(frame, res)
+    started = now()
+    trace_step(run, frame, step, res, attempt=0, started=started, duration=0.0, note=reason)
+    step_event(run, frame, step, "step.skipped", 0, started, reason=reason)
+    checkpoint(run, frame, step, res)
+    for child in descendants(frame.plan.graph, step.id):
+        if child not in frame.results:
+            cres = StepResult(child, "skipped", backend=frame.plan[child].backend)
+            put_result(frame, cres)
+
+
+def hold(frame: Frame, step: StepBase) -> None:
+    """A step that cannot start before a waiting step finishes: it waits too (it runs on resume)."""
+    put_result(frame, StepResult(step.id, "waiting", backend=frame.plan[step.id].backend))
+    for child in descendants(frame.plan.graph, step.id):
+        if child not in frame.results:
+            put_result(frame, StepResult(child, "waiting", backend=frame.plan[child].backend))
+
+
+async def run_step(run: RunContext, frame: Frame, step: StepBase) -> StepResult:
+    scope = frame.scope(run)
+    if step.condition is not None and not isinstance(step, IfStep):
+        try:
+            go = truthy(render(step.condition, scope))
+        except TemplateError as exc:
+            res = StepResult(step.id, "failed", error=to_step_error(exc), backend=frame.plan[step.id].backend)
+            put_result(frame, res)
+            trace_step(run, frame, step, res, attempt=1, started=now(), duration=0.0)
+            return res
+        if not go:
+            skip(run, frame, step, "condition is false")
+            return frame.results[step.id]
+    if step.forEach is not None:
+        return await run_inline_loop(run, frame, step)
+    res, extra = await attempts(run, frame, step)
+    if isinstance(res.output, dict) and step.type in LOGIC_STEP_TYPES:  # type: ignore[attr-defined]
+        # the spec's examples read a logic step's output fields directly: steps.wait.timedOut
+        extra = {**{k: v for k, v in res.output.items() if k not in VIEW_KEYS}, **(extra or {})}
+    put_result(frame, res, extra)
+    if run.store is not None:
+        checkpoint(run, frame, step, res)
+    return res
+
+
+async def run_inline_loop(run: RunContext, frame: Frame, step: StepBase) -> StepResult:
+    assert step.forEach is not None
+    mod = step.forEach
+    entry = frame.plan[step.id]
+    try:
+        items = render(mod.items, frame.scope(run))
+        if not isinstance(items, list):
+            raise TemplateError(f"forEach items must be a list, got {type(items).__name__}")
+    except TemplateError as exc:
+        res = StepResult(step.id, "failed", error=to_step_error(exc), backend=entry.backend)
+        put_result(frame, res)
+        return res
+    limit = None if mod.parallel and mod.maxConcurrency is None else (mod.maxConcurrency or 1)
+
+    async def iteration(i: int, item: Any) -> tuple[StepResult, dict[str, Any] | None]:
+        sub = loop_frame(frame, i, item, len(items))
+        res, extra = await attempts(run, sub, step)
+        if run.store is not None:
+            checkpoint(run, sub, step, res)  # each iteration resumes on its own
+        return res, extra
+
+    outcomes = await map_items(items, limit, iteration)
+    outputs = [r.output for r, _ in outcomes]
+    failed = [r for r, _ in outcomes if r.status == "failed"]
+    status = "failed" if failed and not (mod.continueOnError or step.continueOnError) else "success"
+    if status == "success" and any(r.status == "waiting" for r, _ in outcomes):
+        status = "waiting"
+    res = StepResult(
+        step.id,
+        status,
+        outputs,
+        failed[0].error if failed else None,
+        attempts=sum(r.attempts for r, _ in outcomes),
+        backend=entry.backend,
+    )
+    put_result(frame, res, {"results": [view(r) for r, _ in outcomes]})
+    return res
+
+
+@dataclass(frozen=True, slots=True)
+class _StepFacts:
+    """What `attempts` needs to know about a step, worked out once per plan."""
+
+    policy: RetryPolicy | None
+    max_attempts: int
+    timeout: float | None
+    leaf: bool
+    calls_models: bool
+
+
+def _facts(frame: Frame, step: StepBase) -> _StepFacts:
+    # keyed by the step object: an adapter may run a copy of a step (without its retry, say)
+    table: dict[int, tuple[StepBase, _StepFacts]] = frame.plan.memo.setdefault("facts", {})
+    hit = table.get(id(step))
+    if hit is not None and hit[0] is step:
+        return hit[1]
+    policy = step.retry if not isinstance(step, TryStep) else None  # a try step's retry is for its block
+    facts = _StepFacts(
+        policy,
+        policy.maxAttempts if policy else 1,
+        parse_duration(step.timeout) if step.timeout is not None else None,
+        isinstance(step, LEAVES),
+        isinstance(step, AgentStep | HandoffStep),
+    )
+    table[id(step)] = (step, facts)
+    return facts
+
+
+async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepResult, dict[str, Any] | None]:
+    """Run a step with its retry policy and timeout; one trace row per attempt."""
+    facts = _facts(frame, step)
+    policy, max_attempts, timeout = facts.policy, facts.max_attempts, facts.timeout
+    entry = frame.plan.entries[step.id]
+    key = frame.prefix + step.id if not frame.iteration else execution_key(frame, step.id)
+    if run.recorded and facts.leaf:
+        rec = run.recorded.get(key)
+        if rec is not None and rec.status == "success":
+            return restore(run, frame, step, rec), None
+    CURRENT_KEY.set(key)
+    container = not facts.leaf
+    waited: list[bool] = [False]  # set when a step inside this one waits
+    attempt = 0
+    while True:
+        attempt += 1
+        started = now()
+        t0 = time.perf_counter()
+        acc = Accounting() if facts.calls_models else NO_USAGE
+        step_event(run, frame, step, "step.started", attempt, started)
+        try:
+            coro = execute(run, frame, step, acc)
+            token = WAIT_FLAGS.set((*WAIT_FLAGS.get(), waited)) if container else None
+            try:
+                output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+            finally:
+                if token is not None:
+                    WAIT_FLAGS.reset(token)
+                    if waited[0]:
+                        flag_wait()  # the step that holds this one waits too
+            res = StepResult(step.id, "success", output, None, attempt, entry.backend)
+        except TimeoutError:
+            err = StepError(
+                "TIMEOUT",
+                f"step '{step.id}' exceeded its timeout of {timeout:g}s",
+                {"timeout_ms": int((timeout or 0) * 1000), "elapsed_ms": round((time.perf_counter() - t0) * 1000)},
+            )
+            res, extra = StepResult(step.id, "failed", None, err, attempt, entry.backend), None
+        except StepFailed as exc:
+            res, extra = StepResult(step.id, "failed", None, exc.error, attempt, entry.backend), None
+        except Waiting as wait:
+            request = open_request(run, key, wait)
+            res = StepResult(step.id, "waiting", None, None, attempt, entry.backend)
+            trace_step(
+                run, frame, step, res, attempt=attempt, started=started, duration=(time.perf_counter() - t0) * 1000
+            )
+            step_event(
+                run, frame, step, "step.waiting", attempt, started, request={"id": request.id, "kind": request.kind}
+            )
+            return res, None
+        except asyncio.CancelledError:
+            res = StepResult(step.id, "canceled", None, StepError("CANCELED", "canceled"), attempt, entry.backend)
+            trace_step(
+                run, frame, step, res, attempt=attempt, started=started, duration=(time.perf_counter() - t0) * 1000
+            )
+            put_result(frame, res)
+            raise
+        except Exception as exc:
+            res, extra = StepResult(step.id, "failed", None, to_step_error(exc), attempt, entry.backend), None
+        duration = (time.perf_counter() - t0) * 1000
+        res.duration_ms = round(duration, 3)
+        trace_step(
+            run, frame, step, res, attempt=attempt, started=started, duration=duration, usage=acc.total(), cost=acc.cost
+        )
+        for sort_key, row in acc.rows:
+            run.usage.append(((frame.order.get(step.id, 0), frame.iteration, attempt, *sort_key), row))
+        if run.store is not None and acc is not NO_USAGE and (total := acc.total()) is not None:
+            usage = {
+                "prompt_tokens": total.prompt_tokens,
+                "completion_tokens": total.completion_tokens,
+                "total_tokens": total.total_tokens,
+            }
+            run.seen.setdefault(key, {})["usage"] = {**usage, "estimated": total.estimated, "cost_usd": acc.cost}
+        if res.status == "success" and waited[0]:
+            res.status = "waiting"  # a step inside it waits: this one finishes on resume
+        if res.status != "failed":
+            return res, extra
+        assert res.error is not None
+        if policy is None or attempt >= max_attempts or not retryable(policy, res.error):
+            step_event(run, frame, step, "step.failed", attempt, now(), error=res.error.to_dict())
+            return res, extra
+        delay = retry_delay(policy, attempt)
+        step_event(
+            run,
+            frame,
+            step,
+            "step.retrying",
+            attempt,
+            now(),
+            error=res.error.to_dict(),
+            next_attempt=attempt + 1,
+            delay_ms=round(delay * 1000),
+        )
+        await asyncio.sleep(delay)
+
+
+LEAVES = (ActionStep, AgentStep, TransformStep, WaitStep, HandoffStep)  # served from a record on resume
+
+
+async def execute(
+    run: RunContext, frame: Frame, step: StepBase, acc: Accounting, *, handed: bool = False
+) -> tuple[Any, dict[str, Any] | None]:
+    """Run one attempt of a step through its kind in `STEP_KINDS`."""
+    entry = frame.plan[step.id]
+    if entry.backend != "native" and not handed and not isinstance(step, ActionStep | AgentStep):
+        return await foreign_step(run, frame, step, acc)
+    kind = STEP_KINDS.get(type(step))
+    if kind is None:
+        raise BackendError(f"step type {step.type!r} is not supported by the native executor")  # type: ignore[attr-defined]
+    return await kind(run, frame, step, frame.scope(run), acc)
+
+
+async def foreign_step(run: RunContext, frame: Frame, step: StepBase, acc: Accounting) -> tuple[Any, Any]:
+    """A logic step whose plan names another backend: the backend wraps its native execution
+    (``Backend.arun_step``; a backend without one leaves it to native)."""
+    entry = frame.plan[step.id]
+    backend = run.host.backend(entry.backend)
+    wrap = getattr(backend, "arun_step", None)
+    native = functools.partial(execute, run, frame, step, acc, handed=True)
+    if wrap is None:
+        return await native()
+    kind: str = step.type  # type: ignore[attr-defined]
+    ctx = ExecutionContext(
+        run.run_id,
+        frame.plan.workflow,
+        step.id,
+        trace_id=run.run_id,
+        deadline=run.deadline,
+        metadata={"step_type": kind, "runtime": entry.runtime},
+    )
+    result: tuple[Any, Any] = await wrap(native, ctx)
+    return result

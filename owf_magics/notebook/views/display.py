@@ -1,0 +1,196 @@
+"""Display objects: what a notebook shows for a plan's graph, its resolution table and a run.
+
+Each object answers IPython's ``_repr_mimebundle_`` with every form it can draw — mermaid text
+(JupyterLab draws it without the network), SVG when graphviz's ``dot`` exists, HTML and plain text —
+and the front end picks the richest one it understands.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import TYPE_CHECKING, Any
+
+from owf_magics.notebook.views.graph import Overlay, backend_colours, overlay_from_result, to_mermaid, to_svg, to_text
+from owf_magics.notebook.views.settings import MASK, SETTINGS
+from owf_magics.notebook.views.tables import frame_bundle, resolution_html, resolution_text
+
+if TYPE_CHECKING:
+    from owf_magics.plan.resolution import Plan
+    from owf_magics.runtime.results import RunResult
+
+MERMAID_MIME = "text/vnd.mermaid"
+
+
+class GraphView:
+    """The plan's graph (with a run's overlay when given) in every form a front end may draw.
+
+    Args:
+        plan: The workflow's plan.
+        overlay: Per-step states from a run (see `overlay_from_result`).
+        svg: Include graphviz SVG when ``dot`` exists (default: the display settings, on).
+        direction: ``TD`` or ``LR``.
+    """
+
+    def __init__(
+        self, plan: Plan, overlay: Overlay | None = None, *, svg: bool | None = None, direction: str = "TD"
+    ) -> None:
+        self.plan = plan
+        self.overlay = overlay
+        self.svg = SETTINGS.svg if svg is None else svg
+        self.direction = direction
+
+    def mermaid(self) -> str:
+        return to_mermaid(self.plan, self.overlay, direction=self.direction)
+
+    def svg_text(self) -> str | None:
+        if not self.svg:
+            return None
+        return to_svg(self.plan, self.overlay, rankdir="LR" if self.direction == "LR" else "TB")
+
+    def text(self) -> str:
+        return to_text(self.plan, self.overlay)
+
+    def html(self) -> str:
+        svg = self.svg_text()
+        legend = _legend(self.plan)
+        if svg is not None:
+            return f'<div class="owf-graph">{svg}{legend}</div>'
+        return (
+            f'<div class="owf-graph"><pre class="owf-mermaid">{html.escape(self.mermaid())}</pre>{legend}'
+            "<p><small>graphviz's <code>dot</code> is not installed, so this is the graph's mermaid text; "
+            "JupyterLab draws the text/vnd.mermaid output of the same value.</small></p></div>"
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        bundle = {"text/plain": self.text(), MERMAID_MIME: self.mermaid(), "text/html": self.html()}
+        svg = self.svg_text()
+        if svg is not None:
+            bundle["image/svg+xml"] = svg
+        return bundle
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+class ResolutionView:
+    """The backend-resolution table of a plan (HTML and plain text)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": resolution_text(self.plan), "text/html": resolution_html(self.plan)}
+
+    def __repr__(self) -> str:
+        return resolution_text(self.plan)
+
+
+def _legend(plan: Plan) -> str:
+    items = []
+    for name in plan.backends_used():
+        fill, stroke = backend_colours(name)
+        items.append(
+            f'<span style="background:{fill};border:1px solid {stroke};padding:0 6px;margin-right:6px">'
+            f"{html.escape(name)}</span>"
+        )
+    return f'<div class="owf-legend"><small>backends: {"".join(items)}</small></div>'
+
+
+def run_id_text(result: RunResult) -> str:
+    """The run id, or a mask in deterministic mode."""
+    return MASK if SETTINGS.deterministic else result.run_id
+
+
+def summary_text(result: RunResult) -> str:
+    """One line: status, steps by status, tokens and cost (the run id masked when deterministic)."""
+    counts: dict[str, int] = {}
+    for s in result.steps.values():
+        counts[s.status] = counts.get(s.status, 0) + 1
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    text = f"run {run_id_text(result)} of '{result.workflow}': {result.status} ({parts}); "
+    text += f"{result.total_tokens} tokens, ${result.cost_usd:.6f}"
+    if not SETTINGS.deterministic:
+        text += f"; {result.duration_ms:.0f} ms"
+    if result.error:
+        text += f"\n  {result.error}"
+    return text
+
+
+def masked_events(result: RunResult) -> list[dict[str, Any]]:
+    """The run's events, with timestamps, ids and durations masked in deterministic mode."""
+    if not SETTINGS.deterministic:
+        return list(result.events)
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: (MASK if k in ("timestamp", "event_id", "run_id", "duration_ms") else scrub(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    return [scrub(e) for e in result.events]
+
+
+def pending_lines(result: RunResult) -> list[str]:
+    """What a waiting run waits for, and the magic that answers it."""
+    import json
+
+    masked = SETTINGS.deterministic  # request ids are random, run ids carry the time
+
+    def rid(request: Any) -> str:
+        return MASK if masked else str(request.id)
+
+    lines = [
+        f"waiting for {p.kind} {rid(p)} at step {p.step_id}: {json.dumps(p.payload, default=str)}"
+        for p in result.pending
+    ]
+    if lines:
+        first = result.pending[0]
+        answer = f"--approve {rid(first)}" if first.kind == "approval" else "--event '{...}'"
+        lines.append(f"answer with: %workflow resume {run_id_text(result)} {answer}")
+    return lines
+
+
+class RunView:
+    """A finished run, statically: summary, outputs, the graph with each step's state, trace and usage.
+
+    Args:
+        result: The run.
+        plan: The plan it ran (for the graph); without it the graph is left out.
+    """
+
+    def __init__(self, result: RunResult, plan: Plan | None = None) -> None:
+        self.result = result
+        self.plan = plan
+
+    def outputs_text(self) -> str:
+        return json.dumps(self.result.outputs, indent=2, ensure_ascii=False, default=str)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        r = self.result
+        trace = frame_bundle(r.trace, "res.trace")
+        usage = frame_bundle(r.usage, "res.usage")
+        plain = [summary_text(r), "outputs:", self.outputs_text(), *pending_lines(r)]
+        parts = [
+            f'<div class="owf-run"><p><b>{html.escape(summary_text(r))}</b></p>',
+            f"<details open><summary>Output</summary><pre>{html.escape(self.outputs_text())}</pre></details>",
+            *(f"<p class='owf-pending'>{html.escape(line)}</p>" for line in pending_lines(r)),
+        ]
+        if self.plan is not None:
+            graph = GraphView(self.plan, overlay_from_result(r))
+            plain += ["graph:", graph.text()]
+            parts.append(f"<details open><summary>Graph</summary>{graph.html()}</details>")
+        plain += ["trace:", trace["text/plain"]]
+        parts.append(f"<details open><summary>Trace</summary>{trace['text/html']}</details>")
+        if r.usage_rows:
+            plain += ["usage:", usage["text/plain"]]
+            parts.append(f"<details><summary>Usage</summary>{usage['text/html']}</details>")
+        parts.append("</div>")
+        return {"text/plain": "\n".join(plain), "text/html": "".join(parts)}
+
+    def __repr__(self) -> str:
+        return self._repr_mimebundle_()["text/plain"]
