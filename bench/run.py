@@ -82,8 +82,8 @@ def main() -> int:
     from executor_bench import median as median_time
 
     from owf_magics import OpenWorkflow
-    from owf_magics.manifest.catalog import Catalog
     from owf_magics.errors import DiagnosticBag
+    from owf_magics.manifest.catalog import Catalog
     from owf_magics.manifest.loader import parse_text
     from owf_magics.manifest.normalize import split_document
     from owf_magics.manifest.templates import analyse

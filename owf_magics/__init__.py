@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 from owf_magics._version import __version__
 
 if TYPE_CHECKING:
-    from owf_magics.api import OpenWorkflow
-    from owf_magics.api.workflow import Workflow, Workflows
+    from owf_magics.api import OpenWorkflow, Workflow, Workflows
     from owf_magics.connectors.function import inline
     from owf_magics.errors import (
         BackendError,
@@ -28,9 +27,9 @@ if TYPE_CHECKING:
     from owf_magics.runtime.backend import Backend, BackendInfo, ExecutionContext
 
 _EXPORTS = {
-    "OpenWorkflow": "api.openworkflow",
-    "Workflow": "api.workflow",
-    "Workflows": "api.workflow",
+    "OpenWorkflow": "api",
+    "Workflow": "api",
+    "Workflows": "api",
     "Plan": "plan.resolution",
     "PlanEntry": "plan.resolution",
     "Backend": "runtime.backend",

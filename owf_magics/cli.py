@@ -274,7 +274,9 @@ def cmd_backend_test(args: argparse.Namespace) -> int:
                 manifest = {
                     "type": "connector",
                     "name": "probe",
-                    "actions": [{"name": "echo", "handler": {"function": "owf_magics.connectors.function.echo_handler"}}],
+                    "actions": [
+                        {"name": "echo", "handler": {"function": "owf_magics.connectors.function.echo_handler"}}
+                    ],
                 }
                 ctx = ExecutionContext(run_id="backend-test", node_id="probe", metadata={"action": "echo"})
                 result = backend.invoke(manifest, {"ping": 1}, ctx)

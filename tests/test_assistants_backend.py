@@ -57,8 +57,8 @@ workflows: [{name: w, steps: [{id: a, type: agent, agent: parrot, input: hi}]}]
 
 
 def test_without_the_package_the_backend_is_unavailable_with_the_install_hint(ow, monkeypatch):
-    from owf_magics.runtime import registry
     from owf_magics.errors import UnavailableError
+    from owf_magics.runtime import registry
 
     real = registry._missing
     monkeypatch.setattr(registry, "_missing", lambda mods: ("openai-agents",) if "agents" in mods else real(mods))

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from owf_magics.errors import OWFError
 from owf_magics.runs.callbacks import (
     CallableSink,
     EventSink,
@@ -23,7 +24,6 @@ from owf_magics.runs.callbacks import (
     run_started,
     to_envelope,
 )
-from owf_magics.errors import OWFError
 from owf_magics.runtime.results import StepError
 from tests.local_http import JSONHandler, serve
 

@@ -409,8 +409,8 @@ workflows:
 
 
 def test_without_langgraph_installed_the_backend_is_unavailable_with_the_install_hint(ow, monkeypatch):
-    from owf_magics.runtime import registry
     from owf_magics.errors import UnavailableError
+    from owf_magics.runtime import registry
 
     real = registry._missing
     monkeypatch.setattr(registry, "_missing", lambda mods: ("langgraph",) if "langgraph" in mods else real(mods))

@@ -8,7 +8,6 @@ import threading
 
 import pytest
 
-from owf_magics.errors import CanceledError, OWFError
 from owf_magics.agents.limits import (
     Budget,
     BudgetExceededError,
@@ -27,6 +26,7 @@ from owf_magics.agents.limits import (
     run_budget,
     step_budget,
 )
+from owf_magics.errors import CanceledError, OWFError
 
 
 async def settle() -> None:

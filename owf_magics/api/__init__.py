@@ -7,7 +7,7 @@ store, queue, callbacks and telemetry, and the engine (which it hands itself as 
 from __future__ import annotations
 
 from owf_magics.api.inputs import input_pairs, resume_answers
-from owf_magics.api.openworkflow import OpenWorkflow, loaded_kinds
-from owf_magics.api.workflow import Workflow, Workflows
+from owf_magics.api.openworkflow import OpenWorkflow, Workflows, loaded_kinds
+from owf_magics.api.workflow import Workflow
 
 __all__ = ["OpenWorkflow", "Workflow", "Workflows", "input_pairs", "loaded_kinds", "resume_answers"]

@@ -570,3 +570,14 @@ def _downstream(graph: Graph, step_id: str) -> set[str]:
 def _top_step(key: str) -> str:
     """The workflow's own step a step key belongs to: ``call/inner[2]`` -> ``call``."""
     return key.split("/", 1)[0].split("[", 1)[0]
+
+
+class Workflows:
+    """The SDK contract's file-level entry point."""
+
+    @staticmethod
+    def from_file(path: str | os.PathLike[str]) -> Workflow:
+        """Load a file into a fresh `OpenWorkflow` and return its only workflow."""
+        ow = OpenWorkflow()
+        ow.load(Path(path))
+        return ow.workflow()

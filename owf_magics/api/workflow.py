@@ -1,4 +1,4 @@
-"""`Workflow`, one loaded workflow bound to its `OpenWorkflow`: plan, execute, compile; `Workflows`."""
+"""`Workflow`, one loaded workflow bound to its `OpenWorkflow`: plan, execute, compile."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from owf_magics.errors import Diagnostic, DiagnosticBag, ManifestError
 from owf_magics.manifest.catalog import Loaded
 from owf_magics.manifest.models import Workflow as WorkflowModel
 from owf_magics.plan.resolution import Plan, resolve_plan
 from owf_magics.plan.validation import Validator
+from owf_magics.runtime.context import Host
+from owf_magics.runtime.registry import BackendRegistry
 
 if TYPE_CHECKING:
-    from owf_magics.api.openworkflow import OpenWorkflow
     from owf_magics.engine.executor import Executor
     from owf_magics.plan.graph import Graph
     from owf_magics.runtime.results import RunResult
@@ -25,10 +25,19 @@ Source = str | os.PathLike[str] | dict[str, Any] | list[Any]
 Callback = Callable[[dict[str, Any]], Any] | str
 
 
+class Registry(Host, Protocol):
+    """What a `Workflow` uses of the `OpenWorkflow` it belongs to (besides what a run's `Host` has)."""
+
+    @property
+    def backend_registry(self) -> BackendRegistry: ...
+    @property
+    def store(self) -> Any: ...
+
+
 class Workflow:
     """One loaded workflow, bound to the registry that resolves its references."""
 
-    def __init__(self, ow: OpenWorkflow, item: Loaded[WorkflowModel]) -> None:
+    def __init__(self, ow: Registry, item: Loaded[WorkflowModel]) -> None:
         self.ow = ow
         self.item = item
 
@@ -194,17 +203,6 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.graph.nodes) if self.graph else 0} steps>"
-
-
-class Workflows:
-    """The SDK contract's file-level entry point."""
-
-    @staticmethod
-    def from_file(path: str | os.PathLike[str]) -> Workflow:
-        """Load a file into a fresh `OpenWorkflow` and return its only workflow."""
-        ow = OpenWorkflow()
-        ow.load(Path(path))
-        return ow.workflow()
 
 
 def event_sinks(

@@ -8,16 +8,27 @@ Leaf steps run the native handlers, so outputs equal the native run's.
 
 from __future__ import annotations
 
-import operator
 import os
 from collections import ChainMap
-from collections.abc import Callable, Coroutine, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
+from owf_magics.backends.langgraph_state import (
+    NodeImpl,
+    WorkflowState,
+    as_step_error,
+    drive,
+    final_view,
+    loop_vars,
+    node_attempt,
+    nothing,
+    plan_of,
+    skipped_view,
+    sqlite_checkpointer,
+    state_path,
+)
 from owf_magics.connectors.function import prepare_function
 from owf_magics.engine import (
-    VIEW_KEYS,
     Frame,
     RunContext,
     attempts,
@@ -32,9 +43,9 @@ from owf_magics.engine import (
 )
 from owf_magics.errors import OWFError
 from owf_magics.plan.graph import ROOT, BlockKey
+from owf_magics.runtime.context import Host
 
 if TYPE_CHECKING:
-    from owf_magics.api import OpenWorkflow
     from owf_magics.manifest.catalog import Loaded
     from owf_magics.plan.resolution import Plan
 
@@ -44,70 +55,7 @@ __all__ = ["compile_workflow", "sqlite_checkpointer"]
 INPUTS, OUTPUTS = "owf__inputs", "owf__outputs"
 
 
-def _merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
-    return {**(left or {}), **(right or {})}
-
-
-def _merge_nested(left: dict[Any, Any] | None, right: dict[Any, Any] | None) -> dict[Any, Any]:
-    """Merge fan-out bookkeeping: ``{step: {"results": {slot: result}}}`` from parallel writers."""
-    return _deep_merge(left, right, 3)
-
-
-def _deep_merge(left: dict[Any, Any] | None, right: dict[Any, Any] | None, depth: int) -> dict[Any, Any]:
-    out = dict(left or {})
-    for key, value in (right or {}).items():
-        if depth > 1 and isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value, depth - 1)
-        else:
-            out[key] = value
-    return out
-
-
-class WorkflowState(TypedDict, total=False):
-    """The state of a compiled workflow.
-
-    Attributes:
-        inputs: The workflow inputs (declared defaults filled in by the first node).
-        steps: Each finished step's view, as templates read it: ``{output, status, error, attempts, ...}``.
-        outputs: The workflow's declared outputs (written by the last node).
-        scope: Loop and error variables of the block being run (``item``, ``index``, ``error``...).
-        fanout: What a fan-out or branch node left for its join: items, the branch taken, results.
-        memory: Agent buffer memory, by agent.
-        usage: Token usage rows, one per model turn.
-        trace: Trace rows, one per step attempt.
-    """
-
-    inputs: dict[str, Any]
-    steps: Annotated[dict[str, Any], _merge]
-    outputs: dict[str, Any]
-    scope: dict[str, Any]
-    fanout: Annotated[dict[str, Any], _merge_nested]
-    memory: Annotated[dict[str, Any], _merge]
-    usage: Annotated[list[dict[str, Any]], operator.add]
-    trace: Annotated[list[dict[str, Any]], operator.add]
-
-
-#: A node's body: (state, config, attempt) -> state updates.
-_Impl = Callable[[WorkflowState, Any, int], Coroutine[Any, Any, dict[str, Any]]]
-
-
-def sqlite_checkpointer(path: str | os.PathLike[str]) -> Any:
-    """LangGraph's SQLite saver on `path` (``":memory:"`` for an in-memory database).
-
-    The file may be the durable run store's (``.owf/runs.db``): LangGraph keeps its checkpoints
-    in tables of its own (``checkpoints``, ``writes``).
-    """
-    import sqlite3
-
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), check_same_thread=False)
-    return SqliteSaver(conn)
-
-
-def compile_workflow(ow: OpenWorkflow, item: Loaded[Any], *, checkpointer: Any = None, name: str | None = None) -> Any:
+def compile_workflow(ow: Host, item: Loaded[Any], *, checkpointer: Any = None, name: str | None = None) -> Any:
     """Compile a loaded workflow; see `Workflow.to_langgraph`."""
     import importlib.util
 
@@ -119,14 +67,14 @@ def compile_workflow(ow: OpenWorkflow, item: Loaded[Any], *, checkpointer: Any =
             details={"backend": "langchain", "suggestion": "pip install 'owf-magics[langgraph]'"},
         )
     if checkpointer is True:
-        checkpointer = sqlite_checkpointer(_state_path(ow))
+        checkpointer = sqlite_checkpointer(state_path(ow))
     elif isinstance(checkpointer, str | os.PathLike):
         checkpointer = sqlite_checkpointer(checkpointer)
-    return _Compiler(ow, item, _plan_of(ow, item)).compile(checkpointer=checkpointer, name=name)
+    return _Compiler(ow, item, plan_of(ow, item)).compile(checkpointer=checkpointer, name=name)
 
 
 class _Compiler:
-    def __init__(self, ow: OpenWorkflow, item: Loaded[Any], plan: Plan) -> None:
+    def __init__(self, ow: Host, item: Loaded[Any], plan: Plan) -> None:
         from owf_magics.plan.resolution import step_models
 
         self.ow = ow
@@ -212,7 +160,7 @@ class _Compiler:
             g: Any = StateGraph(WorkflowState)
             roots, sinks = self._wire(g, key)
             if not roots:
-                g.add_node("owf__empty", self._node(_nothing, "owf__empty", pure=True))
+                g.add_node("owf__empty", self._node(nothing, "owf__empty", pure=True))
                 roots = sinks = ["owf__empty"]
             for root in roots:
                 g.add_edge(START, root)
@@ -304,7 +252,7 @@ class _Compiler:
         from langgraph.types import RetryPolicy
 
         def retry_on(exc: Exception) -> bool:
-            return isinstance(exc, OWFError) and retryable(policy, _as_step_error(exc))
+            return isinstance(exc, OWFError) and retryable(policy, as_step_error(exc))
 
         base = policy.initialDelay if policy.initialDelay is not None else 1.0
         return RetryPolicy(
@@ -329,7 +277,7 @@ class _Compiler:
             targets[key[1]] = roots or [join]
             if len(sinks) > 1:  # one node that waits for the whole branch, so the join runs once
                 end = f"{sid}__{key[1].replace(':', '_')}__end"
-                g.add_node(end, self._node(_nothing, end, pure=True))
+                g.add_node(end, self._node(nothing, end, pure=True))
                 g.add_edge(sinks, end)
                 sinks = [end]
             if sinks:
@@ -371,7 +319,7 @@ class _Compiler:
                 items = state["fanout"][sid]["items"]
                 worker = workers[keys[0]]
                 sends = [
-                    Send(worker, {**base, "scope": {**base["scope"], **_loop_vars(i, item, len(items))}})
+                    Send(worker, {**base, "scope": {**base["scope"], **loop_vars(i, item, len(items))}})
                     for i, item in enumerate(items)
                 ]
             else:
@@ -395,7 +343,7 @@ class _Compiler:
             base = {"inputs": state["inputs"], "steps": state.get("steps", {}), "memory": state.get("memory", {})}
             scope = state.get("scope", {})
             sends = [
-                Send(worker, {**base, "scope": {**scope, **_loop_vars(i, item, len(items))}})
+                Send(worker, {**base, "scope": {**scope, **loop_vars(i, item, len(items))}})
                 for i, item in enumerate(items)
             ]
             return sends or join
@@ -405,7 +353,7 @@ class _Compiler:
 
     # -- nodes ---------------------------------------------------------------------------------
 
-    def _node(self, impl: _Impl, name: str, *, pure: bool = False) -> Any:
+    def _node(self, impl: NodeImpl, name: str, *, pure: bool = False) -> Any:
         """A node that runs `impl` from `graph.invoke` as well as `graph.ainvoke`.
 
         A `pure` body never waits on I/O (templates, joins, decisions): from `graph.invoke` it is
@@ -416,12 +364,12 @@ class _Compiler:
         from owf_magics.backends.langchain import run_sync
 
         async def afunc(state: WorkflowState, config: Any) -> dict[str, Any]:
-            return await impl(state, config, _attempt())
+            return await impl(state, config, node_attempt())
 
         def func(state: WorkflowState, config: Any) -> dict[str, Any]:
-            coro = impl(state, config, _attempt())
+            coro = impl(state, config, node_attempt())
             if pure:
-                return _drive(coro)
+                return drive(coro)
             result: dict[str, Any] = run_sync(coro)
             return result
 
@@ -484,9 +432,9 @@ class _Compiler:
 
     def _skipped(self, sid: str) -> dict[str, Any]:
 
-        views = {sid: _skipped_view()}
+        views = {sid: skipped_view()}
         for child in descendants(self.graph, sid):
-            views[child] = _skipped_view()
+            views[child] = skipped_view()
         return views
 
     async def _condition(self, state: WorkflowState, config: Any, sid: str) -> dict[str, Any] | None:
@@ -502,7 +450,7 @@ class _Compiler:
             return None
         return {"steps": self._skipped(sid)}
 
-    def _leaf_node(self, sid: str, *, in_node: bool = False) -> _Impl:
+    def _leaf_node(self, sid: str, *, in_node: bool = False) -> NodeImpl:
         step = self.models[sid]
         in_node_retries = in_node or self._retry_policy(sid) is None
         run_step = step if in_node_retries else step.model_copy(update={"retry": None})
@@ -525,11 +473,11 @@ class _Compiler:
             if res.status == "failed" and not step.continueOnError:
                 assert res.error is not None
                 raise OWFError(res.error.message, code=res.error.code, details=dict(res.error.details))
-            return self._updates(run, {sid: _final_view(step, res, extra)})
+            return self._updates(run, {sid: final_view(step, res, extra)})
 
         return leaf
 
-    def _workflow_node(self, sid: str) -> _Impl:
+    def _workflow_node(self, sid: str) -> NodeImpl:
         from owf_magics.manifest.render import render
         from owf_magics.runtime.results import StepResult
 
@@ -542,16 +490,16 @@ class _Compiler:
                 return skipped
             run, frame = self._run(state, config), self._frame(state)
             if sid not in self.children:
-                self.children[sid] = _Compiler(self.ow, target, _plan_of(self.ow, target)).compile()
+                self.children[sid] = _Compiler(self.ow, target, plan_of(self.ow, target)).compile()
             inputs = resolve_inputs(target.model, render(step.input, frame.scope(run)))
             child = await self.children[sid].ainvoke({"inputs": inputs}, config)
             outputs = child.get("outputs", {})
             res = StepResult(sid, "success", outputs, None, attempt, "native")
-            return self._updates(run, {sid: _final_view(step, res, {"outputs": outputs})}, usage=child.get("usage", []))
+            return self._updates(run, {sid: final_view(step, res, {"outputs": outputs})}, usage=child.get("usage", []))
 
         return sub
 
-    def _decide_node(self, sid: str) -> _Impl:
+    def _decide_node(self, sid: str) -> NodeImpl:
         from owf_magics.manifest.models import IfStep
         from owf_magics.manifest.render import render, truthy
 
@@ -580,7 +528,7 @@ class _Compiler:
 
         return decide
 
-    def _branch_join_node(self, sid: str) -> _Impl:
+    def _branch_join_node(self, sid: str) -> NodeImpl:
         from owf_magics.runtime.results import StepResult
 
         step = self.models[sid]
@@ -590,7 +538,7 @@ class _Compiler:
             if info["block"] == "owf__skip":
                 return {}
             res = StepResult(sid, "success", info["output"], None, 1, "native")
-            return {"steps": {sid: _final_view(step, res, self._children_views(state, sid))}}
+            return {"steps": {sid: final_view(step, res, self._children_views(state, sid))}}
 
         return join
 
@@ -603,7 +551,7 @@ class _Compiler:
                     out[child] = views[child]
         return out
 
-    def _dispatch_node(self, sid: str, loop: bool) -> _Impl:
+    def _dispatch_node(self, sid: str, loop: bool) -> NodeImpl:
         from owf_magics.manifest.render import render
 
         step: Any = self.models[sid]
@@ -622,7 +570,7 @@ class _Compiler:
 
         return dispatch
 
-    def _worker_node(self, sid: str, key: BlockKey, loop: bool) -> _Impl:
+    def _worker_node(self, sid: str, key: BlockKey, loop: bool) -> NodeImpl:
 
         members = self.graph.order.get(key) or ()
         last = members[-1] if members else ""
@@ -648,7 +596,7 @@ class _Compiler:
                 out = await body(payload, config)
             except Exception as exc:
                 err = exc if isinstance(exc, OWFError) else None
-                error = _as_step_error(err) if err is not None else to_step_error(exc)
+                error = as_step_error(err) if err is not None else to_step_error(exc)
                 return {"fanout": {sid: {"results": {slot: {"status": "error", "error": error.to_dict()}}}}}
             view = (out.get("steps") or {}).get(last) or {}
             update: dict[str, Any] = {
@@ -665,7 +613,7 @@ class _Compiler:
 
         return worker
 
-    def _fanout_join_node(self, sid: str, loop: bool) -> _Impl:
+    def _fanout_join_node(self, sid: str, loop: bool) -> NodeImpl:
         from owf_magics.runtime.results import StepResult
 
         step: Any = self.models[sid]
@@ -701,11 +649,11 @@ class _Compiler:
                 first = errors[0]
                 raise OWFError(first["message"], code=first["code"], details=first.get("details") or {})
             res = StepResult(sid, "success", output, None, 1, "native")
-            return {"steps": {sid: _final_view(step, res, extra)}}
+            return {"steps": {sid: final_view(step, res, extra)}}
 
         return join
 
-    def _inline_item_node(self, sid: str) -> _Impl:
+    def _inline_item_node(self, sid: str) -> NodeImpl:
         step = self.models[sid]
 
         async def item(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
@@ -720,7 +668,7 @@ class _Compiler:
 
         return item
 
-    def _inline_join_node(self, sid: str) -> _Impl:
+    def _inline_join_node(self, sid: str) -> NodeImpl:
         from owf_magics.runtime.results import StepError, StepResult
 
         step = self.models[sid]
@@ -755,7 +703,7 @@ class _Compiler:
 
         return join
 
-    def _try_node(self, sid: str) -> _Impl:
+    def _try_node(self, sid: str) -> NodeImpl:
         import asyncio
 
         from owf_magics.runtime.results import StepResult
@@ -774,7 +722,7 @@ class _Compiler:
             try:
                 return await graph.ainvoke(payload, config), None
             except Exception as exc:
-                return None, (_as_step_error(exc) if isinstance(exc, OWFError) else to_step_error(exc))
+                return None, (as_step_error(exc) if isinstance(exc, OWFError) else to_step_error(exc))
 
         async def try_(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
             skipped = await self._condition(state, config, sid)
@@ -824,84 +772,10 @@ class _Compiler:
             else:
                 envelope["error"] = scope_error
             res = StepResult(sid, "success", output if error is None else None, None, 1, "native")
-            return {"steps": {**views, sid: _final_view(step, res, {"result": envelope, **views})}, "usage": usage}
+            return {"steps": {**views, sid: final_view(step, res, {"result": envelope, **views})}, "usage": usage}
 
         return try_
 
 
 # ------------------------------------------------------------------------------------------------
 # helpers
-
-
-def _drive(coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """Run a coroutine that never suspends, without an event loop."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        result: dict[str, Any] = done.value
-        return result
-    coro.close()
-    raise RuntimeError("a node body marked pure waited on I/O")
-
-
-async def _nothing(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
-    return {}
-
-
-def _attempt() -> int:
-    """This node's attempt number (1 on the first run, 2... when a RetryPolicy retries it)."""
-    try:
-        from langgraph.runtime import get_runtime
-
-        info = get_runtime().execution_info
-        return int(info.node_attempt) if info is not None else 1
-    except (RuntimeError, AttributeError, KeyError):
-        return 1
-
-
-def _loop_vars(index: int, item: Any, total: int) -> dict[str, Any]:
-    return {"item": item, "index": index, "isFirst": index == 0, "isLast": index == total - 1}
-
-
-def _skipped_view() -> dict[str, Any]:
-    return {"output": None, "status": "skipped", "error": None, "attempts": 0}
-
-
-def _as_step_error(exc: OWFError) -> Any:
-    from owf_magics.runtime.results import StepError
-
-    return StepError(exc.code, exc.message, dict(exc.details))
-
-
-def _final_view(step: Any, res: Any, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The view native stores for a finished step (logic outputs' fields readable on the step)."""
-    from owf_magics.manifest.models import LOGIC_STEP_TYPES
-
-    if isinstance(res.output, dict) and step.type in LOGIC_STEP_TYPES:
-        extra = {**{k: v for k, v in res.output.items() if k not in VIEW_KEYS}, **(extra or {})}
-    return view(res, extra)
-
-
-def _state_path(ow: OpenWorkflow) -> str | os.PathLike[str]:
-    """The file of the registry's run store, where ``checkpointer=True`` keeps checkpoints."""
-    from owf_magics.runtime.records import DEFAULT_STATE_PATH
-
-    state = ow.state
-    if state is None:
-        return Path.cwd() / DEFAULT_STATE_PATH
-    if isinstance(state, str | os.PathLike):
-        return state
-    path = getattr(state, "path", None)  # a SQLiteRunStore given as state
-    if isinstance(path, str):
-        return path
-    raise OWFError(
-        "checkpointer=True keeps checkpoints in the registry's run store file, and this registry has none",
-        code="VALIDATION",
-        details={"suggestion": "pass checkpointer='runs.db' (a path) or a LangGraph checkpointer"},
-    )
-
-
-def _plan_of(ow: OpenWorkflow, target: Loaded[Any]) -> Plan:
-    from owf_magics.api import Workflow
-
-    return Workflow(ow, target).plan()

@@ -277,9 +277,13 @@ def run_with_view(
 
     mode = getattr(settings, "widgets", "auto")
     if not quiet and use_widgets(mode):
+        ow = wf.ow
+        from owf_magics.api import OpenWorkflow
+
+        assert isinstance(ow, OpenWorkflow)
 
         def resume(run_id: str, approvals: dict[str, bool]) -> RunResult:
-            return wf.ow.resume(run_id, approvals=approvals, secrets=secrets)
+            return ow.resume(run_id, approvals=approvals, secrets=secrets)
 
         view = LiveRunView(plan, _source_text(wf), resume=resume)
         display(view.widget)

@@ -36,10 +36,10 @@ from owf_magics.manifest.models import (
 from owf_magics.manifest.normalize import RawManifest, parse_duration
 from owf_magics.manifest.queries import syntax_error
 from owf_magics.manifest.refs import Ref, RefError, check_range, installed_version, is_version, matches, parse_ref
-from owf_magics.manifest.templates import LOOP_NAMES, ROOTS, TemplateInfo, analyse, known_filters, known_functions
 from owf_magics.plan.diagnostics import Path, Reporter, describe, pydantic_diagnostics
 from owf_magics.plan.graph import BLOCK_FIELDS, Graph, build_graph
-from owf_magics.plan.steps import StepScope, loop_outside, step_adapter, walk_steps, walk_steps_at
+from owf_magics.plan.steps import StepScope, step_adapter, walk_steps, walk_steps_at
+from owf_magics.plan.template_checks import check_template_text, check_templates
 from owf_magics.runtime.registry import BackendRegistry
 
 OFFLINE_PROVIDERS = frozenset({"echo", "scripted"})
@@ -130,7 +130,7 @@ class Validator:
             outputs = raw.data.get("outputs")
             for name, spec in outputs.items() if isinstance(outputs, dict) else ():
                 if isinstance(spec, dict):
-                    self._check_templates(
+                    check_templates(
                         spec.get("value"),
                         ("outputs", name, "value"),
                         scope,
@@ -173,7 +173,7 @@ class Validator:
             if key == "expression" and opaque:
                 continue
             loop = in_loop or ("forEach" in data and key not in ("forEach", "condition"))
-            self._check_templates(value, path + (key,), scope, report, sid, in_loop=loop, in_catch=in_catch)
+            check_templates(value, path + (key,), scope, report, sid, in_loop=loop, in_catch=in_catch)
 
     # -- cross checks --------------------------------------------------------------------------
 
@@ -453,9 +453,7 @@ class Validator:
         for step, path in walk_steps_at(wf.steps, ("steps",)):
             self._check_step(item, step, path, graph, scope, report, builder)
         for name, spec in wf.outputs.items():
-            self._check_templates(
-                spec.value, ("outputs", name, "value"), scope, report, None, in_loop=False, in_catch=False
-            )
+            check_templates(spec.value, ("outputs", name, "value"), scope, report, None, in_loop=False, in_catch=False)
 
     def _report_graph(self, builder: Any, report: Reporter) -> None:
         for sid, first, second in builder.duplicates:
@@ -603,7 +601,7 @@ class Validator:
             loop_scope = in_loop or (step.forEach is not None and field not in ("forEach", "condition"))
             if isinstance(step, ForEachStep) and field == "items":
                 loop_scope = in_loop
-            self._check_template_text(text, spath, scope, report, sid, in_loop=loop_scope, in_catch=in_catch)
+            check_template_text(text, spath, scope, report, sid, in_loop=loop_scope, in_catch=in_catch)
 
     def _check_wait(self, step: WaitStep, path: Path, report: Reporter) -> None:
         sid = step.id
@@ -713,122 +711,6 @@ class Validator:
                     stack.append((target, [*trail, target.name]))
 
     # -- templates -----------------------------------------------------------------------------
-
-    def _check_templates(
-        self,
-        value: Any,
-        path: Path,
-        scope: StepScope,
-        report: Reporter,
-        sid: str | None,
-        *,
-        in_loop: bool,
-        in_catch: bool,
-    ) -> None:
-        from owf_magics.manifest.templates import iter_strings
-
-        for spath, text in iter_strings(value, path):
-            self._check_template_text(text, spath, scope, report, sid, in_loop=in_loop, in_catch=in_catch)
-
-    def _check_template_text(
-        self,
-        text: str,
-        path: Path,
-        scope: StepScope,
-        report: Reporter,
-        sid: str | None,
-        *,
-        in_loop: bool,
-        in_catch: bool,
-    ) -> None:
-        info: TemplateInfo = analyse(text)
-        if not info.is_template:
-            return
-        if info.error:
-            delta = (info.error_line or 1) - 1 + (1 if "\n" in text.rstrip("\n") else 0)
-            loads = "cannot load other templates" in info.error
-            report(
-                "TEMPLATE_SYNTAX",
-                info.error if loads else f"template does not parse: {info.error}",
-                path,
-                step_id=sid,
-                line_delta=delta,
-                hint="inline the text instead, or pass it in as an input"
-                if loads
-                else "check the {{ }} and {% %} pairs, quotes and operators",
-            )
-            return
-        filters = known_filters()
-        for name in sorted(info.filters - filters):
-            report(
-                "TEMPLATE_SYNTAX",
-                f"no filter or test named '{name}'",
-                path,
-                step_id=sid,
-                hint=(suggestion(name, filters).strip() or "see docs/manifests.md for the filters"),
-            )
-        functions = known_functions()
-        for root in sorted(info.roots):
-            if root in functions:
-                continue
-            if root not in ROOTS:
-                best = did_you_mean(root, [*ROOTS, *functions])
-                report(
-                    "UNKNOWN_REFERENCE",
-                    f"template reads unknown name '{root}'",
-                    path,
-                    step_id=sid,
-                    hint=f"did you mean '{best}'?"
-                    if best
-                    else f"templates read {', '.join(k for k in ROOTS if k != 'loop')}",
-                )
-            elif root in LOOP_NAMES and not in_loop:
-                report(
-                    "UNKNOWN_REFERENCE",
-                    f"'{root}' is only defined inside a loop",
-                    path,
-                    step_id=sid,
-                    hint="use it in a forEach step's steps or in a step with forEach/for_each",
-                )
-            elif root == "error" and not in_catch:
-                report(
-                    "UNKNOWN_REFERENCE",
-                    "'error' is only defined in a try step's catch and finally blocks",
-                    path,
-                    step_id=sid,
-                    hint="read steps.<id>.error to see another step's error",
-                )
-        for ref in sorted(info.steps):
-            if ref not in scope.graph.nodes:
-                best = did_you_mean(ref, scope.graph.nodes)
-                report(
-                    "UNKNOWN_REFERENCE",
-                    f"template reads unknown step 'steps.{ref}'",
-                    path,
-                    step_id=sid,
-                    hint=f"did you mean '{best}'?" if best else "reference a step id of this workflow",
-                )
-            elif (loop := loop_outside(scope.graph, ref, sid)) is not None:
-                report(
-                    "UNKNOWN_REFERENCE",
-                    f"template reads 'steps.{ref}', which runs once per item inside the forEach '{loop}': "
-                    "outside that loop it has no single result",
-                    path,
-                    step_id=sid,
-                    hint=f"read steps.{loop}.output.results (one entry per item) instead",
-                )
-        for name in sorted(info.inputs):
-            if name not in scope.inputs:
-                best = did_you_mean(name, scope.inputs)
-                report(
-                    "UNKNOWN_REFERENCE",
-                    f"template reads undeclared input 'inputs.{name}'",
-                    path,
-                    step_id=sid,
-                    hint=f"did you mean '{best}'?"
-                    if best
-                    else f"declare it under the workflow's inputs: ({name}: {{type: string}})",
-                )
 
 
 __all__ = ["LMap", "LSeq", "Validator", "pydantic_diagnostics", "walk_steps"]
