@@ -1,4 +1,4 @@
-"""Execution backends: the contract, the registry of names, and the built-in native backend."""
+"""Execution backends built in: native, langchain (LangGraph), the LangGraph compiler, assistants; the contract re-exported."""
 
 from __future__ import annotations
 
