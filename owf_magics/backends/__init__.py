@@ -1,4 +1,4 @@
-"""Execution backends built in: native, langchain (LangGraph), the LangGraph compiler, assistants; the contract re-exported."""
+"""Built-in execution backends: native, langchain (LangGraph), the LangGraph compiler, assistants."""
 
 from __future__ import annotations
 
