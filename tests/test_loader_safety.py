@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -278,6 +279,63 @@ def test_recursive_aliases_are_refused(text: str) -> None:
     _assert_empty(ow)
 
 
+_DEEP_TEXT = """
+def deep_text(form, n):
+    if form == "flow":
+        return "type: agent\\nname: a\\nmodel: {provider: echo}\\nmetadata:\\n  x: " + "[" * n + "]" * n + "\\n"
+    if form == "json":
+        return '{"type": "agent", "name": "a", "model": {"provider": "echo"}, "metadata": ' + '{"k": ' * n + "1" + "}" * n + "}"
+    if form == "block-sequence":
+        return "type: agent\\nname: a\\nmodel: {provider: echo}\\nmetadata:\\n  x:\\n" + "  " + "- " * n + "x\\n"
+    return "type: agent\\nname: a\\nmodel: {provider: echo}\\nmetadata:\\n" + "".join(" " * (i + 1) + "k:\\n" for i in range(n)) + " " * (n + 1) + "k: 1\\n"
+"""
+
+#: where the collection MAX_DEPTH + 1 levels deep starts (line, column), for each form of `_DEEP_TEXT`
+_TOO_DEEP_AT = {
+    # the document's mapping (1) > metadata's (2) > the lists from column 6 of line 5 on
+    "flow": (5, 6 + MAX_DEPTH - 2),
+    # the document (1) > metadata's mapping from column 75 (2) > '{"k": ', 6 characters each
+    "json": (1, 75 + 6 * (MAX_DEPTH - 1)),
+    # the document (1) > metadata's mapping (2) > the lists from column 3 of line 6 on, 2 characters each
+    "block-sequence": (6, 3 + 2 * (MAX_DEPTH - 2)),
+    # one level a line and a column: metadata's mapping (level 2) starts at line 5, column 2
+    "block-mapping": (5 + MAX_DEPTH - 1, MAX_DEPTH + 1),
+}
+
+
+def _load_in_subprocess(form: str, depth: int, before: str = "") -> dict[str, Any]:
+    """Load `_DEEP_TEXT` in a fresh interpreter (a crash must not take the suite down); the first diagnostic."""
+    code = (
+        "import json\n"
+        + before
+        + _DEEP_TEXT
+        + textwrap.dedent(
+            f"""
+            from owf_magics import OpenWorkflow, ManifestError
+            try:
+                OpenWorkflow().load(deep_text({form!r}, {depth}))
+            except ManifestError as err:
+                d = err.diagnostics[0]
+                print(json.dumps({{"codes": err.codes, "line": d.line, "column": d.column, "message": d.message, "hint": d.hint}}))
+            else:
+                print(json.dumps(None))
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _assert_ours(form: str, got: dict[str, Any]) -> None:
+    """Our diagnostic, in our words and at the collection that is one level too deep: never the YAML library's."""
+    assert got is not None, "loaded without an error"
+    assert got["codes"] == ["YAML_SYNTAX"], got
+    assert got["message"] == f"the document is nested more than {MAX_DEPTH} levels deep", got
+    assert got["hint"] == "flatten the data", got
+    assert (got["line"], got["column"]) == _TOO_DEEP_AT[form], got
+
+
 @pytest.mark.parametrize(
     ("form", "depth"),
     [
@@ -290,34 +348,34 @@ def test_recursive_aliases_are_refused(text: str) -> None:
 def test_deep_nesting_is_refused_without_crashing(form: str, depth: int) -> None:
     """Very deep nesting is an error with a line, not a RecursionError or a crash of libyaml's C composer.
 
-    Runs in a subprocess: before the fix, 100,000 levels crashed the interpreter (a segfault).
+    Runs in a subprocess: before the fix, 100,000 levels crashed the interpreter (a segfault). Our
+    limit answers, whatever the YAML library's own: libyaml 0.2.6 (PyYAML 6.0.4) refuses more than
+    1,000 levels itself and, on ``[[[[...``, before its events reach our limit.
     """
-    code = textwrap.dedent(
-        f"""
-        from owf_magics import OpenWorkflow, ManifestError
-        n = {depth}
-        form = {form!r}
-        if form == "flow":
-            text = "type: agent\\nname: a\\nmodel: {{provider: echo}}\\nmetadata:\\n  x: " + "[" * n + "]" * n + "\\n"
-        elif form == "json":
-            text = '{{"type": "agent", "name": "a", "model": {{"provider": "echo"}}, "metadata": ' + '{{"k": ' * n + "1" + "}}" * n + "}}"
-        elif form == "block-sequence":
-            text = "type: agent\\nname: a\\nmodel: {{provider: echo}}\\nmetadata:\\n  x:\\n" + "  " + "- " * n + "x\\n"
-        else:
-            text = "type: agent\\nname: a\\nmodel: {{provider: echo}}\\nmetadata:\\n" + "".join(" " * (i + 1) + "k:\\n" for i in range(n)) + " " * (n + 1) + "k: 1\\n"
-        try:
-            OpenWorkflow().load(text)
-        except ManifestError as err:
-            print(err.codes, err.diagnostics[0].line, err.diagnostics[0].message)
+    _assert_ours(form, _load_in_subprocess(form, depth))
+
+
+@pytest.mark.parametrize(
+    ("form", "depth"), [("flow", MAX_DEPTH + 1), ("json", 1_000), ("block-mapping", MAX_DEPTH + 1)]
+)
+def test_a_lower_nesting_limit_in_libyaml_does_not_change_our_diagnostic(form: str, depth: int) -> None:
+    """libyaml >= 0.2.6 lets its nesting limit be set for the whole process (PyYAML >= 6.0.4 exposes it);
+    below ours, it stops the composer first, and the loader still reports its own limit."""
+    set_limit = textwrap.dedent(
+        """
+        import sys
+        from yaml import _yaml
+        setter = getattr(_yaml, "_set_max_nest_level", None)
+        if setter is None or _yaml._get_max_nest_level() < 0:
+            print(json.dumps("unavailable"))
+            sys.exit(0)
+        setter(20)
         """
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = done.stdout.strip()
-    assert out.startswith("['YAML_SYNTAX']"), out
-    assert f"nested more than {MAX_DEPTH} levels" in out
-    line = int(out.split()[1])
-    assert line >= 1
+    got = _load_in_subprocess(form, depth, before=set_limit)
+    if got == "unavailable":
+        pytest.skip("this PyYAML/libyaml cannot set a nesting limit")
+    _assert_ours(form, got)
 
 
 def test_nesting_up_to_the_limit_is_fine() -> None:

@@ -256,39 +256,66 @@ class _Abort(Exception):
     pass
 
 
-def _too_deep(text: str, file: str, line_offset: int) -> Diagnostic | None:
-    """A diagnostic when `text` nests deeper than `MAX_DEPTH`, found from parser events.
+def _could_nest_too_deep(text: str) -> bool:
+    """Whether `text` has enough brackets and indicators to nest deeper than `_too_deep` allows.
 
-    libyaml's composer recurses in C once per level and overflows the stack on very deep input
-    (a crash, not an exception), so deep text must be refused before it is composed. Events do
-    not recurse. Only text with enough brackets and indicators to nest that deep is scanned.
+    Below that, libyaml's composer recurses at most that deep and `_Builder` checks `MAX_DEPTH`
+    itself, so ordinary documents are composed without an extra pass over their events.
     """
-    if sum(text.count(c) for c in "[{-?:") <= 10 * MAX_DEPTH:
-        return None  # the composer recurses at most that deep; the builder checks MAX_DEPTH
+    return sum(text.count(c) for c in "[{-?:") > 10 * MAX_DEPTH
+
+
+def _first_too_deep(loader: type[Any], text: str) -> tuple[Any, Exception | None]:
+    """(the mark where nesting first passes `MAX_DEPTH` or None, the error the parser stopped on)."""
     depth = 0
-    parser = _Loader(text)
+    parser = None
     try:
+        parser = loader(text)  # the pure-Python reader checks the characters here already
         while parser.check_event():
             event = parser.get_event()
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    mark = event.start_mark
-                    return Diagnostic(
-                        "YAML_SYNTAX",
-                        f"the document is nested more than {MAX_DEPTH} levels deep",
-                        file=file,
-                        line=mark.line + 1 + line_offset if mark else None,
-                        column=mark.column + 1 if mark else None,
-                        hint="flatten the data",
-                    )
+                    return event.start_mark, None
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-    except (yaml.YAMLError, ValueError, TypeError):
-        return None  # the composer stops at the same place and reports it
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        return None, exc
     finally:
-        parser.dispose()
-    return None
+        if parser is not None:
+            parser.dispose()
+    return None, None
+
+
+def _too_deep(text: str, file: str, line_offset: int) -> Diagnostic | None:
+    """A diagnostic when `text` nests deeper than `MAX_DEPTH`, found from parser events.
+
+    libyaml's composer recurses in C once per level and overflows the stack on very deep input
+    (a crash, not an exception), so deep text must be refused before it is composed. Events do
+    not recurse.
+
+    The limit, its message and its position are ours whatever the YAML library's own limits are.
+    libyaml 0.2.6 (in PyYAML 6.0.4's wheels) refuses nesting deeper than its own maximum (1,000
+    by default, settable process-wide), and its scanner reads up to 1,024 characters ahead of the
+    events, so on ``[[[[...`` it stops with its own error before the events reach our limit. So
+    when the C parser stops on an error, the text is scanned again with PyYAML's pure-Python
+    parser, which has no nesting limit and stops at the same syntax errors (that costs time only
+    for text that fails anyway); only a document that is broken before it nests too deep is left
+    to the library's error.
+    """
+    mark, error = _first_too_deep(_Loader, text)
+    if mark is None and error is not None and _Loader is not yaml.SafeLoader:
+        mark, _ = _first_too_deep(yaml.SafeLoader, text)
+    if mark is None:
+        return None
+    return Diagnostic(
+        "YAML_SYNTAX",
+        f"the document is nested more than {MAX_DEPTH} levels deep",
+        file=file,
+        line=mark.line + 1 + line_offset,
+        column=mark.column + 1,
+        hint="flatten the data",
+    )
 
 
 def _yaml_error(exc: yaml.YAMLError, file: str, offset: int, is_json: bool, text: str) -> Diagnostic:
@@ -345,7 +372,8 @@ def parse_text(
         is_json = file.endswith(".json") or text.lstrip().startswith("{")
     docs: list[SourceDocument] = []
     builder = _Builder(file, line_offset, bag)
-    deep = _too_deep(text, file, line_offset)
+    scanned = _could_nest_too_deep(text)
+    deep = _too_deep(text, file, line_offset) if scanned else None
     if deep is not None:
         bag.add(deep)
         return docs
@@ -373,7 +401,10 @@ def parse_text(
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
-        bag.add(_yaml_error(exc, file, line_offset, is_json, text))
+        # the library may have stopped on a nesting limit of its own (lower than ours, or set
+        # process-wide): when the text nests deeper than ours before its error, ours is reported
+        deep = None if scanned else _too_deep(text, file, line_offset)
+        bag.add(deep or _yaml_error(exc, file, line_offset, is_json, text))
         return []
     except (ValueError, TypeError) as exc:  # e.g. libyaml rejecting control characters
         at = exc.start if isinstance(exc, UnicodeEncodeError) else None
