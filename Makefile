@@ -25,7 +25,7 @@ NBVAL    := -p no:cacheprovider --nbval-current-env
 define test_steps
 $(1)/ruff check owf_magics tests bench
 $(1)/mypy
-@if [ -f .importlinter ]; then echo "$(1)/lint-imports"; $(1)/lint-imports; else echo "note: no .importlinter yet: the layer contracts are not checked"; fi
+$(1)/lint-imports
 $(1)/pytest
 $(1)/pytest $(NBVAL) --nbval-lax $(NOTEBOOKS)
 $(1)/pytest $(NBVAL) --nbval $(GOLDEN)
@@ -54,6 +54,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check owf_magics tests bench
 	$(BIN)/ruff format --check owf_magics tests bench
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy
