@@ -36,7 +36,7 @@ from owf_magics.runtime.results import StepError
 
 
 async def subworkflow(
-    run: RunContext, frame: Frame, step: WorkflowStep, scope: dict[str, Any]
+    run: RunContext, frame: Frame, step: WorkflowStep, scope: dict[str, Any], acc: Accounting
 ) -> tuple[Any, dict[str, Any]]:
     target: Loaded[Any] = frame.plan.targets[step.id]
     child_plan = run.host.plan_loaded(target, frame.plan.prefer_backend)
@@ -204,9 +204,3 @@ async def handoff_step(
     run: RunContext, frame: Frame, step: HandoffStep, scope: dict[str, Any], acc: Accounting
 ) -> tuple[Any, None]:
     return await handoff(run, frame, step, scope, acc), None
-
-
-async def workflow_step(
-    run: RunContext, frame: Frame, step: WorkflowStep, scope: dict[str, Any], acc: Accounting
-) -> tuple[Any, Any]:
-    return await subworkflow(run, frame, step, scope)

@@ -59,7 +59,7 @@ async def run_branch(run: RunContext, frame: Frame, step: StepBase, block: str, 
 
 
 async def for_each(
-    run: RunContext, frame: Frame, step: ForEachStep, scope: dict[str, Any]
+    run: RunContext, frame: Frame, step: ForEachStep, scope: dict[str, Any], acc: Accounting
 ) -> tuple[Any, dict[str, Any]]:
     items = render(step.items, scope)
     if not isinstance(items, list):
@@ -87,7 +87,9 @@ async def for_each(
     return out, {"results": results}
 
 
-async def parallel(run: RunContext, frame: Frame, step: ParallelStep) -> tuple[Any, dict[str, Any]]:
+async def parallel(
+    run: RunContext, frame: Frame, step: ParallelStep, scope: dict[str, Any], acc: Accounting
+) -> tuple[Any, dict[str, Any]]:
     names = list(step.branches)
     need = len(names) if step.join == "all" else 1 if step.join == "any" else step.join.count
     timeout = parse_duration(step.timeout) if step.timeout is not None else None
@@ -185,7 +187,9 @@ async def block_waits(
     return error, flag[0]
 
 
-async def try_step(run: RunContext, frame: Frame, step: TryStep) -> tuple[Any, dict[str, Any]]:
+async def try_step(
+    run: RunContext, frame: Frame, step: TryStep, scope: dict[str, Any], acc: Accounting
+) -> tuple[Any, dict[str, Any]]:
     policy = step.retry
     attempts = 0
     error: StepError | None = None
@@ -222,11 +226,13 @@ async def try_step(run: RunContext, frame: Frame, step: TryStep) -> tuple[Any, d
     return (output if error is None else None), {"result": envelope, **children_views(frame, step.id)}
 
 
-async def wait_step(step: WaitStep, run: RunContext) -> dict[str, Any]:
+async def wait_step(
+    run: RunContext, frame: Frame, step: WaitStep, scope: dict[str, Any], acc: Accounting
+) -> tuple[dict[str, Any], None]:
     if step.duration is not None:
         seconds = parse_duration(step.duration) or 0.0
         await asyncio.sleep(seconds)
-        return {"waitType": "duration", "waitedFor": seconds, "timedOut": False}
+        return {"waitType": "duration", "waitedFor": seconds, "timedOut": False}, None
     assert step.until is not None
     if step.until.event is not None and step.until.event in run.delivered:
         return {
@@ -234,12 +240,12 @@ async def wait_step(step: WaitStep, run: RunContext) -> dict[str, Any]:
             "waitedFor": 0,
             "eventReceived": run.delivered[step.until.event],
             "timedOut": False,
-        }
+        }, None
     if step.until.event is not None:
         key = CURRENT_KEY.get()
         answer = find_request(run, key, "event", {"event": step.until.event})
         if answer is not None and answer.resolved:
-            return {"waitType": "event", "waitedFor": 0, "eventReceived": answer.value, "timedOut": False}
+            return {"waitType": "event", "waitedFor": 0, "eventReceived": answer.value, "timedOut": False}, None
         raise Waiting("event", {"event": step.until.event})
     assert step.until.time is not None
     target = datetime.fromisoformat(step.until.time.replace("Z", "+00:00"))
@@ -247,7 +253,7 @@ async def wait_step(step: WaitStep, run: RunContext) -> dict[str, Any]:
         target = target.replace(tzinfo=UTC)
     remaining = (target - datetime.now(UTC)).total_seconds()
     if remaining <= 0:
-        return {"waitType": "time", "waitedFor": 0, "timedOut": False}
+        return {"waitType": "time", "waitedFor": 0, "timedOut": False}, None
     raise Waiting("time", {"until": target.isoformat().replace("+00:00", "Z")})
 
 
