@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from owf_magics.agents.loop import remember
 from owf_magics.agents.providers import Usage
-from owf_magics.engine.frame import Frame, execution_key, render_input
+from owf_magics.engine.frame import Frame, execution_key, put_result, render_input
 from owf_magics.engine.trace import trace_step
 from owf_magics.manifest.models import (
     ActionStep,
@@ -18,7 +19,7 @@ from owf_magics.runtime.context import (
     RunContext,
     now,
 )
-from owf_magics.runtime.records import StepRecord, input_differences
+from owf_magics.runtime.records import StepRecord, UnstorableValue, check_storable, input_differences
 from owf_magics.runtime.results import StepError, StepResult
 
 
@@ -43,7 +44,30 @@ def checkpoint(run: RunContext, frame: Frame, step: StepBase, res: StepResult) -
         seen.get("input"),
     )
     events, run.unsaved = run.unsaved, []
-    run.store.checkpoint(run.run_id, record, events)
+    try:
+        run.store.checkpoint(run.run_id, record, events)
+    except UnstorableValue as exc:  # the step fails with the reason; the run's bookkeeping goes on
+        unstorable(run, frame, res, record, events, exc)
+
+
+def unstorable(
+    run: RunContext, frame: Frame, res: StepResult, record: StepRecord, events: list[Any], exc: UnstorableValue
+) -> None:
+    """Store a step whose record the store cannot write as failed, with the reason and without
+    the values; events that cannot be written are kept as their type only."""
+    assert run.store is not None
+    error = StepError(exc.code, exc.message, dict(exc.details))
+    res.status, res.output, res.error = "failed", None, error
+    put_result(frame, res)
+    safe = []
+    for event in events:
+        try:
+            check_storable(event)
+            safe.append(event)
+        except UnstorableValue:
+            safe.append({"type": event.get("type", "event"), "payload": {"error": "the event could not be stored"}})
+    failed = dataclasses.replace(record, status="failed", output=None, error=error.to_dict(), input=None, usage=None)
+    run.store.checkpoint(run.run_id, failed, safe)
 
 
 def restore(run: RunContext, frame: Frame, step: StepBase, rec: Any) -> StepResult:

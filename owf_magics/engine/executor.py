@@ -15,10 +15,12 @@ import concurrent.futures
 import contextlib
 import importlib
 import itertools
+import logging
 import os
 import signal
 import threading
 import time
+import traceback
 from collections import ChainMap
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -41,9 +43,12 @@ from owf_magics.runtime.context import (
     now,
     redact_error,
 )
+from owf_magics.runtime.records import UnstorableValue, check_storable
 from owf_magics.runtime.results import RunResult, StepError, StepResult
 
 DEFAULT_MAX_WORKERS = 8
+
+log = logging.getLogger("owf_magics.run")
 
 
 @dataclass
@@ -121,6 +126,47 @@ class Executor:
         raise OWFError("no free run id", code="INTERNAL_ERROR")
 
     async def arun(self) -> RunResult:
+        """Run the plan; once the run has a record, it ends in a terminal state whatever happens
+        (failed with INTERNAL_ERROR at worst), in the result and in the store."""
+        self._live: tuple[RunContext, Frame | None] | None = None
+        try:
+            return await self._arun()
+        except Exception as exc:
+            if self._live is None:  # nothing started: bad inputs, a missing backend
+                raise
+            return self._crashed(exc, *self._live)
+
+    def _crashed(self, exc: Exception, run: RunContext, frame: Frame | None) -> RunResult:
+        """The result (and stored record) of a run stopped by an unexpected exception."""
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, OWFError):
+            error = StepError(exc.code, exc.message, {**exc.details, "exception": type(exc).__name__})
+        else:
+            error = StepError(
+                "INTERNAL_ERROR", f"the run stopped on an unexpected error: {text}", {"exception": type(exc).__name__}
+            )
+        error = redact_error(error, self.secrets)
+        log.error("%s", redact("".join(traceback.format_exception(exc)), self.secrets))
+        results = frame.results if frame is not None else {}
+        if frame is not None:
+            _mark_unfinished(frame)
+        result = _finish(run, self.item.model.name, "failed", {}, results, error)
+        with contextlib.suppress(Exception):
+            run.emit(
+                (10**9,),
+                {
+                    "type": "run.failed",
+                    "timestamp": now(),
+                    "payload": {"status": "failed", "run_id": self.run_id},
+                    "metadata": {"error": error.to_dict()},
+                },
+            )
+        result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
+        if self.store is not None:
+            _store_failure(self.store, self.run_id, run, error)
+        return result
+
+    async def _arun(self) -> RunResult:
         memo = self.plan.memo
         if "available" not in memo:
             self.plan.check_available()
@@ -144,6 +190,7 @@ class Executor:
         if store is not None and (resume is None or not resume.continuing):
             self._create_record(store, wf, inputs, resume)
             run.run_id = self.run_id
+        self._live = (run, None)  # from here on the run ends in a terminal state
         run.emit(
             (-1,),
             {
@@ -157,6 +204,7 @@ class Executor:
             memo["models"] = step_models(wf)
             memo["order"] = {sid: float(i) for i, sid in enumerate(self.plan.graph.topological())}
         frame = Frame(self.plan, memo["models"], inputs, ChainMap({}), {}, order=memo["order"])
+        self._live = (run, frame)
         limit = parse_duration(wf.timeout) if wf.timeout is not None else None
         if limit is not None:
             run.deadline = datetime.now(UTC) + timedelta(seconds=limit)
@@ -182,7 +230,12 @@ class Executor:
             outcome = StepError("CANCELED", "the run was canceled", {"canceled_at": now()})
             status = "canceled"
             _mark_unfinished(frame)
-        outputs = render_outputs(wf.outputs, frame.scope(run))
+        failures: dict[str, Exception] = {}
+        outputs = render_outputs(wf.outputs, frame.scope(run), failures=failures)
+        if status == "completed":  # a run whose steps succeeded fails on an output it cannot give
+            problem = _output_problem(outputs, failures, check=store is not None)
+            if problem is not None:
+                status, outcome = "failed", problem
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         final = {
@@ -329,3 +382,35 @@ def _finish(
         usage,
         redact_error(error, run.secrets) if error else None,
     )
+
+
+def _output_problem(outputs: dict[str, Any], failures: Mapping[str, Exception], *, check: bool) -> StepError | None:
+    """Why a run whose steps all succeeded cannot report its outputs: the first output whose
+    template failed, or (with a store) whose value cannot be stored; None when all are fine."""
+    for name, exc in failures.items():
+        message = exc.message if isinstance(exc, OWFError) else str(exc)
+        details = dict(exc.details) if isinstance(exc, OWFError) else {}
+        return StepError("VALIDATION", f"output '{name}' failed: {message}", {**details, "output": name})
+    if check:
+        for name, value in outputs.items():
+            try:
+                check_storable(value)
+            except UnstorableValue as exc:
+                outputs[name] = None
+                return StepError(exc.code, f"output '{name}': {exc.message}", {**exc.details, "output": name})
+    return None
+
+
+def _store_failure(store: Any, run_id: str, run: RunContext, error: StepError) -> None:
+    """Finish a crashed run's record as failed; what cannot be written is dropped, never raised."""
+    with contextlib.suppress(Exception):
+        store.append_events(run_id, run.unsaved)
+    run.unsaved = []
+    for err in (error.to_dict(), {"code": error.code, "message": "the run stopped on an unexpected error"}):
+        try:
+            for request in store.get_pending(run_id):
+                store.resolve_pending(request.id, None)
+            store.finish_run(run_id, "failed", outputs=None, error=err)
+            return
+        except Exception:
+            log.exception("could not record the failure of run %s", run_id)
