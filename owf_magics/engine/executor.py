@@ -131,39 +131,46 @@ class Executor:
         self._live: tuple[RunContext, Frame | None] | None = None
         try:
             return await self._arun()
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # a handler's sys.exit() is that step's business, not the process's: the run fails
             if self._live is None:  # nothing started: bad inputs, a missing backend
                 raise
-            return self._crashed(exc, *self._live)
+            result = self._crashed(exc, *self._live)
+            if isinstance(exc, KeyboardInterrupt):  # the user wants out: recorded, then let through
+                raise
+            return result
 
-    def _crashed(self, exc: Exception, run: RunContext, frame: Frame | None) -> RunResult:
+    def _crashed(self, exc: BaseException, run: RunContext, frame: Frame | None) -> RunResult:
         """The result (and stored record) of a run stopped by an unexpected exception."""
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if isinstance(exc, OWFError):
             error = StepError(exc.code, exc.message, {**exc.details, "exception": type(exc).__name__})
+        elif isinstance(exc, KeyboardInterrupt):
+            error = StepError("CANCELED", "the run was interrupted", {"exception": "KeyboardInterrupt"})
         else:
             error = StepError(
                 "INTERNAL_ERROR", f"the run stopped on an unexpected error: {text}", {"exception": type(exc).__name__}
             )
         error = redact_error(error, self.secrets)
-        log.error("%s", redact("".join(traceback.format_exception(exc)), self.secrets))
+        log.debug("%s", redact("".join(traceback.format_exception(exc)), self.secrets))
         results = frame.results if frame is not None else {}
         if frame is not None:
             _mark_unfinished(frame)
-        result = _finish(run, self.item.model.name, "failed", {}, results, error)
+        status = "canceled" if error.code == "CANCELED" else "failed"
+        result = _finish(run, self.item.model.name, status, {}, results, error)
         with contextlib.suppress(Exception):
             run.emit(
                 (10**9,),
                 {
-                    "type": "run.failed",
+                    "type": f"run.{status}",
                     "timestamp": now(),
-                    "payload": {"status": "failed", "run_id": self.run_id},
+                    "payload": {"status": status, "run_id": self.run_id},
                     "metadata": {"error": error.to_dict()},
                 },
             )
         result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
         if self.store is not None:
-            _store_failure(self.store, self.run_id, run, error)
+            _store_failure(self.store, self.run_id, run, status, error)
         return result
 
     async def _arun(self) -> RunResult:
@@ -232,10 +239,9 @@ class Executor:
             _mark_unfinished(frame)
         failures: dict[str, Exception] = {}
         outputs = render_outputs(wf.outputs, frame.scope(run), failures=failures)
-        if status == "completed":  # a run whose steps succeeded fails on an output it cannot give
-            problem = _output_problem(outputs, failures, check=store is not None)
-            if problem is not None:
-                status, outcome = "failed", problem
+        problem = _output_problem(outputs, failures, check=store is not None)
+        if problem is not None and status == "completed":  # its steps succeeded, but not its outputs
+            status, outcome = "failed", problem
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         final = {
@@ -385,23 +391,23 @@ def _finish(
 
 
 def _output_problem(outputs: dict[str, Any], failures: Mapping[str, Exception], *, check: bool) -> StepError | None:
-    """Why a run whose steps all succeeded cannot report its outputs: the first output whose
-    template failed, or (with a store) whose value cannot be stored; None when all are fine."""
+    """The first output whose template failed or (`check`: with a store) whose value the store
+    cannot write; those values become None. None when every output is fine."""
+    problem: StepError | None = None
     for name, exc in failures.items():
         message = exc.message if isinstance(exc, OWFError) else str(exc)
         details = dict(exc.details) if isinstance(exc, OWFError) else {}
-        return StepError("VALIDATION", f"output '{name}' failed: {message}", {**details, "output": name})
-    if check:
-        for name, value in outputs.items():
-            try:
-                check_storable(value)
-            except UnstorableValue as exc:
-                outputs[name] = None
-                return StepError(exc.code, f"output '{name}': {exc.message}", {**exc.details, "output": name})
-    return None
+        problem = problem or StepError("VALIDATION", f"output '{name}' failed: {message}", {**details, "output": name})
+    for name, value in outputs.items() if check else ():
+        try:
+            check_storable(value)
+        except UnstorableValue as exc:
+            outputs[name] = None
+            problem = problem or StepError(exc.code, f"output '{name}': {exc.message}", {**exc.details, "output": name})
+    return problem
 
 
-def _store_failure(store: Any, run_id: str, run: RunContext, error: StepError) -> None:
+def _store_failure(store: Any, run_id: str, run: RunContext, status: str, error: StepError) -> None:
     """Finish a crashed run's record as failed; what cannot be written is dropped, never raised."""
     with contextlib.suppress(Exception):
         store.append_events(run_id, run.unsaved)
@@ -410,7 +416,7 @@ def _store_failure(store: Any, run_id: str, run: RunContext, error: StepError) -
         try:
             for request in store.get_pending(run_id):
                 store.resolve_pending(request.id, None)
-            store.finish_run(run_id, "failed", outputs=None, error=err)
+            store.finish_run(run_id, status, outputs=None, error=err)
             return
         except Exception:
             log.exception("could not record the failure of run %s", run_id)
