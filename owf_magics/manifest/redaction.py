@@ -85,15 +85,22 @@ class Redactor:
     whole: frozenset[str]  # casefolded forms that count as a whole string value
     whole_exact: frozenset[str]  # base64 forms that count as a whole string value
     numbers: frozenset[str]  # secrets that look like numbers
+    lowered: tuple[str, ...] = ()  # the in-text forms matched in any case, lower-cased (a prefilter)
+    exact: tuple[str, ...] = ()  # the in-text forms matched exactly
+    shortest: int = 0  # the length of the shortest in-text form
 
     def text(self, value: str) -> str:
         """`value` with every secret form replaced by ``***``."""
         stripped = value.strip()
         if stripped and (stripped.casefold() in self.whole or stripped in self.whole_exact):
             return MASK
-        if self.pattern is None:
+        if self.pattern is None or len(value) < self.shortest:
             return value
-        return self.pattern.sub(MASK, value)
+        # substring tests run in C and most text holds no form: the regex only runs when one might match
+        low = value.lower()
+        if any(n in low for n in self.lowered) or any(n in value for n in self.exact):
+            return self.pattern.sub(MASK, value)
+        return value
 
     def _key(self, key: Any) -> Any:
         # keys are structure: only the in-text forms count (a short secret does not rename `a`)
@@ -140,6 +147,8 @@ def _number_text(value: int | float) -> str:
 @lru_cache(maxsize=256)
 def _compile(secrets: tuple[str, ...]) -> Redactor:
     pieces: list[tuple[int, str]] = []
+    lowered: set[str] = set()
+    exact_forms: set[str] = set()
     whole: set[str] = set()
     whole_exact: set[str] = set()
     numbers: set[str] = set()
@@ -149,6 +158,9 @@ def _compile(secrets: tuple[str, ...]) -> Redactor:
             numbers.add(secret.strip())
         whole.update(f.casefold() for f in folded)
         whole_exact.update(exact)
+        if len(secret) >= MIN_TOKEN:
+            lowered.update(f.lower() for f in folded)
+            exact_forms.update(exact)
         if len(secret) >= MIN_SUBSTRING:
             pieces += [(len(f), f"(?i:{re.escape(f)})") for f in folded]
             pieces += [(len(f), re.escape(f)) for f in exact]
@@ -158,7 +170,16 @@ def _compile(secrets: tuple[str, ...]) -> Redactor:
             pieces += [(len(f), f"{bound[0]}{re.escape(f)}(?![{_WORD}+/=_-])") for f in exact]
     pieces.sort(key=lambda p: -p[0])  # the longest form wins where several start at one place
     pattern = re.compile("|".join(p for _, p in pieces)) if pieces else None
-    return Redactor(pattern, frozenset(whole), frozenset(whole_exact), frozenset(numbers))
+    shortest = min(map(len, lowered | exact_forms), default=0)
+    return Redactor(
+        pattern,
+        frozenset(whole),
+        frozenset(whole_exact),
+        frozenset(numbers),
+        tuple(lowered),
+        tuple(exact_forms),
+        shortest,
+    )
 
 
 def _looks_numeric(text: str) -> bool:
