@@ -25,6 +25,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from owf_magics import OpenWorkflow
+from owf_magics.errors import OWFError
 from owf_magics.manifest.redaction import redact
 from tests.local_http import JSONHandler, serve
 
@@ -218,3 +219,12 @@ def test_short_secrets_are_redacted_without_destroying_unrelated_text(secret: st
 
 def test_a_number_that_is_the_secret_is_redacted() -> None:
     assert redact({"pin": 4821, "other": 4822}, {"PIN": "4821"}) == {"pin": "***", "other": 4822}
+
+
+def test_an_error_raised_before_the_run_starts_is_redacted_too() -> None:
+    ow = OpenWorkflow(state=False)
+    ow.load("name: w\ninputs: {mode: {type: string, enum: [a, b]}}\nsteps: [{id: t, type: transform, expression: x}]\n")
+    with pytest.raises(OWFError) as info:
+        ow.workflow("w").execute(inputs={"mode": CANARY}, secrets={"TOKEN": CANARY})
+    assert "must be one of" in str(info.value)
+    assert not leaks(str(info.value) + repr(info.value) + json.dumps(getattr(info.value, "details", {})))

@@ -134,6 +134,9 @@ class Executor:
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             # a handler's sys.exit() is that step's business, not the process's: the run fails
             if self._live is None:  # nothing started: bad inputs, a missing backend
+                if isinstance(exc, OWFError) and self.secrets:  # an input echoed in the message
+                    exc.message, exc.details = redact(exc.message, self.secrets), redact(exc.details, self.secrets)
+                    exc.args = (exc.message,)
                 raise
             result = self._crashed(exc, *self._live)
             if isinstance(exc, KeyboardInterrupt):  # the user wants out: recorded, then let through
