@@ -56,7 +56,12 @@ def unstorable(
     """Store a step whose record the store cannot write as failed, with the reason and without
     the values; events that cannot be written are kept as their type only."""
     assert run.store is not None
-    error = StepError(exc.code, exc.message, dict(exc.details))
+    if res.status == "failed" and res.error is not None:  # it failed already: that is its error
+        error = res.error
+    else:
+        reason = exc.details.get("reason", exc.message)
+        message = f"step '{record.step_id}': its input or usage cannot be stored as JSON: {reason}"
+        error = StepError(exc.code, message, {**exc.details, "step_id": record.step_id})
     res.status, res.output, res.error = "failed", None, error
     put_result(frame, res)
     safe = []
