@@ -68,6 +68,9 @@ connectors:
       - name: echo
         handler:
           http: {{url: "{base}/echo", method: POST, headers: {{Authorization: "Bearer ${{secrets.TOKEN}}"}}}}
+      - name: deny
+        handler:
+          http: {{url: "{base}/deny", method: POST, headers: {{Authorization: "Bearer ${{secrets.TOKEN}}"}}}}
   - name: fn
     kind: sdk
     actions:
@@ -79,6 +82,7 @@ workflows:
     steps:
       - {{id: enc, connector: fn, action: encodings, input: {{token: "{{{{ secrets.TOKEN }}}}"}}}}
       - {{id: echo, connector: svc, action: echo, input: {{note: hello}}}}
+      - {{id: deny, connector: svc, action: deny, input: {{note: hello}}, continueOnError: true}}
       - {{id: err, connector: fn, action: fail, input: {{token: "{{{{ secrets.TOKEN }}}}"}}, continueOnError: true}}
       - {{id: short, connector: fn, action: short, input: {{token: "{{{{ secrets.PIN }}}}"}}}}
     outputs:
@@ -141,8 +145,11 @@ def test_the_canary_never_leaves_in_any_form(tmp_path: Path, hook: Any, caplog: 
 
     class Echo(JSONHandler):
         def do_POST(self) -> None:
-            received.append(self.headers.get("Authorization"))
             auth = self.headers.get("Authorization") or ""
+            if self.path == "/deny":  # a 401 that quotes the credential it refused
+                self.send_json({"error": f"invalid credential {auth}", "hint": auth[::-1].upper()}, status=401)
+                return
+            received.append(auth)
             self.send_json({"auth": auth, "token": auth.removeprefix("Bearer "), "body": self.read_json()})
 
     db = tmp_path / "runs.db"
@@ -168,6 +175,7 @@ def test_the_canary_never_leaves_in_any_form(tmp_path: Path, hook: Any, caplog: 
         assert enc["basic"].startswith("Basic ") and not leaks(enc["basic"])
         assert r.outputs["echoed"]["auth"] == "Bearer ***"
         assert r.steps["err"].status == "failed" and "***" in r.steps["err"].error.message
+        assert r.steps["deny"].status == "failed" and r.steps["deny"].error is not None
         # the two-character secret: a whole value and a whole token are redacted, words are kept
         assert r.outputs["short"] == {
             "whole": "***",
