@@ -300,6 +300,22 @@ def test_host_injection_is_refused_before_anything_is_sent():
     assert seen == []  # the server on that port never received anything
 
 
+def test_the_load_warns_about_a_host_from_an_input_at_its_line():
+    ow = OpenWorkflow(state=":memory:")
+    text = "connector: {name: api}\nactions:\n  - name: get\n    handler:\n      http:\n        url: %s\n"
+    ow.load(text % "'http://example.invalid${input.p}'")
+    [warning] = ow.warnings
+    assert (warning.code, warning.line, warning.severity) == ("URL_HOST_FROM_INPUT", 6, "warning")
+    assert "${input.p}" in warning.message and warning.hint
+    for fine in (
+        "'http://example.invalid/${input.p}'",
+        "'${env.BASE}/x/${input.p}'",
+        "'${input.u}'\n        urlValidation: {allowedDomains: [example.com]}",
+    ):
+        ow.load(text % fine)
+        assert ow.warnings == [], fine
+
+
 def test_input_values_are_encoded_into_the_path_and_query():
     Target, seen = _recorder()
     Other, other_seen = _recorder()
@@ -320,6 +336,22 @@ def test_input_values_are_encoded_into_the_path_and_query():
     assert other_seen == []
 
 
+def test_a_base_url_from_the_environment_keeps_inputs_in_the_path():
+    Target, seen = _recorder()
+    with serve(Target) as base:
+        ow = OpenWorkflow(state=":memory:", environment={"API_BASE": base})
+        wf = _workflow(
+            ow,
+            "{url: '${env.API_BASE}/items/${input.p}', method: POST}",
+            inputs="{p: {type: string}}",
+            step_input="{p: '{{ inputs.p }}'}",
+        )
+        assert ow.warnings == []
+        result = wf.execute(inputs={"p": "@example.invalid:1/.."})
+        assert result.steps["c"].output == {"ok": True, "path": "/items/%40example.invalid%3A1/%2E%2E"}
+    assert len(seen) == 1
+
+
 def test_a_user_provided_url_needs_allowed_domains():
     Target, seen = _recorder()
     with serve(Target) as base:
@@ -328,6 +360,11 @@ def test_a_user_provided_url_needs_allowed_domains():
             OpenWorkflow(state=":memory:"), http, inputs="{url: {type: string}}", step_input="{url: '{{ inputs.url }}'}"
         )
         assert wf.execute(inputs={"url": f"{base}/hook"}).steps["c"].output == {"ok": True, "path": "/hook"}
+        # the whole URL is the user's, its query included
+        assert wf.execute(inputs={"url": f"{base}/hook?a=1&b=2"}).steps["c"].output == {
+            "ok": True,
+            "path": "/hook?a=1&b=2",
+        }
         refused = wf.execute(inputs={"url": "http://example.invalid/hook"}).steps["c"].error
         assert refused.code == "VALIDATION" and "allowed domains" in refused.message
         open_wf = _workflow(
@@ -337,7 +374,7 @@ def test_a_user_provided_url_needs_allowed_domains():
             step_input="{url: '{{ inputs.url }}'}",
         )
         assert open_wf.execute(inputs={"url": f"{base}/hook"}).steps["c"].error.code == "VALIDATION"
-    assert [p for _, p, _ in seen] == ["/hook"]
+    assert [p for _, p, _ in seen] == ["/hook", "/hook?a=1&b=2"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_pa
 from owf_magics.manifest.models import Agent, Connector
 from owf_magics.manifest.normalize import RawManifest, split_document, wrap
 from owf_magics.manifest.refs import Ref, parse_ref
-from owf_magics.plan.handlers import allowed_handlers, check_handlers
+from owf_magics.plan.handlers import allowed_handlers, check_handlers, check_http_urls
 from owf_magics.plan.resolution import Plan
 from owf_magics.plan.validation import Validator
 from owf_magics.runtime.backend import Backend, BackendInfo
@@ -154,6 +154,7 @@ class OpenWorkflow:
             catalog.add(item)
         validator.check(items)
         check_handlers(items, allowed, bag)
+        check_http_urls(items, bag)
         bag.raise_if_errors()
         for item in items:
             item.graph = validator.graphs.get(id(item))

@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from owf_magics.connectors.base import PLACEHOLDER, placeholders
+from owf_magics.connectors.base import placeholders
 from owf_magics.errors import BackendError, OWFError
+from owf_magics.manifest.urls import PLACEHOLDER, authority_done, is_input
 from owf_magics.runtime.context import RunContext
 
 #: Defaults: a whole request (redirects and body included) within 30 s, 10 MiB of body, 5 redirects.
@@ -105,26 +106,6 @@ def check_url(url: str, validation: Any) -> None:
         raise OWFError(f"host '{host}' is not in the allowed domains", code="VALIDATION", details={"host": host})
 
 
-def untrusted_authority(template: str) -> str | None:
-    """The first ``${input...}`` placeholder that sits in the URL's scheme, host or port, if any."""
-    for m in PLACEHOLDER.finditer(template):
-        if _is_input(m.group(1)) and not _authority_done(template[: m.start()]):
-            return m.group(0)
-    return None
-
-
-def _is_input(name: str) -> bool:
-    return name.startswith("input.")
-
-
-def _authority_done(prefix: str) -> bool:
-    """Whether literal text `prefix` has ended a URL's ``scheme://host:port`` part."""
-    scheme_end = prefix.find("://")
-    if scheme_end < 0:
-        return False
-    return bool(re.search(r"[/?#]", prefix[scheme_end + 3 :]))
-
-
 def build_url(template: str, data: Mapping[str, Any], run: RunContext, validation: Any) -> str:
     """The request URL: trusted placeholders as written, input values percent-encoded in the
     path and query; refused (before anything is sent) when an input would set the authority.
@@ -132,43 +113,54 @@ def build_url(template: str, data: Mapping[str, Any], run: RunContext, validatio
     With ``urlValidation.allowedDomains`` an input may give the whole URL (the spec's
     user-provided URL), and the allow list decides which hosts it may name.
     """
-    wanted = untrusted_authority(template)
-    if wanted is not None:
-        if validation is not None and validation.allowedDomains:
-            return str(placeholders(template, data, run))  # check_url holds it to the allow list
-        raise OWFError(
-            f"the URL template puts {wanted} into the URL's scheme, host or port: the request was "
-            "refused before it was sent",
-            code="VALIDATION",
-            details={
-                "url": template,
-                "placeholder": wanted,
-                "suggestion": "write the scheme and host literally (or from ${env.X}) and put inputs in "
-                "the path or query; a user-provided URL needs urlValidation.allowedDomains",
-            },
-        )
-
-    def sub(m: re.Match[str]) -> str:
+    user_url = validation is not None and bool(validation.allowedDomains)
+    url = ""
+    literal = ""  # the URL with every input value as 'x': its scheme, host and port are the template's
+    pos = 0
+    for m in PLACEHOLDER.finditer(template):
+        url += template[pos : m.start()]
+        literal += template[pos : m.start()]
+        pos = m.end()
         name = m.group(1)
-        if not _is_input(name):
-            return str(placeholders(m.group(0), data, run))
-        value = data.get(name[len("input.") :], "")
-        text = value if isinstance(value, str) else ("" if value is None else str(value))
-        if re.search(r"[?#]", template[: m.start()]):
-            return quote(text, safe="")  # in the query: one value, '&', '=' and '#' included
-        # in the path: '/' may separate segments, but no segment may climb ('.', '..')
-        return "/".join("%2E" * len(seg) if seg in (".", "..") else quote(seg, safe="") for seg in text.split("/"))
-
-    url = PLACEHOLDER.sub(sub, template)
-    literal = PLACEHOLDER.sub(lambda m: "x" if _is_input(m.group(1)) else m.group(0), template)
-    literal = str(placeholders(literal, data, run))
-    if _origin(url) != _origin(literal):  # cannot happen with the encoding above; never send it
-        raise OWFError(
-            "an input value changed the URL's host: the request was refused before it was sent",
-            code="VALIDATION",
-            details={"url": template},
-        )
+        if not is_input(name):  # configuration: trusted, as written
+            value = str(placeholders(m.group(0), data, run))
+            url, literal = url + value, literal + value
+            continue
+        raw = data.get(name[len("input.") :], "")
+        text = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+        if authority_done(url):
+            url += _encode(text, in_query=bool(re.search(r"[?#]", url)))
+            literal += "x"
+        elif user_url:
+            url, literal = url + text, literal + text  # check_url holds it to the allow list
+        else:
+            raise _authority_refused(template, m.group(0))
+    url += template[pos:]
+    literal += template[pos:]
+    if _origin(url) != _origin(literal):  # cannot happen with the encoding; never send it
+        raise _authority_refused(template, "an input value")
     return url
+
+
+def _encode(text: str, *, in_query: bool) -> str:
+    if in_query:
+        return quote(text, safe="")  # one value: '&', '=' and '#' included
+    # in the path: '/' may separate segments, but no segment may climb ('.', '..')
+    return "/".join("%2E" * len(seg) if seg in (".", "..") else quote(seg, safe="") for seg in text.split("/"))
+
+
+def _authority_refused(template: str, wanted: str) -> OWFError:
+    return OWFError(
+        f"the URL template puts {wanted} into the URL's scheme, host or port: the request was "
+        "refused before it was sent",
+        code="VALIDATION",
+        details={
+            "url": template,
+            "placeholder": wanted,
+            "suggestion": "write the scheme and host literally (or from ${env.X}) and put inputs in "
+            "the path or query; a user-provided URL needs urlValidation.allowedDomains",
+        },
+    )
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
