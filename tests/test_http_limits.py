@@ -139,7 +139,7 @@ def test_a_body_over_the_action_limit_fails_the_step(declare):
 
 
 _RSS_SCRIPT = """
-import json, resource, sys, threading
+import json, resource, sys, threading, zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 sys.path.insert(0, {root!r})
 from owf_magics import OpenWorkflow
@@ -148,6 +148,17 @@ class Server(BaseHTTPRequestHandler):
     def do_GET(self):
         size = 100 * 1024 * 1024 if self.path == "/big" else 1000
         self.send_response(200)
+        if self.path == "/gzip":  # 1 GB of zeros, compressed on the fly to about 1 MB
+            self.send_header("Content-Encoding", "gzip")
+            self.end_headers()
+            squeeze, zeros = zlib.compressobj(9, zlib.DEFLATED, 31), bytes(1024 * 1024)
+            try:
+                for _ in range(1024):
+                    self.wfile.write(squeeze.compress(zeros))
+                self.wfile.write(squeeze.flush())
+            except OSError:
+                pass
+            return
         self.end_headers()
         chunk = b"x" * 65536
         try:
@@ -162,7 +173,7 @@ server = ThreadingHTTPServer(("127.0.0.1", 0), Server)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 base = f"http://127.0.0.1:{{server.server_address[1]}}"
 ow = OpenWorkflow(state=":memory:")
-for path in ("plain", "big"):
+for path in ("plain", "big", "gzip"):
     ow.load(f"connector: {{{{name: {{path}}, kind: http}}}}\\nactions: [{{{{name: get, handler: "
             f"{{{{http: {{{{url: '{{base}}/{{path}}', method: GET}}}}}}}}}}}}]")
     ow.load(f"name: {{path}}-w\\nsteps: [{{{{id: s, connector: {{path}}, action: get}}}}]")
@@ -174,9 +185,12 @@ plain = ow.workflow("plain-w").execute()
 before = peak()
 big = ow.workflow("big-w").execute()
 after = peak()
-err = big.steps["s"].error
+bomb = ow.workflow("gzip-w").execute()
+after_bomb = peak()
+err, bomb_err = big.steps["s"].error, bomb.steps["s"].error
 print(json.dumps({{"plain": plain.status, "status": big.status, "reason": err and err.details.get("reason"),
-                  "message": err and err.message, "grew": after - before, "before": before}}))
+                  "message": err and err.message, "grew": after - before, "before": before,
+                  "bomb": bomb_err and bomb_err.details.get("reason"), "bomb_grew": after_bomb - before}}))
 """
 
 
@@ -188,6 +202,8 @@ def test_a_100_mb_body_is_cut_off_in_a_fresh_process():
     assert report["status"] == "failed" and report["reason"] == "response_too_large", report
     assert "10485760" in report["message"]
     assert report["grew"] < 200 * 1024 * 1024, report  # peak RSS above a plain request's
+    # a compressed body is counted as it is decompressed: 1 GB of zeros in about 1 MB of gzip
+    assert report["bomb"] == "response_too_large" and report["bomb_grew"] < 200 * 1024 * 1024, report
 
 
 # ------------------------------------------------------------------------------------------------
