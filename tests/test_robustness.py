@@ -153,6 +153,12 @@ workflows:
     outputs:
       good: {value: "{{ steps.t.output.result }}"}
       broken: {value: "{{ steps.t.output.nope.deeper }}"}
+  - name: bignum
+    inputs: {n: {type: integer}}
+    steps:
+      - {id: t, type: transform, expression: "{{ 1 }}"}
+    outputs:
+      big: {value: "{{ 10 ** inputs.n }}"}
   - name: failed_first
     steps:
       - {id: bye, connector: fn, action: bad, input: {kind: cycle}}
@@ -257,7 +263,13 @@ def test_a_run_that_failed_keeps_its_own_error_when_an_output_cannot_be_given(tm
 
 @pytest.mark.parametrize(
     ("workflow", "inputs"),
-    [("unstorable", ["-i", "kind=cycle"]), ("undefined", []), ("exits", []), ("outputs", [])],
+    [
+        ("unstorable", ["-i", "kind=cycle"]),
+        ("undefined", []),
+        ("exits", []),
+        ("outputs", []),
+        ("bignum", ["-i", "n=5000"]),
+    ],
 )
 def test_owf_run_json_prints_json_and_leaves_no_run_running(tmp_path: Path, workflow: str, inputs: list[str]) -> None:
     flows = tmp_path / "flows.yaml"
