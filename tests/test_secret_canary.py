@@ -208,11 +208,15 @@ def test_a_secret_in_every_encoding_is_redacted_from_any_value() -> None:
     value: dict[str, Any] = dict(forms(CANARY))
     value["mixed_case"] = "".join(c.upper() if i % 2 else c.lower() for i, c in enumerate(CANARY))
     value["inside"] = [f"x={form};" for form in forms(CANARY).values()]
+    value["sliced"] = [CANARY[1:], CANARY[:-1], CANARY[1:-1], CANARY[2:].upper(), CANARY[:-2]]
+    value["joined"] = ["-".join(CANARY), " ".join(CANARY), ", ".join(CANARY)]
+    value["listed"] = list(CANARY)
     for offset in range(3):  # base64 of a longer text, at each byte alignment
         value[f"b64_{offset}"] = base64.b64encode(b"u" * offset + b":" + CANARY.encode() + b"!").decode()
     out = json.dumps(redact(value, {"T": CANARY}))
     assert not leaks(out)
     assert CANARY.lower()[2:-2] not in out.lower()
+    assert "-".join(CANARY[3:9]) not in out and json.dumps(list(CANARY[:6]))[1:-1] not in out
 
 
 @pytest.mark.parametrize("secret", ["q", "q7", "q7z"])

@@ -12,6 +12,9 @@ What is matched, for each secret value ``s`` (its UTF-8 bytes for the byte encod
 - base64 of ``s``, standard and URL-safe, with and without padding (case-sensitive, as base64
   is), and also where ``s`` sits inside a longer base64 text (``Basic base64(user:s)``): the
   characters that encode only bytes of ``s``, at each of the three byte alignments.
+- for secrets of 8 characters or more, ``s`` with up to two characters cut from its ends
+  (``s[1:]``, ``s[:-2]``, ``s[1:-1]``), ``s`` with a separator between its characters
+  (``"-".join(s)``, `JOINS`), and a list of its characters (``s | list``).
 
 Length decides where a match counts, so short secrets do not destroy unrelated text:
 
@@ -47,6 +50,12 @@ MIN_TOKEN = 2
 #: than this is not matched inside text: it would match unrelated base64 by chance.
 MIN_FRAGMENT = 6
 
+#: Secrets at least this long are also matched with up to two characters cut from their ends
+#: (``s[1:]``, ``s[:-1]``, ``s[1:-1]``...) and with their characters joined by a separator.
+MIN_SLICED = 8
+#: The separators a joined secret (``"-".join(s)``) is looked for with.
+JOINS = ("-", " ", ",", ", ", "_", ".", "|", ":", "/", "+", "*")
+
 _WORD = "0-9A-Za-z"
 
 
@@ -73,6 +82,9 @@ def variants(secret: str) -> tuple[set[str], set[str]]:
     folded = {secret, secret[::-1], raw.hex(), quote(secret, safe=""), quote_plus(secret, safe="")}
     escaped = json.dumps(secret)[1:-1]
     folded.update({escaped, escaped.replace("/", "\\/"), json.dumps(secret, ensure_ascii=True)[1:-1]})
+    if len(secret) >= MIN_SLICED:  # what `[1:]`, `[:-2]`, `| list | join('-')` make of it
+        folded.update(secret[a : len(secret) - b] for a in range(3) for b in range(3 - a))
+        folded.update(sep.join(secret) for sep in JOINS)
     whole, fragments = _b64_forms(raw)
     return {f for f in folded if f}, {f for f in whole | fragments if f}
 
@@ -126,6 +138,10 @@ class Redactor:
         if isinstance(value, dict):
             return {self._key(k): self._walk(v, depth + 1) for k, v in value.items()}
         if isinstance(value, list | tuple):
+            if len(value) >= MIN_SLICED and all(isinstance(v, str) and len(v) <= 2 for v in value):
+                joined = "".join(value)  # `secret | list`: one character an item
+                if self.text(joined) != joined:
+                    return [MASK]
             return [self._walk(v, depth + 1) for v in value]
         return self._object(value)
 
