@@ -307,3 +307,11 @@ def test_an_input_the_store_cannot_write_fails_its_step_with_the_first_reason(tm
         [(status,)] = conn.execute("SELECT status FROM runs").fetchall()
         [(step_status, stored_input)] = conn.execute("SELECT status, input FROM steps").fetchall()
     assert (status, step_status, stored_input) == ("failed", "failed", None)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_path_to_an_endless_file_is_refused_without_reading_it_all() -> None:
+    with pytest.raises(ManifestError) as info:
+        OpenWorkflow(state=False).load(Path("/dev/zero"))
+    [d] = info.value.diagnostics
+    assert d.code == "YAML_SYNTAX" and "larger than" in d.message

@@ -29,6 +29,8 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_NODES = 2_000_000
 #: Upper bound on nesting (lists and mappings inside each other); deeper documents are refused.
 MAX_DEPTH = 100
+#: Upper bound on a manifest file's size (a path may name a device or a huge file by mistake).
+MAX_FILE_BYTES = 16 * 2**20
 
 Pos = tuple[int, int]  # (line, column), both 1-based
 
@@ -489,7 +491,19 @@ def parse_path(path: str | os.PathLike[str], *, bag: DiagnosticBag) -> list[Sour
         return docs
     for f in iter_manifest_files(p):
         try:
-            text = f.read_text(encoding="utf-8")
+            with f.open("rb") as handle:  # bounded: a path may name /dev/zero or a huge file
+                raw = handle.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                bag.add(
+                    Diagnostic(
+                        "YAML_SYNTAX",
+                        f"the file is larger than {MAX_FILE_BYTES // 2**20} MB; manifests are not that big",
+                        file=str(f),
+                        hint="split it into several files, or check the path",
+                    )
+                )
+                continue
+            text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
         except (OSError, UnicodeDecodeError) as exc:
             bag.add(Diagnostic("YAML_SYNTAX", f"cannot read the file: {exc}", file=str(f)))
             continue
