@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 ROOTS = {
     "inputs": "everywhere",
     "steps": "everywhere",
-    "env": "everywhere",
-    "secrets": "everywhere (values are redacted from results)",
+    "env": "everywhere (declared names only: runtime.environment, OpenWorkflow(env=...))",
+    "secrets": "whole, in credential fields of action inputs only (opaque, redacted from results)",
     "trigger": "everywhere",
     "item": "inside a loop",
     "index": "inside a loop",
