@@ -34,6 +34,7 @@ from owf_magics.manifest.budget import deadline as template_deadline
 from owf_magics.manifest.catalog import Loaded
 from owf_magics.manifest.normalize import parse_duration
 from owf_magics.manifest.render import redact
+from owf_magics.manifest.secrets import is_secret_name
 from owf_magics.plan.graph import ROOT
 from owf_magics.plan.resolution import Plan, step_models
 from owf_magics.runtime.context import (
@@ -131,6 +132,9 @@ class Executor:
         inputs = resolve_inputs(wf, self.inputs)
         pool = self.ow.thread_pool()
         env = self.ow.environment if self.ow.environment is not None else os.environ
+        for name in {*self.plan.memo.get("env_names", ()), *getattr(self.ow, "env", ())}:
+            if is_secret_name(name) and name in env:  # a credential-like variable: redacted like a secret
+                self.secrets.setdefault(f"env:{name}", str(env[name]))
         missing = [v.name for v in (wf.runtime.environment if wf.runtime else ()) if v.required and v.name not in env]
         if missing:
             raise OWFError(

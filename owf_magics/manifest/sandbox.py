@@ -17,6 +17,7 @@ lists or dicts, no unsafe callables):
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -272,6 +273,8 @@ def finalize(value: Any) -> Any:
     """Every ``{{ }}`` output of a text template: counted, and a secret only whole in a credential field."""
     if isinstance(value, Secret):
         return value.reveal()
-    text = value if isinstance(value, str) else "" if value is None else str(value)
+    if isinstance(value, type | types.ModuleType) or (callable(value) and not isinstance(value, str)):
+        raise B.TemplateError(f"a template cannot print a {type(value).__name__}: only data")
+    text = value if isinstance(value, str) else str(value)
     B.check_string(len(text))
     return text
