@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,21 +118,25 @@ class Budget:
         self.produced = 0
         self.saw_secret = False
         self.until = time.monotonic() + lim.max_seconds
-        self.until_label = f"max_seconds ({lim.max_seconds:g}s per template evaluation)"
+        self.until_label = ""  # the evaluation's own max_seconds (named when it is exceeded)
         outer = DEADLINE.get()
         if outer is not None and outer[0] < self.until:
             self.until, self.until_label = outer
 
     def tick(self) -> None:
-        self.ticks += 1
-        if self.ticks > self.limits.max_iterations:
+        self.ticks = ticks = self.ticks + 1
+        if ticks > self.limits.max_iterations:
             raise _limit("max_iterations", self.limits.max_iterations, "loop iterations, macro and filter calls")
-        if time.monotonic() > self.until:
-            raise TemplateLimitError(
-                f"template exceeded its time budget: {self.until_label}",
-                code="TIMEOUT",
-                details={"limit": "time", "value": self.until_label},
-            )
+        if not ticks & 7 and time.monotonic() > self.until:  # the clock every 8 ticks: each op is bounded
+            self.out_of_time()
+
+    def out_of_time(self) -> None:
+        label = self.until_label or f"max_seconds ({self.limits.max_seconds:g}s per template evaluation)"
+        raise TemplateLimitError(
+            f"template exceeded its time budget: {label}",
+            code="TIMEOUT",
+            details={"limit": "time", "value": label},
+        )
 
     def add(self, amount: int) -> None:
         self.produced += amount
@@ -144,21 +148,16 @@ class Budget:
 ACTIVE: ContextVar[Budget | None] = ContextVar("owf_template_budget", default=None)
 
 
-@contextmanager
-def evaluation() -> Iterator[Budget]:
-    """One template evaluation under the context's limits and deadline."""
+def start() -> tuple[Budget, Token[Budget | None]]:
+    """Start one template evaluation under the context's limits and deadline; `stop` ends it."""
     budget = Budget(LIMITS.get())
     if time.monotonic() > budget.until:
-        raise TemplateLimitError(
-            f"template exceeded its time budget: {budget.until_label}",
-            code="TIMEOUT",
-            details={"limit": "time", "value": budget.until_label},
-        )
-    token = ACTIVE.set(budget)
-    try:
-        yield budget
-    finally:
-        ACTIVE.reset(token)
+        budget.out_of_time()
+    return budget, ACTIVE.set(budget)
+
+
+def stop(token: Token[Budget | None]) -> None:
+    ACTIVE.reset(token)
 
 
 def current() -> Budget:

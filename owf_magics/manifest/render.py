@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from owf_magics.manifest.budget import TemplateError, TemplateLimitError, evaluation
+from owf_magics.manifest.budget import TemplateError, TemplateLimitError, check_string, start, stop
 from owf_magics.manifest.secrets import EnvView, Secret, SecretMap, SecretUseError, reveal
 from owf_magics.manifest.templates import TemplateInfo, analyse, environment
 
@@ -78,13 +78,15 @@ def render_string(text: str, scope: Mapping[str, Any], field: str | None = None)
             if info.single:
                 return reveal(values[0]) if isinstance(values[0], Secret | SecretMap | EnvView) else values[0]
             return _substitute(text, values)
-        with evaluation() as budget:
+        budget, token = start()
+        try:
             if info.single:
-                inner = info.jinja.strip()[2:-2]
-                value = _data(_compiled_expression(inner)(**scope))
+                value = _data(_compiled_expression(info.jinja.strip()[2:-2])(**scope))
             else:
-                value = _join(_compiled_template(info.jinja), scope)
-            return reveal(value) if budget.saw_secret or isinstance(value, SecretMap | EnvView) else value
+                value = _join(_compiled_template(info.jinja), scope, budget.limits.max_string)
+        finally:
+            stop(token)
+        return reveal(value) if budget.saw_secret or isinstance(value, SecretMap | EnvView) else value
     except TemplateError as exc:
         if field is not None and "field" not in exc.details:
             exc.details["field"] = field
@@ -148,15 +150,14 @@ def _details(text: str, field: str | None) -> dict[str, Any]:
     return {"template": text, "field": field} if field is not None else {"template": text}
 
 
-def _join(template: Any, scope: Mapping[str, Any]) -> str:
+def _join(template: Any, scope: Mapping[str, Any], most: int) -> str:
     """A text template's output, piece by piece, so its total size is bounded while it is built."""
-    from owf_magics.manifest.budget import check_string
-
     parts: list[str] = []
     size = 0
     for piece in template.root_render_func(template.new_context(dict(scope))):
         size += len(piece)
-        check_string(size)
+        if size > most:
+            check_string(size)  # raises, naming the limit
         parts.append(piece)
     return "".join(parts)
 

@@ -5,8 +5,9 @@ lists or dicts, no unsafe callables):
 
 - a code generator that puts a budget tick at the top of every block (``for`` bodies, macro and
   ``{% call %}`` bodies, ``if`` branches), and routes ``~`` through a size check;
-- intercepted ``*``, ``**``, ``%``, ``+``, ``-``, ``/`` and ``//`` (also disables Jinja's
-  constant folding of them at compile time, which could build ``10**5000`` during a load);
+- intercepted ``*``, ``**``, ``%`` and ``+`` (also disables Jinja's constant folding of them at
+  compile time, which could build ``10**5000`` during a load; ``-``, ``/`` and ``//`` cannot
+  grow a value past its operands);
 - every filter, test and global function wrapped: it ticks, refuses secrets as arguments, checks
   the widths and counts it is given (``center``, ``indent``, ``format``, ``batch``, ``slice``,
   ``join``, ``replace``, ``lipsum``, ``round``...) and the size of what it returns;
@@ -206,11 +207,14 @@ def guard(name: str, fn: Any) -> Any:
     return guarded
 
 
+_NUMBERS = frozenset({int, float})
+
+
 class BudgetedSandbox(ImmutableSandboxedEnvironment):
     """The sandbox with budgets, opaque secrets, and data before attributes on mappings."""
 
     code_generator_class = BudgetCodeGenerator
-    intercepted_binops = frozenset({"*", "**", "%", "+", "-", "/", "//"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
 
     def owf_tick(self) -> None:
         B.tick()
@@ -223,6 +227,8 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         return "".join(pieces)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "+" and type(left) in _NUMBERS and type(right) in _NUMBERS:
+            return left + right  # cannot grow past the operands' sizes by much
         refuse_secrets((left, right), f"the '{operator}' operator on")
         B.tick()
         B.check_binop(operator, left, right)
@@ -271,10 +277,20 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
 
 def finalize(value: Any) -> Any:
     """Every ``{{ }}`` output of a text template: counted, and a secret only whole in a credential field."""
-    if isinstance(value, Secret):
+    kind = type(value)
+    if kind is str:
+        text = value
+    elif kind is int or kind is float or kind is bool or value is None:
+        return value  # short: Jinja turns it into text
+    elif kind is Secret:
         return value.reveal()
-    if isinstance(value, type | types.ModuleType) or (callable(value) and not isinstance(value, str)):
-        raise B.TemplateError(f"a template cannot print a {type(value).__name__}: only data")
-    text = value if isinstance(value, str) else str(value)
-    B.check_string(len(text))
+    elif isinstance(value, type | types.ModuleType) or callable(value):
+        raise B.TemplateError(f"a template cannot print a {kind.__name__}: only data")
+    else:
+        text = str(value)
+    budget = B.ACTIVE.get()
+    if budget is not None:
+        if len(text) > budget.limits.max_string:
+            B.check_string(len(text))  # raises, naming the limit
+        budget.add(len(text))
     return text
