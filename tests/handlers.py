@@ -125,3 +125,9 @@ def log_call(name: str, path: str, hold: str = "") -> dict[str, str]:
     while hold and os.path.exists(hold):
         time.sleep(0.05)
     return {"done": name}
+
+
+@inline
+def log_call_blocking(name: str, path: str, hold: str = "") -> dict[str, str]:
+    """`log_call` on the event loop itself: while it holds, nothing else of its run can run."""
+    return log_call(name, path, hold)

@@ -1,7 +1,19 @@
-"""Durable runs: a checkpoint after each step, and steps restored from an earlier record."""
+"""Durable runs: group-committed checkpoints, and steps restored from an earlier record.
+
+A step that finishes queues its record (`checkpoint`); the scheduler then awaits `durable` before
+it starts anything that depends on the step. `durable` yields to the event loop once, so every
+step that finishes in the same loop tick (in other tasks) queues its record too, and the first of
+them to resume commits the whole group, with the events emitted since the last write, in one
+transaction (`RunStore.checkpoint_many`); the others find their records committed and go on. So
+a step's checkpoint is durable before any dependent starts (and before the run's end is
+recorded: the executor calls `flush`), as it was with one transaction per step, and a chain pays
+one yield per step for it. A process killed between a step's end and the commit runs that step
+again on resume, exactly like a step in flight.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from owf_magics.agents.loop import remember
@@ -23,7 +35,7 @@ from owf_magics.runtime.results import StepError, StepResult
 
 
 def checkpoint(run: RunContext, frame: Frame, step: StepBase, res: StepResult) -> None:
-    """Write the step's record and the events since the last checkpoint, in one transaction."""
+    """Queue the step's record for the next group commit (`durable` or `flush` writes it)."""
     if run.store is None:
         return
     key = execution_key(frame, step.id)
@@ -42,8 +54,27 @@ def checkpoint(run: RunContext, frame: Frame, step: StepBase, res: StepResult) -
         seen.get("usage"),
         seen.get("input"),
     )
+    run.uncommitted.append(record)
+
+
+async def durable(run: RunContext) -> None:
+    """Return once every checkpoint queued so far is committed (what the scheduler awaits before
+    it starts a step's dependents). Steps finishing in this loop tick share the transaction."""
+    if not run.uncommitted:
+        return
+    await asyncio.sleep(0)  # one bare yield: the other tasks that are ready queue their records
+    if run.uncommitted:
+        flush(run)
+
+
+def flush(run: RunContext) -> None:
+    """Commit the queued step records and the events emitted since the last write, together."""
+    if run.store is None:
+        return
+    records, run.uncommitted = run.uncommitted, []
     events, run.unsaved = run.unsaved, []
-    run.store.checkpoint(run.run_id, record, events)
+    if records or events:
+        run.store.checkpoint_many(run.run_id, records, events)
 
 
 def restore(run: RunContext, frame: Frame, step: StepBase, rec: Any) -> StepResult:

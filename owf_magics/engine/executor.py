@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from owf_magics.engine import kinds as _kinds  # noqa: F401  (fills STEP_KINDS)
+from owf_magics.engine.checkpoints import flush
 from owf_magics.engine.frame import Frame, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
 from owf_magics.errors import OWFError
@@ -202,8 +203,7 @@ class Executor:
         result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
         result.pending = list(run.pending)
         if store is not None:
-            store.append_events(self.run_id, run.unsaved)
-            run.unsaved = []
+            flush(run)  # the checkpoints and events not yet committed, before the run's end
             if status == "waiting_approval":
                 store.set_status(self.run_id, status)
             else:
