@@ -6,7 +6,7 @@ step that finishes in the same loop tick (in other tasks) queues its record too,
 them to resume commits the whole group, with the events emitted since the last write, in one
 transaction (`RunStore.checkpoint_many`); the others find their records committed and go on. So
 a step's checkpoint is durable before any dependent starts (and before the run's end is
-recorded: the executor calls `flush`), as it was with one transaction per step, and a chain pays
+recorded: the executor calls `finish`), as it was with one transaction per step, and a chain pays
 one yield per step for it. A process killed between a step's end and the commit runs that step
 again on resume, exactly like a step in flight.
 """
@@ -62,7 +62,10 @@ async def durable(run: RunContext) -> None:
     it starts a step's dependents). Steps finishing in this loop tick share the transaction."""
     if not run.uncommitted:
         return
-    await asyncio.sleep(0)  # one bare yield: the other tasks that are ready queue their records
+    # other callbacks ready in this tick may finish steps too: yield once so they queue their
+    # records (nothing ready, as in a chain: nothing else can finish now, commit at once)
+    if getattr(asyncio.get_running_loop(), "_ready", True):
+        await asyncio.sleep(0)
     if run.uncommitted:
         flush(run)
 
@@ -75,6 +78,24 @@ def flush(run: RunContext) -> None:
     events, run.unsaved = run.unsaved, []
     if records or events:
         run.store.checkpoint_many(run.run_id, records, events)
+
+
+def finish(run: RunContext, status: str, outputs: dict[str, Any], error: dict[str, Any] | None) -> None:
+    """Record the run's end with the checkpoints and events not committed yet, in one transaction:
+    its status, outputs and error; a run that ends (not one that waits) closes its open requests,
+    since nothing waits for them any more. The run's lease is released."""
+    records, run.uncommitted = run.uncommitted, []
+    events, run.unsaved = run.unsaved, []
+    waiting = status == "waiting_approval"
+    run.store.finish_run(
+        run.run_id,
+        status,
+        outputs=None if waiting else outputs,
+        error=None if waiting else error,
+        steps=records,
+        events=events,
+        close_pending=not waiting,
+    )
 
 
 def restore(run: RunContext, frame: Frame, step: StepBase, rec: Any) -> StepResult:

@@ -12,6 +12,8 @@ emitted since the last write (`owf_magics.engine.checkpoints`). This module turn
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +33,35 @@ EVENT_INSERT = "INSERT INTO events (run_id, seq, type, body) VALUES (?, ?, ?, ?)
 # a string no JSON value can hold unescaped: where a shared output goes in an event's text
 _MARK = "\x00owf-output\x00"
 _MARK_JSON = dumps(_MARK)
+
+# plain JSON values (what nearly every output and event is) go through one encoder built once,
+# with the same settings as `dumps`; anything else (datetimes, models...) through `dumps` itself
+_PLAIN = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+_EMPTY = ("{}", fingerprint({}))
+
+
+def encode(value: Any) -> str:
+    """`dumps`, faster for plain JSON values."""
+    if value is None:
+        return "null"
+    try:
+        return _PLAIN(value)
+    except TypeError:
+        return dumps(value)
+
+
+def _input(value: Any) -> tuple[str | None, str | None]:
+    """The input column and its `fingerprint`, from one canonical serialisation when possible."""
+    if value is None:
+        return None, None
+    if value == {} and type(value) is dict:
+        return _EMPTY
+    try:
+        text = _CANONICAL(value)
+    except TypeError:
+        return dumps(value), fingerprint(value)
+    return text, hashlib.sha256(text.encode()).hexdigest()
 
 
 class SeqCounter:
@@ -57,25 +88,25 @@ class SeqCounter:
 def step_row(run_id: str, step: StepRecord, written: dict[int, tuple[Any, str]], now: float) -> tuple[Any, ...]:
     """The ``steps`` row of one record; its output's JSON is remembered in `written` by object id."""
     output = step.output
-    text = dumps(output)
+    text = encode(output)
     if output is not None and not isinstance(output, str | int | float | bool):
         written[id(output)] = (output, text)  # the object is kept alive, so its id stays its own
     usage = step.usage
-    input_hash = step.input_hash or (fingerprint(step.input) if step.input is not None else None)
+    input_text, input_hash = _input(step.input)
     return (
         run_id,
         step.step_key,
         step.step_id,
         step.status,
         text,
-        None if step.error is None else dumps(step.error),
+        None if step.error is None else encode(step.error),
         step.attempts,
         step.backend,
-        None if usage is None else dumps(usage),
+        None if usage is None else encode(usage),
         int(usage.get("total_tokens") or 0) if usage else 0,
         float(usage.get("cost_usd") or 0.0) if usage else 0.0,
-        None if step.input is None else dumps(step.input),
-        input_hash,
+        input_text,
+        step.input_hash or input_hash,
         ts(step.started_at),
         ts(step.finished_at),
         now,
@@ -87,10 +118,10 @@ def _body(event: Mapping[str, Any], written: dict[int, tuple[Any, str]]) -> str:
     if written and isinstance(result, dict):
         shared = written.get(id(result.get("output")))
         if shared is not None and shared[0] is result.get("output"):
-            text = dumps({**event, "result": {**result, "output": _MARK}})
+            text = encode({**event, "result": {**result, "output": _MARK}})
             if text.count(_MARK_JSON) == 1:
                 return text.replace(_MARK_JSON, shared[1])
-    return dumps(dict(event))
+    return encode(event)
 
 
 def event_rows(

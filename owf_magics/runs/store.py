@@ -395,27 +395,48 @@ class SQLiteRunStore:
         outputs: Mapping[str, Any] | None = None,
         error: Mapping[str, Any] | None = None,
         finished_at: datetime | None = None,
+        steps: Sequence[StepRecord] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        close_pending: bool = False,
     ) -> None:
         """Record a run's end: status (``completed``, ``failed``, ``canceled``, or
-        ``waiting_approval`` for a run that stops to wait), outputs and error; releases its lease."""
+        ``waiting_approval`` for a run that stops to wait), outputs and error; releases its lease.
+
+        Args:
+            steps: Step records not committed yet, written in the same transaction.
+            events: Events not stored yet, appended in the same transaction.
+            close_pending: Answer the run's open requests with None (nothing waits for them).
+        """
         _check_status(status)
         self._owned(run_id)
-        finished = (ts(finished_at) or time.time()) if status in FINISHED_STATUSES else None
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE runs SET status = ?, outputs = ?, error = ?, finished_at = ? WHERE run_id = ?",
-                (
-                    status,
-                    None if outputs is None else dumps(dict(outputs)),
-                    None if error is None else dumps(dict(error)),
-                    finished,
-                    run_id,
-                ),
-            )
-            if cur.rowcount == 0:
-                raise unknown_run(run_id)
-            if status != "running":
-                self._release(conn, run_id)
+        now = time.time()
+        finished = (ts(finished_at) or now) if status in FINISHED_STATUSES else None
+        try:
+            with self._known(run_id), self._tx() as conn:
+                if steps or events:
+                    checkpoint_batch.write(conn, self._seqs, run_id, steps, events)
+                cur = conn.execute(
+                    "UPDATE runs SET status = ?, outputs = ?, error = ?, finished_at = ? WHERE run_id = ?",
+                    (
+                        status,
+                        None if outputs is None else checkpoint_batch.encode(dict(outputs)),
+                        None if error is None else checkpoint_batch.encode(dict(error)),
+                        finished,
+                        run_id,
+                    ),
+                )
+                if cur.rowcount == 0:
+                    raise unknown_run(run_id)
+                if close_pending:
+                    conn.execute(
+                        "UPDATE pending SET resolved_at = ?, value = 'null' WHERE run_id = ? AND resolved_at IS NULL",
+                        (now, run_id),
+                    )
+                if status != "running":
+                    self._release(conn, run_id)
+        except BaseException:
+            self._seqs.forget(run_id)
+            raise
         if status in FINISHED_STATUSES:
             self._seqs.forget(run_id)
 
@@ -440,18 +461,38 @@ class SQLiteRunStore:
         Returns:
             The sequence numbers given to `events`.
         """
-        self._owned(run_id)
+        if run_id in self._lost:
+            self._owned(run_id)
+        # the hot path of a durable run: the transaction by hand, without the context managers
         for retry in (False, True):
-            try:
-                with self._known(run_id), self._tx() as conn:
-                    return checkpoint_batch.write(conn, self._seqs, run_id, steps, events)
-            except sqlite3.IntegrityError:
-                self._seqs.forget(run_id)  # another store object wrote events: count again
-                if retry:
+            with self._lock:
+                if os.getpid() != self._pid:
+                    with self._db():
+                        pass
+                conn = self._conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    seqs = checkpoint_batch.write(conn, self._seqs, run_id, steps, events)
+                except sqlite3.IntegrityError as exc:
+                    conn.execute("ROLLBACK")
+                    self._seqs.forget(run_id)  # another store object wrote events: count again
+                    if "FOREIGN KEY" in str(exc).upper():
+                        raise unknown_run(run_id) from exc
+                    if retry:
+                        raise
+                    continue
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    self._seqs.forget(run_id)
                     raise
-            except BaseException:
-                self._seqs.forget(run_id)
-                raise
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._seqs.forget(run_id)
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return seqs
         raise AssertionError("unreachable")
 
     def get_steps(self, run_id: str) -> dict[str, StepRecord]:

@@ -362,6 +362,9 @@ class RunStore(Protocol):
         outputs: Mapping[str, Any] | None = None,
         error: Mapping[str, Any] | None = None,
         finished_at: datetime | None = None,
+        steps: Sequence[StepRecord] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        close_pending: bool = False,
     ) -> None: ...
 
     def checkpoint(self, run_id: str, step: StepRecord, events: Sequence[Mapping[str, Any]] = ()) -> list[int]: ...
