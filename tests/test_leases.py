@@ -237,6 +237,21 @@ def test_a_lost_lease_stops_the_writes_of_its_old_holder(tmp_path):
     taker.close()
 
 
+def test_a_frozen_holder_checks_its_lease_before_it_writes(tmp_path):
+    path = tmp_path / "runs.db"
+    frozen = SQLiteRunStore(path, lease_seconds=0.3)
+    frozen.create_run("r1", "w")
+    frozen._keeper.stop()  # frozen: no renewal ran, and none noticed the loss
+    time.sleep(0.4)
+    taker = SQLiteRunStore(path)
+    taker.claim_run("r1")
+    with pytest.raises(OWFError, match="lost its lease"):  # its own renewal is late: it checks first
+        frozen.checkpoint("r1", StepRecord("a", "a", "success", 1))
+    assert taker.get_steps("r1") == {}
+    frozen.close()
+    taker.close()
+
+
 def test_a_version_1_store_is_migrated_in_place(tmp_path):
     from owf_magics.runs.schema import _V1
 

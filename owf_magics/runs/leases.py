@@ -114,6 +114,7 @@ class LeaseKeeper:
         self.seconds = seconds
         self.period = seconds / 3
         self.held: set[str] = set()
+        self.renewed = time.time()  # when the leases were last known to be this owner's
         self._connect = connect
         self._on_lost = on_lost
         self._guard = threading.Lock()
@@ -121,8 +122,16 @@ class LeaseKeeper:
         self._stop = False
         self._thread: threading.Thread | None = None
 
+    @property
+    def overdue(self) -> bool:
+        """Whether the last renewal is more than half a lease ago (the process was frozen or
+        suspended, or the database busy): a writer should then check its lease itself."""
+        return time.time() - self.renewed > self.seconds / 2
+
     def hold(self, run_id: str) -> None:
         with self._guard:
+            if not self.held:
+                self.renewed = time.time()
             self.held.add(run_id)
             if self._thread is None or not self._thread.is_alive():
                 self._stop = False
@@ -165,6 +174,7 @@ class LeaseKeeper:
             with lock:
                 count = conn.execute(RENEW_SQL, (until, self.owner)).rowcount
         if count >= len(held):
+            self.renewed = time.time()
             return
         marks = ",".join("?" * len(held))
         sql = f"SELECT run_id FROM runs WHERE lease_owner = ? AND run_id IN ({marks})"
@@ -179,3 +189,4 @@ class LeaseKeeper:
             self.held -= lost
         if lost:
             self._on_lost(lost)
+        self.renewed = time.time()

@@ -188,6 +188,16 @@ class SQLiteRunStore:
                 details={"run_id": run_id, "lease_seconds": self.lease_seconds},
             )
 
+    def _fence(self, conn: sqlite3.Connection, run_id: str) -> None:
+        """Inside a write transaction, when renewals are late: is a run held here still ours?"""
+        if run_id not in self._keeper.held:
+            return
+        row = conn.execute("SELECT lease_owner FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is not None and row[0] != self.owner:
+            self._keeper.drop(run_id)
+            self._lost.add(run_id)
+            self._owned(run_id)
+
     def _release(self, conn: sqlite3.Connection, run_id: str) -> None:
         self._keeper.drop(run_id)  # first, so a renewal never mistakes the release for a loss
         conn.execute(RELEASE_SQL, (run_id, self.owner))
@@ -413,6 +423,8 @@ class SQLiteRunStore:
         finished = (ts(finished_at) or now) if status in FINISHED_STATUSES else None
         try:
             with self._known(run_id), self._tx() as conn:
+                if self._keeper.overdue:
+                    self._fence(conn, run_id)
                 if steps or events:
                     checkpoint_batch.write(conn, self._seqs, run_id, steps, events)
                 cur = conn.execute(
@@ -472,6 +484,8 @@ class SQLiteRunStore:
                 conn = self._conn
                 conn.execute("BEGIN IMMEDIATE")
                 try:
+                    if self._keeper.overdue:
+                        self._fence(conn, run_id)
                     seqs = checkpoint_batch.write(conn, self._seqs, run_id, steps, events)
                 except sqlite3.IntegrityError as exc:
                     conn.execute("ROLLBACK")
