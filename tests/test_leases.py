@@ -312,3 +312,40 @@ def test_a_group_commit_writes_its_steps_and_events_together_and_numbers_without
     assert a.get_events("nope") == []
     a.close()
     b.close()
+
+
+_CLAIMER = """
+import sys, time
+from owf_magics.errors import OWFError
+from owf_magics.runs.store import SQLiteRunStore
+s = SQLiteRunStore(sys.argv[1], lease_seconds=60)
+while time.time() < float(sys.argv[2]):  # every process claims at the same moment
+    time.sleep(0.001)
+try:
+    s.claim_run("r")
+    print("won")
+except OWFError as exc:
+    print("lost " + exc.details.get("lease_owner", ""))
+"""
+
+
+def test_exactly_one_of_several_processes_claims_a_run(tmp_path):
+    path = tmp_path / "runs.db"
+    with SQLiteRunStore(path) as s:
+        s.create_run("r", "w", status="waiting_approval")
+    start = str(time.time() + 2.0)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLAIMER, str(path), start], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    outcomes = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+        outcomes.append(out.decode().strip())
+    assert sorted(o.split()[0] for o in outcomes) == ["lost", "lost", "lost", "won"]
+    with SQLiteRunStore(path) as s:
+        owner = s.get_run("r").lease_owner
+    assert all(o == f"lost {owner}" for o in outcomes if o != "won")  # each loser was told who won
