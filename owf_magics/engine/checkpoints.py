@@ -1,14 +1,14 @@
 """Durable runs: group-committed checkpoints, and steps restored from an earlier record.
 
 A step that finishes queues its record (`checkpoint`); the scheduler then awaits `durable` before
-it starts anything that depends on the step. `durable` yields to the event loop once, so every
-step that finishes in the same loop tick (in other tasks) queues its record too, and the first of
-them to resume commits the whole group, with the events emitted since the last write, in one
-transaction (`RunStore.checkpoint_many`); the others find their records committed and go on. So
-a step's checkpoint is durable before any dependent starts (and before the run's end is
-recorded: the executor calls `finish`), as it was with one transaction per step, and a chain pays
-one yield per step for it. A process killed between a step's end and the commit runs that step
-again on resume, exactly like a step in flight.
+it starts anything that depends on the step. When other callbacks are ready in this loop tick,
+`durable` yields to the event loop once, so every step that finishes in the same tick (in other
+tasks) queues its record too, and the first of them to resume commits the whole group, with the
+events emitted since the last write, in one transaction (`RunStore.checkpoint_many`); the others
+find their records committed and go on. When nothing else is ready (a chain), it commits at once.
+So a step's checkpoint is durable before any dependent starts (and before the run's end is
+recorded: the executor calls `finish`), as it was with one transaction per step. A process killed
+between a step's end and the commit runs that step again on resume, exactly like a step in flight.
 """
 
 from __future__ import annotations
