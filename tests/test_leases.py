@@ -192,6 +192,20 @@ def test_a_running_run_holds_a_lease_until_it_ends_or_waits(tmp_path):
         assert s.create_run("w1", "w", status="waiting_approval").lease_owner is None
 
 
+def test_the_renewal_thread_runs_only_while_a_lease_is_held(tmp_path):
+    with SQLiteRunStore(tmp_path / "runs.db", lease_seconds=0.3) as s:
+        s.create_run("r1", "w")
+        thread = s._keeper._thread
+        assert thread is not None and thread.is_alive()
+        time.sleep(0.5)
+        assert s.get_run("r1").lease_until.timestamp() > time.time()  # renewed past its first expiry
+        s.finish_run("r1", "completed")
+        thread.join(timeout=5)  # nothing left to renew: it ends within a period
+        assert not thread.is_alive()
+        s.create_run("r2", "w")  # a new lease starts a new one
+        assert s._keeper._thread is not None and s._keeper._thread.is_alive()
+
+
 def test_claims_follow_the_lease(tmp_path):
     path = tmp_path / "runs.db"
     holder = SQLiteRunStore(path, lease_seconds=0.3)

@@ -91,7 +91,8 @@ class LeaseKeeper:
     """The thread that renews one store's leases while their runs are running.
 
     It sleeps for `period` seconds (a third of the lease length), then renews every lease its
-    owner holds in one statement, on a connection of its own. It starts with the first lease and
+    owner holds in one statement, on a connection of its own. It starts with the first lease, ends
+    when it finds nothing left to renew (so an idle store keeps no thread and no connection), and
     stops when the store closes. A renewal that finds fewer leases than it holds reports the lost
     runs (their lease expired and another process claimed them) through `on_lost`.
 
@@ -133,8 +134,8 @@ class LeaseKeeper:
             if not self.held:
                 self.renewed = time.time()
             self.held.add(run_id)
-            if self._thread is None or not self._thread.is_alive():
-                self._stop = False
+            if self._thread is None and not self._stop:
+                self._wake.clear()
                 self._thread = threading.Thread(target=self._loop, name="owf-lease", daemon=True)
                 self._thread.start()
 
@@ -155,8 +156,9 @@ class LeaseKeeper:
             while not self._wake.wait(self.period) and not self._stop:
                 with self._guard:
                     held = set(self.held)
-                if not held:
-                    continue
+                    if not held:  # nothing to renew: the thread ends (`hold` starts another)
+                        self._thread = None
+                        return
                 try:
                     self.renew(conn, lock, held)
                 except sqlite3.Error:  # the store is busy or gone: the next period tries again
