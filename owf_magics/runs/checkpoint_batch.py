@@ -16,7 +16,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from owf_magics.runtime.records import StepRecord, dumps, fingerprint, ts
@@ -36,7 +36,21 @@ _MARK_JSON = dumps(_MARK)
 
 # plain JSON values (what nearly every output and event is) go through one encoder built once,
 # with the same settings as `dumps`; anything else (datetimes, models...) through `dumps` itself
-_PLAIN = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_PLAIN: Callable[[Any], str]
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+if _C_ENCODER is not None:  # CPython's C encoder, made once (no check for cycles: a cycle falls back)
+
+    def _fail(value: Any) -> Any:
+        raise TypeError(type(value).__name__)
+
+    _chunks = _C_ENCODER(None, _fail, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+
+    def _c_plain(value: Any) -> str:
+        return "".join(_chunks(value, 0))
+
+    _PLAIN = _c_plain
+else:  # pragma: no cover (other interpreters)
+    _PLAIN = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 _EMPTY = ("{}", fingerprint({}))
 
@@ -47,7 +61,7 @@ def encode(value: Any) -> str:
         return "null"
     try:
         return _PLAIN(value)
-    except TypeError:
+    except (TypeError, ValueError, RecursionError):
         return dumps(value)
 
 
