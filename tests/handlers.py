@@ -149,3 +149,8 @@ def committed_steps(path: str) -> list[str]:
 @inline
 def noop_inline() -> None:
     """Nothing, on the event loop."""
+
+
+def fail_with_token(token: str) -> None:
+    """Fails with a credential in its message (an error message that would leak it)."""
+    raise ValueError(f"could not log in with {token}")
