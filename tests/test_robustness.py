@@ -353,3 +353,25 @@ def test_the_store_serialiser_raises_one_clear_error_for_anything_it_cannot_writ
             check_storable(value, "s")
         assert info.value.message.startswith("step 's' returned a value that cannot be stored as JSON")
     assert dumps({"when": {1, 2}, "b": b"x"}) == '{"when":[1,2],"b":"x"}'  # what converts still does
+
+
+def test_records_the_store_cannot_write_become_failed_records_and_events_their_type(tmp_path: Path) -> None:
+    from owf_magics.runs.store import SQLiteRunStore
+    from owf_magics.runtime.records import StepRecord, UnstorableValue, storable_events, storable_records
+
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    store.create_run("r1", "w")
+    records = [StepRecord("a", "a", "success", {"ok": 1}), StepRecord("b", "b", "success", {"ok": 2}, input=loop)]
+    events = [{"type": "step.completed", "payload": {"ok": 1}}, {"type": "step.completed", "payload": loop}]
+    with pytest.raises(UnstorableValue):
+        store.checkpoint_many("r1", records, events)
+    store.checkpoint_many("r1", storable_records(records), storable_events(events))
+    steps = store.get_steps("r1")
+    assert steps["a"].status == "success" and steps["a"].output == {"ok": 1}
+    assert steps["b"].status == "failed" and steps["b"].input is None
+    assert steps["b"].error is not None and "step 'b'" in steps["b"].error["message"]
+    stored = [e.event for e in store.get_events("r1")]
+    assert stored[0]["payload"] == {"ok": 1} and stored[1]["type"] == "step.completed"
+    store.close()

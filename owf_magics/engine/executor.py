@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from owf_magics.engine import kinds as _kinds  # noqa: F401  (fills STEP_KINDS)
+from owf_magics.engine.checkpoints import finish
 from owf_magics.engine.frame import Frame, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
 from owf_magics.errors import OWFError
@@ -46,7 +47,7 @@ from owf_magics.runtime.context import (
     now,
     redact_error,
 )
-from owf_magics.runtime.records import UnstorableValue, check_storable
+from owf_magics.runtime.records import UnstorableValue, check_storable, storable_events, storable_records
 from owf_magics.runtime.results import RunResult, StepError, StepResult
 
 DEFAULT_MAX_WORKERS = 8
@@ -280,20 +281,8 @@ class Executor:
         )
         result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
         result.pending = list(run.pending)
-        if store is not None:
-            store.append_events(self.run_id, run.unsaved)
-            run.unsaved = []
-            if status == "waiting_approval":
-                store.set_status(self.run_id, status)
-            else:
-                for request in store.get_pending(self.run_id):  # nothing waits for them any more
-                    store.resolve_pending(request.id, None)
-                store.finish_run(
-                    self.run_id,
-                    status,
-                    outputs=result.outputs,
-                    error=result.error.to_dict() if result.error else None,
-                )
+        if store is not None:  # what is not committed yet and the run's end, in one transaction
+            finish(run, status, result.outputs, result.error.to_dict() if result.error else None)
         return result
 
     def run(self) -> RunResult:
@@ -428,15 +417,17 @@ def _output_problem(outputs: dict[str, Any], failures: Mapping[str, Exception], 
 
 
 def _store_failure(store: Any, run_id: str, run: RunContext, status: str, error: StepError) -> None:
-    """Finish a crashed run's record as failed; what cannot be written is dropped, never raised."""
-    with contextlib.suppress(Exception):
-        store.append_events(run_id, run.unsaved)
-    run.unsaved = []
-    for err in (error.to_dict(), {"code": error.code, "message": "the run stopped on an unexpected error"}):
+    """Finish a crashed run's record as failed, with the steps and events not written yet where
+    they can be; what cannot be written is dropped, never raised."""
+    records, run.uncommitted = run.uncommitted, []
+    events, run.unsaved = run.unsaved, []
+    attempts = [
+        (error.to_dict(), storable_records(records), storable_events(events)),
+        ({"code": error.code, "message": "the run stopped on an unexpected error"}, [], []),
+    ]
+    for err, steps, saved in attempts:
         try:
-            for request in store.get_pending(run_id):
-                store.resolve_pending(request.id, None)
-            store.finish_run(run_id, status, outputs=None, error=err)
+            store.finish_run(run_id, status, outputs=None, error=err, steps=steps, events=saved, close_pending=True)
             return
         except Exception:
             log.exception("could not record the failure of run %s", run_id)

@@ -66,6 +66,9 @@ class RunRecord:
         manifest_source: The manifests' source text, when given, so a new process can resume.
         manifest_ids: Names/ids of the manifests the run needs (free-form, JSON).
         metadata: Free-form JSON the caller attached.
+        lease_owner: ``host:pid:token`` of the process whose lease the run holds while it runs
+            (None when no process holds it: finished, waiting, or its process released it).
+        lease_until: When that lease expires unless renewed (UTC).
     """
 
     run_id: str
@@ -80,6 +83,13 @@ class RunRecord:
     manifest_source: str | None = None
     manifest_ids: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+    @property
+    def lease_alive(self) -> bool:
+        """Whether a process holds the run's lease now (by this machine's clock)."""
+        return self.lease_until is not None and self.lease_until > datetime.now(UTC)
 
     @property
     def duration_ms(self) -> float | None:
@@ -287,6 +297,39 @@ def check_storable(value: Any, step_id: str | None = None) -> None:
         ) from None
 
 
+def storable_records(records: Iterable[StepRecord]) -> list[StepRecord]:
+    """`records`, each one the store cannot write replaced by a failed record without its values
+    (the error says why), so one bad value fails its step and never the run's bookkeeping."""
+    out: list[StepRecord] = []
+    for rec in records:
+        try:
+            check_storable([rec.output, rec.error, rec.input, rec.usage])
+            out.append(rec)
+        except UnstorableValue as exc:
+            reason = exc.details.get("reason", exc.message)
+            error = {
+                "code": exc.code,
+                "message": f"step '{rec.step_id}': its record cannot be stored as JSON: {reason}",
+                "details": {"reason": reason, "step_id": rec.step_id},
+            }
+            failed = "failed" if rec.status == "success" else rec.status
+            out.append(dataclasses.replace(rec, status=failed, output=None, error=error, input=None, usage=None))
+    return out
+
+
+def storable_events(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """`events`, each one the store cannot write kept as its type, time and id only."""
+    out: list[Mapping[str, Any]] = []
+    for event in events:
+        try:
+            check_storable(event)
+            out.append(event)
+        except UnstorableValue:
+            kept = {k: event[k] for k in ("type", "timestamp", "event_id", "run_id") if isinstance(event.get(k), str)}
+            out.append({**kept, "payload": {"error": "the event could not be stored as JSON"}})
+    return out
+
+
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -369,7 +412,19 @@ class RunStore(Protocol):
     """What the executor needs from a run store. Every method is safe to call from any thread.
 
     Writes that belong together (a step's checkpoint and its events) happen in one transaction:
-    after a crash either both are there or neither is.
+    after a crash either both are there or neither is. `checkpoint_many` is the group commit:
+    the engine hands it every step that finished in one event-loop tick with the events emitted
+    since its last write, and waits for it to return before any step that depends on them starts.
+    Event sequence numbers are 1, 2, 3... per run without gaps; a store may keep the last one in
+    memory as long as a stale count cannot produce a duplicate (a primary key on (run, seq)).
+
+    Leases (docs/durable.md, "Leases"): `create_run` with status ``running`` gives the run a lease
+    owned by this store object (``lease_owner`` = ``host:pid:token``, ``lease_until`` = now +
+    ``lease_seconds``), which the store renews in the background while the run holds it;
+    `finish_run` and `set_status` to anything but ``running`` release it; `claim_run` takes a
+    run over for ``resume`` with one atomic compare-and-set that refuses a live lease. A store
+    whose clock is shared (PostgreSQL's ``now()``) compares leases by it; SQLite uses the
+    writing process's clock.
     """
 
     def create_run(
@@ -402,9 +457,18 @@ class RunStore(Protocol):
         outputs: Mapping[str, Any] | None = None,
         error: Mapping[str, Any] | None = None,
         finished_at: datetime | None = None,
+        steps: Sequence[StepRecord] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        close_pending: bool = False,
     ) -> None: ...
 
     def checkpoint(self, run_id: str, step: StepRecord, events: Sequence[Mapping[str, Any]] = ()) -> list[int]: ...
+
+    def checkpoint_many(
+        self, run_id: str, steps: Sequence[StepRecord], events: Sequence[Mapping[str, Any]] = ()
+    ) -> list[int]: ...
+
+    def claim_run(self, run_id: str, *, force: bool = False) -> RunRecord: ...
 
     def get_steps(self, run_id: str) -> dict[str, StepRecord]: ...
 
