@@ -40,7 +40,8 @@ class OpenWorkflow:
         state: Where runs are stored (a SQLite path, ``":memory:"``); used by durable runs.
         max_concurrent_runs: The global limit on runs executing at once.
         environment: Variables templates read as ``env.*`` (default: the process environment).
-        max_workers: Threads for synchronous action handlers (shared by this registry's runs).
+        max_workers: Threads for synchronous action handlers (shared by this registry's runs;
+            default 64, see docs/decisions.md). Mark cheap handlers ``@inline`` instead.
         prices: Model prices in USD per 1M tokens, by ``provider/model`` or model id, e.g.
             ``{"openai/gpt-4o": {"input": 2.5, "output": 10}}``; they override the shipped table.
 
@@ -57,7 +58,7 @@ class OpenWorkflow:
         max_concurrent_runs: int | None = None,
         *,
         environment: dict[str, str] | None = None,
-        max_workers: int = 8,
+        max_workers: int = 64,  # engine.DEFAULT_MAX_WORKERS: sized for handlers that wait on I/O
         prices: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
         from owf_magics.agents.providers import Prices

@@ -107,6 +107,35 @@ def echo_handler(input: dict[str, Any]) -> dict[str, Any]:
     return dict(input)
 
 
+SYNC, ASYNC = 1, 2  # how `direct_mode` says a handler runs on the loop
+
+
+def direct_mode(run: RunContext, target: str) -> int:
+    """`SYNC` for an ``@inline`` sync handler (called on the loop), `ASYNC` for a coroutine
+    function (awaited on the loop), else 0: the pool, a callable object, or a handler that cannot
+    be imported (the step's normal path reports that)."""
+    call = run.functions.get(target)
+    if call is None:
+        try:
+            call = run.functions[target] = prepare_function(target)
+        except Exception:
+            return 0
+    if call.maybe_async:
+        return 0
+    if call.is_async:
+        return ASYNC
+    return SYNC if call.inline else 0
+
+
+def call_inline(run: RunContext, call: FunctionCall, data: Any, step_id: str) -> Any:
+    """Call a handler on the loop now (what `handle` does, without its coroutine): an inline
+    handler's result, or an async handler's coroutine for the caller to await."""
+    if call.wants_context:
+        ctx = ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline)
+        return call.fn(data, context=ctx) if call.whole or not isinstance(data, dict) else call.fn(**data, context=ctx)
+    return call.fn(data) if call.whole or not isinstance(data, dict) else call.fn(**data)
+
+
 async def handle(run: RunContext, handler: Handler, data: Any, step_id: str) -> Any:
     """Call the handler's Python function: awaited, inline (``@inline``) or in the run's thread pool."""
     target: str = handler.function  # type: ignore[assignment]
