@@ -123,8 +123,8 @@ def direct_step(run: RunContext, frame: Frame, step: StepBase, found: StepFacts)
     mark = -1
     if log is None:
         step_started(run, frame, step, 1, started)
-    else:
-        mark = len(log)  # the started record goes here; when nothing else was logged, with the rest
+    else:  # nothing else logs while it runs: its started record goes with the rest, at the end
+        mark = len(log)
     extra: dict[str, Any] | None = None
     try:
         output, extra = found.direct(run, frame, step, scope, key)  # type: ignore[misc]
@@ -137,7 +137,7 @@ def direct_step(run: RunContext, frame: Frame, step: StepBase, found: StepFacts)
         if log is not None:
             log.insert(mark, started_record(frame, step, 1, started))
         return _waiting(run, frame, step, wait, started, t0)
-    return _ended(run, frame, step, found, res, extra, started, t0, mark)
+    return _ended(run, frame, step, found, res, extra, started, t0, mark, False)
 
 
 async def awaited_step(run: RunContext, frame: Frame, step: StepBase, found: StepFacts) -> StepResult:
@@ -150,9 +150,15 @@ async def awaited_step(run: RunContext, frame: Frame, step: StepBase, found: Ste
             return ended
     entry = frame.plan.entries[step.id]
     key = execution_key(frame, step.id) if run.store is not None else ""
+    log = run.log
     started = time.time()
     t0 = time.perf_counter()
-    step_started(run, frame, step, 1, started)
+    mark = -1
+    if log is None:
+        step_started(run, frame, step, 1, started)
+    else:  # other steps log while it waits: a place for its started record, filled at the end
+        mark = len(log)
+        log.append(None)
     extra: dict[str, Any] | None = None
     try:
         pending, extra = found.direct(run, frame, step, scope, key)  # type: ignore[misc]
@@ -162,13 +168,17 @@ async def awaited_step(run: RunContext, frame: Frame, step: StepBase, found: Ste
     except Exception as exc:
         res = StepResult(step.id, "failed", None, to_step_error(exc), 1, entry.backend)
     except Waiting as wait:
+        if log is not None:
+            log[mark] = started_record(frame, step, 1, started)
         return _waiting(run, frame, step, wait, started, t0)
     except asyncio.CancelledError:
+        if log is not None:
+            log[mark] = started_record(frame, step, 1, started)
         res = StepResult(step.id, "canceled", None, StepError("CANCELED", "canceled"), 1, entry.backend)
         trace_step(run, frame, step, res, attempt=1, started=started, duration=(time.perf_counter() - t0) * 1000)
         put_result(frame, res)
         raise
-    return _ended(run, frame, step, found, res, extra, started, t0, -1)
+    return _ended(run, frame, step, found, res, extra, started, t0, mark, True)
 
 
 def _waiting(run: RunContext, frame: Frame, step: StepBase, wait: Waiting, started: float, t0: float) -> StepResult:
@@ -192,16 +202,22 @@ def _ended(
     started: float,
     t0: float,
     mark: int,
+    placed: bool,
 ) -> StepResult:
-    """Record a finished attempt (one compact record when nothing was logged since `mark`), then
-    the result, its view and the checkpoint."""
+    """Record a finished attempt, then the result, its view and the checkpoint. A success is one
+    compact record: with `placed`, its started event goes in the place the step kept at `mark`;
+    otherwise (nothing was logged since `mark`) right before the rest."""
     duration = (time.perf_counter() - t0) * 1000
     res.duration_ms = round(duration, 3)
     log = run.log
-    if mark >= 0 and log is not None and len(log) == mark and res.error is None:
-        log.append(ran_record(frame, step, frame.plan.entries[step.id], started, res.output, duration))
+    if log is not None and res.error is None and (placed or len(log) == mark):
+        log.append(
+            ran_record(mark if placed else -1, frame, step, frame.plan.entries[step.id], started, res.output, duration)
+        )
     else:
-        if mark >= 0 and log is not None:
+        if log is not None and placed:
+            log[mark] = started_record(frame, step, 1, started)
+        elif log is not None:
             log.insert(mark, started_record(frame, step, 1, started))
         trace_step(run, frame, step, res, attempt=1, started=started, duration=duration)
         if res.error is not None:

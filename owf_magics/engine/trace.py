@@ -23,7 +23,7 @@ from owf_magics.runtime.context import (
 )
 from owf_magics.runtime.results import StepResult
 
-_EVENT, _STARTED, _DONE, _RAN = 0, 1, 2, 3
+_EVENT, _STARTED, _DONE, _RAN, _PLACED = 0, 1, 2, 3, 4
 
 
 def trace_step(
@@ -167,12 +167,16 @@ def started_record(frame: Frame, step: StepBase, attempt: int, timestamp: float)
 
 
 def ran_record(
-    frame: Frame, step: StepBase, entry: Any, started: float, output: Any, duration: float
+    mark: int, frame: Frame, step: StepBase, entry: Any, started: float, output: Any, duration: float
 ) -> tuple[Any, ...]:
-    """One record for a first attempt that succeeded with nothing logged while it ran: its
-    ``step.started`` event, trace row and ``step.execution.completed`` event."""
-    key = (frame.order.get(step.id, 0), frame.iteration, 1)
-    return (_RAN, key, step, entry, frame.prefix, started, output, duration)
+    """One record for a first attempt that succeeded: its ``step.started`` event (right before
+    the rest, or with `mark` >= 0 at that index, where the step put a None when it started), its
+    trace row and its ``step.execution.completed`` event."""
+    # the sort key's parts inline (rank, iteration): a tuple fewer per step while the run goes on
+    rank = frame.order.get(step.id, 0)
+    if mark < 0:
+        return (_RAN, rank, frame.iteration, step, entry, frame.prefix, started, output, duration)
+    return (_PLACED, rank, frame.iteration, step, entry, frame.prefix, started, output, duration, mark)
 
 
 def step_event(
@@ -213,7 +217,9 @@ class Bookkeeping:
 
     __slots__ = ("log", "run_id", "secrets", "seq")
 
-    def __init__(self, log: list[tuple[Any, ...]], run_id: str, secrets: dict[str, str], seq: itertools.count[int]):
+    def __init__(
+        self, log: list[tuple[Any, ...] | None], run_id: str, secrets: dict[str, str], seq: itertools.count[int]
+    ):
         self.log = log
         self.run_id = run_id
         self.secrets = secrets
@@ -231,16 +237,29 @@ class Bookkeeping:
             event.setdefault("event_id", f"evt_{run_id}_{next(seq):05d}")
             events.append((key, event))
 
-        for rec in self.log:
+        log = self.log
+        # a step's started event goes where it put a None when it started (see `ran_record`)
+        starts = {rec[9]: rec for rec in log if rec is not None and rec[0] == _PLACED}
+        for at, rec in enumerate(log):
+            if rec is None:
+                ran = starts.get(at)
+                if ran is None:  # a step stopped by something no step catches (KeyboardInterrupt)
+                    continue
+                _, rank, iteration, step, entry, prefix, started = ran[:7]
+                key = (rank, iteration, 1)
+                add(key, _event(run_id, key, step, entry, prefix, "step.started", started, {}))
+                continue
             tag = rec[0]
             if tag == _DONE:
                 row, completed = _done(run_id, *rec[1:])
                 rows.append((rec[1], row))
                 if completed is not None:
                     add(rec[1], completed)
-            elif tag == _RAN:
-                _, key, step, entry, prefix, started, output, duration = rec
-                add(key, _event(run_id, key, step, entry, prefix, "step.started", started, {}))
+            elif tag in (_RAN, _PLACED):
+                _, rank, iteration, step, entry, prefix, started, output, duration = rec[:9]
+                key = (rank, iteration, 1)
+                if tag == _RAN:
+                    add(key, _event(run_id, key, step, entry, prefix, "step.started", started, {}))
                 row, completed = _done(
                     run_id, key, step, entry, prefix, "success", output, None, started, duration, None, 0.0, True
                 )

@@ -121,7 +121,7 @@ class RunContext:
     # lazy bookkeeping: with no callback and no store nobody reads events or trace rows while the
     # run goes on, so steps append compact records here and `engine.trace.build` turns them into
     # rows and events (in the same order, with the same ids) when the result is read
-    log: list[tuple[Any, ...]] | None = None
+    log: list[tuple[Any, ...] | None] | None = None
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
         log = self.log
