@@ -18,6 +18,7 @@ from owf_magics.runtime.backend import ExecutionContext
 from owf_magics.runtime.context import RunContext
 
 F = TypeVar("F", bound=Callable[..., Any])
+SYNC, ASYNC = 1, 2  # how `direct_mode` says a handler runs on the loop
 
 
 def resolve_function(target: str) -> Any:
@@ -57,6 +58,15 @@ class FunctionCall:
     whole: bool  # takes the input as one argument (input/data/payload/args) instead of keywords
     wants_context: bool
     maybe_async: bool  # a callable object, whose __call__ may return an awaitable
+
+    @property
+    def mode(self) -> int:
+        """`SYNC`, `ASYNC` or 0 (see `direct_mode`)."""
+        if self.maybe_async:
+            return 0
+        if self.is_async:
+            return ASYNC
+        return SYNC if self.inline else 0
 
     def __call__(self, input: Any, context: ExecutionContext | None) -> Any:
         kwargs = {"context": context} if self.wants_context else {}
@@ -107,9 +117,6 @@ def echo_handler(input: dict[str, Any]) -> dict[str, Any]:
     return dict(input)
 
 
-SYNC, ASYNC = 1, 2  # how `direct_mode` says a handler runs on the loop
-
-
 def direct_mode(run: RunContext, target: str) -> int:
     """`SYNC` for an ``@inline`` sync handler (called on the loop), `ASYNC` for a coroutine
     function (awaited on the loop), else 0: the pool, a callable object, or a handler that cannot
@@ -120,11 +127,7 @@ def direct_mode(run: RunContext, target: str) -> int:
             call = run.functions[target] = prepare_function(target)
         except Exception:
             return 0
-    if call.maybe_async:
-        return 0
-    if call.is_async:
-        return ASYNC
-    return SYNC if call.inline else 0
+    return call.mode
 
 
 def call_inline(run: RunContext, call: FunctionCall, data: Any, step_id: str) -> Any:

@@ -203,7 +203,8 @@ def action_direct(frame: Frame, step: ActionStep) -> Any:
     target: str = action.handler.function  # type: ignore[assignment]
 
     def ready(run: RunContext) -> int:
-        return direct_mode(run, target)
+        call = run.functions.get(target)
+        return call.mode if call is not None else direct_mode(run, target)
 
     def run_direct(run: RunContext, frame: Frame, step: ActionStep, scope: dict[str, Any], key: str) -> Any:
         data = render_input(step.input, scope, step.id)

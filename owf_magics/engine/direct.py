@@ -61,7 +61,10 @@ class StepFacts:
 def facts(frame: Frame, step: StepBase) -> StepFacts:
     """The step's facts, cached per plan by the step object (an adapter may run a copy of a step,
     without its retry say, and that copy keeps its own)."""
-    table: dict[int, tuple[StepBase, StepFacts]] = frame.plan.memo.setdefault("facts", {})
+    memo = frame.plan.memo
+    table: dict[int, tuple[StepBase, StepFacts]] | None = memo.get("facts")
+    if table is None:
+        table = memo["facts"] = {}
     hit = table.get(id(step))
     if hit is not None and hit[0] is step:
         return hit[1]
