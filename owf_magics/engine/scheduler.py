@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from owf_magics.agents.loop import NO_USAGE, Accounting
-from owf_magics.connectors.function import SYNC
+from owf_magics.connectors.function import ASYNC, SYNC
 from owf_magics.engine.checkpoints import checkpoint, restore
 from owf_magics.engine.direct import awaited_step, direct_step, facts, hold, runs_direct, skip
 from owf_magics.engine.frame import (
@@ -69,12 +69,24 @@ async def run_block(run: RunContext, frame: Frame, key: BlockKey) -> StepError |
     waits = block.waits
     roots = [sid for sid in sched.members if not waits[sid]]
     tasks = block.tasks
-    tasks.extend(asyncio.create_task(block.chain(sid)) for sid in roots[1:])
+    leaves: dict[int, str] = {}  # task index -> the awaited step it runs without a chain around it
+    after, models = sched.after, frame.models
+    for sid in roots[1:]:
+        if not after[sid]:  # nothing follows it in the block: a fan-out's step
+            step = models[sid]
+            found = facts(frame, step)
+            if found.direct is not None and runs_direct(run, found) == ASYNC:
+                leaves[len(tasks)] = sid
+                tasks.append(asyncio.create_task(awaited_step(run, frame, step, found)))
+                continue
+        tasks.append(asyncio.create_task(block.chain(sid)))
     try:
         await block.chain(roots[0])
         i = 0
         while i < len(tasks):  # tasks may start more tasks while we wait
-            await tasks[i]
+            out = await tasks[i]
+            if i in leaves:
+                block.ended(leaves[i], out)
             i += 1
     except BaseException:
         for task in tasks:
@@ -106,7 +118,16 @@ class _Block:
         self.blocked: set[str] = set()
         self.held: set[str] = set()  # waiting for something from outside, or after a step that is
         self.failures: dict[str, StepError] = {}
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def ended(self, sid: str, res: StepResult) -> None:
+        """A step ran: a failure blocks what follows it, a wait holds it."""
+        status = res.status
+        if status == "failed" and not self.frame.models[sid].continueOnError:
+            self.failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
+            self.blocked.add(sid)
+        elif status == "waiting":
+            self.held.add(sid)
 
     async def chain(self, sid: str | None) -> None:
         run, frame, blocked, held, waits = self.run, self.frame, self.blocked, self.held, self.waits
@@ -131,12 +152,7 @@ class _Block:
                 except BaseException:
                     blocked.add(sid)
                     raise
-                status = res.status
-                if status == "failed" and not step.continueOnError:
-                    self.failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
-                    blocked.add(sid)
-                elif status == "waiting":
-                    held.add(sid)
+                self.ended(sid, res)
             ready = []
             for nxt in after[sid]:
                 if sid in blocked:
