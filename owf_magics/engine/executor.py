@@ -48,10 +48,12 @@ from owf_magics.runtime.context import (
 )
 from owf_magics.runtime.results import RunResult, StepError, StepResult
 
-#: ``gc.freeze()`` once per plan, at its first run (``OWF_GC_FREEZE=0`` turns it off): the
-#: catalog, models and plan are long-lived, and a full collection that walks them cost a 10,000-item
-#: forEach 40% of its time. Frozen objects are still freed by reference counting.
-FREEZE = os.environ.get("OWF_GC_FREEZE", "1") != "0"
+#: ``gc.freeze()`` once per process, at the first run (``OWF_GC_FREEZE=0`` turns it off): the
+#: imported libraries, the catalog and the plan are long-lived, and a full collection that walked
+#: them cost a 10,000-item forEach 40% of its time. Frozen objects are still freed by reference
+#: counting; only cyclic garbage made before that moment is kept, so it happens once, not per plan
+#: (a service that plans a manifest per request would otherwise keep a little more each time).
+FREEZE = [os.environ.get("OWF_GC_FREEZE", "1") != "0"]
 DEFAULT_MAX_WORKERS = 64  # sync handlers mostly wait on I/O: see docs/decisions.md
 
 
@@ -177,7 +179,8 @@ class Executor:
         if "models" not in memo:  # once per plan: step models by id, and each step's rank in graph order
             memo["models"] = step_models(wf)
             memo["order"] = {sid: float(i) for i, sid in enumerate(self.plan.graph.topological())}
-            if FREEZE:  # what is loaded and planned lives long: full collections stop walking it
+            if FREEZE[0]:  # what is loaded and planned lives long: full collections stop walking it
+                FREEZE[0] = False
                 gc.freeze()
         frame = Frame(self.plan, memo["models"], inputs, ChainMap({}), {}, order=memo["order"])
         limit = parse_duration(wf.timeout) if wf.timeout is not None else None
