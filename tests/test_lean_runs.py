@@ -194,3 +194,13 @@ def test_a_direct_forEach_body_gives_what_the_task_per_item_body_gives() -> None
     assert _plain(direct.trace_rows) == _plain(full.trace_rows)
     assert _plain(direct.events) == _plain(full.events)
     assert [r["iteration"] for r in direct.trace_rows if r["step_id"] == "tag"] == ["0", "1", "2", "3"]
+
+
+def test_a_lazy_result_pickles_with_its_trace_and_events(ow: OpenWorkflow) -> None:
+    import pickle
+
+    result = ow.workflow("chain").execute()
+    copy = pickle.loads(pickle.dumps(result))
+    assert copy.status == "completed" and copy.outputs == result.outputs
+    assert [r["step_id"] for r in copy.trace_rows] == ["a0", "a", "b", "c", "d"]
+    assert copy.events == result.events

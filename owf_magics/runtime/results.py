@@ -126,6 +126,15 @@ class RunResult:
         lazy, self._lazy = self._lazy, None
         self._trace_rows, self._events = lazy.build()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a batch run's result coming back from a worker) with its rows and events built."""
+        if self._lazy is not None:
+            self._materialise()
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     @property
     def events(self) -> list[dict[str, Any]]:
         """Every event of the run, in deterministic order (graph rank, iteration, attempt)."""
