@@ -98,8 +98,11 @@ def direct_body(run: RunContext, frame: Frame, key: BlockKey) -> list[tuple[Step
     """A body that is a chain of direct steps (see `owf_magics.engine.direct`), in order; else None.
 
     Such a body never awaits, so every item runs to its end before the next starts, as the items'
-    tasks did: the records, results and event ids are the same without the tasks.
+    tasks did: the records, results and event ids are the same without the tasks. With a store
+    the items keep their tasks, whose checkpoints commit before the steps after them start.
     """
+    if run.store is not None:  # each item's steps commit before the next starts (scheduler.durable)
+        return None
     sched = frame.plan.graph.schedule(key)
     members = sched.members
     if not members or sched.waits[members[0]]:

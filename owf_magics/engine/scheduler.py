@@ -14,7 +14,7 @@ from typing import Any
 
 from owf_magics.agents.loop import NO_USAGE, Accounting
 from owf_magics.connectors.function import ASYNC, SYNC
-from owf_magics.engine.checkpoints import checkpoint, restore
+from owf_magics.engine.checkpoints import checkpoint, durable, restore
 from owf_magics.engine.direct import awaited_step, direct_step, facts, hold, runs_direct, skip
 from owf_magics.engine.frame import (
     VIEW_KEYS,
@@ -73,7 +73,7 @@ async def run_block(run: RunContext, frame: Frame, key: BlockKey) -> StepError |
     leaves: dict[int, str] = {}  # task index -> the awaited step it runs without a chain around it
     after, models = sched.after, frame.models
     for sid in roots[1:]:
-        if not after[sid]:  # nothing follows it in the block: a fan-out's step
+        if not after[sid] and run.store is None:  # nothing follows it, nothing to commit: a fan-out's step
             step = models[sid]
             found = facts(frame, step)
             if found.direct is not None and runs_direct(run, found) == ASYNC:
@@ -154,6 +154,8 @@ class _Block:
                     blocked.add(sid)
                     raise
                 self.ended(sid, res)
+            if run.uncommitted:  # its checkpoint is committed before anything after it starts
+                await durable(run)
             ready = []
             for nxt in after[sid]:
                 if sid in blocked:
@@ -218,6 +220,7 @@ async def run_inline_loop(run: RunContext, frame: Frame, step: StepBase) -> Step
         res, extra = await attempts(run, sub, step)
         if run.store is not None:
             checkpoint(run, sub, step, res)  # each iteration resumes on its own
+            await durable(run)  # iterations finishing in one loop tick share a transaction
         return res, extra
 
     outcomes = await map_items(items, limit, iteration)
