@@ -201,6 +201,7 @@ def action_direct(frame: Frame, step: ActionStep) -> Any:
     if policy is not None and policy.required != "never":
         return None
     target: str = action.handler.function  # type: ignore[assignment]
+    schema = bool(action.input)
 
     def ready(run: RunContext) -> int:
         call = run.functions.get(target)
@@ -210,7 +211,8 @@ def action_direct(frame: Frame, step: ActionStep) -> Any:
         data = render_input(step.input, scope, step.id)
         if run.store is not None:
             run.seen.setdefault(key, {})["input"] = redact(data, run.secrets) if run.secrets else data
-        data = validate_action_input(action, data)
+        if schema:  # defaults and the JSON Schema (an action without one takes its input as it is)
+            data = validate_action_input(action, data)
         return call_inline(run, run.functions[target], data, step.id), None
 
     return ready, run_direct
