@@ -57,7 +57,8 @@ class OpenWorkflow:
         template_limits: The budget of every template evaluation (`TemplateLimits`, or a dict of
             its fields: max_string, max_items, max_int_bits, max_total, max_iterations,
             max_seconds); see docs/security.md for the defaults.
-        max_workers: Threads for synchronous action handlers (shared by this registry's runs).
+        max_workers: Threads for synchronous action handlers (shared by this registry's runs;
+            default 64, see docs/decisions.md). Mark cheap handlers ``@inline`` instead.
         prices: Model prices in USD per 1M tokens, by ``provider/model`` or model id, e.g.
             ``{"openai/gpt-4o": {"input": 2.5, "output": 10}}``; they override the shipped table.
         allow_handlers: The connector handler kinds (``function``, ``http``, ``command``,
@@ -81,7 +82,7 @@ class OpenWorkflow:
         max_concurrent_runs: int | None = None,
         *,
         environment: dict[str, str] | None = None,
-        max_workers: int = 8,
+        max_workers: int = 64,  # engine.DEFAULT_MAX_WORKERS: sized for handlers that wait on I/O
         prices: Mapping[str, Mapping[str, float]] | None = None,
         allow_handlers: Collection[str] | None = None,
         http_limits: HttpLimits | Mapping[str, Any] | None = None,
