@@ -381,6 +381,21 @@ def _durable_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from owf_magics.errors import ManifestError
+    from owf_magics.formats.convert import convert_file
+
+    try:
+        text = convert_file(args.file, to=args.to)
+    except ManifestError as exc:
+        for d in exc.diagnostics:
+            print(d.format(), file=sys.stderr)
+        print(f"{len(exc.diagnostics)} error(s)", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from owf_magics.manifest.models import json_schema
 
@@ -445,6 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("name")
     pt.add_argument("--json", action="store_true")
     pt.set_defaults(func=cmd_backend_test)
+
+    p = sub.add_parser("convert", help="print a flow, spec or request of another format as OpenWorkflow YAML")
+    p.add_argument("file", help="the file to convert (OpenFlow flow, AgentFlow spec, workflow-runner request)")
+    p.add_argument("--to", default="openworkflow", choices=["openworkflow"], help="target format")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("schema", help="print the canonical model as JSON Schema")
     p.add_argument("--json", action="store_true", help="(the output is always JSON)")

@@ -25,6 +25,7 @@ from owf_magics.errors import (
     sort_diagnostics,
     suggestion,
 )
+from owf_magics.formats import convert_documents
 from owf_magics.manifest.budget import TemplateLimits
 from owf_magics.manifest.catalog import Catalog, Loaded
 from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_path, parse_text
@@ -190,6 +191,7 @@ class OpenWorkflow:
         docs: list[SourceDocument] = []
         for source in sources:
             docs.extend(self._parse(source, bag, name=name, line_offset=line_offset))
+        docs = convert_documents(docs, bag)  # OpenFlow, AgentFlow, ... become OpenWorkflow documents
         raws: list[RawManifest] = []
         for doc in docs:
             raws.extend(split_document(doc, bag))
