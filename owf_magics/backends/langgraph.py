@@ -361,7 +361,7 @@ class _Compiler:
         """
         from langchain_core.runnables import RunnableLambda
 
-        from owf_magics.backends.langchain import run_sync
+        from owf_magics.backends.langchain_parts import run_sync
 
         async def afunc(state: WorkflowState, config: Any) -> dict[str, Any]:
             return await impl(state, config, node_attempt())
