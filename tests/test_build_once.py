@@ -5,6 +5,7 @@ tools) once and reuses it across steps and runs (a changed agent, a new catalog 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -123,3 +124,24 @@ def test_to_langgraph_compiles_once_per_plan(ow, tmp_path):
     ow.load(FLOW.replace("inputs.n * 2", "inputs.n * 3"))  # a new catalog: a new plan, a new graph
     again = ow.workflow("twice").to_langgraph()
     assert again is not graph and again.invoke({"inputs": {"n": 5}})["outputs"] == {"r": 15}
+
+
+def test_a_cached_agent_answers_an_unknown_tool_as_native(ow):
+    """The scripted model calls a tool the agent lacks, sees the answer, then calls the real one:
+    the run completes on the langchain backend exactly as on native."""
+    ow.load(CALCULATOR)
+    ow.load(
+        AGENT.replace(
+            "        - tool_calls: [{name: calculator_add, args: {a: 1, b: 2}}]\n",
+            "        - tool_calls: [{name: calculator_nope, args: {}}]\n"
+            "        - tool_calls: [{name: calculator_add, args: {a: 1, b: 2}}]\n",
+        ).replace("maxToolCalls: 1", "maxToolCalls: 2")
+    )
+    on_langchain = ow.workflow("ask").execute()
+    native = ow.workflow("ask").execute(prefer_backend="native")
+    assert on_langchain.status == native.status == "completed"
+    assert on_langchain.outputs == native.outputs == {"a": "SUM", "b": "SUM"}
+    [built] = cache(ow)._built.values()
+    answer = built.graph.nodes["tools"].bound._validate_tool_call({"name": "calculator_nope", "id": "c1", "args": {}})
+    assert answer.status == "error" and answer.tool_call_id == "c1"
+    assert json.loads(answer.content) == {"error": "unknown tool 'calculator_nope'", "tools": ["calculator_add"]}

@@ -23,6 +23,7 @@ from owf_magics.backends.langchain_parts import (
     AGENT_TYPES,
     DEFAULT_MAX_ITERATIONS,
     MEMORY_TYPES,
+    PRODUCED,
     ActionCaller,
     AgentOptions,
     OfflineChatModel,
@@ -190,7 +191,7 @@ class LangChainBackend(Backend):
         from langchain_core.messages import AIMessage, HumanMessage
         from langgraph.errors import GraphRecursionError
 
-        from owf_magics.agents.providers import Usage, cost_of, estimate_tokens
+        from owf_magics.agents.providers import LangChainChatModel, Usage, cost_of, estimate_tokens
         from owf_magics.backends.langchain_agents import CallState, calling
 
         built = self._agents.get(manifest, context)  # the agent's graph, model and tools, built once
@@ -209,7 +210,8 @@ class LangChainBackend(Backend):
         call = CallState(context, context.metadata.get("call_action"), context.metadata.get("turn_hooks"))
         start = len(history) + 1
         turns: list[Any] = []  # every AIMessage the model produced, in order, also when the run fails
-        callbacks = [_usage_collector(turns)]
+        offline = not isinstance(model, LangChainChatModel)  # an offline model reports its turns itself
+        callbacks = [] if offline else [_usage_collector(turns)]
         if options.verbose:
             callbacks.append(_VerboseLog(agent.name, context.secrets))
 
@@ -237,11 +239,15 @@ class LangChainBackend(Backend):
             return rows
 
         try:
-            with calling(call):
-                state = await graph.ainvoke(
-                    {"messages": [*history, HumanMessage(content, additional_kwargs={"owf_raw": raw})]},
-                    {"recursion_limit": 2 * options.max_iterations, "callbacks": callbacks},
-                )
+            produced_token = PRODUCED.set(turns if offline else None)
+            try:
+                with calling(call):
+                    state = await graph.ainvoke(
+                        {"messages": [*history, HumanMessage(content, additional_kwargs={"owf_raw": raw})]},
+                        {"recursion_limit": 2 * options.max_iterations, "callbacks": callbacks},
+                    )
+            finally:
+                PRODUCED.reset(produced_token)
         except GraphRecursionError as exc:
             raise _with_usage(
                 BackendError(

@@ -138,11 +138,39 @@ def build_agent(manifest: Mapping[str, Any], context: ExecutionContext, *, limit
     chat = model.chat if isinstance(model, LangChainChatModel) else OfflineChatModel(owf_model=model)
     tools = _tools(agent, context, options)
     system = system_prompt(agent)
-    middleware = [native_unknown_tools([t.name for t in tools])] if tools else []
-    if limited:
-        middleware.append(_turn_limits(system))
+    names = [t.name for t in tools]
+    middleware = [_turn_limits(system)] if limited else []
     graph = create_agent(chat, tools, system_prompt=system or None, middleware=middleware, name=agent.name)
-    return BuiltAgent(agent, options, model, graph, [t.name for t in tools], system, None)
+    if tools and not _answer_unknown_tools(graph, names):  # a LangGraph without the seam: the middleware
+        middleware.insert(0, native_unknown_tools(names))
+        graph = create_agent(chat, tools, system_prompt=system or None, middleware=middleware, name=agent.name)
+    return BuiltAgent(agent, options, model, graph, names, system, None)
+
+
+def _answer_unknown_tools(graph: Any, names: list[str]) -> bool:
+    """Make the agent's tool node answer a call to a tool it does not have as the native loop does.
+
+    A ``wrap_tool_call`` middleware does the same, but LangChain wraps every such hook in a
+    LangSmith ``traceable`` that hops to a thread four times per tool call (a quarter of an agent
+    step); the tool node's own check for unknown names costs nothing. Returns False when this
+    LangGraph's tool node has no such check (the caller then uses the middleware).
+    """
+    from langchain_core.messages import ToolMessage
+
+    node = getattr(graph.nodes.get("tools"), "bound", None)
+    if node is None or not callable(getattr(node, "_validate_tool_call", None)):
+        return False
+    known = set(names)
+    body = json.dumps  # the native loop's answer, as native_unknown_tools gives it
+
+    def validate(call: Mapping[str, Any]) -> Any:
+        if call["name"] in known:
+            return None
+        text = body({"error": f"unknown tool '{call['name']}'", "tools": sorted(names)})
+        return ToolMessage(text, tool_call_id=call["id"], name=call["name"], status="error")
+
+    node._validate_tool_call = validate
+    return True
 
 
 def _tools(agent: Agent, context: ExecutionContext, options: AgentOptions) -> list[Any]:
