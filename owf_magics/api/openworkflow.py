@@ -15,9 +15,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from owf_magics.api.guard import load_failure
 from owf_magics.api.workflow import Callback, Source, Workflow
 from owf_magics.connectors.http_limits import HttpLimits
-from owf_magics.errors import Diagnostic, DiagnosticBag, OWFError, sort_diagnostics, suggestion
+from owf_magics.errors import (
+    Diagnostic,
+    DiagnosticBag,
+    ManifestError,
+    OWFError,
+    sort_diagnostics,
+    suggestion,
+)
 from owf_magics.manifest.budget import TemplateLimits
 from owf_magics.manifest.catalog import Catalog, Loaded
 from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_path, parse_text
@@ -153,6 +161,9 @@ class OpenWorkflow:
         """Load several sources as one batch, so references between them resolve (all or nothing).
 
         `allow_handlers` as for `load`.
+
+        Raises:
+            ManifestError: Every problem found (and nothing else: see `owf_magics.api.guard`).
         """
         # A load builds tens of thousands of acyclic containers (the positioned YAML tree, models):
         # with the collector on, each burst triggers full collections over the whole heap, a fifth
@@ -169,7 +180,27 @@ class OpenWorkflow:
         self, sources: Iterable[Source], *, name: str | None, line_offset: int, allow_handlers: Collection[str] | None
     ) -> list[Loaded[Any]]:
         allowed = self.allow_handlers if allow_handlers is None else allowed_handlers(allow_handlers)
+        sources = list(sources)
+        for source in sources:
+            if not isinstance(source, dict | list | str | os.PathLike):
+                raise TypeError(f"cannot load manifests from {type(source).__name__}")
         bag = DiagnosticBag()
+        try:
+            return self._load_many(sources, bag, allowed, name=name, line_offset=line_offset)
+        except ManifestError:
+            raise
+        except Exception as exc:  # the last resort: a bug or a library limit is still a ManifestError
+            raise load_failure(exc, sources, name, bag) from None
+
+    def _load_many(
+        self,
+        sources: list[Source],
+        bag: DiagnosticBag,
+        allowed: frozenset[str] | None,
+        *,
+        name: str | None,
+        line_offset: int,
+    ) -> list[Loaded[Any]]:
         docs: list[SourceDocument] = []
         for source in sources:
             docs.extend(self._parse(source, bag, name=name, line_offset=line_offset))

@@ -15,10 +15,12 @@ import concurrent.futures
 import contextlib
 import importlib
 import itertools
+import logging
 import os
 import signal
 import threading
 import time
+import traceback
 from collections import ChainMap
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -45,9 +47,12 @@ from owf_magics.runtime.context import (
     now,
     redact_error,
 )
+from owf_magics.runtime.records import UnstorableValue, check_storable, storable_events, storable_records
 from owf_magics.runtime.results import RunResult, StepError, StepResult
 
 DEFAULT_MAX_WORKERS = 8
+
+log = logging.getLogger("owf_magics.run")
 
 
 @dataclass
@@ -125,6 +130,57 @@ class Executor:
         raise OWFError("no free run id", code="INTERNAL_ERROR")
 
     async def arun(self) -> RunResult:
+        """Run the plan; once the run has a record, it ends in a terminal state whatever happens
+        (failed with INTERNAL_ERROR at worst), in the result and in the store."""
+        self._live: tuple[RunContext, Frame | None] | None = None
+        try:
+            return await self._arun()
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # a handler's sys.exit() is that step's business, not the process's: the run fails
+            if self._live is None:  # nothing started: bad inputs, a missing backend
+                if isinstance(exc, OWFError) and self.secrets:  # an input echoed in the message
+                    exc.message, exc.details = redact(exc.message, self.secrets), redact(exc.details, self.secrets)
+                    exc.args = (exc.message,)
+                raise
+            result = self._crashed(exc, *self._live)
+            if isinstance(exc, KeyboardInterrupt):  # the user wants out: recorded, then let through
+                raise
+            return result
+
+    def _crashed(self, exc: BaseException, run: RunContext, frame: Frame | None) -> RunResult:
+        """The result (and stored record) of a run stopped by an unexpected exception."""
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, OWFError):
+            error = StepError(exc.code, exc.message, {**exc.details, "exception": type(exc).__name__})
+        elif isinstance(exc, KeyboardInterrupt):
+            error = StepError("CANCELED", "the run was interrupted", {"exception": "KeyboardInterrupt"})
+        else:
+            error = StepError(
+                "INTERNAL_ERROR", f"the run stopped on an unexpected error: {text}", {"exception": type(exc).__name__}
+            )
+        error = redact_error(error, self.secrets)
+        log.debug("%s", redact("".join(traceback.format_exception(exc)), self.secrets))
+        results = frame.results if frame is not None else {}
+        if frame is not None:
+            _mark_unfinished(frame)
+        status = "canceled" if error.code == "CANCELED" else "failed"
+        result = _finish(run, self.item.model.name, status, {}, results, error)
+        with contextlib.suppress(Exception):
+            run.emit(
+                (10**9,),
+                {
+                    "type": f"run.{status}",
+                    "timestamp": now(),
+                    "payload": {"status": status, "run_id": self.run_id},
+                    "metadata": {"error": error.to_dict()},
+                },
+            )
+        result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
+        if self.store is not None:
+            _store_failure(self.store, self.run_id, run, status, error)
+        return result
+
+    async def _arun(self) -> RunResult:
         memo = self.plan.memo
         if "available" not in memo:
             self.plan.check_available()
@@ -158,6 +214,7 @@ class Executor:
         if store is not None and (resume is None or not resume.continuing):
             self._create_record(store, wf, inputs, resume)
             run.run_id = self.run_id
+        self._live = (run, None)  # from here on the run ends in a terminal state
         run.emit(
             (-1,),
             {
@@ -171,6 +228,7 @@ class Executor:
             memo["models"] = step_models(wf)
             memo["order"] = {sid: float(i) for i, sid in enumerate(self.plan.graph.topological())}
         frame = Frame(self.plan, memo["models"], inputs, ChainMap({}), {}, order=memo["order"])
+        self._live = (run, frame)
         limit = parse_duration(wf.timeout) if wf.timeout is not None else None
         if limit is not None:
             run.deadline = datetime.now(UTC) + timedelta(seconds=limit)
@@ -199,8 +257,12 @@ class Executor:
             outcome = StepError("CANCELED", "the run was canceled", {"canceled_at": now()})
             status = "canceled"
             _mark_unfinished(frame)
-        outputs = render_outputs(wf.outputs, frame.scope(run))
+        failures: dict[str, Exception] = {}
+        outputs = render_outputs(wf.outputs, frame.scope(run), failures=failures)
         LIMITS.reset(limits_token)
+        problem = _output_problem(outputs, failures, check=store is not None)
+        if problem is not None and status == "completed":  # its steps succeeded, but not its outputs
+            status, outcome = "failed", problem
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         final = {
@@ -335,3 +397,37 @@ def _finish(
         usage,
         redact_error(error, run.secrets) if error else None,
     )
+
+
+def _output_problem(outputs: dict[str, Any], failures: Mapping[str, Exception], *, check: bool) -> StepError | None:
+    """The first output whose template failed or (`check`: with a store) whose value the store
+    cannot write; those values become None. None when every output is fine."""
+    problem: StepError | None = None
+    for name, exc in failures.items():
+        message = exc.message if isinstance(exc, OWFError) else str(exc)
+        details = dict(exc.details) if isinstance(exc, OWFError) else {}
+        problem = problem or StepError("VALIDATION", f"output '{name}' failed: {message}", {**details, "output": name})
+    for name, value in outputs.items() if check else ():
+        try:
+            check_storable(value)
+        except UnstorableValue as exc:
+            outputs[name] = None
+            problem = problem or StepError(exc.code, f"output '{name}': {exc.message}", {**exc.details, "output": name})
+    return problem
+
+
+def _store_failure(store: Any, run_id: str, run: RunContext, status: str, error: StepError) -> None:
+    """Finish a crashed run's record as failed, with the steps and events not written yet where
+    they can be; what cannot be written is dropped, never raised."""
+    records, run.uncommitted = run.uncommitted, []
+    events, run.unsaved = run.unsaved, []
+    attempts = [
+        (error.to_dict(), storable_records(records), storable_events(events)),
+        ({"code": error.code, "message": "the run stopped on an unexpected error"}, [], []),
+    ]
+    for err, steps, saved in attempts:
+        try:
+            store.finish_run(run_id, status, outputs=None, error=err, steps=steps, events=saved, close_pending=True)
+            return
+        except Exception:
+            log.exception("could not record the failure of run %s", run_id)

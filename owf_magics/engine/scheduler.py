@@ -55,6 +55,7 @@ from owf_magics.runtime.context import (
     open_request,
     to_step_error,
 )
+from owf_magics.runtime.records import check_storable
 from owf_magics.runtime.results import StepError, StepResult
 from owf_magics.runtime.retry import retry_delay, retryable
 
@@ -278,6 +279,8 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
                     WAIT_FLAGS.reset(token)
                     if waited[0]:
                         flag_wait()  # the step that holds this one waits too
+            if run.store is not None:
+                check_storable(output, step.id)  # an output the store cannot write fails the step, not the run
             res = StepResult(step.id, "success", output, None, attempt, entry.backend)
         except TimeoutError:
             err = StepError(

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from owf_magics.manifest import redaction
 from owf_magics.manifest.budget import TemplateError, TemplateLimitError, check_string, start, stop
 from owf_magics.manifest.secrets import EnvView, Secret, SecretMap, SecretUseError, reveal
 from owf_magics.manifest.templates import TemplateInfo, analyse, environment
@@ -200,21 +201,5 @@ def truthy(value: Any) -> bool:
 
 
 def redact(value: Any, secrets: Mapping[str, str]) -> Any:
-    """Replace every secret value inside `value` with ``***``."""
-    needles = [s for s in secrets.values() if isinstance(s, str) and len(s) >= 3]
-    if not needles:
-        return value
-    return _redact(value, sorted(needles, key=len, reverse=True))
-
-
-def _redact(value: Any, needles: list[str]) -> Any:
-    if isinstance(value, str):
-        for n in needles:
-            if n in value:
-                value = value.replace(n, "***")
-        return value
-    if isinstance(value, dict):
-        return {k: _redact(v, needles) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact(v, needles) for v in value]
-    return value
+    """Replace every secret value, and its encodings, inside `value` with ``***`` (see `redaction`)."""
+    return redaction.redact(value, secrets)
