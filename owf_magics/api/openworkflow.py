@@ -165,32 +165,26 @@ class OpenWorkflow:
         Raises:
             ManifestError: Every problem found (and nothing else: see `owf_magics.api.guard`).
         """
-        # A load builds tens of thousands of acyclic containers (the positioned YAML tree, models):
-        # with the collector on, each burst triggers full collections over the whole heap, a fifth
-        # of a cold load. Nothing here needs one; whatever cycles a load leaves are collected after.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return self._load_many(sources, name=name, line_offset=line_offset, allow_handlers=allow_handlers)
-        finally:
-            if enabled:
-                gc.enable()
-
-    def _load_many(
-        self, sources: Iterable[Source], *, name: str | None, line_offset: int, allow_handlers: Collection[str] | None
-    ) -> list[Loaded[Any]]:
         allowed = self.allow_handlers if allow_handlers is None else allowed_handlers(allow_handlers)
         sources = list(sources)
         for source in sources:
             if not isinstance(source, dict | list | str | os.PathLike):
                 raise TypeError(f"cannot load manifests from {type(source).__name__}")
         bag = DiagnosticBag()
+        # A load builds tens of thousands of acyclic containers (the positioned YAML tree, models):
+        # with the collector on, each burst triggers full collections over the whole heap, a fifth
+        # of a cold load. Nothing here needs one; whatever cycles a load leaves are collected after.
+        enabled = gc.isenabled()
+        gc.disable()
         try:
             return self._load_many(sources, bag, allowed, name=name, line_offset=line_offset)
         except ManifestError:
             raise
         except Exception as exc:  # the last resort: a bug or a library limit is still a ManifestError
             raise load_failure(exc, sources, name, bag) from None
+        finally:
+            if enabled:
+                gc.enable()
 
     def _load_many(
         self,
