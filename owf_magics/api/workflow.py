@@ -199,9 +199,9 @@ class Workflow:
             OWFError: Code VALIDATION naming the step and feature that do not compile.
             UnavailableError: LangGraph is not installed.
         """
-        from owf_magics.backends.langgraph import compile_workflow
+        from owf_magics.backends.langgraph_cache import compiled_workflow
 
-        return compile_workflow(self.ow, self.item, checkpointer=checkpointer, name=name)
+        return compiled_workflow(self.ow, self.item, checkpointer=checkpointer, name=name)
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.graph.nodes) if self.graph else 0} steps>"

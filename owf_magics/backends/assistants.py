@@ -14,7 +14,7 @@ from typing import Any
 
 from owf_magics._version import __version__
 from owf_magics.agents.loop import agent_tools, system_prompt
-from owf_magics.backends.langchain import (
+from owf_magics.backends.langchain_parts import (
     AgentOptions,
     check_output,
     native_error,

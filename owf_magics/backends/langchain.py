@@ -12,50 +12,54 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from owf_magics._version import __version__
-from owf_magics.agents.loop import agent_tools, system_prompt
-from owf_magics.agents.loop import check_output as native_check_output
+from owf_magics.agents.loop import agent_tools
+from owf_magics.backends.langchain_agents import AgentCache
+from owf_magics.backends.langchain_parts import (
+    AGENT_TYPES,
+    DEFAULT_MAX_ITERATIONS,
+    MEMORY_TYPES,
+    PRODUCED,
+    ActionCaller,
+    AgentOptions,
+    OfflineChatModel,
+    check_output,
+    native_error,
+    no_confirmations,
+    run_prices,
+    run_sync,
+    standalone_action,
+)
 from owf_magics.backends.native import LOGIC_CAPABILITIES
-from owf_magics.connectors.actions import validate_action_input
-from owf_magics.connectors.function import call_function
 from owf_magics.errors import BackendError, OWFError, StepTimeoutError, UnavailableError
 from owf_magics.runtime.backend import Backend, BackendInfo, ExecutionContext
-from owf_magics.runtime.context import StepFailed, to_step_error
 
 if TYPE_CHECKING:
-    from owf_magics.agents.providers import Model
-    from owf_magics.manifest.models import Agent, Connector
+    from owf_magics.manifest.models import Agent
 
 ADAPTER_VERSION = __version__
 log = logging.getLogger("owf_magics.langchain")
 
-#: LangChain's ``AgentType`` names (and the spec's ``react``): all run as the one tool-calling agent
-#: LangGraph builds, since LangChain 1.x has no other agent loop.
-AGENT_TYPES = frozenset(
-    {
-        "react",
-        "tool-calling",
-        "tool_calling",
-        "tools",
-        "openai-functions",
-        "openai-tools",
-        "structured-chat",
-        "zero-shot-react-description",
-        "chat-zero-shot-react-description",
-        "conversational-react-description",
-        "chat-conversational-react-description",
-        "structured-chat-zero-shot-react-description",
-        "openai-multi-functions",
-    }
-)
-MEMORY_TYPES = frozenset({"buffer", "none"})
-DEFAULT_MAX_ITERATIONS = 10
+# Shared with the assistants backend and the cached agents, kept importable from here as before.
+__all__ = [
+    "AGENT_TYPES",
+    "DEFAULT_MAX_ITERATIONS",
+    "MEMORY_TYPES",
+    "AgentOptions",
+    "LangChainBackend",
+    "OfflineChatModel",
+    "check_output",
+    "connector_tools",
+    "framework_versions",
+    "native_error",
+    "no_confirmations",
+    "run_sync",
+    "standalone_action",
+]
 
 
 def framework_versions() -> dict[str, str]:
@@ -69,79 +73,6 @@ def framework_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
-
-
-def run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine to completion from sync code, also when this thread already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="owf-langchain-sync")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-@dataclass(frozen=True, slots=True)
-class AgentOptions:
-    """``execution.config`` as this backend reads it (snake_case or camelCase keys)."""
-
-    agent_type: str = "tool-calling"
-    max_iterations: int = DEFAULT_MAX_ITERATIONS
-    handle_parsing_errors: bool | str = True
-    verbose: bool = False
-    memory_type: str | None = None
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> AgentOptions:
-        def get(snake: str, camel: str, default: Any) -> Any:
-            value = config.get(snake, config.get(camel))
-            return default if value is None else value
-
-        agent_type = str(get("agent_type", "agentType", "tool-calling"))
-        if agent_type.lower().replace("_", "-") not in {t.replace("_", "-") for t in AGENT_TYPES}:
-            raise OWFError(
-                f"execution.config.agent_type '{agent_type}' is not a LangChain agent type",
-                code="VALIDATION",
-                details={"backend": "langchain", "known": sorted(AGENT_TYPES)},
-            )
-        max_iter = get("max_iterations", "maxIterations", DEFAULT_MAX_ITERATIONS)
-        if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
-            raise OWFError(
-                f"execution.config.max_iterations must be a positive integer, got {max_iter!r}",
-                code="VALIDATION",
-                details={"backend": "langchain"},
-            )
-        memory = get("memory_type", "memoryType", None)
-        if memory is not None and memory not in MEMORY_TYPES:
-            raise OWFError(
-                f"execution.config.memory_type '{memory}' is not supported by the langchain backend",
-                code="VALIDATION",
-                details={"backend": "langchain", "supported": sorted(MEMORY_TYPES)},
-            )
-        handle = get("handle_parsing_errors", "handleParsingErrors", True)
-        return cls(
-            agent_type,
-            max_iter,
-            handle if isinstance(handle, str) else bool(handle),
-            bool(get("verbose", "verbose", False)),
-            memory,
-        )
-
-
-class _StepState(TypedDict):
-    value: Any
 
 
 class LangChainBackend(Backend):
@@ -164,6 +95,7 @@ class LangChainBackend(Backend):
         self.version = version or ADAPTER_VERSION
         self._node_graph: Any = None
         self._memory: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self._agents = AgentCache()
         self._info: BackendInfo | None = None
 
     # -- contract ------------------------------------------------------------------------------
@@ -212,26 +144,27 @@ class LangChainBackend(Backend):
     async def arun_step(self, native: Callable[[], Awaitable[Any]], context: ExecutionContext) -> Any:
         """Run a logic step (or an action's native handler) as the node of a one-node LangGraph graph."""
         _check_runtime({}, context)
-        graph = self._graph()
-        state = await _within_deadline(graph.ainvoke({"value": None}, {"configurable": {"owf_run": native}}), context)
-        return state["value"]
+        return await _within_deadline(self._graph().ainvoke(native), context)
 
     # -- steps ---------------------------------------------------------------------------------
 
     def _graph(self) -> Any:
+        """The one-node graph, built once per backend: a Pregel node that fires on its input
+        channel (no ``START`` node, so one superstep per step instead of two)."""
         if self._node_graph is None:
-            from langchain_core.runnables import RunnableConfig
-            from langgraph.graph import END, START, StateGraph
+            from langgraph.channels import EphemeralValue, LastValue
+            from langgraph.pregel import NodeBuilder, Pregel
 
-            async def step(state: _StepState, config: RunnableConfig) -> dict[str, Any]:
-                fn = config["configurable"]["owf_run"]
-                return {"value": await fn()}
+            async def step(run: Callable[[], Awaitable[Any]]) -> Any:
+                return await run()
 
-            g = StateGraph(_StepState)
-            g.add_node("step", step)
-            g.add_edge(START, "step")
-            g.add_edge("step", END)
-            self._node_graph = g.compile(name="owf-step")
+            self._node_graph = Pregel(
+                nodes={"step": NodeBuilder().subscribe_only("run").do(step).write_to("value")},
+                channels={"run": EphemeralValue(Any), "value": LastValue(Any)},
+                input_channels="run",
+                output_channels="value",
+                name="owf-step",
+            )
         return self._node_graph
 
     async def _action(
@@ -255,19 +188,14 @@ class LangChainBackend(Backend):
     async def _agent(
         self, manifest: dict[str, Any], input: dict[str, Any], context: ExecutionContext
     ) -> dict[str, Any]:
-        from langchain.agents import create_agent
         from langchain_core.messages import AIMessage, HumanMessage
         from langgraph.errors import GraphRecursionError
 
-        from owf_magics.agents.providers import LangChainChatModel, Usage, cost_of, estimate_tokens, make_model
-        from owf_magics.manifest.models import Agent
+        from owf_magics.agents.providers import LangChainChatModel, Usage, cost_of, estimate_tokens
+        from owf_magics.backends.langchain_agents import CallState, calling
 
-        agent = Agent.model_validate(manifest)
-        no_confirmations(agent, "langchain")
-        options = AgentOptions.from_config(agent.execution.config if agent.execution else {})
-        model = make_model(agent.model)
-        chat = model.chat if isinstance(model, LangChainChatModel) else OfflineChatModel(owf_model=model)
-        tools = connector_tools(agent, context, options)
+        built = self._agents.get(manifest, context)  # the agent's graph, model and tools, built once
+        agent, options, model, graph = built.agent, built.options, built.model, built.graph
         raw = context.metadata.get("raw_input", input)
         content = raw if isinstance(raw, str) else json.dumps(raw, default=str, sort_keys=True)
         memory_on = (agent.memory is not None and agent.memory.type == "buffer") or options.memory_type == "buffer"
@@ -279,16 +207,11 @@ class LangChainBackend(Backend):
             keep = agent.memory.maxMessages if agent.memory and agent.memory.maxMessages is not None else len(past)
             for m in past[-keep:] if keep else []:
                 history.append(HumanMessage(m["content"]) if m["role"] == "user" else AIMessage(m["content"]))
-        middleware = [_native_unknown_tools([t.name for t in tools])] if tools else []
-        hooks = context.metadata.get("turn_hooks")
-        if hooks is not None:  # the run's budgets and rate limits, checked around each model turn
-            middleware.append(_turn_limits(hooks, system_prompt(agent)))
-        graph = create_agent(
-            chat, tools, system_prompt=system_prompt(agent) or None, middleware=middleware, name=agent.name
-        )
+        call = CallState(context, context.metadata.get("call_action"), context.metadata.get("turn_hooks"))
         start = len(history) + 1
         turns: list[Any] = []  # every AIMessage the model produced, in order, also when the run fails
-        callbacks = [_usage_collector(turns)]
+        offline = not isinstance(model, LangChainChatModel)  # an offline model reports its turns itself
+        callbacks = [] if offline else [_usage_collector(turns)]
         if options.verbose:
             callbacks.append(_VerboseLog(agent.name, context.secrets))
 
@@ -316,10 +239,15 @@ class LangChainBackend(Backend):
             return rows
 
         try:
-            state = await graph.ainvoke(
-                {"messages": [*history, HumanMessage(content, additional_kwargs={"owf_raw": raw})]},
-                {"recursion_limit": 2 * options.max_iterations, "callbacks": callbacks},
-            )
+            produced_token = PRODUCED.set(turns if offline else None)
+            try:
+                with calling(call):
+                    state = await graph.ainvoke(
+                        {"messages": [*history, HumanMessage(content, additional_kwargs={"owf_raw": raw})]},
+                        {"recursion_limit": 2 * options.max_iterations, "callbacks": callbacks},
+                    )
+            finally:
+                PRODUCED.reset(produced_token)
         except GraphRecursionError as exc:
             raise _with_usage(
                 BackendError(
@@ -364,7 +292,7 @@ class LangChainBackend(Backend):
             "status": "success",
             "output": answer,
             "usage": usage,
-            "metadata": {"agent_type": options.agent_type, "turns": len(produced), "tools": [t.name for t in tools]},
+            "metadata": {"agent_type": options.agent_type, "turns": len(produced), "tools": list(built.tools)},
         }
 
     def _memory_store(self, context: ExecutionContext) -> dict[str, list[dict[str, Any]]]:
@@ -412,45 +340,6 @@ async def _within_deadline(coro: Awaitable[Any], context: ExecutionContext) -> A
             f"step '{context.node_id}' passed its deadline {context.deadline.isoformat()}",
             details={"backend": "langchain", "deadline": context.deadline.isoformat()},
         ) from exc
-
-
-def native_error(exc: BaseException) -> OWFError:
-    """A handler's exception as the `OWFError` native reports for it (same code, message, details),
-    so a step fails identically on both backends."""
-    err = to_step_error(exc)
-    return OWFError(err.message, code=err.code, details=dict(err.details))
-
-
-def check_output(agent: Agent, content: Any) -> Any:
-    """The agent's output guardrails, exactly as native applies them (errors as `OWFError`)."""
-    try:
-        return native_check_output(agent, content)
-    except StepFailed as exc:
-        raise OWFError(exc.error.message, code=exc.error.code, details=dict(exc.error.details)) from exc
-
-
-def standalone_action(
-    connector: Connector, action: str, data: Any, context: ExecutionContext
-) -> Callable[[], Awaitable[Any]]:
-    spec = connector.action(action)
-    if spec is None:
-        raise OWFError(f"connector '{connector.name}' has no action '{action}'", code="VALIDATION")
-    if spec.handler is None or not spec.handler.function:
-        kind = spec.handler.kind if spec.handler else "no"
-        raise UnavailableError(
-            f"outside a workflow run the langchain backend runs function handlers only, not {kind} handlers",
-            details={"backend": "langchain", "handler": kind},
-        )
-    target = spec.handler.function
-
-    async def run() -> Any:
-        checked = validate_action_input(spec, data)
-        return await asyncio.to_thread(call_function, target, checked, context)
-
-    return run
-
-
-ActionCaller = Callable[["Connector", str, Any], Awaitable[Any]]
 
 
 def connector_tools(agent: Agent, context: ExecutionContext, options: AgentOptions | None = None) -> list[Any]:
@@ -509,172 +398,6 @@ def connector_tools(agent: Agent, context: ExecutionContext, options: AgentOptio
             )
         )
     return out
-
-
-def _offline_model_class() -> type:
-    from langchain_core.language_models.chat_models import BaseChatModel
-    from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-    from langchain_core.outputs import ChatGeneration, ChatResult
-    from langchain_core.utils.function_calling import convert_to_openai_tool
-
-    class _Offline(BaseChatModel):
-        """A LangChain chat model around an offline provider (``echo``, ``scripted``)."""
-
-        owf_model: Any
-
-        @property
-        def _llm_type(self) -> str:
-            return f"owf-{self.owf_model.provider}"
-
-        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
-            specs = []
-            for t in tools:
-                fn = convert_to_openai_tool(t)["function"]
-                specs.append(
-                    {
-                        "name": fn["name"],
-                        "description": fn.get("description", ""),
-                        "parameters": fn.get("parameters", {}),
-                    }
-                )
-            return self.bind(owf_tools=specs, **kwargs)
-
-        def _generate(
-            self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
-        ) -> ChatResult:
-            result: ChatResult = run_sync(self._agenerate(messages, stop, None, **kwargs))
-            return result
-
-        async def _agenerate(
-            self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
-        ) -> ChatResult:
-            plain = _plain_messages(messages)
-            turn = 0
-            for m in messages:  # model turns since the latest user message
-                turn = 0 if isinstance(m, HumanMessage) else turn + isinstance(m, AIMessage)
-            model: Model = self.owf_model
-            reply = await model.respond(plain, list(kwargs.get("owf_tools") or []), turn)
-            text = reply.content if isinstance(reply.content, str) else ""
-            if reply.content is not None and not isinstance(reply.content, str):
-                text = json.dumps(reply.content, default=str, sort_keys=True)
-            usage = reply.usage
-            msg = AIMessage(
-                content=text,
-                tool_calls=[
-                    {"name": c["name"], "args": c["args"], "id": c["id"], "type": "tool_call"} for c in reply.tool_calls
-                ],
-                additional_kwargs={} if reply.tool_calls else {"owf_content": reply.content},
-                usage_metadata=(
-                    {
-                        "input_tokens": usage.prompt_tokens,
-                        "output_tokens": usage.completion_tokens,
-                        "total_tokens": usage.total_tokens,
-                    }
-                    if usage is not None
-                    else None
-                ),
-                response_metadata={
-                    "owf_estimated": usage.estimated if usage is not None else True,
-                    "model_name": model.name,
-                },
-            )
-            return ChatResult(generations=[ChatGeneration(message=msg)])
-
-    return _Offline
-
-
-_OFFLINE: type | None = None
-
-
-def OfflineChatModel(*, owf_model: Model) -> Any:
-    """A LangChain ``BaseChatModel`` wrapping an offline provider (supports ``bind_tools``)."""
-    global _OFFLINE  # noqa: PLW0603 - the class is built once, on first use, so LangChain loads lazily
-    if _OFFLINE is None:
-        _OFFLINE = _offline_model_class()
-    return _OFFLINE(owf_model=owf_model)
-
-
-def no_confirmations(agent: Agent, backend: str) -> None:
-    """Tool calls that need a person's confirmation pause the run: only the native loop can, so
-    such an agent fails here rather than call the tool unconfirmed."""
-    behavior = agent.guardrails.behavior if agent.guardrails else None
-    if behavior is not None and behavior.requireConfirmation:
-        raise UnavailableError(
-            f"guardrails.behavior.requireConfirmation needs the native agent loop (approvals pause the run); "
-            f"the {backend} backend does not run tools that need confirmation",
-            details={"backend": backend, "suggestion": "run this agent on the native backend"},
-        )
-
-
-def run_prices(context: ExecutionContext) -> Any:
-    """The run's price table (``OpenWorkflow(prices=...)``), so costs match native ones."""
-    return getattr(context.metadata.get("registry"), "prices", None)
-
-
-def _plain_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
-    """LangChain messages as the provider layer's dicts (roles, content, tool calls, raw input)."""
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
-
-    plain: list[dict[str, Any]] = []
-    for m in messages:
-        if isinstance(m, SystemMessage):
-            plain.append({"role": "system", "content": m.content})
-        elif isinstance(m, HumanMessage):
-            entry: dict[str, Any] = {"role": "user", "content": m.content}
-            if "owf_raw" in m.additional_kwargs:
-                entry["raw"] = m.additional_kwargs["owf_raw"]
-            plain.append(entry)
-        elif isinstance(m, AIMessage):
-            if m.tool_calls:
-                calls = [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in m.tool_calls]
-                plain.append({"role": "assistant", "content": None, "tool_calls": calls})
-            else:
-                plain.append({"role": "assistant", "content": m.content})
-        elif isinstance(m, ToolMessage):
-            plain.append({"role": "tool", "tool_call_id": m.tool_call_id, "name": m.name, "content": m.content})
-    return plain
-
-
-def _turn_limits(hooks: tuple[Any, Any], system: str) -> Any:
-    """Middleware applying the executor's turn hooks (budgets, rate limits) around each model call."""
-    from langchain.agents.middleware import AgentMiddleware
-    from langchain_core.messages import AIMessage
-
-    from owf_magics.agents.providers import Usage
-
-    before, after = hooks
-
-    class TurnLimits(AgentMiddleware):
-        async def abefore_model(self, state: Any, runtime: Any) -> None:
-            head = [{"role": "system", "content": system}] if system else []
-            await before(head + _plain_messages(state["messages"]))
-
-        async def aafter_model(self, state: Any, runtime: Any) -> None:
-            last = state["messages"][-1] if state["messages"] else None
-            meta = last.usage_metadata if isinstance(last, AIMessage) else None
-            if meta:
-                after(Usage(int(meta["input_tokens"]), int(meta["output_tokens"]), False))
-
-    return TurnLimits()
-
-
-def _native_unknown_tools(names: list[str]) -> Any:
-    """Middleware answering a call to a tool the agent does not have as the native loop does."""
-    from langchain.agents.middleware import AgentMiddleware
-    from langchain_core.messages import ToolMessage
-
-    def answer(call: Mapping[str, Any]) -> Any:
-        body = {"error": f"unknown tool '{call['name']}'", "tools": sorted(names)}
-        return ToolMessage(json.dumps(body), tool_call_id=call["id"], name=call["name"], status="error")
-
-    class NativeUnknownTools(AgentMiddleware):
-        def wrap_tool_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
-            return answer(request.tool_call) if request.tool is None else handler(request)
-
-        async def awrap_tool_call(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
-            return answer(request.tool_call) if request.tool is None else await handler(request)
-
-    return NativeUnknownTools()
 
 
 def _with_usage(exc: OWFError, usage: list[dict[str, Any]]) -> OWFError:

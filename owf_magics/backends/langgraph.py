@@ -46,6 +46,8 @@ from owf_magics.plan.graph import ROOT, BlockKey
 from owf_magics.runtime.context import Host
 
 if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
     from owf_magics.manifest.catalog import Loaded
     from owf_magics.plan.resolution import Plan
 
@@ -359,21 +361,25 @@ class _Compiler:
         A `pure` body never waits on I/O (templates, joins, decisions): from `graph.invoke` it is
         driven to completion directly instead of on a new event loop, which costs more than it does.
         """
-        from langchain_core.runnables import RunnableLambda
+        from owf_magics.backends.langchain_parts import run_sync
 
-        from owf_magics.backends.langchain import run_sync
-
-        async def afunc(state: WorkflowState, config: Any) -> dict[str, Any]:
+        async def afunc(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
             return await impl(state, config, node_attempt())
 
-        def func(state: WorkflowState, config: Any) -> dict[str, Any]:
+        def func(state: WorkflowState, config: RunnableConfig) -> dict[str, Any]:
             coro = impl(state, config, node_attempt())
             if pure:
                 return drive(coro)
             result: dict[str, Any] = run_sync(coro)
             return result
 
-        return RunnableLambda(func, afunc=afunc, name=name)
+        try:  # what StateGraph wraps a plain function in: no callback run of its own per call
+            from langgraph._internal._runnable import RunnableCallable
+        except ImportError:  # pragma: no cover - a LangGraph without it: LangChain's public runnable
+            from langchain_core.runnables import RunnableLambda
+
+            return RunnableLambda(func, afunc=afunc, name=name)
+        return RunnableCallable(func, afunc, name=name, trace=False)
 
     def _run(self, state: WorkflowState, config: Any) -> Any:
 

@@ -13,6 +13,7 @@ from owf_magics.manifest.models import (
     Connector,
 )
 from owf_magics.manifest.render import redact
+from owf_magics.manifest.schemas import schema_validator
 from owf_magics.runtime.context import (
     CURRENT_KEY,
     RunContext,
@@ -44,11 +45,9 @@ def _validator(schema: Mapping[str, Any]) -> Any:
     hit = _validators.get(id(schema))
     if hit is not None and hit[0] is schema:
         return hit[1]
-    from jsonschema import validators
-
     if len(_validators) > 4096:
         _validators.clear()
-    validator = validators.validator_for(schema)(schema)
+    validator = schema_validator(schema)
     _validators[id(schema)] = (schema, validator)
     return validator
 

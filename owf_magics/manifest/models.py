@@ -18,7 +18,7 @@ JsonDict = dict[str, Any]
 class Strict(BaseModel):
     """Base of every canonical model: unknown fields are errors."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=False)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=False, defer_build=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -637,8 +637,9 @@ class Bundle(_Meta):
     includes: list[str] = Field(default_factory=list)
 
 
-for _m in (IfStep, SwitchStep, ForEachStep, ParallelStep, TryStep, Workflow):
-    _m.model_rebuild()
+# Models build their validators on first use (`defer_build`), not at import: importing the package
+# stays cheap, and a load that reads no agent never builds the agent models. The recursive step
+# models resolve `Step` then, from this module's namespace.
 
 Manifest = Agent | Connector | Workflow | Bundle
 MODEL_FOR_KIND: dict[str, type[BaseModel]] = {

@@ -36,6 +36,7 @@ from owf_magics.manifest.models import (
 from owf_magics.manifest.normalize import RawManifest, parse_duration
 from owf_magics.manifest.queries import syntax_error
 from owf_magics.manifest.refs import Ref, RefError, check_range, installed_version, is_version, matches, parse_ref
+from owf_magics.manifest.schemas import schema_problem
 from owf_magics.plan.diagnostics import Path, Reporter, describe, pydantic_diagnostics
 from owf_magics.plan.graph import BLOCK_FIELDS, Graph, build_graph
 from owf_magics.plan.steps import StepScope, step_adapter, walk_steps, walk_steps_at
@@ -367,13 +368,12 @@ class Validator:
     def _check_schema(self, schema: Any, path: Path, report: Reporter) -> None:
         if not schema:
             return
-        from jsonschema import SchemaError, validators
-
-        try:
-            validators.validator_for(schema).check_schema(schema)
-        except SchemaError as exc:
-            where = path + tuple(exc.path)
-            report("INVALID_SCHEMA", f"invalid JSON Schema: {exc.message}", where, hint="see https://json-schema.org")
+        problem = schema_problem(schema)
+        if problem is not None:
+            where = path + problem.path
+            report(
+                "INVALID_SCHEMA", f"invalid JSON Schema: {problem.message}", where, hint="see https://json-schema.org"
+            )
 
     # -- references ----------------------------------------------------------------------------
 
