@@ -118,6 +118,10 @@ class OpenWorkflow:
         catalog = self._catalog.fork()
         validator = Validator(catalog, self._backends, bag)
         items = validator.build(raws)
+        if any(i.kind == "connector" and i.model.mcp is not None for i in items):
+            from owf_magics.connectors.mcp import list_at_load
+
+            list_at_load(self, items, bag.warnings)  # MCP servers' tools become their actions
         for item in items:
             catalog.add(item)
         validator.check(items)
@@ -198,8 +202,11 @@ class OpenWorkflow:
         return self._pool
 
     def close(self) -> None:
-        """Shut the run queue, the handler thread pool and the run store down."""
+        """Shut the run queue, the handler thread pool, MCP sessions and the run store down."""
         self.shutdown()
+        from owf_magics.connectors.mcp import close_pool
+
+        close_pool(self)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from owf_magics.errors import DiagnosticBag, did_you_mean, suggestion
 from owf_magics.manifest.catalog import Catalog, Loaded
 from owf_magics.manifest.loader import LMap, LSeq, position_of
+from owf_magics.manifest.mcp_spec import auth_problems
 from owf_magics.manifest.models import (
     MODEL_FOR_KIND,
     Agent,
@@ -325,6 +326,9 @@ class Validator:
 
     def _check_connector(self, item: Loaded[Connector], report: Reporter) -> None:
         conn = item.model
+        if conn.mcp is not None:  # an MCP server's auth, in the OpenFlow types
+            for where, message, hint in auth_problems(conn.auth):
+                report("INVALID_VALUE", message, where, hint=hint)
         names: dict[str, int] = {}
         for i, action in enumerate(conn.actions):
             path: Path = ("actions", i)
@@ -407,7 +411,7 @@ class Validator:
             return None
         wanted = action or ref.action
         conn = found.model
-        if wanted and conn.actions and conn.action(wanted) is None:
+        if wanted and (conn.actions or conn.tools_listed) and conn.action(wanted) is None:
             names = [a.name for a in conn.actions]
             report(
                 "UNKNOWN_REFERENCE",
