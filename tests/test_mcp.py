@@ -172,7 +172,7 @@ agents:
     model:
       provider: scripted
       responses:
-        - tool_calls: [{name: calc_add, args: {a: 20, b: 22}}]
+        - tool_calls: [{name: calc_add, args: {a: 20, b: 22}}, {name: calc_count, args: {note: called}}]
         - tool_calls: [{name: calc_broken, args: {reason: nope}}]
         - content: "The answer is 42"
     toolset: [calc]
@@ -183,15 +183,18 @@ workflows:
 
 
 @pytest.mark.parametrize("backend", ["native", "langchain"])
-def test_agents_call_mcp_tools_in_their_tool_loop(ow, backend):
-    ow.load(AGENT)
-    events: list[dict] = []
-    r = ow.workflow("ask").execute(prefer_backend=backend, callback=events.append)
-    assert r.status == "completed", r.error
-    assert r.steps["ask"].output == "The answer is 42"
-    done = [e for e in events if e.get("type") == "agent.tool.completed"]
-    if done:  # the tool results the model saw
-        assert "42" in json.dumps(done[0])
+def test_agents_call_mcp_tools_in_their_tool_loop(backend, tmp_path):
+    count = tmp_path / "count.txt"
+    ow = OpenWorkflow(state=False)
+    try:
+        ow.load(CALC.replace("exclude: [die]", f'exclude: [die]\n  env: {{COUNT_FILE: "{count}"}}'))
+        ow.load(AGENT)
+        r = ow.workflow("ask").execute(prefer_backend=backend)
+        assert r.status == "completed", r.error
+        assert r.steps["ask"].output == "The answer is 42"  # a tool error went back to the model
+        assert count.read_text() == "called\n"  # the server ran the agent's call, once
+    finally:
+        ow.close()
 
 
 def test_native_agent_sees_tool_results(ow):

@@ -65,6 +65,7 @@ class Connection:
         self.session: Any = None
         self.tools: list[Any] | None = None
         self.starts = 0
+        self.http_status: dict[str, int] = {}  # the last HTTP error status the server answered
         self._owner: asyncio.Task[None] | None = None
         self._closing: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
@@ -80,7 +81,9 @@ class Connection:
                 return self.session
             attempts = 1 + (self.spec.retry_attempts if retries is None else retries)
             last: BaseException | None = None
+            tried = 0
             for attempt in range(attempts):
+                tried += 1
                 if attempt:
                     await asyncio.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
                 try:
@@ -92,11 +95,12 @@ class Connection:
                     last = exc
             raise BackendError(
                 f"MCP server '{self.spec.name}' could not be reached: {self.spec.scrub(_describe(last))}",
-                details={"server": self.spec.name, "transport": self.spec.transport, "attempts": attempts},
+                details={"server": self.spec.name, "transport": self.spec.transport, "attempts": tried},
             )
 
     async def _start(self) -> Any:
         ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.http_status.clear()
         self._closing = asyncio.Event()
         self._owner = asyncio.get_running_loop().create_task(self._own(ready, self._closing))
         try:
@@ -118,7 +122,7 @@ class Connection:
             async with contextlib.AsyncExitStack() as stack:
                 # a server's stderr may carry anything (secrets too): it goes nowhere
                 errlog = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115 - closed by the stack
-                streams = await stack.enter_async_context(_transport(self.spec, errlog))
+                streams = await stack.enter_async_context(_transport(self.spec, errlog, self.http_status))
                 read, write = streams[0], streams[1]
                 session = await stack.enter_async_context(ClientSession(read, write))
                 import anyio
@@ -133,7 +137,10 @@ class Connection:
                     raise
                 return
             error = _unwrap(exc)
-            if _refused(exc):
+            status = self.http_status.get("status")
+            if status is not None:
+                error = _HttpStatus(status)
+            if status in (401, 403):
                 refused = _Refused()
                 refused.__cause__ = error
                 error = refused
@@ -207,16 +214,23 @@ class _Refused(Exception):
     """The server refused the connection (HTTP 401 or 403): retrying will not help."""
 
 
+class _HttpStatus(Exception):
+    """The HTTP status the server answered the connection with."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+    def __str__(self) -> str:
+        if self.status in (401, 403):
+            return f"HTTP {self.status} (refused: check the connector's auth)"
+        return f"HTTP {self.status}"
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
-
-
-def _refused(exc: BaseException) -> bool:
-    inner = _unwrap(exc)
-    response = getattr(inner, "response", None)
-    return getattr(response, "status_code", None) in (401, 403)
 
 
 def _describe(exc: BaseException | None) -> str:
@@ -226,11 +240,13 @@ def _describe(exc: BaseException | None) -> str:
     response = getattr(inner, "response", None)
     status = getattr(response, "status_code", None)
     if status is not None:
-        return f"HTTP {status} (refused: check the connector's auth)" if status in (401, 403) else f"HTTP {status}"
+        inner = _HttpStatus(status)
+    if isinstance(inner, _HttpStatus):
+        return str(inner)
     return f"{type(inner).__name__}: {inner}"
 
 
-def _transport(spec: ServerSpec, errlog: Any) -> Any:
+def _transport(spec: ServerSpec, errlog: Any, http_status: dict[str, int]) -> Any:
     """The SDK's transport context manager for this server."""
     if spec.transport == "stdio":
         import sys
@@ -243,15 +259,26 @@ def _transport(spec: ServerSpec, errlog: Any) -> Any:
     import httpx2
     from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
 
+    async def status(response: Any) -> None:  # the SDK reports a refusal without its status
+        if response.status_code >= 400:
+            http_status["status"] = response.status_code
+
+    hooks = {"response": [status]}
     timeout = httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT)
-    client = httpx2.AsyncClient(headers=dict(spec.headers), params=dict(spec.params), timeout=timeout)
+    client = httpx2.AsyncClient(
+        headers=dict(spec.headers), params=dict(spec.params), timeout=timeout, event_hooks=hooks
+    )
     url = str(spec.endpoint)
     if spec.transport == "sse":
         from mcp.client.sse import sse_client
 
         def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> Any:
             return httpx2.AsyncClient(
-                headers={**(headers or {}), **spec.headers}, params=dict(spec.params), timeout=timeout, auth=auth
+                headers={**(headers or {}), **spec.headers},
+                params=dict(spec.params),
+                timeout=timeout,
+                auth=auth,
+                event_hooks=hooks,
             )
 
         return sse_client(url, httpx_client_factory=factory)
