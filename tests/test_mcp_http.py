@@ -158,17 +158,19 @@ def test_secret_canary(server, tmp_path, caplog):
     state = tmp_path / "runs.db"
     ow = OpenWorkflow(state=str(state))
     seen: list[str] = []
+
+    def collect(event: dict) -> None:
+        seen.append(repr(event))
+
     try:
         for auth in ("bearer", "query_params", "basic", "custom_headers", "api_key"):
             ow.load(manifest(server, auth, f"s_{auth}"))
-            r = ow.workflow(f"call-s_{auth}").execute(
-                secrets={"TOKEN": CANARY}, callback=lambda e: seen.append(repr(e))
-            )
+            r = ow.workflow(f"call-s_{auth}").execute(secrets={"TOKEN": CANARY}, callback=collect)
             assert r.status == "completed", r.error
-            seen += [repr(r.outputs), repr(r.steps), r.trace.to_csv(), repr(r.events), repr(r.usage)]
+            seen.extend([repr(r.outputs), repr(r.steps), r.trace.to_csv(), repr(r.events), repr(r.usage)])
             wrong = ow.workflow(f"call-s_{auth}").execute(secrets={"TOKEN": CANARY + "x"})
             assert wrong.status == "failed"
-            seen += [repr(wrong.error), repr(wrong.steps), repr(wrong.events)]
+            seen.extend([repr(wrong.error), repr(wrong.steps), repr(wrong.events)])
         seen.append(repr(ow.connector("s_bearer")))
     finally:
         ow.close()
