@@ -297,3 +297,30 @@ def _alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_notebook_workflow_tools_lists_a_servers_tools():
+    import dataclasses
+
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from owf_magics.notebook.views import SETTINGS
+
+    ip = InteractiveShell.instance()
+    saved = dataclasses.asdict(SETTINGS)
+    try:
+        ip.run_line_magic("load_ext", "owf_magics")
+        ip.run_line_magic("config", "OWF.state = ':memory:'")
+        with capture_output() as cap:
+            ip.run_cell_magic("workflow", "", CALC)
+            ip.run_line_magic("workflow", "tools calc")
+        text = cap.stdout + "".join(o.data.get("text/plain", "") for o in cap.outputs)
+        rows = {line.split()[0]: line for line in text.splitlines()[2:] if line.strip()}
+        assert "Add two integers." in rows["add"] and '"a": {"title": "A", "type": "integer"}' in rows["add"]
+        assert "die" not in rows
+    finally:
+        ip.run_line_magic("unload_ext", "owf_magics")
+        for key, value in saved.items():
+            setattr(SETTINGS, key, value)
+        InteractiveShell.clear_instance()
