@@ -324,3 +324,14 @@ def test_notebook_workflow_tools_lists_a_servers_tools():
         for key, value in saved.items():
             setattr(SETTINGS, key, value)
         InteractiveShell.clear_instance()
+
+
+def test_a_registry_that_refuses_mcp_starts_no_server(tmp_path):
+    marker = tmp_path / "started"
+    script = tmp_path / "touch.py"
+    script.write_text(f"open({str(marker)!r}, 'w')")
+    ow = OpenWorkflow(state=False, allow_handlers=["function"])
+    with pytest.raises(ManifestError) as err:
+        ow.load(CALC.replace(SERVER, str(script)))
+    assert err.value.diagnostics[0].code == "HANDLER_NOT_ALLOWED"
+    assert not marker.exists()

@@ -144,14 +144,14 @@ class OpenWorkflow:
         catalog = self._catalog.fork()
         validator = Validator(catalog, self._backends, bag)
         items = validator.build(raws)
-        if any(i.kind == "connector" and i.model.mcp is not None for i in items):
+        check_handlers(items, allowed, bag)
+        if (allowed is None or "mcp" in allowed) and any(i.kind == "connector" and i.model.mcp for i in items):
             from owf_magics.connectors.mcp import list_at_load
 
             list_at_load(self, items, bag.warnings)  # MCP servers' tools become their actions
         for item in items:
             catalog.add(item)
         validator.check(items)
-        check_handlers(items, allowed, bag)
         bag.raise_if_errors()
         for item in items:
             item.graph = validator.graphs.get(id(item))
