@@ -31,6 +31,7 @@ name: book
 inputs: {{note: {{type: string}}}}
 steps:
   - {{id: e, connector: ledger, action: echo, input: {{text: before}}}}
+  - {{id: p, connector: ledger, action: pid, needs: [e]}}
   - {{id: c, connector: ledger, action: count, input: {{note: "{{{{ inputs.note }}}}"}}, needs: [e]}}
 outputs: {{lines: {{value: "{{{{ steps.c.output.result }}}}"}}}}
 ---
@@ -46,6 +47,14 @@ workflows:
   - name: ask
     steps: [{{id: ask, agent: clerk, input: book it}}]
 """
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def lines(path: Path) -> int:
@@ -72,7 +81,7 @@ from owf_magics import OpenWorkflow
 ow = OpenWorkflow(state={str(state)!r})
 ow.load({str(flows)!r})
 r = ow.workflow("book").execute(inputs={{"note": "pay ada"}})
-print(json.dumps({{"status": r.status, "run_id": r.run_id,
+print(json.dumps({{"status": r.status, "run_id": r.run_id, "pid": r.steps["p"].output["result"],
                   "pending": [{{"id": p.id, "kind": p.kind, "payload": p.payload}} for p in r.pending]}}))
 """,
         tmp_path,
@@ -83,6 +92,7 @@ print(json.dumps({{"status": r.status, "run_id": r.run_id,
     assert request["payload"]["server"] == "ledger" and request["payload"]["tool"] == "count"
     assert request["payload"]["arguments"] == {"note": "pay ada"}
     assert lines(count) == 0  # nothing called before the answer
+    assert not alive(first["pid"])  # the process ended without ow.close(): its server ended too
 
     second = in_process(
         f"""

@@ -8,12 +8,13 @@ one, else its text content (JSON-decoded when it is JSON); a tool error fails th
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from owf_magics.connectors.mcp.auth import ServerSpec, resolve
-from owf_magics.connectors.mcp.sessions import Connection, blocking, close_pool, on_hub, pool_for
+from owf_magics.connectors.mcp.sessions import Connection, blocking, close_pool, pool_for
 from owf_magics.errors import BackendError, Diagnostic, OWFError, did_you_mean
 from owf_magics.manifest.models import Action, Connector, Handler
 from owf_magics.manifest.refs import parse_ref
@@ -43,8 +44,9 @@ def tool_actions(conn: Connector, tools: list[Any]) -> list[Action]:
 
 
 def _connection(host: Any, conn: Connector, secrets: Mapping[str, str], env: Mapping[str, str]) -> Connection:
+    """The registry's connection to this server on the running event loop."""
     spec = resolve(conn, secrets, env)
-    return pool_for(host).get(conn.ref, spec)
+    return pool_for(host).get(conn.ref, spec, asyncio.get_running_loop())
 
 
 async def list_tools(
@@ -59,7 +61,7 @@ async def list_tools(
     import os
 
     connection = _connection(host, conn, secrets or {}, env if env is not None else os.environ)
-    tools = await on_hub(connection.list_tools(retries))
+    tools = await connection.list_tools(retries)
     return conn.with_tools(tool_actions(conn, tools))
 
 
@@ -125,7 +127,7 @@ async def handle(run: RunContext, handler: Handler, data: Any, step_id: str) -> 
     spec = conn.mcp
     if spec is not None and spec.needs_approval(tool):
         _approval(run, conn, connection.spec, tool, data)
-    result = await on_hub(connection.call(tool, data if isinstance(data, dict) else {}))
+    result = await connection.call(tool, data if isinstance(data, dict) else {})
     return tool_output(result, connection.spec, tool)
 
 
@@ -170,6 +172,9 @@ def _approval(run: RunContext, conn: Connector, spec: ServerSpec, tool: str, dat
         )
 
 
+_JSON_STARTS = frozenset('{["-0123456789tfn')
+
+
 def tool_output(result: Any, spec: ServerSpec, tool: str) -> Any:
     """Structured content when there is some, else the text (JSON-decoded when it is JSON)."""
     texts = [c.text for c in result.content if getattr(c, "type", None) == "text"]
@@ -184,6 +189,8 @@ def tool_output(result: Any, spec: ServerSpec, tool: str) -> Any:
     if not texts:
         return [c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in result.content] or None
     text = "\n".join(texts)
+    if text[:1] not in _JSON_STARTS:  # plain text: no decoding attempt
+        return text
     try:
         return json.loads(text)
     except ValueError:

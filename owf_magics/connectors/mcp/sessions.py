@@ -1,13 +1,17 @@
-"""MCP client sessions, pooled per `OpenWorkflow`, on one event-loop thread of their own.
+"""MCP client sessions, pooled per `OpenWorkflow` and event loop.
 
 Lifetime: a session starts on the first call (or tool listing) that needs its server and stays
-open for the registry's later runs, so a stdio server is started once, not once per run. It is
-closed by ``ow.close()``, when the `OpenWorkflow` is garbage-collected, and at interpreter exit
-(a kernel shutdown); closing a stdio session ends its process (stdin closed, then terminated).
-A server that dies is noticed by the call that needed it (BACKEND_ERROR naming the server); the
-next call starts it again. A canceled or timed-out run cancels its calls in flight, not the
-session. Each session lives in one owner task on the ``owf-mcp`` loop, because the SDK's
-transports are anyio task groups that must be entered and left by the same task.
+open for the registry's later runs on the same loop (the main thread's loop every synchronous run
+uses, a kernel's run loop), so a stdio server is started once, not once per run; calls are made
+on the caller's loop, without a hop to another thread. Listings made from synchronous code (a
+load, the CLI) use a session on the ``owf-mcp`` loop thread. A session is closed by
+``ow.close()``, when the `OpenWorkflow` is garbage-collected, at interpreter exit (a kernel
+shutdown), and when its loop ends (``asyncio.run`` cancels its owner task); closing a stdio
+session ends its process (stdin closed, then terminated). A server that dies is noticed by the
+call that needed it (BACKEND_ERROR naming the server); the next call starts it again. A canceled
+or timed-out run cancels its calls in flight, not the session. Each session lives in one owner
+task, because the SDK's transports are anyio task groups that must be entered and left by the
+same task.
 """
 
 from __future__ import annotations
@@ -40,14 +44,6 @@ def hub_loop() -> asyncio.AbstractEventLoop:
         return _hub[0]
 
 
-async def on_hub(coro: Coroutine[Any, Any, T]) -> T:
-    """Await `coro` on the hub loop from any loop (cancelling the caller cancels it there)."""
-    loop = hub_loop()
-    if asyncio.get_running_loop() is loop:
-        return await coro
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-
-
 def blocking(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run `coro` on the hub loop and wait for it from synchronous code (a load, the CLI)."""
     return asyncio.run_coroutine_threadsafe(coro, hub_loop()).result(timeout)
@@ -58,10 +54,11 @@ class ServerGone(Exception):
 
 
 class Connection:
-    """One client session with one MCP server, owned by one task on the hub loop."""
+    """One client session with one MCP server, owned by one task on one event loop."""
 
-    def __init__(self, spec: ServerSpec) -> None:
+    def __init__(self, spec: ServerSpec, loop: asyncio.AbstractEventLoop) -> None:
         self.spec = spec
+        self.loop = loop
         self.session: Any = None
         self.tools: list[Any] | None = None
         self.starts = 0
@@ -305,29 +302,45 @@ async def _with_client(client: Any, inner: Any) -> Any:
 
 
 class Pool:
-    """The MCP connections of one `OpenWorkflow`, by connector and resolved parameters."""
+    """The MCP connections of one `OpenWorkflow`, by connector, resolved parameters and loop."""
 
     def __init__(self) -> None:
-        self.connections: dict[tuple[str, str], Connection] = {}
+        self.connections: dict[tuple[str, str, int], Connection] = {}
         self._lock = threading.Lock()
 
-    def get(self, ref: str, spec: ServerSpec) -> Connection:
-        key = (ref, spec.key)
+    def get(self, ref: str, spec: ServerSpec, loop: asyncio.AbstractEventLoop) -> Connection:
+        key = (ref, spec.key, id(loop))
         with self._lock:
             conn = self.connections.get(key)
-            if conn is None:
-                conn = self.connections[key] = Connection(spec)
+            if conn is None or conn.loop is not loop:
+                for k, c in list(self.connections.items()):  # forget those of loops that ended
+                    if c.loop.is_closed():
+                        del self.connections[k]
+                conn = self.connections[key] = Connection(spec, loop)
+                if not _hub or loop is not _hub[0]:
+                    _close_at_exit()
             return conn
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Close every connection, each on its own loop (waiting for those this thread can)."""
         with self._lock:
             conns, self.connections = list(self.connections.values()), {}
-        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
-
-    def close(self) -> None:
-        if self.connections and _hub and not _hub[0].is_closed():
+        for conn in conns:
+            loop = conn.loop
+            if loop.is_closed() or conn.session is None:
+                continue
             with contextlib.suppress(Exception):
-                blocking(self.aclose(), timeout=15)
+                if loop.is_running():
+                    try:
+                        here = asyncio.get_running_loop()
+                    except RuntimeError:
+                        here = None
+                    if here is loop:  # closing from a coroutine on that loop: it finishes after us
+                        loop.create_task(conn.close())
+                    else:
+                        asyncio.run_coroutine_threadsafe(conn.close(), loop).result(15)
+                else:  # an idle loop of this thread (the main thread's run loop between runs)
+                    loop.run_until_complete(conn.close())
 
 
 _pools: weakref.WeakKeyDictionary[Any, Pool] = weakref.WeakKeyDictionary()
@@ -351,9 +364,22 @@ def close_pool(host: Any) -> None:
         pool.close()
 
 
-@atexit.register
 def _close_all() -> None:
     for ref in _all:
         pool = ref()
         if pool is not None:
             pool.close()
+
+
+_registered: list[bool] = []
+
+
+def _close_at_exit() -> None:
+    """Close every session at interpreter exit, before the run loops close (atexit runs last
+    registered first: this is registered when the first run's session starts, after its loop)."""
+    if not _registered:
+        _registered.append(True)
+        atexit.register(_close_all)
+
+
+atexit.register(_close_all)  # sessions on the owf-mcp loop thread (listings at load)
