@@ -1,6 +1,7 @@
 """A real MCP server for the tests, built with the SDK's server API (`MCPServer`).
 
-Run as ``python tests/mcp_server.py stdio`` or ``python tests/mcp_server.py http PORT``. Over HTTP
+Run as ``python tests/mcp_server.py stdio``, ``... http PORT`` or ``... sse PORT`` (the SDK's
+SSE app, endpoint ``/sse``). Over HTTP
 the endpoint ``/<auth type>/mcp`` checks that auth type on every request (none | api_key | bearer |
 basic | custom_headers | query_params, the expected values in the JSON of ``AUTH_VALUES``, the
 api_key header in ``AUTH_HEADER``) and answers 401 otherwise. ``COUNT_FILE``: the ``count`` tool
@@ -114,6 +115,10 @@ def http_app() -> Any:
 if __name__ == "__main__":
     if sys.argv[1] == "stdio":
         server.run("stdio")
+    elif sys.argv[1] == "sse":
+        import uvicorn
+
+        uvicorn.run(server.sse_app(), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
     else:
         import uvicorn
 

@@ -96,7 +96,13 @@ def test_excluded_tool_is_unknown(ow):
 
 
 def test_input_checked_against_the_tool_schema(ow):
-    r = run(ow, "  - {id: a, connector: calc, action: add, input: {a: one, b: 2}}")
+    with pytest.raises(ManifestError) as err:  # at load: what no template can change
+        ow.load("name: bad3\nsteps:\n  - {id: a, connector: calc, action: add, input: {a: one}}")
+    found = {(d.code, d.path.split(".")[-1]) for d in err.value.diagnostics}
+    assert found == {("MISSING_REQUIRED_FIELD", "input"), ("INVALID_TYPE", "a")}
+    assert all(d.line == 3 and d.step_id == "a" for d in err.value.diagnostics)
+    # at run time: the rendered input
+    r = run(ow, "  - {id: a, connector: calc, action: add, input: {a: \"{{ 'one' }}\", b: 2}}")
     assert r.status == "failed"
     assert r.steps["a"].error.code == "VALIDATION"
     assert r.steps["a"].error.details["field"] == "a"

@@ -45,10 +45,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(port: int) -> subprocess.Popen[bytes]:
+def start_server(port: int, mode: str = "http") -> subprocess.Popen[bytes]:
     env = {**os.environ, "AUTH_VALUES": json.dumps(VALUES), "AUTH_HEADER": "X-Owf-Key"}
     proc = subprocess.Popen(
-        [sys.executable, SERVER, "http", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, SERVER, mode, str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -180,3 +180,37 @@ def test_secret_canary(server, tmp_path, caplog):
     assert base64.b64encode(f"ada:{CANARY}".encode()).decode() not in text
     rows = sqlite3.connect(state).iterdump()
     assert CANARY not in "\n".join(rows)
+
+
+def test_sse_transport_and_websocket_unavailable():
+    port = free_port()
+    proc = start_server(port, "sse")
+    ow = OpenWorkflow(state=False)
+    try:
+        ow.load(
+            f"""
+type: connector
+kind: mcp-server
+name: old
+mcp: {{transport: sse, endpoint: "http://127.0.0.1:{port}/sse"}}
+---
+type: connector
+kind: mcp-server
+name: ws
+mcp: {{transport: websocket, endpoint: "ws://127.0.0.1:{port}/ws"}}
+---
+name: both
+steps:
+  - {{id: a, connector: old, action: add, input: {{a: 1, b: 1}}}}
+  - {{id: w, connector: ws, action: anything, input: {{}}}}
+"""
+        )
+        assert ow.connector("old").model.tools_listed
+        r = ow.workflow("both").execute()
+        assert r.steps["a"].output == {"total": 2}
+        assert r.steps["w"].error.code == "UNAVAILABLE"
+        assert "websocket" in r.steps["w"].error.message
+    finally:
+        ow.close()
+        proc.terminate()
+        proc.wait(10)

@@ -135,7 +135,7 @@ def normalise_mcp_connector(m: LMap, ctx: Any) -> None:
     block = m.get("mcp")
     if kind != "mcp-server" and not isinstance(block, LMap):
         return
-    if not isinstance(block, LMap) and block is None:
+    if block is None:  # OpenFlow: the server's fields may all sit at the connector's top level
         block = LMap(pos=m.pos)
         m["mcp"] = block
     if not isinstance(block, LMap):
@@ -206,8 +206,12 @@ def _normalise_auth(auth: LMap, ctx: Any) -> None:
             ctx.alias(("auth",), "in: header + name", "header_name", pos)
 
 
-def auth_problems(auth: Any) -> list[tuple[tuple[str | int, ...], str, str]]:
-    """What is wrong with an MCP connector's ``auth``: ``(path, message, hint)`` each."""
+def auth_problems(auth: Any) -> list[tuple[tuple[str | int, ...], str, str, str]]:
+    """What is wrong with an MCP connector's ``auth``: ``(path, message, hint, severity)`` each.
+
+    A missing credential value is a warning: the registry taxonomy's manifests leave it to the
+    runtime (``{{ secrets.NAME }}`` fills it), and the server refuses the call without it.
+    """
     if auth is None:
         return []
     from pydantic import ValidationError
@@ -220,11 +224,17 @@ def auth_problems(auth: Any) -> list[tuple[tuple[str | int, ...], str, str]]:
                 ("auth", *err["loc"]),
                 err["msg"],
                 "auth types: none, api_key, bearer, basic, custom_headers, query_params",
+                "error",
             )
             for err in exc.errors()
         ]
     return [
-        (("auth", name), f"auth type '{model.type}' needs '{name}'", f"add auth.{name}")
+        (
+            ("auth",),
+            f"auth type '{model.type}' has no '{name}'",
+            f"add auth.{name}, e.g. '{{{{ secrets.NAME }}}}'",
+            "warning",
+        )
         for name in AUTH_NEEDS[model.type]
         if not getattr(model, name)
     ]

@@ -41,6 +41,7 @@ from owf_magics.plan.diagnostics import Path, Reporter, describe, pydantic_diagn
 from owf_magics.plan.graph import BLOCK_FIELDS, Graph, build_graph
 from owf_magics.plan.steps import StepScope, step_adapter, walk_steps, walk_steps_at
 from owf_magics.plan.template_checks import check_template_text, check_templates
+from owf_magics.plan.tool_inputs import check_tool_input
 from owf_magics.runtime.registry import BackendRegistry
 
 OFFLINE_PROVIDERS = frozenset({"echo", "scripted"})
@@ -327,8 +328,14 @@ class Validator:
     def _check_connector(self, item: Loaded[Connector], report: Reporter) -> None:
         conn = item.model
         if conn.mcp is not None:  # an MCP server's auth, in the OpenFlow types
-            for where, message, hint in auth_problems(conn.auth):
-                report("INVALID_VALUE", message, where, hint=hint)
+            for where, message, hint, severity in auth_problems(conn.auth):
+                report(
+                    "INVALID_VALUE" if severity == "error" else "MISSING_REQUIRED_FIELD",
+                    message,
+                    where,
+                    hint=hint,
+                    severity=severity,
+                )
         names: dict[str, int] = {}
         for i, action in enumerate(conn.actions):
             path: Path = ("actions", i)
@@ -492,7 +499,9 @@ class Validator:
         # references to other manifests
         agent_runtime: str | None = None
         if step.type == "action":  # type: ignore[attr-defined]
-            self._resolve_connector(step.connector, path + ("connector",), report, action=step.action)  # type: ignore[attr-defined]
+            conn = self._resolve_connector(step.connector, path + ("connector",), report, action=step.action)  # type: ignore[attr-defined]
+            if conn is not None and conn.model.mcp is not None:
+                check_tool_input(conn.model, step.action, step.input, path, report, sid)  # type: ignore[attr-defined]
         elif step.type == "agent":  # type: ignore[attr-defined]
             found = self._resolve_agent(step.agent, path + ("agent",), report)  # type: ignore[attr-defined]
             if found and found.model.execution:

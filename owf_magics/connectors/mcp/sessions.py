@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 from owf_magics.connectors.mcp.auth import ServerSpec, unwatch, watch
-from owf_magics.errors import BackendError, StepTimeoutError
+from owf_magics.errors import BackendError, OWFError, StepTimeoutError
 
 T = TypeVar("T")
 
@@ -88,6 +88,8 @@ class Connection:
                 except _Refused as exc:  # a refusal (401, 403) is not retried
                     last = exc.__cause__ or exc
                     break
+                except OWFError:  # not to be had here (a transport the SDK lacks)
+                    raise
                 except Exception as exc:
                     last = exc
             raise BackendError(
