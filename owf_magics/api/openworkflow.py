@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from owf_magics.api.workflow import Callback, Source, Workflow
 from owf_magics.connectors.http_limits import HttpLimits
 from owf_magics.errors import Diagnostic, DiagnosticBag, OWFError, sort_diagnostics, suggestion
+from owf_magics.manifest.budget import TemplateLimits
 from owf_magics.manifest.catalog import Catalog, Loaded
 from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_path, parse_text
 from owf_magics.manifest.models import Agent, Connector
@@ -41,7 +42,13 @@ class OpenWorkflow:
     Args:
         state: Where runs are stored (a SQLite path, ``":memory:"``); used by durable runs.
         max_concurrent_runs: The global limit on runs executing at once.
-        environment: Variables templates read as ``env.*`` (default: the process environment).
+        environment: Where ``env.*`` values come from (default: the process environment).
+        env: Environment variable names every workflow's templates may read as ``env.NAME``,
+            besides those a workflow declares in ``runtime.environment``; no other name is
+            readable. A name containing KEY, TOKEN, SECRET, PASSWORD or CREDENTIAL is a secret.
+        template_limits: The budget of every template evaluation (`TemplateLimits`, or a dict of
+            its fields: max_string, max_items, max_int_bits, max_total, max_iterations,
+            max_seconds); see docs/security.md for the defaults.
         max_workers: Threads for synchronous action handlers (shared by this registry's runs).
         prices: Model prices in USD per 1M tokens, by ``provider/model`` or model id, e.g.
             ``{"openai/gpt-4o": {"input": 2.5, "output": 10}}``; they override the shipped table.
@@ -70,8 +77,15 @@ class OpenWorkflow:
         prices: Mapping[str, Mapping[str, float]] | None = None,
         allow_handlers: Collection[str] | None = None,
         http_limits: HttpLimits | Mapping[str, Any] | None = None,
+        env: Iterable[str] | None = None,
+        template_limits: TemplateLimits | Mapping[str, Any] | None = None,
     ) -> None:
         from owf_magics.agents.providers import Prices
+
+        if isinstance(env, str):
+            raise TypeError("env= takes a list of variable names, e.g. env=['REGION']")
+        self.env: frozenset[str] = frozenset(env or ())
+        self.template_limits = TemplateLimits.coerce(template_limits)
 
         self.prices = Prices(prices)
         self.allow_handlers = allowed_handlers(allow_handlers)
@@ -148,7 +162,7 @@ class OpenWorkflow:
         for doc in docs:
             raws.extend(split_document(doc, bag))
         catalog = self._catalog.fork()
-        validator = Validator(catalog, self._backends, bag)
+        validator = Validator(catalog, self._backends, bag, env=self.env)
         items = validator.build(raws)
         check_handlers(items, allowed, bag)
         if (allowed is None or "mcp" in allowed) and any(i.kind == "connector" and i.model.mcp for i in items):
@@ -332,21 +346,29 @@ class OpenWorkflow:
             callback: As for `Workflow.execute`.
             inputs: The run's inputs again, when they carried secret values (those are stored
                 redacted); by default the stored inputs.
-            force: Continue a run whose status is still ``running`` because the process running
-                it died (a crash, a kill). Without it only ``waiting_approval`` runs resume, so
-                a run that is alive elsewhere is never run twice.
+            force: Continue a ``running`` run that holds no lease (one stored before leases
+                existed). A run whose process died is resumable without it once its lease
+                expires (`SQLiteRunStore(lease_seconds=...)`, 30 s by default); a run whose
+                lease is alive is never resumed, with ``force`` or without, so a run that is
+                alive elsewhere is never run twice (docs/durable.md, "Leases").
 
         Raises:
             OWFError: VALIDATION for an unknown or finished run, an unknown request id, a run
-                another process has already resumed, or a ``running`` run without ``force``.
+                whose lease a live process holds (the message names it and the expiry), a run
+                another resume claimed first, or a leaseless ``running`` run without ``force``.
         """
         from owf_magics.engine.executor import Resume
+        from owf_magics.runs.leases import lease_refused
 
         store = self._require_store()
         record = store.get_run(run_id)
         if record is None:
             raise OWFError(f"no stored run '{run_id}'", code="VALIDATION", details={"run_id": run_id})
-        resumable = ("waiting_approval", "running") if force else ("waiting_approval",)
+        if record.lease_owner is not None and record.lease_until is not None and record.lease_alive:
+            raise lease_refused(run_id, record.lease_owner, record.lease_until.timestamp())
+        # a running run whose lease expired (its process died) resumes without force; one without
+        # a lease (stored before leases) only with it
+        resumable = ("waiting_approval", "running") if force or record.lease_owner else ("waiting_approval",)
         if record.status not in resumable:
             hint = " (if its process died, resume it with force=True)" if record.status == "running" else ""
             raise OWFError(
@@ -356,9 +378,13 @@ class OpenWorkflow:
             )
         wf = self.workflow(record.workflow, record.workflow_version)  # before anything is changed
         wf.plan(prefer_backend=record.metadata.get("prefer_backend"))
-        _answer_requests(store, run_id, approvals or {}, event)
-        if not store.set_status(run_id, "running", expected=resumable):
-            raise OWFError(f"run '{run_id}' was resumed elsewhere", code="VALIDATION", details={"run_id": run_id})
+        # one atomic compare-and-set: of two resumes at once exactly one gets here, under a lease
+        store.claim_run(run_id, force=force)
+        try:
+            _answer_requests(store, run_id, approvals or {}, event)
+        except BaseException:
+            store.set_status(run_id, "waiting_approval", expected="running")  # releases the lease
+            raise
         answers: dict[str, list[Any]] = {}
         for request in store.get_pending(run_id, include_resolved=True):
             answers.setdefault(request.step_id, []).append(request)
