@@ -214,3 +214,21 @@ steps:
         ow.close()
         proc.terminate()
         proc.wait(10)
+
+
+def test_auth_from_a_declared_environment_variable(server):
+    manifest_text = manifest(server, "bearer", "envy").replace(
+        "auth: {type: bearer, token: '{{ secrets.TOKEN }}'}", "auth: {type: bearer, token: '{{ env.MCP_TOKEN }}'}"
+    )
+    ow = OpenWorkflow(state=False, environment={"MCP_TOKEN": CANARY}, env=["MCP_TOKEN"])
+    undeclared = OpenWorkflow(state=False, environment={"MCP_TOKEN": CANARY})
+    try:
+        ow.load(manifest_text)
+        assert ow.connector("envy").model.tools_listed  # the token was there at load
+        r = ow.workflow("call-envy").execute()
+        assert r.status == "completed", r.error
+        undeclared.load(manifest_text.replace("retry_attempts: 1", "retry_attempts: 0"))
+        assert not undeclared.connector("envy").model.tools_listed  # not declared: not read
+    finally:
+        ow.close()
+        undeclared.close()

@@ -45,7 +45,7 @@ def tool_actions(conn: Connector, tools: list[Any]) -> list[Action]:
 
 def _connection(host: Any, conn: Connector, secrets: Mapping[str, str], env: Mapping[str, str]) -> Connection:
     """The registry's connection to this server on the running event loop."""
-    spec = resolve(conn, secrets, env)
+    spec = resolve(conn, secrets, env, getattr(host, "env", None) or ())
     return pool_for(host).get(conn.ref, spec, asyncio.get_running_loop())
 
 

@@ -8,7 +8,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from owf_magics.errors import OWFError
 from owf_magics.manifest.mcp_spec import McpAuth, McpServer
 from owf_magics.manifest.models import Connector
 from owf_magics.manifest.render import redact, render
+from owf_magics.manifest.secrets import EnvView, SecretMap, credential_field, reveal
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +49,26 @@ class ServerSpec:
         return str(redact(text, {str(i): s for i, s in enumerate(self.secrets)})) if self.secrets else text
 
 
-def _reveal(value: Any) -> str:
-    """A rendered credential as text (an opaque secret object gives its value up here only)."""
-    for attr in ("reveal", "get_secret_value"):
-        fn = getattr(value, attr, None)
-        if callable(fn):
-            return str(fn())
-    return "" if value is None else str(value)
+def resolve(
+    conn: Connector, secrets: Mapping[str, str], env: Mapping[str, str], declared: Iterable[str] = ()
+) -> ServerSpec:
+    """The connector's ``mcp`` block and ``auth`` with their templates rendered.
 
-
-def resolve(conn: Connector, secrets: Mapping[str, str], env: Mapping[str, str]) -> ServerSpec:
-    """The connector's ``mcp`` block and ``auth`` with their templates rendered."""
+    Every ``auth`` field and every ``mcp.env`` value is a credential field: a secret
+    (``{{ secrets.NAME }}``, or a declared credential-like ``{{ env.NAME }}``) fills it whole.
+    ``env`` reads only the declared variables (the connector's ``runtime.environment`` and
+    ``OpenWorkflow(env=[...])``).
+    """
     spec: McpServer = conn.mcp or McpServer()
-    scope = {"secrets": dict(secrets), "env": env}
+    names = {*declared, *(v.name for v in (conn.runtime.environment if conn.runtime else []))}
+    scope = {"secrets": SecretMap(secrets), "env": EnvView(env, names)}
 
     def text(value: Any) -> str:
-        return _reveal(render(value, scope)) if isinstance(value, str) and "{{" in value else str(value)
+        if not (isinstance(value, str) and "{{" in value):
+            return str(value)
+        with credential_field():
+            out = reveal(render(value, scope))
+        return "" if out is None else str(out)
 
     used: list[str] = [v for v in secrets.values() if v]
     auth = McpAuth.model_validate(conn.auth or {})
