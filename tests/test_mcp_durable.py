@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from owf_magics import OpenWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +79,8 @@ def test_approval_survives_a_process_restart_and_calls_the_tool_once(tmp_path):
     first = in_process(
         f"""
 import json
+import pytest
+
 from owf_magics import OpenWorkflow
 ow = OpenWorkflow(state={str(state)!r})
 ow.load({str(flows)!r})
@@ -97,6 +101,8 @@ print(json.dumps({{"status": r.status, "run_id": r.run_id, "pid": r.steps["p"].o
     second = in_process(
         f"""
 import json
+import pytest
+
 from owf_magics import OpenWorkflow
 ow = OpenWorkflow(state={str(state)!r})
 ow.load({str(flows)!r})
@@ -135,12 +141,16 @@ def test_rejection_fails_only_that_call_and_an_agent_is_told(tmp_path):
         ow.close()
 
 
-def test_agent_call_approved_runs_once(tmp_path):
+@pytest.mark.parametrize("backend", ["native", "langchain"])
+def test_agent_call_approved_runs_once(tmp_path, backend):
     count = tmp_path / "count.txt"
     ow = OpenWorkflow(state=str(tmp_path / "runs.db"))
     try:
         ow.load(manifest(count))
-        r = ow.workflow("ask").execute()
+        r = ow.workflow("ask").execute(prefer_backend=backend)
+        assert r.status == "waiting_approval"
+        assert r.pending[0].payload["tool"] == "count"
+        assert lines(count) == 0
         done = ow.resume(r.run_id, approvals={r.pending[0].id: True})
         assert done.status == "completed"
         assert lines(count) == 1
