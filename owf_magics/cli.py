@@ -469,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the canonical model as JSON Schema")
     p.add_argument("--json", action="store_true", help="(the output is always JSON)")
     p.set_defaults(func=cmd_schema)
+
+    from owf_magics.mcp_cli import add_parser as add_mcp
+
+    add_mcp(sub)  # owf mcp tools CONNECTOR_FILE
     return parser
 
 

@@ -207,10 +207,14 @@ class OpenWorkflow:
         catalog = self._catalog.fork()
         validator = Validator(catalog, self._backends, bag, env=self.env)
         items = validator.build(raws)
+        check_handlers(items, allowed, bag)
+        if (allowed is None or "mcp" in allowed) and any(i.kind == "connector" and i.model.mcp for i in items):
+            from owf_magics.connectors.mcp import list_at_load
+
+            list_at_load(self, items, bag.warnings)  # MCP servers' tools become their actions
         for item in items:
             catalog.add(item)
         validator.check(items)
-        check_handlers(items, allowed, bag)
         check_http_urls(items, bag)
         bag.raise_if_errors()
         for item in items:
@@ -296,8 +300,11 @@ class OpenWorkflow:
         return self._pool
 
     def close(self) -> None:
-        """Shut the run queue, the handler thread pool and the run store down."""
+        """Shut the run queue, the handler thread pool, MCP sessions and the run store down."""
         self.shutdown()
+        from owf_magics.connectors.mcp import close_pool
+
+        close_pool(self)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

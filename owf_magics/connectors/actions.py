@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from owf_magics.connectors import command, function, http
+from owf_magics.connectors import command, function, http, mcp
 from owf_magics.connectors.base import HandlerKind
 from owf_magics.errors import OWFError, UnavailableError
 from owf_magics.manifest.models import (
@@ -24,7 +24,12 @@ from owf_magics.runtime.context import (
 from owf_magics.runtime.results import StepError
 
 #: The handler kinds by name; a new kind is a module with a ``handle`` coroutine, added here.
-HANDLER_KINDS: dict[str, HandlerKind] = {"function": function.handle, "http": http.handle, "command": command.handle}
+HANDLER_KINDS: dict[str, HandlerKind] = {
+    "function": function.handle,
+    "http": http.handle,
+    "command": command.handle,
+    "mcp": mcp.handle,
+}
 
 
 def _apply_defaults(schema: Mapping[str, Any] | None, data: Any) -> Any:

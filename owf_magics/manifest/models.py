@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from owf_magics.manifest.mcp_spec import McpServer
 
 JsonDict = dict[str, Any]
 
@@ -267,17 +269,6 @@ class Capabilities(Strict):
     frameworks: dict[str, FrameworkHints] = Field(default_factory=dict)
 
 
-class McpServer(Strict):
-    transport: Literal["stdio", "sse", "websocket", "streamable-http", "http"] = "stdio"
-    endpoint: str | None = None
-    url: str | None = None
-    command: str | None = None
-    args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
-    protocolVersion: str | None = None
-    expose: Literal["all"] | list[str] = "all"
-
-
 class UrlValidation(Strict):
     allowedDomains: list[str] = Field(default_factory=list)
     blockedDomains: list[str] = Field(default_factory=list)
@@ -371,12 +362,33 @@ class Connector(_Meta):
     capabilities: Capabilities | None = None
     mcp: McpServer | None = None
     actions: list[Action] = Field(default_factory=list)
+    _tools_listed: bool = PrivateAttr(default=False)
 
     def action(self, name: str) -> Action | None:
         for a in self.actions:
             if a.name == name:
                 return a
+        if self.mcp is not None and not self._tools_listed:  # an MCP tool, looked up on first use
+            return Action(name=name, handler=Handler(mcp={"connector": self.ref, "tool": name}))
         return None
+
+    @property
+    def ref(self) -> str:
+        return f"connector:{self.namespace or 'local'}/{self.name}@{self.version}"
+
+    @property
+    def tools_listed(self) -> bool:
+        """Whether an MCP server's tools are known (its actions are then exactly those exposed)."""
+        return self._tools_listed
+
+    def with_tools(self, tools: list[Action]) -> Connector:
+        """A copy whose actions are an MCP server's listed tools (and the actions declared with a
+        handler of their own)."""
+        names = {t.name for t in tools}
+        kept = [a for a in self.actions if a.handler is not None and a.handler.kind != "mcp" and a.name not in names]
+        out = self.model_copy(update={"actions": [*kept, *tools]})
+        out._tools_listed = True
+        return out
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from owf_magics.errors import Diagnostic, DiagnosticBag, format_path
 from owf_magics.manifest.loader import MAX_DEPTH, LMap, LSeq, Pos, SourceDocument
+from owf_magics.manifest.mcp_spec import normalise_mcp_connector
 
 Kind = Literal["agent", "connector", "workflow", "bundle"]
 Path = tuple[str | int, ...]
@@ -453,6 +454,7 @@ def normalise_agent(m: LMap, ctx: _Ctx) -> LMap:
 
 def normalise_connector(m: LMap, ctx: _Ctx) -> LMap:
     m.setdefault("type", "connector")
+    normalise_mcp_connector(m, ctx)
     actions = m.get("actions")
     if isinstance(actions, LSeq):
         for i, action in enumerate(actions):

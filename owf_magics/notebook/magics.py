@@ -7,6 +7,7 @@ gets its own `OpenWorkflow`; a cell that is run again replaces what it defined b
 from __future__ import annotations
 
 import html
+import json
 import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from owf_magics.manifest.catalog import Loaded
     from owf_magics.runtime.results import RunResult
 
-SUBCOMMANDS = ("list", "show", "run", "resume", "validate", "backends", "trace", "usage", "help")
+SUBCOMMANDS = ("list", "show", "run", "resume", "validate", "backends", "tools", "trace", "usage", "help")
 
 USAGE = """\
 %%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--secrets VAR]
@@ -49,6 +50,7 @@ USAGE = """\
                                    continue a waiting run (default: the last one) with these answers
 %workflow validate [NAME]          check a workflow (all of them without NAME) against what is loaded
 %workflow backends                 which backends are installed, their versions, what is missing
+%workflow tools NAME [--secrets VAR] an MCP connector's tools with their input schemas
 %workflow trace [VAR]              the trace of a run (default: the last run)
 %workflow usage [VAR]              token usage and cost of a run (default: the last run)
 %workflow help                     this text
@@ -237,6 +239,8 @@ class WorkflowMagics(Magics):
             return self._list()
         if sub == "backends":
             return self._backends()
+        if sub == "tools":
+            return self._tools(args, rest)
         if sub in ("trace", "usage"):
             return self._frame(sub, rest)
         if sub == "validate":
@@ -286,6 +290,15 @@ class WorkflowMagics(Magics):
             )
         columns = ("backend", "installed", "version", "runtime", "missing", "install", "description")
         display(_Table(rows, columns, "owf-backends"))
+
+    def _tools(self, args: Any, rest: list[str]) -> None:
+        from owf_magics.connectors.mcp import describe_tools
+
+        if len(rest) != 1:
+            raise UsageError("%workflow tools takes one MCP connector NAME")
+        tools = describe_tools(self.ow, rest[0], self._secrets(args))
+        rows = [{**t, "input": json.dumps(t["input"], sort_keys=True)} for t in tools]
+        display(_Table(rows, ("name", "description", "input"), "owf-tools"))
 
     def _frame(self, which: str, rest: list[str]) -> Any:
         if len(rest) > 1:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from owf_magics.errors import DiagnosticBag, did_you_mean, suggestion
 from owf_magics.manifest.catalog import Catalog, Loaded
 from owf_magics.manifest.loader import LMap, LSeq, position_of
+from owf_magics.manifest.mcp_spec import auth_problems
 from owf_magics.manifest.models import (
     MODEL_FOR_KIND,
     Agent,
@@ -47,6 +48,7 @@ from owf_magics.plan.template_checks import (
     raw_env_names,
     secret_place,
 )
+from owf_magics.plan.tool_inputs import check_tool_input
 from owf_magics.runtime.registry import BackendRegistry
 
 OFFLINE_PROVIDERS = frozenset({"echo", "scripted"})
@@ -338,6 +340,15 @@ class Validator:
 
     def _check_connector(self, item: Loaded[Connector], report: Reporter) -> None:
         conn = item.model
+        if conn.mcp is not None:  # an MCP server's auth, in the OpenFlow types
+            for where, message, hint, severity in auth_problems(conn.auth):
+                report(
+                    "INVALID_VALUE" if severity == "error" else "MISSING_REQUIRED_FIELD",
+                    message,
+                    where,
+                    hint=hint,
+                    severity=severity,
+                )
         names: dict[str, int] = {}
         for i, action in enumerate(conn.actions):
             path: Path = ("actions", i)
@@ -419,7 +430,7 @@ class Validator:
             return None
         wanted = action or ref.action
         conn = found.model
-        if wanted and conn.actions and conn.action(wanted) is None:
+        if wanted and (conn.actions or conn.tools_listed) and conn.action(wanted) is None:
             names = [a.name for a in conn.actions]
             report(
                 "UNKNOWN_REFERENCE",
@@ -510,7 +521,9 @@ class Validator:
         # references to other manifests
         agent_runtime: str | None = None
         if step.type == "action":  # type: ignore[attr-defined]
-            self._resolve_connector(step.connector, path + ("connector",), report, action=step.action)  # type: ignore[attr-defined]
+            conn = self._resolve_connector(step.connector, path + ("connector",), report, action=step.action)  # type: ignore[attr-defined]
+            if conn is not None and conn.model.mcp is not None:
+                check_tool_input(conn.model, step.action, step.input, path, report, sid)  # type: ignore[attr-defined]
         elif step.type == "agent":  # type: ignore[attr-defined]
             found = self._resolve_agent(step.agent, path + ("agent",), report)  # type: ignore[attr-defined]
             if found and found.model.execution:
