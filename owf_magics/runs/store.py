@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from owf_magics.errors import OWFError
+from owf_magics.runs.labels import LABELS_SCHEMA, RunLabels
 from owf_magics.runtime.records import (
     DEFAULT_STATE_PATH,
     FINISHED_STATUSES,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 
 
 #: The schema version written to ``PRAGMA user_version``; bumped with every schema change.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 __all__ = [
     "DEFAULT_STATE_PATH",
@@ -132,7 +133,7 @@ CREATE INDEX IF NOT EXISTS pending_run ON pending (run_id);
 """
 
 
-class SQLiteRunStore:
+class SQLiteRunStore(RunLabels):
     """A `RunStore` in one SQLite file (or in memory).
 
     One connection per store object, guarded by a lock, so any thread may call it; WAL mode and a
@@ -185,7 +186,7 @@ class SQLiteRunStore:
             # two processes opening a new file at once: the second waits here, then finds the
             # tables there (every statement is IF NOT EXISTS)
             conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + LABELS_SCHEMA).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -546,7 +547,7 @@ class SQLiteRunStore:
                     (*FINISHED_STATUSES, cutoff),
                 )
             ]
-            for table in ("events", "steps", "pending", "runs"):
+            for table in ("events", "steps", "pending", "run_labels", "runs"):
                 conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(i,) for i in ids])
         return len(ids)
 
