@@ -320,8 +320,9 @@ class RunService:
             with contextlib.suppress(BaseException):
                 self.handles[rid].result(timeout=10)
             self._leave_resumable(rid)
-        if left:  # the queue's loop is still up for them; it stops once they have ended
-            self.queue.shutdown(wait=True, timeout=grace)
+        if left:  # wait for the queue's loop, which stops once they have ended (or already has)
+            with contextlib.suppress(RuntimeError):
+                self.queue.shutdown(wait=True, timeout=grace)
         self.ow.close()
 
     def _leave_resumable(self, run_id: str) -> None:
