@@ -25,8 +25,10 @@ from owf_magics.cli import main
 from owf_magics.errors import DIAGNOSTIC_CODES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-DOC_FILES = ("manifests.md", "decisions.md", "errors.md", "durable.md", "notebook.md")
+DOC_FILES = ("manifests.md", "decisions.md", "errors.md", "durable.md", "notebook.md", "security.md")
 WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE"}
+#: Codes whose examples only fail in a restricted registry: the registry their examples load in.
+REGISTRY_FOR = {"HANDLER_NOT_ALLOWED": {"allow_handlers": {"http"}}}
 
 _BLOCK_RE = re.compile(
     r"<!--\s*(?P<marker>[\w-]+)(?::\s*(?P<arg>[A-Z_]+))?\s*-->\s*\n"
@@ -107,7 +109,7 @@ def test_loads(block):
 def test_expect(block):
     assert block.arg in DIAGNOSTIC_CODES, f"{block.id}: {block.arg} is not a diagnostic code"
     with pytest.raises(ManifestError) as info:
-        OpenWorkflow(state=":memory:").load(block.body)
+        OpenWorkflow(state=":memory:", **REGISTRY_FOR.get(block.arg, {})).load(block.body)
     assert block.arg in info.value.codes, f"{block.id}: expected {block.arg}, got {info.value.codes}"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_pa
 from owf_magics.manifest.models import Agent, Connector
 from owf_magics.manifest.normalize import RawManifest, split_document, wrap
 from owf_magics.manifest.refs import Ref, parse_ref
+from owf_magics.plan.handlers import allowed_handlers, check_handlers
 from owf_magics.plan.resolution import Plan
 from owf_magics.plan.validation import Validator
 from owf_magics.runtime.backend import Backend, BackendInfo
@@ -43,6 +44,10 @@ class OpenWorkflow:
         max_workers: Threads for synchronous action handlers (shared by this registry's runs).
         prices: Model prices in USD per 1M tokens, by ``provider/model`` or model id, e.g.
             ``{"openai/gpt-4o": {"input": 2.5, "output": 10}}``; they override the shipped table.
+        allow_handlers: The connector handler kinds (``function``, ``http``, ``command``,
+            ``kafka``, ``mcp``) that manifests loaded into this registry may use; None allows
+            every kind. A server that loads manifests it receives passes e.g. ``{"http"}``, so
+            no manifest can run code in its process (see docs/security.md).
 
     Example:
         >>> ow = OpenWorkflow()
@@ -59,10 +64,12 @@ class OpenWorkflow:
         environment: dict[str, str] | None = None,
         max_workers: int = 8,
         prices: Mapping[str, Mapping[str, float]] | None = None,
+        allow_handlers: Collection[str] | None = None,
     ) -> None:
         from owf_magics.agents.providers import Prices
 
         self.prices = Prices(prices)
+        self.allow_handlers = allowed_handlers(allow_handlers)
         self.state = state
         self.max_concurrent_runs = max_concurrent_runs
         self.environment = environment
@@ -87,7 +94,14 @@ class OpenWorkflow:
 
     # -- loading -------------------------------------------------------------------------------
 
-    def load(self, source: Source, *, name: str | None = None, line_offset: int = 0) -> list[Loaded[Any]]:
+    def load(
+        self,
+        source: Source,
+        *,
+        name: str | None = None,
+        line_offset: int = 0,
+        allow_handlers: Collection[str] | None = None,
+    ) -> list[Loaded[Any]]:
         """Load manifests from a path (file or directory), YAML/JSON text, or Python data.
 
         Args:
@@ -95,6 +109,9 @@ class OpenWorkflow:
                 (multi-document YAML allowed), or an already-parsed dict/list.
             name: The name diagnostics use for text sources (default ``<string>``).
             line_offset: Added to line numbers of text sources (a cell's magic line, say).
+            allow_handlers: The handler kinds this load's connectors may use (None: the
+                registry's ``allow_handlers``). A connector action with another kind is a
+                ``HANDLER_NOT_ALLOWED`` diagnostic.
 
         Returns:
             The loaded manifests, in document order.
@@ -102,12 +119,21 @@ class OpenWorkflow:
         Raises:
             ManifestError: Every problem found; nothing is registered then.
         """
-        return self.load_many([source], name=name, line_offset=line_offset)
+        return self.load_many([source], name=name, line_offset=line_offset, allow_handlers=allow_handlers)
 
     def load_many(
-        self, sources: Iterable[Source], *, name: str | None = None, line_offset: int = 0
+        self,
+        sources: Iterable[Source],
+        *,
+        name: str | None = None,
+        line_offset: int = 0,
+        allow_handlers: Collection[str] | None = None,
     ) -> list[Loaded[Any]]:
-        """Load several sources as one batch, so references between them resolve (all or nothing)."""
+        """Load several sources as one batch, so references between them resolve (all or nothing).
+
+        `allow_handlers` as for `load`.
+        """
+        allowed = self.allow_handlers if allow_handlers is None else allowed_handlers(allow_handlers)
         bag = DiagnosticBag()
         docs: list[SourceDocument] = []
         for source in sources:
@@ -121,6 +147,7 @@ class OpenWorkflow:
         for item in items:
             catalog.add(item)
         validator.check(items)
+        check_handlers(items, allowed, bag)
         bag.raise_if_errors()
         for item in items:
             item.graph = validator.graphs.get(id(item))
@@ -133,15 +160,22 @@ class OpenWorkflow:
         self.warnings = sort_diagnostics(bag.warnings)
         return items
 
-    def validate(self, source: Source, *, name: str | None = None, line_offset: int = 0) -> list[Diagnostic]:
+    def validate(
+        self,
+        source: Source,
+        *,
+        name: str | None = None,
+        line_offset: int = 0,
+        allow_handlers: Collection[str] | None = None,
+    ) -> list[Diagnostic]:
         """Check manifests against this registry without registering them; returns the warnings.
 
         Raises:
-            ManifestError: Every problem found.
+            ManifestError: Every problem found (``HANDLER_NOT_ALLOWED`` included, as for `load`).
         """
         saved = self._catalog, self.warnings
         try:
-            self.load(source, name=name, line_offset=line_offset)
+            self.load(source, name=name, line_offset=line_offset, allow_handlers=allow_handlers)
             return self.warnings
         finally:
             self._catalog, self.warnings = saved
