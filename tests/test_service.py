@@ -155,6 +155,7 @@ def test_inline_manifests_may_not_run_code_or_name_server_files(acme, server):
     code = "connector: {name: x, kind: sdk}\nactions: [{name: a, handler: {command: ls}}]\n---\nname: w\nsteps: [{id: s, connector: x, action: a}]\n"
     body = acme.post("/workflows/validate", json={"manifest": code}).json()
     assert body["status"] == "invalid" and [e["code"] for e in body["errors"]] == ["HANDLER_NOT_ALLOWED"]
+    assert body["errors"][0]["line"] == 2 and body["errors"][0]["file"] == "<request>"
     refused = unified(acme.post("/workflows/execute", json={"manifest": code}), 422)
     assert refused["details"]["errors"][0]["code"] == "HANDLER_NOT_ALLOWED"
     # one line naming a manifest file on the server is text, never read from disk

@@ -95,12 +95,18 @@ def test_a_shutdown_leaves_a_running_run_resumable_on_another_worker(tmp_path, f
         second.stop()
 
 
-def test_insecure_dev_serves_without_tokens_on_loopback(tmp_path, flows):
-    dev = start(tmp_path, flows, "--insecure-dev", env={"OWF_JWT_SECRET": ""})
+def test_insecure_dev_serves_without_tokens_and_allow_handlers_trusts_inline_code(tmp_path, flows):
+    dev = start(tmp_path, flows, "--insecure-dev", "--allow-handlers", env={"OWF_JWT_SECRET": ""})
     try:
         with dev.client() as c:
             assert c.post("/workflows/execute", json={"workflow": "chain"}).json()["outputs"] == {"out": "a12345"}
-            assert len(c.get("/runs").json()) == 1
+            code = (
+                "connector: {name: x, kind: sdk}\nactions: [{name: e, handler: {function: tests.handlers.echo}}]\n"
+                "---\nname: w\nsteps: [{id: s, connector: x, action: e, input: {v: 1}}]\n"
+                "outputs: {o: {value: '{{ steps.s.output.echo.v }}'}}\n"
+            )
+            assert c.post("/workflows/execute", json={"manifest": code}).json()["outputs"] == {"o": 1}
+            assert len(c.get("/runs").json()) == 2
     finally:
         dev.stop()
 

@@ -39,7 +39,8 @@ class ServiceConfig:
         issuer: Required ``iss`` claim, when set.
         leeway: Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``.
         insecure_dev: Serve without keys (every request is a developer with every scope), loopback only.
-        allow_handlers: Let manifests sent in requests use ``function`` and ``command`` handlers.
+        allow_handlers: Let manifests sent in requests use every handler kind (default: ``http`` only,
+            so no ``function``, ``command`` or ``mcp`` handler runs code on the server).
         secrets: Values runs of the loaded workflows read as ``secrets.NAME``.
         cors_origins: Origins allowed by CORS (none: CORS is off).
         max_body_bytes: The largest request body accepted.

@@ -1,28 +1,21 @@
 """Manifests sent in requests: loaded with the same safe loader into a registry of their own, never
-read as a file path, without the server's environment, and refused when they use ``function`` or
-``command`` handlers (code that runs with the server's rights) unless the server allows them.
-
-The policy is ``OpenWorkflow(allow_handlers=...)`` (diagnostic ``HANDLER_NOT_ALLOWED``) where
-the installed engine has it; otherwise the same check runs here on the loaded connectors.
+read as a file path, without the server's environment, and limited to ``http`` handlers
+(``OpenWorkflow(allow_handlers=...)``: a ``function``, ``command`` or ``mcp`` handler, which runs
+code or programs with the server's rights, is a ``HANDLER_NOT_ALLOWED`` diagnostic at its line)
+unless the server was started with ``--allow-handlers``.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any
 
 from owf_magics.api import OpenWorkflow
-from owf_magics.errors import Diagnostic, ManifestError
 
 #: The name diagnostics give a manifest sent in a request.
 REQUEST_FILE = "<request>"
-_CODE_HANDLERS = ("function", "command")
-
-
-def engine_checks_handlers() -> bool:
-    """Whether `OpenWorkflow` takes ``allow_handlers`` (then the loader enforces the policy)."""
-    return "allow_handlers" in inspect.signature(OpenWorkflow.__init__).parameters
+#: The handler kinds manifests sent in requests may use unless the server allows every kind.
+SAFE_HANDLERS = frozenset({"http"})
 
 
 def as_text(manifest: str | dict[str, Any] | list[Any]) -> str:
@@ -33,9 +26,11 @@ def as_text(manifest: str | dict[str, Any] | list[Any]) -> str:
 
 
 def new_registry(store: Any, *, allow_handlers: bool) -> OpenWorkflow:
-    """A registry for one request's manifests: the server's run store, no environment."""
-    options: dict[str, Any] = {"allow_handlers": allow_handlers} if engine_checks_handlers() else {}
-    return OpenWorkflow(state=store, environment={}, max_workers=4, **options)
+    """A registry for one request's manifests: the server's run store, no environment, and only
+    the safe handler kinds unless `allow_handlers`."""
+    return OpenWorkflow(
+        state=store, environment={}, max_workers=4, allow_handlers=None if allow_handlers else SAFE_HANDLERS
+    )
 
 
 def release(ow: OpenWorkflow) -> None:
@@ -44,7 +39,7 @@ def release(ow: OpenWorkflow) -> None:
     ow.thread_pool().shutdown(wait=False)
 
 
-def load(ow: OpenWorkflow, manifest: str | dict[str, Any] | list[Any], *, allow_handlers: bool) -> list[Any]:
+def load(ow: OpenWorkflow, manifest: str | dict[str, Any] | list[Any]) -> list[Any]:
     """Load a request's manifest into `ow`.
 
     Text always loads as text: one line such as ``flows/x.yaml`` would otherwise name a file on the
@@ -56,51 +51,16 @@ def load(ow: OpenWorkflow, manifest: str | dict[str, Any] | list[Any], *, allow_
     source: Any = manifest
     if isinstance(manifest, str) and "\n" not in manifest:
         source = manifest + "\n"  # never a path (the loader reads a one-line string naming a file)
-    items = ow.load(source, name=REQUEST_FILE)
-    if not allow_handlers and not engine_checks_handlers():
-        problems = handler_diagnostics(items)
-        if problems:
-            ow.unload(items)
-            raise ManifestError(problems, ow.warnings)
-    return items
+    return ow.load(source, name=REQUEST_FILE)
 
 
-def validate(ow: OpenWorkflow, manifest: str | dict[str, Any] | list[Any], *, allow_handlers: bool) -> list[Any]:
+def validate(ow: OpenWorkflow, manifest: str | dict[str, Any] | list[Any]) -> list[Any]:
     """Check a request's manifest (nothing stays registered); returns the warnings.
 
     Raises:
         ManifestError: Every problem found.
     """
-    items = load(ow, manifest, allow_handlers=allow_handlers)
+    items = load(ow, manifest)
     warnings = list(ow.warnings)
     ow.unload(items)
     return warnings
-
-
-def handler_diagnostics(items: list[Any]) -> list[Diagnostic]:
-    """``HANDLER_NOT_ALLOWED`` for every action handler that runs code, and every MCP server
-    started as a local process."""
-    out: list[Diagnostic] = []
-    for item in items:
-        if item.kind != "connector":
-            continue
-        model = item.model
-        for i, action in enumerate(model.actions):
-            kind = action.handler.kind if action.handler is not None else None
-            if kind in _CODE_HANDLERS:
-                out.append(_refused(item, f"actions[{i}].handler.{kind}", f"a {kind} handler"))
-        if model.mcp is not None and model.mcp.command:
-            out.append(_refused(item, "mcp.command", "an MCP server started as a local command"))
-    return out
-
-
-def _refused(item: Any, path: str, what: str) -> Diagnostic:
-    return Diagnostic(
-        "HANDLER_NOT_ALLOWED",
-        f"connector '{item.name}' uses {what}, which runs code on the server; this server does not "
-        "accept that in manifests sent to it",
-        path=path,
-        file=item.file,
-        hint="use an http handler, or load the manifest at start-up (owf serve PATHS), or start the "
-        "server with --allow-handlers if every caller may run code on it",
-    )

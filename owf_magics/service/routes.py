@@ -58,7 +58,7 @@ def validate(body: ValidateRequest, request: Request, who: Read) -> dict[str, An
     allow = _service(request).config.allow_handlers
     ow = manifests.new_registry(False, allow_handlers=allow)
     try:
-        warnings = manifests.validate(ow, body.manifest, allow_handlers=allow)
+        warnings = manifests.validate(ow, body.manifest)
     except ManifestError as exc:
         return {
             "status": "invalid",

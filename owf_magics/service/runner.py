@@ -139,7 +139,7 @@ class RunService:
         """A workflow from a request's manifest, in a registry of its own (the caller releases it)."""
         ow = manifests.new_registry(self.store, allow_handlers=self.config.allow_handlers)
         try:
-            manifests.load(ow, manifest, allow_handlers=self.config.allow_handlers)
+            manifests.load(ow, manifest)
             return ow.workflow(name), ow
         except OWFError as exc:
             manifests.release(ow)
@@ -209,7 +209,7 @@ class RunService:
         if text is not None:
             owned = ow = manifests.new_registry(self.store, allow_handlers=self.config.allow_handlers)
             try:
-                manifests.load(ow, text, allow_handlers=self.config.allow_handlers)
+                manifests.load(ow, text)
             except BaseException:
                 manifests.release(owned)
                 raise
