@@ -117,7 +117,7 @@ def create_app(config: ServiceConfig, service: RunService | None = None) -> Fast
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
 
     @app.get("/health", response_model=Health, tags=["health"], summary="Liveness (no token needed)")
-    def health(request: Request) -> dict[str, Any]:
+    async def health(request: Request) -> dict[str, Any]:
         svc: RunService = request.app.state.service
         return {
             "status": "stopping" if svc.stopping else "ok",

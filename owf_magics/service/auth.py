@@ -7,7 +7,7 @@ each algorithm has its own key, so an HS256 token can never be checked against a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -112,10 +112,10 @@ def _principal(claims: dict[str, Any]) -> Principal:
     return Principal(sub, tenant, scopes)
 
 
-def require(scope: str) -> Callable[..., Principal]:
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency: the caller, who must hold `scope` (403 otherwise)."""
 
-    def dependency(
+    async def dependency(  # async: checking a token is quick, and needs no trip to a worker thread
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> Principal:
         checker: TokenChecker = request.app.state.tokens

@@ -4,7 +4,8 @@ read, follow, resume, cancel, the queue). Every route needs a bearer token with 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -31,6 +32,7 @@ from owf_magics.service.schemas import (
 )
 from owf_magics.service.views import record_view, result_view, run_view, workflow_detail, workflow_summary
 
+T = TypeVar("T")
 workflows = APIRouter(prefix="/workflows", tags=["workflows"], responses=ERRORS)
 runs = APIRouter(prefix="/runs", tags=["runs"], responses=ERRORS)
 queues = APIRouter(prefix="/queue", tags=["queues"], responses=ERRORS)
@@ -50,15 +52,26 @@ def _service(request: Request) -> RunService:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
+#: Bodies up to this size are loaded on the event loop (about a millisecond); larger ones in a thread,
+#: so one big manifest never holds up the other requests.
+INLINE_BYTES = 32_768
+
+
+async def _off_loop_if_large(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    if int(request.headers.get("content-length") or 0) <= INLINE_BYTES:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
 # -- /workflows -----------------------------------------------------------------------------------
 
 
 @workflows.post("/validate", response_model=ValidateResponse, summary="Check manifests without running them")
-def validate(body: ValidateRequest, request: Request, who: Read) -> dict[str, Any]:
+async def validate(body: ValidateRequest, request: Request, who: Read) -> dict[str, Any]:
     allow = _service(request).config.allow_handlers
     ow = manifests.new_registry(False, allow_handlers=allow)
     try:
-        warnings = manifests.validate(ow, body.manifest)
+        warnings = await _off_loop_if_large(request, manifests.validate, ow, body.manifest)
     except ManifestError as exc:
         return {
             "status": "invalid",
@@ -80,7 +93,7 @@ async def execute(body: ExecuteRequest, request: Request, who: Run, wait: Wait =
         raise ApiError(422, "give `workflow` (a loaded workflow's name) or `manifest` (manifests to run)")
     inline = None
     if body.manifest is not None:
-        wf, ow = await asyncio.to_thread(svc.inline, body.manifest, body.workflow)
+        wf, ow = await _off_loop_if_large(request, svc.inline, body.manifest, body.workflow)
         inline = (ow, manifests.as_text(body.manifest))
     else:
         assert body.workflow is not None

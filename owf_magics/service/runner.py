@@ -73,6 +73,7 @@ class RunService:
         self.resuming: set[str] = set()  # runs resumed in a worker thread (they cannot be interrupted)
         self.interrupted: set[str] = set()  # runs stopped by a shutdown (left resumable)
         self.stopping = False
+        self.closed = False
         self._resumes = itertools.count(1)
 
     # -- tenants ----------------------------------------------------------------------------------
@@ -310,7 +311,9 @@ class RunService:
     def close(self, grace: float) -> None:
         """Stop: queued runs never start, running ones get `grace` seconds, then are stopped and
         left ``waiting_approval`` (resumable on any worker, their finished steps kept)."""
-        self.stopping = True
+        if self.closed:
+            return
+        self.stopping = self.closed = True
         self.queue.shutdown(cancel_queued=True, wait=True, timeout=grace)
         left = [rid for rid, h in list(self.handles.items()) if not h.done() and rid not in self.resuming]
         for rid in left:
