@@ -170,3 +170,14 @@ def test_es256_tokens_and_the_audience_and_issuer(tmp_path):
     with pytest.raises(ApiError) as err:
         checker.principal(jwt.encode(claims, SECRET, algorithm="HS256"))
     assert err.value.status == 401 and err.value.details == {"accepted": ["ES256"]}
+
+
+def test_a_remembered_token_still_expires():
+    checker = TokenChecker(ServiceConfig(keys={"HS256": SECRET.encode()}, leeway=0))
+    bearer = jwt.encode({"sub": "s", "scope": "runs:read", "exp": time.time() + 1}, SECRET, algorithm="HS256")
+    assert checker.principal(bearer).sub == "s"
+    assert checker.principal(bearer).sub == "s"  # the second time from memory
+    time.sleep(1.2)
+    with pytest.raises(ApiError) as err:
+        checker.principal(bearer)
+    assert err.value.status == 401 and err.value.message == "the token has expired"

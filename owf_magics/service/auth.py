@@ -7,6 +7,7 @@ each algorithm has its own key, so an HS256 token can never be checked against a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -17,6 +18,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from owf_magics.service.config import SCOPES, ServiceConfig
 from owf_magics.service.errors import ApiError
+
+#: How many checked tokens are remembered (until their ``exp``), so a client's repeated token is
+#: verified once; the signature, ``nbf`` and ``iat`` checks passed when it was first seen.
+CACHE_SIZE = 4096
 
 bearer = HTTPBearer(auto_error=False, description="A JWT signed with the server's key (docs/service.md)")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="owf"'}
@@ -49,6 +54,7 @@ class TokenChecker:
         self.issuer = config.issuer
         self.leeway = config.leeway
         self.insecure = config.insecure_dev and not self.keys
+        self._checked: dict[str, tuple[Principal, float]] = {}  # token -> (caller, expiry)
 
     def principal(self, token: str | None) -> Principal:
         """The caller of a request with this bearer token.
@@ -60,6 +66,16 @@ class TokenChecker:
             return DEVELOPER
         if not token:
             raise ApiError(401, "a bearer token is required (Authorization: Bearer <jwt>)", headers=_CHALLENGE)
+        hit = self._checked.get(token)
+        if hit is not None and time.time() <= hit[1]:  # a token seen before, still within its exp
+            return hit[0]
+        who, expires = self._check(token)
+        if len(self._checked) >= CACHE_SIZE:
+            self._checked.clear()
+        self._checked[token] = (who, expires)
+        return who
+
+    def _check(self, token: str) -> tuple[Principal, float]:
         try:
             alg = jwt.get_unverified_header(token).get("alg")
         except jwt.PyJWTError as exc:
@@ -90,7 +106,7 @@ class TokenChecker:
             raise _unauthorized("the token's signature does not match the server's key", exc) from None
         except jwt.PyJWTError as exc:
             raise _unauthorized("the token is not acceptable", exc) from None
-        return _principal(claims)
+        return _principal(claims), float(claims["exp"]) + self.leeway
 
 
 def _unauthorized(message: str, exc: Exception) -> ApiError:
