@@ -59,10 +59,11 @@ def unified(response, status: int) -> dict:
 # -- tokens and scopes ------------------------------------------------------------------------------
 
 
-def test_health_needs_no_token(server):
+def test_health_needs_no_token_and_cors_is_off_by_default(server):
     with server.client() as c:
-        body = c.get("/health").json()
-    assert body["status"] == "ok" and body["workflows"] == 3
+        response = c.get("/health", headers={"Origin": "http://ui.test"})
+    assert response.json()["status"] == "ok" and response.json()["workflows"] == 3
+    assert "access-control-allow-origin" not in response.headers
 
 
 ROUTES = [

@@ -96,9 +96,20 @@ def test_a_shutdown_leaves_a_running_run_resumable_on_another_worker(tmp_path, f
 
 
 def test_insecure_dev_serves_without_tokens_and_allow_handlers_trusts_inline_code(tmp_path, flows):
-    dev = start(tmp_path, flows, "--insecure-dev", "--allow-handlers", env={"OWF_JWT_SECRET": ""})
+    dev = start(
+        tmp_path,
+        flows,
+        "--insecure-dev",
+        "--allow-handlers",
+        "--cors-origin",
+        "http://ui.test",
+        env={"OWF_JWT_SECRET": ""},
+    )
     try:
         with dev.client() as c:
+            allowed = c.get("/health", headers={"Origin": "http://ui.test"})
+            assert allowed.headers["access-control-allow-origin"] == "http://ui.test"
+            assert "access-control-allow-origin" not in c.get("/health", headers={"Origin": "http://evil.test"}).headers
             assert c.post("/workflows/execute", json={"workflow": "chain"}).json()["outputs"] == {"out": "a12345"}
             code = (
                 "connector: {name: x, kind: sdk}\nactions: [{name: e, handler: {function: tests.handlers.echo}}]\n"

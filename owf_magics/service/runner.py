@@ -323,6 +323,10 @@ class RunService:
             with contextlib.suppress(BaseException):
                 self.handles[rid].result(timeout=10)
             self._leave_resumable(rid)
+        if self.resuming:  # a resume runs in a thread that cannot be interrupted: it ends first
+            log.warning("waiting for %d resumed run(s) to finish: %s", len(self.resuming), sorted(self.resuming))
+        while self.resuming:
+            time.sleep(0.05)
         if left:  # wait for the queue's loop, which stops once they have ended (or already has)
             with contextlib.suppress(RuntimeError):
                 self.queue.shutdown(wait=True, timeout=grace)
