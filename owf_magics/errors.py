@@ -50,6 +50,7 @@ DIAGNOSTIC_CODES: dict[str, str] = {
     "ALIAS": "an accepted alias spelling was normalised to the canonical one",
     "VERSION_MISMATCH": "an installed framework version is outside a declared compatibility range",
     "SCOPE": "a template reads a name that is only defined in some scopes",
+    "URL_HOST_FROM_INPUT": "an http handler's URL lets an input set its host, so every request will be refused",
 }
 
 Severity = Literal["error", "warning"]

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from owf_magics.api.workflow import Callback, Source, Workflow
+from owf_magics.connectors.http_limits import HttpLimits
 from owf_magics.errors import Diagnostic, DiagnosticBag, OWFError, sort_diagnostics, suggestion
 from owf_magics.manifest.catalog import Catalog, Loaded
 from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_path, parse_text
 from owf_magics.manifest.models import Agent, Connector
 from owf_magics.manifest.normalize import RawManifest, split_document, wrap
 from owf_magics.manifest.refs import Ref, parse_ref
-from owf_magics.plan.handlers import allowed_handlers, check_handlers
+from owf_magics.plan.handlers import allowed_handlers, check_handlers, check_http_urls
 from owf_magics.plan.resolution import Plan
 from owf_magics.plan.validation import Validator
 from owf_magics.runtime.backend import Backend, BackendInfo
@@ -48,6 +49,9 @@ class OpenWorkflow:
             ``kafka``, ``mcp``) that manifests loaded into this registry may use; None allows
             every kind. A server that loads manifests it receives passes e.g. ``{"http"}``, so
             no manifest can run code in its process (see docs/security.md).
+        http_limits: The bounds of ``http`` handler requests: an `HttpLimits` or a mapping of
+            some of its fields (``timeout`` 30 s, ``max_response_bytes`` 10 MiB,
+            ``max_redirects`` 5, ``enforce``); actions may set their own (docs/security.md).
 
     Example:
         >>> ow = OpenWorkflow()
@@ -65,11 +69,13 @@ class OpenWorkflow:
         max_workers: int = 8,
         prices: Mapping[str, Mapping[str, float]] | None = None,
         allow_handlers: Collection[str] | None = None,
+        http_limits: HttpLimits | Mapping[str, Any] | None = None,
     ) -> None:
         from owf_magics.agents.providers import Prices
 
         self.prices = Prices(prices)
         self.allow_handlers = allowed_handlers(allow_handlers)
+        self.http_limits = HttpLimits.of(http_limits)
         self.state = state
         self.max_concurrent_runs = max_concurrent_runs
         self.environment = environment
@@ -148,6 +154,7 @@ class OpenWorkflow:
             catalog.add(item)
         validator.check(items)
         check_handlers(items, allowed, bag)
+        check_http_urls(items, bag)
         bag.raise_if_errors()
         for item in items:
             item.graph = validator.graphs.get(id(item))

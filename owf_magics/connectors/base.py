@@ -9,11 +9,10 @@ from typing import Any, Protocol
 from owf_magics.manifest.models import (
     Handler,
 )
+from owf_magics.manifest.urls import PLACEHOLDER
 from owf_magics.runtime.context import (
     RunContext,
 )
-
-PLACEHOLDER = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}")
 
 
 def placeholders(value: Any, data: Mapping[str, Any], run: RunContext) -> Any:

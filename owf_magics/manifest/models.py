@@ -7,9 +7,10 @@ unknown field is an error. Maps that are open by design (``config``, ``metadata`
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 JsonDict = dict[str, Any]
 
@@ -283,6 +284,21 @@ class UrlValidation(Strict):
     requireHTTPS: bool = False
 
 
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.I)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+
+
+def parse_size(value: Any) -> Any:
+    """A size like ``10MB``, ``512KiB`` or ``2g`` as a number of bytes; anything else unchanged."""
+    if not isinstance(value, str):
+        return value
+    m = _SIZE_RE.match(value)
+    if m is None:
+        return value  # the model says what is wrong with it
+    unit = (m.group(2) or "").lower().removesuffix("b")
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
 class HttpHandler(Strict):
     url: str
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"] = "POST"
@@ -292,6 +308,15 @@ class HttpHandler(Strict):
     timeout: Annotated[float, Field(gt=0)] | None = None
     retry: RetryPolicy | None = None
     urlValidation: UrlValidation | None = None
+    # the bounds of docs/security.md ("HTTP limits"); None: the registry's http_limits
+    maxResponseBytes: Annotated[int, Field(ge=0)] | None = None
+    maxRedirects: Annotated[int, Field(ge=0, le=100)] | None = None
+
+    @field_validator("maxResponseBytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        """``10MB``, ``512KiB``, ``1GB`` as bytes (decimal units are 1000s, binary ones 1024s)."""
+        return parse_size(value)
 
 
 class KafkaHandler(Strict):

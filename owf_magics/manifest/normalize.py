@@ -493,6 +493,13 @@ def _norm_handler(h: LMap, path: Path, ctx: _Ctx) -> None:
     http = h.get("http")
     if isinstance(http, LMap):
         _norm_retry(http, path + ("http",), ctx)
+        for old, new in (
+            ("max_response_bytes", "maxResponseBytes"),
+            ("maxResponseSize", "maxResponseBytes"),
+            ("max_response_size", "maxResponseBytes"),
+            ("max_redirects", "maxRedirects"),
+        ):
+            ctx.rename(http, path + ("http",), old, new)
         uv = http.get("urlValidation")
         ctx.rename(http, path + ("http",), "url_validation", "urlValidation")
         uv = http.get("urlValidation")

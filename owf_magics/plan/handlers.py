@@ -1,4 +1,4 @@
-"""The handler switch: which connector handler kinds the manifests of a load may use.
+"""Handler checks at load: the handler switch, and HTTP URLs whose host an input would set.
 
 A notebook trusts its manifests (``function`` and ``command`` handlers run with the process's
 rights); a server that loads manifests sent to it refuses the kinds it does not trust, at load,
@@ -13,6 +13,7 @@ from typing import Any
 from owf_magics.errors import DiagnosticBag, did_you_mean
 from owf_magics.manifest.catalog import Loaded
 from owf_magics.manifest.models import Connector
+from owf_magics.manifest.urls import input_in_authority
 from owf_magics.plan.diagnostics import Reporter
 
 #: Every handler kind a manifest can name (``mcp`` also covers a connector's ``mcp:`` server block).
@@ -80,3 +81,27 @@ def check_handlers(items: Iterable[Loaded[Any]], allowed: frozenset[str] | None,
                 hint=f"use an allowed handler kind ({shown}), or load it where '{kind}' handlers are "
                 "trusted (OpenWorkflow(allow_handlers=...) or ow.load(..., allow_handlers=...))",
             )
+
+
+def check_http_urls(items: Iterable[Loaded[Any]], bag: DiagnosticBag) -> None:
+    """Warn about an ``http`` handler URL that lets an ``${input.x}`` value set its scheme, host or
+    port (each request is refused at run time), unless ``urlValidation.allowedDomains`` bounds it."""
+    for item in items:
+        if not isinstance(item.model, Connector):
+            continue
+        report = Reporter(item.raw, bag)
+        for i, action in enumerate(item.model.actions):
+            http = action.handler.http if action.handler is not None else None
+            if http is None or (http.urlValidation is not None and http.urlValidation.allowedDomains):
+                continue
+            wanted = input_in_authority(http.url)
+            if wanted is not None:
+                report(
+                    "URL_HOST_FROM_INPUT",
+                    f"the URL of action '{action.name}' takes its scheme, host or port from {wanted}: "
+                    "an input value may only fill the path or query, so every request will be refused",
+                    ("actions", i, "handler", "http", "url"),
+                    hint="write the scheme and host literally (or ${env.NAME}) and put the input after the "
+                    "first '/', or bound a user-provided URL with urlValidation.allowedDomains",
+                    severity="warning",
+                )
