@@ -188,7 +188,7 @@ def test_execute_without_waiting_answers_202_then_the_run_completes(acme):
     assert run["outputs"] == {"out": "a12345"}
 
 
-def test_execute_an_inline_manifest_and_bad_requests(acme):
+def test_execute_an_inline_manifest_and_bad_requests(acme, server):
     text = "name: hello\ninputs: {who: {type: string}}\nsteps: [{id: a, type: transform, expression: 'hi {{ inputs.who }}'}]\noutputs: {o: {value: '{{ steps.a.output.result }}'}}\n"
     body = acme.post("/workflows/execute", json={"manifest": text, "inputs": {"who": "ada"}}).json()
     assert body["status"] == "completed" and body["outputs"] == {"o": "hi ada"} and body["workflow"] == "hello"
@@ -197,6 +197,8 @@ def test_execute_an_inline_manifest_and_bad_requests(acme):
     bad_input = unified(acme.post("/workflows/execute", json={"workflow": "chain", "inputs": {"x": 5, "y": 1}}), 400)
     assert bad_input["code"] == "VALIDATION"
     unified(acme.post("/workflows/execute?wait=false", json={"workflow": "chain", "inputs": {"y": 1}}), 400)
+    labelled = set(SQLiteRunStore(server.folder / "runs.db").find_labels("sub"))
+    assert all(SQLiteRunStore(server.folder / "runs.db").get_run(rid) for rid in labelled)  # no orphans left
     unified(acme.post("/workflows/execute", json={"manifest": "name: w\nsteps: [{id: a, type: nope}]"}), 422)
 
 

@@ -109,12 +109,16 @@ async def execute(body: ExecuteRequest, request: Request, who: Run, wait: Wait =
     if not wait:
         try:
             await svc.settle(started, lambda: svc.store.get_run(started.run_id) is not None)
-        except BaseException:
-            await asyncio.to_thread(svc.store.delete_labels, started.run_id)  # no run was created
+        except Exception:
+            await asyncio.to_thread(svc.forget_unstarted, started.run_id)
             raise
         state = "queued" if started.handle.status == "queued" else "running"
         return JSONResponse({"status": state, "execution_id": started.run_id}, status_code=202)
-    result = await started.handle.aresult()
+    try:
+        result = await started.handle.aresult()
+    except Exception:
+        await asyncio.to_thread(svc.forget_unstarted, started.run_id)
+        raise
     return JSONResponse(result_view(result))
 
 

@@ -228,6 +228,11 @@ class RunService:
         key = f"{run_id}{_RESUME_MARK}{next(self._resumes)}"
         return Started(run_id, self.queue.submit(work, run_id=key, label=run_id))
 
+    def forget_unstarted(self, run_id: str) -> None:
+        """Drop the labels of a run id whose run failed before it was created (bad inputs, say)."""
+        if self.store.get_run(run_id) is None:
+            self.store.delete_labels(run_id)
+
     async def settle(self, started: Started, ready: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait until the run has visibly started (`ready`), is still queued, or has failed early,
         so ``?wait=false`` answers with an id that exists or with the error.
