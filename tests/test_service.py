@@ -340,3 +340,37 @@ def test_openapi_and_docs_are_served(server):
     )
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert json.dumps(spec)  # plain JSON
+
+
+WAITS = """
+name: waits
+steps:
+  - {id: hold, type: wait, until: {event: order.paid}}
+  - {id: after, type: transform, expression: "{{ steps.hold.eventReceived.amount * 2 }}", needs: [hold]}
+outputs: {doubled: {value: "{{ steps.after.result }}"}}
+"""
+
+
+def test_an_event_delivered_over_http_continues_a_waiting_run_followed_by_its_stream(acme):
+    import threading
+
+    waiting = acme.post("/workflows/execute", json={"manifest": WAITS}).json()
+    assert waiting["status"] == "waiting_approval" and waiting["pending"][0]["payload"] == {"event": "order.paid"}
+    rid = waiting["execution_id"]
+    seen: list[dict] = []
+
+    def follow() -> None:  # a waiting run's stream stays open until the run finishes
+        with acme.stream("GET", f"/runs/{rid}/events") as response:
+            seen.extend(events(response))
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    wait_for(lambda: any(e["event"] == "run.waiting" for e in seen))
+    assert reader.is_alive()
+    answer = acme.post(f"/runs/{rid}/resume?wait=false", json={"event": {"order.paid": {"amount": 21}}})
+    assert answer.status_code == 202 and answer.json() == {"status": "running", "execution_id": rid}
+    reader.join(timeout=20)
+    assert not reader.is_alive() and seen[-1]["event"] == "run.completed"
+    assert [e["id"] for e in seen] == list(range(1, len(seen) + 1))
+    run = acme.get(f"/runs/{rid}").json()
+    assert run["status"] == "completed" and run["outputs"] == {"doubled": 42}
