@@ -167,7 +167,8 @@ def get_run(run_id: RunId, request: Request, who: RunsRead) -> dict[str, Any]:
     svc = _service(request)
     record, _ = svc.visible(who, run_id)
     if record is None:
-        return {"run_id": run_id, "workflow": svc.handles[run_id].label, "status": "queued"}
+        handle = svc.local(run_id)
+        return {"run_id": run_id, "workflow": handle.label if handle else None, "status": "queued"}
     return run_view(record, svc.ow.run(run_id))
 
 
@@ -196,7 +197,7 @@ def run_events(
         record = svc.store.get_run(run_id)
         if record is not None:
             return str(record.status)
-        return "queued" if run_id in svc.handles else None
+        return "queued" if svc.local(run_id) is not None else None
 
     body = stream(svc.store, run_id, start, status=status, stopping=lambda: svc.stopping, poll=svc.config.poll_interval)
     return StreamingResponse(

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -69,12 +70,13 @@ class RunService:
                 code="UNAVAILABLE",
             )
         self.queue = RunQueue(config.max_runs, name="owf-serve-runs")
-        self.handles: dict[str, RunHandle[Any]] = {}  # this worker's runs that have not finished
+        self.handles: dict[str, RunHandle[Any]] = {}  # this worker's runs (finished ones are dropped)
         self.resuming: set[str] = set()  # runs resumed in a worker thread (they cannot be interrupted)
         self.interrupted: set[str] = set()  # runs stopped by a shutdown (left resumable)
         self.stopping = False
         self.closed = False
         self._resumes = itertools.count(1)
+        self._lock = threading.Lock()
 
     # -- tenants ----------------------------------------------------------------------------------
 
@@ -86,9 +88,14 @@ class RunService:
         """
         labels = self.store.get_labels(run_id)
         record = self.store.get_run(run_id)
-        if labels.get("tenant") != who.tenant or (record is None and run_id not in self.handles):
+        if labels.get("tenant") != who.tenant or (record is None and self.local(run_id) is None):
             raise ApiError(404, f"no run '{run_id}'", {"run_id": run_id})
         return record, labels
+
+    def local(self, run_id: str) -> RunHandle[Any] | None:
+        """This worker's handle of a run that has not finished (queued or running here)."""
+        handle = self.handles.get(run_id)
+        return handle if handle is not None and not handle.done() else None
 
     def list_runs(self, who: Principal, *, status: str | None, workflow: str | None, limit: int) -> list[Any]:
         """The caller's tenant's stored runs, newest first."""
@@ -104,9 +111,9 @@ class RunService:
         status = self.queue.queue_status()
         tenants = self.store.find_labels("tenant")
         return [
-            {"run_id": rid, "workflow": self.handles[rid].label, "status": "queued"}
+            {"run_id": rid, "workflow": handle.label, "status": "queued"}
             for rid in status.queued
-            if rid in self.handles and tenants.get(rid) == who.tenant
+            if (handle := self.local(rid)) is not None and tenants.get(rid) == who.tenant
         ]
 
     def queue_view(self, who: Principal) -> dict[str, Any]:
@@ -184,12 +191,14 @@ class RunService:
             try:
                 return await wf.aexecute(given, prefer_backend, secrets, run_id=run_id)
             finally:
-                self.handles.pop(run_id, None)
                 if owned is not None:
                     manifests.release(owned)
 
-        handle = self.queue.submit(work, run_id=run_id, label=wf.name)
-        self.handles[run_id] = handle
+        with self._lock:  # requests start runs from several threads at once
+            for done in [rid for rid, h in self.handles.items() if h.done()]:
+                del self.handles[done]
+            handle = self.queue.submit(work, run_id=run_id, label=wf.name)
+            self.handles[run_id] = handle
         return Started(run_id, handle)
 
     def resume(
@@ -262,8 +271,8 @@ class RunService:
             raise ApiError(
                 409, f"run '{run_id}' is being resumed here and cannot be interrupted; cancel it once it waits"
             )
-        handle = self.handles.get(run_id)
-        if handle is not None and not handle.done():
+        handle = self.local(run_id)
+        if handle is not None:
             handle.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(handle.aresult(), timeout=10)
