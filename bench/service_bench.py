@@ -138,14 +138,19 @@ def run(requests: int = 1000, clients: int = 50) -> list[tuple[str, float, str]]
     return rows
 
 
+def report(requests: int = 1000, clients: int = 50) -> None:
+    """Print the table (what `bench/run.py` calls: ``import service_bench; service_bench.report()``)."""
+    print(f"{'owf serve (one worker, 127.0.0.1)':<56}{'per second':>12}  comparison")
+    for name, value, note in run(requests, clients):
+        print(f"{name:<56}{value:>12.0f}  {note}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=50)
     args = parser.parse_args()
-    print(f"{'owf serve (one worker, 127.0.0.1)':<56}{'per second':>12}  comparison")
-    for name, value, note in run(args.requests, args.clients):
-        print(f"{name:<56}{value:>12.0f}  {note}")
+    report(args.requests, args.clients)
     return 0
 
 
