@@ -38,6 +38,7 @@ DIAGNOSTIC_CODES: dict[str, str] = {
     "UNKNOWN_REFERENCE": "a reference names an agent, connector, action, workflow, step or input that does not exist",
     "INVALID_REFERENCE": "a reference is not of the form type:namespace/name@version",
     "TEMPLATE_SYNTAX": "a {{ template }} does not parse",
+    "SECRET_USE": "a template applies an operation to a secret, or puts one outside a credential field",
     "CIRCULAR_DEPENDENCY": "steps depend on each other in a cycle",
     "INVALID_BACKEND": "a backend name is not known",
     "MISSING_RUNTIME": "the langchain backend is requested without a runtime",

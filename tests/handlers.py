@@ -125,3 +125,8 @@ def log_call(name: str, path: str, hold: str = "") -> dict[str, str]:
     while hold and os.path.exists(hold):
         time.sleep(0.05)
     return {"done": name}
+
+
+def fail_with_token(token: str) -> None:
+    """Fails with a credential in its message (an error message that would leak it)."""
+    raise ValueError(f"could not log in with {token}")

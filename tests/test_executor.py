@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from owf_magics import OWFError
+from owf_magics import ManifestError, OWFError
 from tests import handlers
 from tests.flows import HANDOFF
 from tests.local_http import JSONHandler, serve
@@ -329,15 +329,24 @@ def test_secrets_are_redacted_and_blocked_outside_credentials(flow):
 name: sec
 steps:
   - {id: ok, connector: t, action: echo, input: {headers: {Authorization: "Bearer {{ secrets.TOKEN }}"}}}
-  - {id: leak, connector: t, action: echo, input: {text: "key is {{ secrets.TOKEN }}"}}
 outputs: {o: {value: "{{ steps.ok.output }}"}}
 """,
         secrets={"TOKEN": "sk-live-123456"},
     )
     assert r.outputs == {"o": {"echo": {"headers": {"Authorization": "Bearer ***"}}}}
-    assert r.steps["leak"].error.code == "VALIDATION" and "secret exposure" in r.steps["leak"].error.message
     everything = json.dumps([r.outputs, r.trace_rows, r.events, repr(r)], default=str)
     assert "sk-live-123456" not in everything
+    # a secret in a plain field is refused at load, with its line (issue 21)
+    with pytest.raises(ManifestError) as info:
+        flow(
+            """
+name: sec2
+steps:
+  - {id: leak, connector: t, action: echo, input: {text: "key is {{ secrets.TOKEN }}"}}
+"""
+        )
+    [d] = info.value.diagnostics
+    assert (d.code, d.line, d.step_id) == ("SECRET_USE", 4, "leak")
 
 
 def test_http_handler_against_local_server(ow):

@@ -90,7 +90,8 @@ def test_agent_runs_as_a_langgraph_agent_with_exact_usage(ow):
 
 
 def test_verbose_logs_each_turn_and_tool_call_without_secrets(ow, caplog):
-    load(ow, MATHBOT.replace('"What is 1 + 2?"', '{q: "sum", auth_token: "{{ secrets.K }}"}'), {"verbose": True})
+    # a secret may not go into an agent's prompt (refused at load, issue 21): the run carries one anyway
+    load(ow, MATHBOT.replace('"What is 1 + 2?"', '{q: "sum"}'), {"verbose": True})
     with caplog.at_level(logging.INFO, logger="owf_magics.langchain"):
         r = ow.workflow("ask").execute(secrets={"K": "s3cr3t-value"})
     assert r.status == "completed", r.error

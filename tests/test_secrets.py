@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
+from owf_magics import ManifestError
 from tests.conftest import CANARY, CANARY_NAME, assert_no_canary
 from tests.local_http import JSONHandler, serve
 
@@ -35,20 +38,15 @@ connectors:
     kind: sdk
     actions:
       - {{name: echo, handler: {{function: tests.handlers.echo}}}}
-      - {{name: fail, handler: {{function: tests.handlers.fail_with}}}}
-agents:
-  - name: parrot
-    model: {{provider: echo}}
+      - {{name: fail, handler: {{function: tests.handlers.fail_with_token}}}}
 workflows:
   - name: leaky
+    runtime: {{environment: [{{name: {CANARY_NAME}}}]}}
     steps:
-      - {{id: from_env, type: transform, expression: "token={{{{ env.{CANARY_NAME} }}}}"}}
-      - {{id: http, connector: svc, action: echo, input: {{note: "{{{{ env.{CANARY_NAME} }}}}"}}}}
-      - {{id: fn, connector: fn, action: echo, input: {{text: "{{{{ env.{CANARY_NAME} }}}}"}}}}
-      - {{id: err, connector: fn, action: fail, input: {{text: "{{{{ env.{CANARY_NAME} }}}}"}}, continueOnError: true}}
-      - {{id: agent, type: agent, agent: parrot, input: "say {{{{ env.{CANARY_NAME} }}}}"}}
+      - {{id: http, connector: svc, action: echo, input: {{token: "{{{{ env.{CANARY_NAME} }}}}"}}}}
+      - {{id: fn, connector: fn, action: echo, input: {{token: "{{{{ env.{CANARY_NAME} }}}}"}}}}
+      - {{id: err, connector: fn, action: fail, input: {{token: "{{{{ secrets.{CANARY_NAME} }}}}"}}, continueOnError: true}}
     outputs:
-      direct: {{value: "{{{{ env.{CANARY_NAME} }}}}"}}
       nested: {{value: "{{{{ steps.fn.output }}}}"}}
 """)
         seen: list[dict] = []
@@ -58,12 +56,10 @@ workflows:
     # the credential reached the service (a trusted place) ...
     assert received == [f"Bearer {CANARY}"]
     # ... and nothing that came back out shows it
-    assert r.outputs["direct"] == "***"
-    assert r.outputs["nested"] == {"echo": {"text": "***"}}
-    assert r.steps["from_env"].output == {"result": "token=***"}
+    assert r.outputs["nested"] == {"echo": {"token": "***"}}
     assert r.steps["http"].output["auth"] == "Bearer ***"
+    assert r.steps["http"].output["body"] == {"token": "***"}
     assert r.steps["err"].status == "failed" and "***" in r.steps["err"].error.message
-    assert "***" in json.dumps(r.steps["agent"].output)
     assert_no_canary(r)
     assert seen and CANARY not in json.dumps(seen, default=str)  # what the callback saw as it happened
     assert CANARY not in r.trace.to_csv() and CANARY not in r.usage.to_csv()
@@ -71,13 +67,15 @@ workflows:
 
 
 def test_secrets_are_not_template_visible_outside_trusted_fields(ow):
-    ow.load(f"""
+    """A secret in a plain input field is refused at load (it used to fail only when the step ran)."""
+    with pytest.raises(ManifestError) as info:
+        ow.load(f"""
 connector: {{name: fn, kind: sdk, actions: [{{name: echo, handler: {{function: tests.handlers.echo}}}}]}}
 ---
 name: exposure
 steps:
   - {{id: body, connector: fn, action: echo, input: {{text: "{{{{ secrets.{CANARY_NAME} }}}}"}}}}
 """)
-    r = ow.workflow("exposure").execute()
-    assert r.steps["body"].error.code == "VALIDATION"
-    assert "secret exposure blocked" in r.steps["body"].error.message
+    [d] = info.value.diagnostics
+    assert (d.code, d.line, d.step_id) == ("SECRET_USE", 6, "body")
+    assert "secret" in d.message

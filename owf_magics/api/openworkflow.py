@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from owf_magics.api.workflow import Callback, Source, Workflow
 from owf_magics.connectors.http_limits import HttpLimits
 from owf_magics.errors import Diagnostic, DiagnosticBag, OWFError, sort_diagnostics, suggestion
+from owf_magics.manifest.budget import TemplateLimits
 from owf_magics.manifest.catalog import Catalog, Loaded
 from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_path, parse_text
 from owf_magics.manifest.models import Agent, Connector
@@ -41,7 +42,13 @@ class OpenWorkflow:
     Args:
         state: Where runs are stored (a SQLite path, ``":memory:"``); used by durable runs.
         max_concurrent_runs: The global limit on runs executing at once.
-        environment: Variables templates read as ``env.*`` (default: the process environment).
+        environment: Where ``env.*`` values come from (default: the process environment).
+        env: Environment variable names every workflow's templates may read as ``env.NAME``,
+            besides those a workflow declares in ``runtime.environment``; no other name is
+            readable. A name containing KEY, TOKEN, SECRET, PASSWORD or CREDENTIAL is a secret.
+        template_limits: The budget of every template evaluation (`TemplateLimits`, or a dict of
+            its fields: max_string, max_items, max_int_bits, max_total, max_iterations,
+            max_seconds); see docs/security.md for the defaults.
         max_workers: Threads for synchronous action handlers (shared by this registry's runs).
         prices: Model prices in USD per 1M tokens, by ``provider/model`` or model id, e.g.
             ``{"openai/gpt-4o": {"input": 2.5, "output": 10}}``; they override the shipped table.
@@ -70,8 +77,15 @@ class OpenWorkflow:
         prices: Mapping[str, Mapping[str, float]] | None = None,
         allow_handlers: Collection[str] | None = None,
         http_limits: HttpLimits | Mapping[str, Any] | None = None,
+        env: Iterable[str] | None = None,
+        template_limits: TemplateLimits | Mapping[str, Any] | None = None,
     ) -> None:
         from owf_magics.agents.providers import Prices
+
+        if isinstance(env, str):
+            raise TypeError("env= takes a list of variable names, e.g. env=['REGION']")
+        self.env: frozenset[str] = frozenset(env or ())
+        self.template_limits = TemplateLimits.coerce(template_limits)
 
         self.prices = Prices(prices)
         self.allow_handlers = allowed_handlers(allow_handlers)
@@ -148,7 +162,7 @@ class OpenWorkflow:
         for doc in docs:
             raws.extend(split_document(doc, bag))
         catalog = self._catalog.fork()
-        validator = Validator(catalog, self._backends, bag)
+        validator = Validator(catalog, self._backends, bag, env=self.env)
         items = validator.build(raws)
         for item in items:
             catalog.add(item)

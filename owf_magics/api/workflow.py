@@ -32,6 +32,8 @@ class Registry(Host, Protocol):
     def backend_registry(self) -> BackendRegistry: ...
     @property
     def store(self) -> Any: ...
+    @property
+    def env(self) -> frozenset[str]: ...
 
 
 class Workflow:
@@ -85,7 +87,7 @@ class Workflow:
         if self.item.checked_against is self.ow.catalog:
             return
         bag = DiagnosticBag()
-        validator = Validator(self.ow.catalog, self.ow.backend_registry, bag)
+        validator = Validator(self.ow.catalog, self.ow.backend_registry, bag, env=self.ow.env)
         validator.check([self.item])
         if bag.errors:
             raise ManifestError(bag.errors, bag.warnings)

@@ -191,7 +191,7 @@ async def agent_step(
 ) -> tuple[Any, None]:
     """An agent: the native loop, or the step's backend with the run's budgets and rate limits."""
     agent: Loaded[Agent] = frame.plan.targets[step.id]
-    data = render_input(step.input, scope, step.id)
+    data = render_input(step.input, scope, step.id, credentials=False)  # no secret in a prompt
     record_input(run, data)
     if frame.plan[step.id].backend != "native":
         manifest = agent.model.model_dump(mode="json", by_alias=True)

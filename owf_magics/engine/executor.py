@@ -29,9 +29,12 @@ from owf_magics.engine import kinds as _kinds  # noqa: F401  (fills STEP_KINDS)
 from owf_magics.engine.frame import Frame, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
 from owf_magics.errors import OWFError
+from owf_magics.manifest.budget import LIMITS
+from owf_magics.manifest.budget import deadline as template_deadline
 from owf_magics.manifest.catalog import Loaded
 from owf_magics.manifest.normalize import parse_duration
 from owf_magics.manifest.render import redact
+from owf_magics.manifest.secrets import is_secret_name
 from owf_magics.plan.graph import ROOT
 from owf_magics.plan.resolution import Plan, step_models
 from owf_magics.runtime.context import (
@@ -129,6 +132,16 @@ class Executor:
         inputs = resolve_inputs(wf, self.inputs)
         pool = self.ow.thread_pool()
         env = self.ow.environment if self.ow.environment is not None else os.environ
+        for name in {*self.plan.memo.get("env_names", ()), *getattr(self.ow, "env", ())}:
+            if is_secret_name(name) and name in env:  # a credential-like variable: redacted like a secret
+                self.secrets.setdefault(f"env:{name}", str(env[name]))
+        missing = [v.name for v in (wf.runtime.environment if wf.runtime else ()) if v.required and v.name not in env]
+        if missing:
+            raise OWFError(
+                f"workflow '{wf.name}' needs the environment variable(s) {', '.join(missing)}, which are not set",
+                code="VALIDATION",
+                details={"missing_environment": missing},
+            )
         run = RunContext(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
         started = time.perf_counter()
         store = run.store = self.store
@@ -160,12 +173,15 @@ class Executor:
         limit = parse_duration(wf.timeout) if wf.timeout is not None else None
         if limit is not None:
             run.deadline = datetime.now(UTC) + timedelta(seconds=limit)
+        # templates run under the registry's budget, and never past the workflow's deadline
+        limits_token = LIMITS.set(getattr(self.ow, "template_limits", None) or LIMITS.get())
         try:
             if limit is None:
                 outcome = await run_block(run, frame, ROOT)
             else:  # the workflow's timeout is the run's deadline: steps in flight are canceled
                 async with asyncio.timeout(limit):
-                    outcome = await run_block(run, frame, ROOT)
+                    with template_deadline(limit, f"workflow '{wf.name}' timeout ({limit:g}s)"):
+                        outcome = await run_block(run, frame, ROOT)
             status = "completed" if outcome is None else "failed"
             if status == "completed" and run.pending:
                 status = "waiting_approval"
@@ -183,6 +199,7 @@ class Executor:
             status = "canceled"
             _mark_unfinished(frame)
         outputs = render_outputs(wf.outputs, frame.scope(run))
+        LIMITS.reset(limits_token)
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         final = {

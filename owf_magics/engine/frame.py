@@ -5,7 +5,6 @@ and outputs of a workflow.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from owf_magics.manifest.models import (
     StepBase,
 )
 from owf_magics.manifest.render import TemplateError, render, render_string
+from owf_magics.manifest.secrets import CREDENTIAL_FIELD_RE, EnvView, SecretMap, credential_field
 from owf_magics.plan.graph import BlockKey, Graph
 from owf_magics.plan.resolution import Plan
 from owf_magics.runtime.context import (
@@ -25,7 +25,7 @@ from owf_magics.runtime.context import (
 from owf_magics.runtime.results import StepError, StepResult
 
 #: Field names (a path in a step input) that secrets may fill.
-TRUSTED_SECRET_KEYS = re.compile(r"(header|auth|token|password|secret|key|credential)", re.I)
+TRUSTED_SECRET_KEYS = CREDENTIAL_FIELD_RE
 
 
 @dataclass(slots=True)
@@ -47,11 +47,13 @@ class Frame:
         """The template scope; built once per frame (it holds the live views, so it stays current)."""
         scope = self._scope
         if scope is None:
+            env_names = {*self.plan.memo.get("env_names", ()), *(getattr(run.host, "env", None) or ())}
             scope = self._scope = {
                 "inputs": self.inputs,
                 "steps": self.views,
-                "env": run.env,
-                "secrets": run.secrets,
+                # only the declared variables (runtime.environment, OpenWorkflow(env=...)); secrets opaque
+                "env": EnvView(run.env, env_names),
+                "secrets": SecretMap(run.secrets),
                 "trigger": run.trigger,
                 **self.extra,
             }
@@ -201,10 +203,16 @@ def render_outputs(outputs: Mapping[str, Any], scope: dict[str, Any]) -> dict[st
     return out
 
 
-def render_input(value: Any, scope: dict[str, Any], step_id: str, path: str = "input") -> Any:
-    """Render a step's input; ``secrets`` may only fill credential-like fields (headers, tokens...)."""
+def render_input(
+    value: Any, scope: dict[str, Any], step_id: str, path: str = "input", *, credentials: bool = True
+) -> Any:
+    """Render a step's input; a secret may only fill a credential-like field (headers, tokens...).
+
+    `credentials` is False where no field may hold a secret (an agent's prompt, say).
+    """
     if isinstance(value, str):
-        if "secrets" in value and "{{" in value and not TRUSTED_SECRET_KEYS.search(path):
+        trusted = credentials and bool(TRUSTED_SECRET_KEYS.search(path))
+        if not trusted and "secrets" in value and "{{" in value:
             from owf_magics.manifest.templates import analyse
 
             if "secrets" in analyse(value).roots:
@@ -216,9 +224,12 @@ def render_input(value: Any, scope: dict[str, Any], step_id: str, path: str = "i
                         {"field": path},
                     )
                 )
-        return render_string(value, scope)
+        if trusted:
+            with credential_field():
+                return render_string(value, scope, path)
+        return render_string(value, scope, path)
     if isinstance(value, dict):
-        return {k: render_input(v, scope, step_id, f"{path}.{k}") for k, v in value.items()}
+        return {k: render_input(v, scope, step_id, f"{path}.{k}", credentials=credentials) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_input(v, scope, step_id, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [render_input(v, scope, step_id, f"{path}[{i}]", credentials=credentials) for i, v in enumerate(value)]
     return value

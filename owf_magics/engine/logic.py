@@ -259,8 +259,8 @@ async def wait_step(
 
 def transform(step: TransformStep, scope: dict[str, Any], frame: Frame) -> Any:
     if step.language == "template":
-        return render_string(step.expression, scope)
-    data = render(step.input, scope) if step.input is not None else previous_output(frame, step.id)
+        return render_string(step.expression, scope, "expression")
+    data = render(step.input, scope, "input") if step.input is not None else previous_output(frame, step.id)
     if step.language == "jq":
         values = jq_program(step.expression).input_value(data).all()
     elif step.language == "jsonpath":
@@ -292,7 +292,7 @@ async def if_step(
 async def switch_step(
     run: RunContext, frame: Frame, step: SwitchStep, scope: dict[str, Any], acc: Accounting
 ) -> tuple[Any, Any]:
-    value = render(step.value, scope)
+    value = render(step.value, scope, "value")
     key = case_key(value, step.cases)
     block = f"cases:{key}" if key is not None else "default"
     others = [f"cases:{k}" for k in step.cases if k != key] + ([] if key is None else ["default"])

@@ -27,6 +27,7 @@ from owf_magics.engine.frame import (
 )
 from owf_magics.engine.trace import step_event, trace_step
 from owf_magics.errors import BackendError
+from owf_magics.manifest.budget import deadline as template_deadline
 from owf_magics.manifest.models import (
     LOGIC_STEP_TYPES,
     ActionStep,
@@ -267,7 +268,8 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
             coro = execute(run, frame, step, acc)
             token = WAIT_FLAGS.set((*WAIT_FLAGS.get(), waited)) if container else None
             try:
-                output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
+                with template_deadline(timeout, f"step '{step.id}' timeout ({timeout:g}s)" if timeout else ""):
+                    output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
             finally:
                 if token is not None:
                     WAIT_FLAGS.reset(token)

@@ -607,6 +607,12 @@ class OutputSpec(Strict):
     type: str | None = None
 
 
+class WorkflowRuntime(Strict):
+    """``runtime.environment``: the environment variables the workflow's templates read as ``env.*``."""
+
+    environment: list[EnvVar] = Field(default_factory=list)
+
+
 class Workflow(_Meta):
     type: Literal["workflow"] = "workflow"
     name: Annotated[str, Field(min_length=1)]
@@ -621,6 +627,7 @@ class Workflow(_Meta):
     policies: Policies | None = None
     guardrails: StepGuardrails | None = None
     timeout: float | str | None = None
+    runtime: WorkflowRuntime | None = None
 
 
 class Bundle(_Meta):

@@ -7,20 +7,19 @@ without Jinja. Compiled templates are cached by text, so each distinct template 
 
 from __future__ import annotations
 
+import inspect
+import types
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from owf_magics.errors import OWFError
+from owf_magics.manifest.budget import TemplateError, TemplateLimitError, check_string, start, stop
+from owf_magics.manifest.secrets import EnvView, Secret, SecretMap, SecretUseError, reveal
 from owf_magics.manifest.templates import TemplateInfo, analyse, environment
 
+__all__ = ["SecretUseError", "TemplateError", "TemplateLimitError", "redact", "render", "render_string", "truthy"]
+
 _MISSING = object()
-
-
-class TemplateError(OWFError):
-    """A template failed while rendering (an undefined name, a bad operation)."""
-
-    default_code = "VALIDATION"
 
 
 @lru_cache(maxsize=16384)
@@ -53,13 +52,18 @@ def _path_text(path: tuple[str | int, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(path))
 
 
-def render_string(text: str, scope: Mapping[str, Any]) -> Any:
-    """Render one string; a lone ``{{ expression }}`` keeps its type."""
+def render_string(text: str, scope: Mapping[str, Any], field: str | None = None) -> Any:
+    """Render one string; a lone ``{{ expression }}`` keeps its type.
+
+    Every Jinja evaluation runs under the budget of `owf_magics.manifest.budget` (sizes,
+    iterations, time); a secret comes out whole only inside `secrets.credential_field()`.
+    `field` names the field in errors (``input.url``, ``expression``...).
+    """
     info: TemplateInfo = analyse(text)
     if not info.is_template:
         return text
     if info.error:
-        raise TemplateError(f"template does not parse: {info.error}", details={"template": text})
+        raise TemplateError(f"template does not parse: {info.error}", details=_details(text, field))
     try:
         if info.simple_paths is not None:
             values = []
@@ -68,20 +72,94 @@ def render_string(text: str, scope: Mapping[str, Any]) -> Any:
                 if value is _MISSING:
                     raise TemplateError(
                         f"'{_path_text(path)}' is undefined",
-                        details={"template": text, "path": _path_text(path)},
+                        details={**_details(text, field), "path": _path_text(path)},
                     )
                 values.append(value)
             if info.single:
-                return values[0]
+                return reveal(values[0]) if isinstance(values[0], Secret | SecretMap | EnvView) else values[0]
             return _substitute(text, values)
-        if info.single:
-            inner = info.jinja.strip()[2:-2]
-            return _compiled_expression(inner)(**scope)
-        return _compiled_template(info.jinja).render(**scope)
-    except TemplateError:
+        budget, token = start()
+        try:
+            if info.single:
+                value = _data(_compiled_expression(info.jinja.strip()[2:-2])(**scope))
+            else:
+                value = _join(_compiled_template(info.jinja), scope, budget.limits.max_string)
+        finally:
+            stop(token)
+        return reveal(value) if budget.saw_secret or isinstance(value, SecretMap | EnvView) else value
+    except TemplateError as exc:
+        if field is not None and "field" not in exc.details:
+            exc.details["field"] = field
+            exc.message = f"{field}: {exc.message}"
+            exc.args = (exc.message,)
+        if "template" not in exc.details:
+            exc.details["template"] = text
         raise
     except Exception as exc:  # jinja raises many kinds; all are the template's fault
-        raise TemplateError(f"template failed: {type(exc).__name__}: {exc}", details={"template": text}) from exc
+        where = f"{field}: " if field else ""
+        raise TemplateError(
+            f"{where}template failed: {type(exc).__name__}: {str(exc)[:500]}", details=_details(text, field)
+        ) from exc
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _data(value: Any) -> Any:
+    """An expression's value as data: iterators become lists; functions, classes and undefined are refused."""
+    from jinja2 import Undefined
+
+    from owf_magics.manifest.budget import check_items
+
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, range | map | filter) or inspect.isgenerator(value):
+        items: list[Any] = []
+        for item in value:
+            items.append(item)
+            check_items(len(items))
+        value = items
+    _check_data(value)
+    return value
+
+
+def _check_data(value: Any) -> None:
+    from jinja2 import Undefined
+
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (*_PLAIN, Secret)):
+            continue
+        if isinstance(item, Undefined):
+            item._fail_with_undefined_error()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, type | types.ModuleType) or callable(item) or inspect.isgenerator(item):
+            raise TemplateError(
+                f"a template's value must be data, not {type(item).__name__}",
+                details={"type": type(item).__name__},
+            )
+
+
+def _details(text: str, field: str | None) -> dict[str, Any]:
+    return {"template": text, "field": field} if field is not None else {"template": text}
+
+
+def _join(template: Any, scope: Mapping[str, Any], most: int) -> str:
+    """A text template's output, piece by piece, so its total size is bounded while it is built."""
+    parts: list[str] = []
+    size = 0
+    for piece in template.root_render_func(template.new_context(dict(scope))):
+        size += len(piece)
+        if size > most:
+            check_string(size)  # raises, naming the limit
+        parts.append(piece)
+    return "".join(parts)
 
 
 def _substitute(text: str, values: list[Any]) -> str:
@@ -103,14 +181,14 @@ def _to_text(value: Any) -> str:
     return str(value)
 
 
-def render(value: Any, scope: Mapping[str, Any]) -> Any:
-    """Render every string inside a JSON-like value."""
+def render(value: Any, scope: Mapping[str, Any], field: str | None = None) -> Any:
+    """Render every string inside a JSON-like value (`field` names it in errors)."""
     if isinstance(value, str):
-        return render_string(value, scope)
+        return render_string(value, scope, field)
     if isinstance(value, dict):
-        return {k: render(v, scope) for k, v in value.items()}
+        return {k: render(v, scope, f"{field}.{k}" if field else None) for k, v in value.items()}
     if isinstance(value, list):
-        return [render(v, scope) for v in value]
+        return [render(v, scope, f"{field}[{i}]" if field else None) for i, v in enumerate(value)]
     return value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 ROOTS = {
     "inputs": "everywhere",
     "steps": "everywhere",
-    "env": "everywhere",
-    "secrets": "everywhere (values are redacted from results)",
+    "env": "everywhere (declared names only: runtime.environment, OpenWorkflow(env=...))",
+    "secrets": "whole, in credential fields of action inputs only (opaque, redacted from results)",
     "trigger": "everywhere",
     "item": "inside a loop",
     "index": "inside a loop",
@@ -58,6 +58,9 @@ class TemplateInfo:
         error: A syntax error message, or None.
         error_line: The 1-based line of the error inside the template.
         simple_paths: For templates made only of plain paths, each path's segments (fast rendering).
+        env: Environment variable names read as ``env.<NAME>``.
+        secret_reads: (line, ``secrets.NAME`` or ``env.NAME``) for every secret read whole.
+        secret_misuse: (line, what) for every operation applied to a secret (always refused).
     """
 
     source: str
@@ -72,6 +75,9 @@ class TemplateInfo:
     error: str | None = None
     error_line: int | None = None
     simple_paths: tuple[tuple[str | int, ...], ...] | None = None
+    env: frozenset[str] = frozenset()
+    secret_reads: tuple[tuple[int, str], ...] = ()
+    secret_misuse: tuple[tuple[int, str], ...] = ()
 
 
 def _rewrite_operators(code: str) -> str:
@@ -143,6 +149,7 @@ def analyse(text: str) -> TemplateInfo:
         literal = any(p.split(".")[0].split("[")[0] in _LITERALS for p in found)
         if found and not literal and len(found) == text.count("{{") and len(found) == text.count("}}"):
             paths = tuple(_split_path(p) for p in found)
+            reads, misuse = _simple_secret_uses(text, paths)
             return TemplateInfo(
                 text,
                 text,
@@ -154,12 +161,48 @@ def analyse(text: str) -> TemplateInfo:
                 frozenset(),
                 frozenset(),
                 simple_paths=paths,
+                env=frozenset(str(p[1]) for p in paths if p[0] == "env" and len(p) > 1),
+                secret_reads=reads,
+                secret_misuse=misuse,
             )
+    none: frozenset[str] = frozenset()
     try:
         return _analyse_jinja(text, single)
     except RecursionError:  # Jinja's parser and node walks recurse once per nesting level
-        none: frozenset[str] = frozenset()
         return TemplateInfo(text, text, True, single, none, none, none, none, none, "the template nests too deeply", 1)
+    except Exception as exc:
+        message = f"the template cannot be compiled: {type(exc).__name__}: {str(exc)[:200]}"
+        return TemplateInfo(text, text, True, single, none, none, none, none, none, message, 1)
+
+
+def _secret_path(path: tuple[str | int, ...]) -> str | None:
+    """``secrets.NAME`` or ``env.NAME`` (a credential-like name) when a path reads a secret."""
+    from owf_magics.manifest.secrets import is_secret_name
+
+    if path[0] == "secrets":
+        return f"secrets.{path[1]}" if len(path) > 1 else "secrets"
+    if path[0] == "env" and len(path) > 1 and is_secret_name(str(path[1])):
+        return f"env.{path[1]}"
+    return None
+
+
+def _simple_secret_uses(
+    text: str, paths: tuple[tuple[str | int, ...], ...]
+) -> tuple[tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]:
+    reads: list[tuple[int, str]] = []
+    misuse: list[tuple[int, str]] = []
+    for path in paths:
+        name = _secret_path(path)
+        if name is None:
+            continue
+        line = text[: text.find(str(path[1]) if len(path) > 1 else str(path[0]))].count("\n") + 1
+        if len(path) == 1:
+            misuse.append((line, "reading all of 'secrets'"))
+        elif len(path) > 2:
+            misuse.append((line, f"reading a part of {name}"))
+        else:
+            reads.append((line, name))
+    return tuple(reads), tuple(misuse)
 
 
 def _analyse_jinja(text: str, single: bool) -> TemplateInfo:
@@ -205,9 +248,94 @@ def _analyse_jinja(text: str, single: bool) -> TemplateInfo:
             key = arg.value if isinstance(arg, nodes.Const) else None
         if isinstance(key, str):
             (steps if target.name == "steps" else inputs).add(key)
+    env_names, reads, misuse = _secret_uses(ast)
     return TemplateInfo(
-        text, source, True, single, roots, frozenset(steps), frozenset(inputs), frozenset(filters), frozenset(calls)
+        text,
+        source,
+        True,
+        single,
+        roots,
+        frozenset(steps),
+        frozenset(inputs),
+        frozenset(filters),
+        frozenset(calls),
+        env=env_names,
+        secret_reads=reads,
+        secret_misuse=misuse,
     )
+
+
+def _describe(parent: Any) -> str:
+    from jinja2 import nodes
+
+    if isinstance(parent, nodes.Filter):
+        return f"the '{parent.name}' filter on"
+    if isinstance(parent, nodes.Test):
+        return f"the '{parent.name}' test on"
+    if isinstance(parent, nodes.Getattr | nodes.Getitem):
+        return "reading a part of (attribute, method, index or slice)"
+    if isinstance(parent, nodes.Call):
+        return "passing to a function or method"
+    if isinstance(parent, nodes.BinExpr | nodes.UnaryExpr | nodes.Concat):
+        return "an operator on"
+    if isinstance(parent, nodes.Compare | nodes.Operand):
+        return "comparing"
+    if isinstance(parent, nodes.For):
+        return "iterating over"
+    if isinstance(parent, nodes.Assign | nodes.Keyword | nodes.Pair | nodes.List | nodes.Tuple | nodes.Dict):
+        return "copying"
+    return "using"
+
+
+def _secret_uses(ast: Any) -> tuple[frozenset[str], tuple[tuple[int, str], ...], tuple[tuple[int, str], ...]]:
+    """Environment names read, secrets read whole, and operations applied to secrets, with lines."""
+    from jinja2 import nodes
+
+    from owf_magics.manifest.secrets import is_secret_name
+
+    env_names: set[str] = set()
+    reads: list[tuple[int, str]] = []
+    misuse: list[tuple[int, str]] = []
+    parents: dict[int, Any] = {}
+    names: list[Any] = []
+    stack: list[Any] = [ast]
+    while stack:
+        here = stack.pop()
+        for child in here.iter_child_nodes():
+            parents[id(child)] = here
+            stack.append(child)
+            if isinstance(child, nodes.Name):
+                names.append(child)
+    for node in names:
+        parent = parents.get(id(node))
+        if not isinstance(node, nodes.Name) or node.ctx != "load" or node.name not in ("secrets", "env"):
+            continue
+        key: Any = None
+        if isinstance(parent, nodes.Getattr) and parent.node is node:
+            key = parent.attr
+        elif isinstance(parent, nodes.Getitem) and parent.node is node and isinstance(parent.arg, nodes.Const):
+            key = parent.arg.value
+        if node.name == "env":
+            if isinstance(key, str):
+                env_names.add(key)
+                if is_secret_name(key):
+                    _classify(f"env.{key}", parents.get(id(parent)), parent, reads, misuse)
+            continue
+        if not isinstance(key, str):
+            misuse.append((node.lineno, "reading all of 'secrets'"))
+            continue
+        _classify(f"secrets.{key}", parents.get(id(parent)), parent, reads, misuse)
+    return frozenset(env_names), tuple(sorted(reads)), tuple(sorted(misuse))
+
+
+def _classify(name: str, holder: Any, expr: Any, reads: list[tuple[int, str]], misuse: list[tuple[int, str]]) -> None:
+    """A secret read whole directly into ``{{ }}`` is a read; anything else around it is a misuse."""
+    from jinja2 import nodes
+
+    if isinstance(holder, nodes.Output):
+        reads.append((expr.lineno, name))
+    else:
+        misuse.append((expr.lineno, f"{_describe(holder)} {name}"))
 
 
 def iter_strings(value: Any, path: tuple[str | int, ...] = ()) -> Iterable[tuple[tuple[str | int, ...], str]]:
@@ -294,26 +422,23 @@ SPEC_FUNCTIONS: dict[str, Any] = {
 
 @lru_cache(maxsize=1)
 def environment() -> SandboxedEnvironment:
-    """The one sandboxed Jinja environment (no attribute escapes, no ``eval``)."""
+    """The one sandboxed Jinja environment: no attribute escapes, budgets, opaque secrets."""
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    class _Env(ImmutableSandboxedEnvironment):
-        # `x.items` on a mapping means the key "items", not the dict method: data before attributes
-        def getattr(self, obj: Any, attribute: str) -> Any:
-            if isinstance(obj, Mapping) and attribute in obj:
-                return obj[attribute]
-            return super().getattr(obj, attribute)
+    from owf_magics.manifest.sandbox import BudgetedSandbox, finalize, guard
 
-    env = _Env(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = BudgetedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=finalize)
     for name, fn in SPEC_FUNCTIONS.items():
         env.filters.setdefault(name, fn)
         env.globals.setdefault(name, fn)
     # the spec's spellings win over Jinja's for these
     for name in ("contains", "startsWith", "endsWith", "json", "avg", "round", "trim", "split"):
         env.filters[name] = SPEC_FUNCTIONS[name]
-    env.filters["default"] = env.filters.get("default")
     env.tests["contains"] = _contains
+    for table in (env.filters, env.tests, env.globals):
+        for name, fn in list(table.items()):
+            if callable(fn) and not isinstance(fn, type):
+                table[name] = guard(name, fn)
     return env
 
 

@@ -255,7 +255,9 @@ def resolve_plan(
             parent=node.parent if node else None,
         )
     order = tuple(s for s in graph.topological() if s in entries)
-    return Plan(wf.name, wf.version, prefer_backend, graph, MappingProxyType(entries), order, MappingProxyType(targets))
+    plan = Plan(wf.name, wf.version, prefer_backend, graph, MappingProxyType(entries), order, MappingProxyType(targets))
+    plan.memo["env_names"] = frozenset(v.name for v in wf.runtime.environment) if wf.runtime else frozenset()
+    return plan
 
 
 def step_models(wf: Workflow) -> dict[str, StepBase]:

@@ -41,6 +41,7 @@ class StepScope:
     def __init__(self, graph: Graph, inputs: set[str]) -> None:
         self.graph = graph
         self.inputs = inputs
+        self.env: frozenset[str] = frozenset()  # the env.* names its templates may read
         self._loop: dict[str, bool] = {}
         self._catch: dict[str, bool] = {}
 

@@ -39,7 +39,13 @@ from owf_magics.manifest.refs import Ref, RefError, check_range, installed_versi
 from owf_magics.plan.diagnostics import Path, Reporter, describe, pydantic_diagnostics
 from owf_magics.plan.graph import BLOCK_FIELDS, Graph, build_graph
 from owf_magics.plan.steps import StepScope, step_adapter, walk_steps, walk_steps_at
-from owf_magics.plan.template_checks import check_template_text, check_templates
+from owf_magics.plan.template_checks import (
+    NO_SECRETS_IN_OUTPUTS,
+    check_template_text,
+    check_templates,
+    raw_env_names,
+    secret_place,
+)
 from owf_magics.runtime.registry import BackendRegistry
 
 OFFLINE_PROVIDERS = frozenset({"echo", "scripted"})
@@ -53,7 +59,10 @@ _BRANCH_NAME = re.compile(r"^[A-Za-z_][\w-]*$")
 class Validator:
     """Validates one load against the catalog it will join."""
 
-    def __init__(self, catalog: Catalog, backends: BackendRegistry, bag: DiagnosticBag) -> None:
+    def __init__(
+        self, catalog: Catalog, backends: BackendRegistry, bag: DiagnosticBag, *, env: Iterable[str] = ()
+    ) -> None:
+        self.env = frozenset(env)  # OpenWorkflow(env=[...]): names every workflow may read
         self.catalog = catalog
         self.backends = backends
         self.bag = bag
@@ -98,6 +107,7 @@ class Validator:
             report = Reporter(raw, self.bag)
             inputs = raw.data.get("inputs")
             scope = StepScope(graph, set(inputs) if isinstance(inputs, dict) else set())
+            scope.env = self.env | raw_env_names(raw.data)
             stack: list[tuple[Any, Path, bool, bool]] = [(raw.data["steps"], ("steps",), False, False)]
             while stack:
                 steps, path, in_loop, in_catch = stack.pop()
@@ -138,6 +148,7 @@ class Validator:
                         None,
                         in_loop=False,
                         in_catch=False,
+                        secrets=NO_SECRETS_IN_OUTPUTS,
                     )
 
     def _check_raw_step(
@@ -173,7 +184,8 @@ class Validator:
             if key == "expression" and opaque:
                 continue
             loop = in_loop or ("forEach" in data and key not in ("forEach", "condition"))
-            check_templates(value, path + (key,), scope, report, sid, in_loop=loop, in_catch=in_catch)
+            where = secret_place(data.get("type"), isinstance(data.get("connector"), str), key)
+            check_templates(value, path + (key,), scope, report, sid, in_loop=loop, in_catch=in_catch, secrets=where)
 
     # -- cross checks --------------------------------------------------------------------------
 
@@ -450,10 +462,20 @@ class Validator:
         self._report_graph(builder, report)
         declared_inputs = set(wf.inputs)
         scope = StepScope(graph, declared_inputs)
+        scope.env = self.env | {v.name for v in (wf.runtime.environment if wf.runtime else ())}
         for step, path in walk_steps_at(wf.steps, ("steps",)):
             self._check_step(item, step, path, graph, scope, report, builder)
         for name, spec in wf.outputs.items():
-            check_templates(spec.value, ("outputs", name, "value"), scope, report, None, in_loop=False, in_catch=False)
+            check_templates(
+                spec.value,
+                ("outputs", name, "value"),
+                scope,
+                report,
+                None,
+                in_loop=False,
+                in_catch=False,
+                secrets=NO_SECRETS_IN_OUTPUTS,
+            )
 
     def _report_graph(self, builder: Any, report: Reporter) -> None:
         for sid, first, second in builder.duplicates:
@@ -601,7 +623,8 @@ class Validator:
             loop_scope = in_loop or (step.forEach is not None and field not in ("forEach", "condition"))
             if isinstance(step, ForEachStep) and field == "items":
                 loop_scope = in_loop
-            check_template_text(text, spath, scope, report, sid, in_loop=loop_scope, in_catch=in_catch)
+            where = secret_place(step.type, step.type == "action", field)  # type: ignore[attr-defined]
+            check_template_text(text, spath, scope, report, sid, in_loop=loop_scope, in_catch=in_catch, secrets=where)
 
     def _check_wait(self, step: WaitStep, path: Path, report: Reporter) -> None:
         sid = step.id
