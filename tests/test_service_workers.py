@@ -3,6 +3,7 @@ and the settings the service refuses to start with."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -95,15 +96,23 @@ def test_a_shutdown_leaves_a_running_run_resumable_on_another_worker(tmp_path, f
         second.stop()
 
 
-def test_insecure_dev_serves_without_tokens_and_allow_handlers_trusts_inline_code(tmp_path, flows):
+def test_insecure_dev_allow_handlers_cors_and_env(tmp_path, flows):
+    region = tmp_path / "region.yaml"
+    region.write_text(
+        "name: region\nsteps: [{id: r, type: transform, expression: '{{ env.OWF_REGION }}'}]\n"
+        "outputs: {r: {value: '{{ steps.r.output.result }}'}}\n"
+    )
     dev = start(
         tmp_path,
         flows,
+        str(region),
         "--insecure-dev",
         "--allow-handlers",
         "--cors-origin",
         "http://ui.test",
-        env={"OWF_JWT_SECRET": ""},
+        "--env",
+        "OWF_REGION",
+        env={"OWF_JWT_SECRET": "", "OWF_REGION": "eu-west"},
     )
     try:
         with dev.client() as c:
@@ -117,7 +126,14 @@ def test_insecure_dev_serves_without_tokens_and_allow_handlers_trusts_inline_cod
                 "outputs: {o: {value: '{{ steps.s.output.echo.v }}'}}\n"
             )
             assert c.post("/workflows/execute", json={"manifest": code}).json()["outputs"] == {"o": 1}
-            assert len(c.get("/runs").json()) == 2
+            assert c.post("/workflows/execute", json={"workflow": "region"}).json()["outputs"] == {"r": "eu-west"}
+            inline = "name: sneaky\nsteps: [{id: r, type: transform, expression: '{{ env.OWF_REGION }}'}]\n"
+            refused = c.post("/workflows/execute", json={"manifest": inline})  # request manifests read no env
+            assert refused.status_code == 422 and refused.json()["details"]["errors"][0]["code"] == "UNKNOWN_REFERENCE"
+            declared = "runtime: {environment: [{name: OWF_REGION}]}\n" + inline  # declaring it does not help
+            ran = c.post("/workflows/execute", json={"manifest": declared}).json()
+            assert ran["status"] == "failed" and "eu-west" not in json.dumps(ran)
+            assert len(c.get("/runs").json()) == 4
     finally:
         dev.stop()
 

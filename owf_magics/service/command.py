@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--allow-handlers", action="store_true", help="accept function and command handlers in manifests sent to it"
     )
     safety.add_argument("--secret", action="append", default=[], metavar="NAME", help="pass $NAME to runs as a secret")
+    safety.add_argument(
+        "--env", action="append", default=[], metavar="NAME", help="let the loaded workflows read $NAME as env.NAME"
+    )
     safety.add_argument("--secrets-dir", metavar="DIR", help="every file in DIR is a secret named after the file")
     safety.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow CORS from ORIGIN")
     safety.add_argument("--max-body-bytes", type=int, default=1_048_576, help="largest request body (default 1 MiB)")
@@ -72,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
         insecure_dev=args.insecure_dev,
         allow_handlers=args.allow_handlers,
         secrets=load_secrets(env, args.secret, args.secrets_dir),
+        env=list(args.env),
         cors_origins=list(args.cors_origin),
         max_body_bytes=args.max_body_bytes,
         max_runs=args.max_runs,

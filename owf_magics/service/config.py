@@ -42,6 +42,8 @@ class ServiceConfig:
         allow_handlers: Let manifests sent in requests use every handler kind (default: ``http`` only,
             so no ``function``, ``command`` or ``mcp`` handler runs code on the server).
         secrets: Values runs of the loaded workflows read as ``secrets.NAME``.
+        env: Environment variables the loaded workflows' templates may read as ``env.NAME``
+            (besides those they declare); manifests sent in requests read none.
         cors_origins: Origins allowed by CORS (none: CORS is off).
         max_body_bytes: The largest request body accepted.
         max_runs: Runs executing at once in this worker; more wait in FIFO order.
@@ -61,6 +63,7 @@ class ServiceConfig:
     insecure_dev: bool = False
     allow_handlers: bool = False
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    env: list[str] = field(default_factory=list)
     cors_origins: list[str] = field(default_factory=list)
     max_body_bytes: int = 1_048_576
     max_runs: int = 8

@@ -60,7 +60,7 @@ class RunService:
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
-        self.ow = OpenWorkflow(state=config.state, max_concurrent_runs=config.max_runs)
+        self.ow = OpenWorkflow(state=config.state, max_concurrent_runs=config.max_runs, env=config.env or None)
         if config.paths:
             self.ow.load_many([Path(p) for p in config.paths])
         self.store: Any = self.ow.store
