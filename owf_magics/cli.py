@@ -369,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--approve", action="append", metavar="REQUEST_ID", help="approve a pending request")
     p.add_argument("--reject", action="append", metavar="REQUEST_ID", help="reject a pending request")
     p.add_argument("--event", metavar="JSON", help="the payload of the event the run waits for")
-    p.add_argument("--force", action="store_true", help="continue a 'running' run whose process died")
+    p.add_argument(
+        "--force", action="store_true", help="continue a 'running' run that holds no lease (stored before leases)"
+    )
     p.add_argument("--json", action="store_true")
     _durable_options(p)
     p.set_defaults(func=cmd_resume)

@@ -127,6 +127,30 @@ def log_call(name: str, path: str, hold: str = "") -> dict[str, str]:
     return {"done": name}
 
 
+@inline
+def log_call_blocking(name: str, path: str, hold: str = "") -> dict[str, str]:
+    """`log_call` on the event loop itself: while it holds, nothing else of its run can run."""
+    return log_call(name, path, hold)
+
+
+@inline
+def committed_steps(path: str) -> list[str]:
+    """The step keys committed to the run store file at `path`, read on a connection of its own
+    (what survives if the process dies now)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(r[0] for r in conn.execute("SELECT step_key FROM steps"))
+    finally:
+        conn.close()
+
+
+@inline
+def noop_inline() -> None:
+    """Nothing, on the event loop."""
+
+
 def fail_with_token(token: str) -> None:
     """Fails with a credential in its message (an error message that would leak it)."""
     raise ValueError(f"could not log in with {token}")

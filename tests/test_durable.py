@@ -14,6 +14,7 @@ import time
 import pytest
 
 from owf_magics import OpenWorkflow
+from owf_magics.errors import OWFError
 from tests import handlers
 from tests.conftest import ROOT
 from tests.flows import CALCULATOR
@@ -193,16 +194,17 @@ KILL_SCRIPT = """
 import json, sys
 sys.path.insert(0, {root!r})
 from owf_magics import OpenWorkflow
+from owf_magics.runs.store import SQLiteRunStore
 from tests.test_durable import CONNECTORS, KILL_FLOW
-ow = OpenWorkflow(state={db!r})
+ow = OpenWorkflow(state=SQLiteRunStore({db!r}, lease_seconds=LEASE))
 ow.load(CONNECTORS)
 ow.load(KILL_FLOW)
 if {mode!r} == "run":
     ow.workflow("long").execute(inputs={{"log": {log!r}, "hold": {hold!r}}}, run_id="killed-run")
 else:
-    r = ow.resume("killed-run", force=True)
+    r = ow.resume("killed-run")  # no force: the dead process's lease expired
     print(json.dumps({{"status": r.status, "outputs": r.outputs}}))
-"""
+""".replace("LEASE", "2.0")
 
 
 def test_killed_process_resumes_redoing_only_the_step_in_flight(tmp_path, store_path):
@@ -226,7 +228,14 @@ def test_killed_process_resumes_redoing_only_the_step_in_flight(tmp_path, store_
         for stream in (child.stdout, child.stderr):
             if stream:
                 stream.close()
-    assert OpenWorkflow(state=str(store_path)).run("killed-run").status == "running"
+    observer = OpenWorkflow(state=str(store_path))
+    assert observer.run("killed-run").status == "running"
+    with pytest.raises(OWFError, match="lease held until") as refused:  # the lease outlives its process a while
+        observer.resume("killed-run", force=True)
+    assert refused.value.details["pid"] == child.pid
+    while observer.store.get_run("killed-run").lease_alive:  # 2 s after the last renewal
+        time.sleep(0.1)
+    observer.close()
     hold.unlink()
 
     out = subprocess.run(script("resume"), capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)

@@ -1,5 +1,5 @@
 """Run labels in the SQLite store: written before the run exists, read by another connection,
-kept through a schema upgrade from version 1, and pruned with their run."""
+kept through a schema upgrade from version 2, and pruned with their run."""
 
 from __future__ import annotations
 
@@ -25,16 +25,16 @@ def test_labels_can_be_written_before_the_run_and_are_seen_by_another_connection
         assert b.get_labels("r2") == {} and b.find_labels("note") == {}
 
 
-def test_a_version_1_store_gets_the_labels_table(tmp_path):
+def test_a_version_2_store_gets_the_labels_table(tmp_path):
     path = tmp_path / "old.db"
     SQLiteRunStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE run_labels")  # the file as version 1 wrote it
-    conn.execute("PRAGMA user_version = 1")
+    conn.execute("DROP TABLE run_labels")  # the file as version 2 wrote it
+    conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
     with SQLiteRunStore(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
         s.set_labels("r1", {"tenant": "acme"})
         assert s.get_labels("r1") == {"tenant": "acme"}
 

@@ -339,21 +339,29 @@ class OpenWorkflow:
             callback: As for `Workflow.execute`.
             inputs: The run's inputs again, when they carried secret values (those are stored
                 redacted); by default the stored inputs.
-            force: Continue a run whose status is still ``running`` because the process running
-                it died (a crash, a kill). Without it only ``waiting_approval`` runs resume, so
-                a run that is alive elsewhere is never run twice.
+            force: Continue a ``running`` run that holds no lease (one stored before leases
+                existed). A run whose process died is resumable without it once its lease
+                expires (`SQLiteRunStore(lease_seconds=...)`, 30 s by default); a run whose
+                lease is alive is never resumed, with ``force`` or without, so a run that is
+                alive elsewhere is never run twice (docs/durable.md, "Leases").
 
         Raises:
             OWFError: VALIDATION for an unknown or finished run, an unknown request id, a run
-                another process has already resumed, or a ``running`` run without ``force``.
+                whose lease a live process holds (the message names it and the expiry), a run
+                another resume claimed first, or a leaseless ``running`` run without ``force``.
         """
         from owf_magics.engine.executor import Resume
+        from owf_magics.runs.leases import lease_refused
 
         store = self._require_store()
         record = store.get_run(run_id)
         if record is None:
             raise OWFError(f"no stored run '{run_id}'", code="VALIDATION", details={"run_id": run_id})
-        resumable = ("waiting_approval", "running") if force else ("waiting_approval",)
+        if record.lease_owner is not None and record.lease_until is not None and record.lease_alive:
+            raise lease_refused(run_id, record.lease_owner, record.lease_until.timestamp())
+        # a running run whose lease expired (its process died) resumes without force; one without
+        # a lease (stored before leases) only with it
+        resumable = ("waiting_approval", "running") if force or record.lease_owner else ("waiting_approval",)
         if record.status not in resumable:
             hint = " (if its process died, resume it with force=True)" if record.status == "running" else ""
             raise OWFError(
@@ -363,9 +371,13 @@ class OpenWorkflow:
             )
         wf = self.workflow(record.workflow, record.workflow_version)  # before anything is changed
         wf.plan(prefer_backend=record.metadata.get("prefer_backend"))
-        _answer_requests(store, run_id, approvals or {}, event)
-        if not store.set_status(run_id, "running", expected=resumable):
-            raise OWFError(f"run '{run_id}' was resumed elsewhere", code="VALIDATION", details={"run_id": run_id})
+        # one atomic compare-and-set: of two resumes at once exactly one gets here, under a lease
+        store.claim_run(run_id, force=force)
+        try:
+            _answer_requests(store, run_id, approvals or {}, event)
+        except BaseException:
+            store.set_status(run_id, "waiting_approval", expected="running")  # releases the lease
+            raise
         answers: dict[str, list[Any]] = {}
         for request in store.get_pending(run_id, include_resolved=True):
             answers.setdefault(request.step_id, []).append(request)

@@ -1,7 +1,19 @@
-"""Durable runs: a checkpoint after each step, and steps restored from an earlier record."""
+"""Durable runs: group-committed checkpoints, and steps restored from an earlier record.
+
+A step that finishes queues its record (`checkpoint`); the scheduler then awaits `durable` before
+it starts anything that depends on the step. When other callbacks are ready in this loop tick,
+`durable` yields to the event loop once, so every step that finishes in the same tick (in other
+tasks) queues its record too, and the first of them to resume commits the whole group, with the
+events emitted since the last write, in one transaction (`RunStore.checkpoint_many`); the others
+find their records committed and go on. When nothing else is ready (a chain), it commits at once.
+So a step's checkpoint is durable before any dependent starts (and before the run's end is
+recorded: the executor calls `finish`), as it was with one transaction per step. A process killed
+between a step's end and the commit runs that step again on resume, exactly like a step in flight.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from owf_magics.agents.loop import remember
@@ -23,7 +35,7 @@ from owf_magics.runtime.results import StepError, StepResult
 
 
 def checkpoint(run: RunContext, frame: Frame, step: StepBase, res: StepResult) -> None:
-    """Write the step's record and the events since the last checkpoint, in one transaction."""
+    """Queue the step's record for the next group commit (`durable` or `flush` writes it)."""
     if run.store is None:
         return
     key = execution_key(frame, step.id)
@@ -42,8 +54,48 @@ def checkpoint(run: RunContext, frame: Frame, step: StepBase, res: StepResult) -
         seen.get("usage"),
         seen.get("input"),
     )
+    run.uncommitted.append(record)
+
+
+async def durable(run: RunContext) -> None:
+    """Return once every checkpoint queued so far is committed (what the scheduler awaits before
+    it starts a step's dependents). Steps finishing in this loop tick share the transaction."""
+    if not run.uncommitted:
+        return
+    # other callbacks ready in this tick may finish steps too: yield once so they queue their
+    # records (nothing ready, as in a chain: nothing else can finish now, commit at once)
+    if getattr(asyncio.get_running_loop(), "_ready", True):
+        await asyncio.sleep(0)
+    if run.uncommitted:
+        flush(run)
+
+
+def flush(run: RunContext) -> None:
+    """Commit the queued step records and the events emitted since the last write, together."""
+    if run.store is None:
+        return
+    records, run.uncommitted = run.uncommitted, []
     events, run.unsaved = run.unsaved, []
-    run.store.checkpoint(run.run_id, record, events)
+    if records or events:
+        run.store.checkpoint_many(run.run_id, records, events)
+
+
+def finish(run: RunContext, status: str, outputs: dict[str, Any], error: dict[str, Any] | None) -> None:
+    """Record the run's end with the checkpoints and events not committed yet, in one transaction:
+    its status, outputs and error; a run that ends (not one that waits) closes its open requests,
+    since nothing waits for them any more. The run's lease is released."""
+    records, run.uncommitted = run.uncommitted, []
+    events, run.unsaved = run.unsaved, []
+    waiting = status == "waiting_approval"
+    run.store.finish_run(
+        run.run_id,
+        status,
+        outputs=None if waiting else outputs,
+        error=None if waiting else error,
+        steps=records,
+        events=events,
+        close_pending=not waiting,
+    )
 
 
 def restore(run: RunContext, frame: Frame, step: StepBase, rec: Any) -> StepResult:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from owf_magics.engine import kinds as _kinds  # noqa: F401  (fills STEP_KINDS)
+from owf_magics.engine.checkpoints import finish
 from owf_magics.engine.frame import Frame, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
 from owf_magics.errors import OWFError
@@ -218,20 +219,8 @@ class Executor:
         )
         result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
         result.pending = list(run.pending)
-        if store is not None:
-            store.append_events(self.run_id, run.unsaved)
-            run.unsaved = []
-            if status == "waiting_approval":
-                store.set_status(self.run_id, status)
-            else:
-                for request in store.get_pending(self.run_id):  # nothing waits for them any more
-                    store.resolve_pending(request.id, None)
-                store.finish_run(
-                    self.run_id,
-                    status,
-                    outputs=result.outputs,
-                    error=result.error.to_dict() if result.error else None,
-                )
+        if store is not None:  # what is not committed yet and the run's end, in one transaction
+            finish(run, status, result.outputs, result.error.to_dict() if result.error else None)
         return result
 
     def run(self) -> RunResult:

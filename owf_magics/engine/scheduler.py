@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from owf_magics.agents.loop import NO_USAGE, Accounting
-from owf_magics.engine.checkpoints import checkpoint, restore
+from owf_magics.engine.checkpoints import checkpoint, durable, restore
 from owf_magics.engine.frame import (
     VIEW_KEYS,
     Frame,
@@ -98,6 +98,8 @@ async def run_block(run: RunContext, frame: Frame, key: BlockKey) -> StepError |
                     blocked.add(sid)
                 elif res.status == "waiting":
                     held.add(sid)
+            if run.uncommitted:  # its checkpoint is committed before anything after it starts
+                await durable(run)
             ready = []
             for nxt in sched.after[sid]:
                 if sid in blocked:
@@ -195,6 +197,7 @@ async def run_inline_loop(run: RunContext, frame: Frame, step: StepBase) -> Step
         res, extra = await attempts(run, sub, step)
         if run.store is not None:
             checkpoint(run, sub, step, res)  # each iteration resumes on its own
+            await durable(run)  # iterations finishing in one loop tick share a transaction
         return res, extra
 
     outcomes = await map_items(items, limit, iteration)

@@ -2,7 +2,7 @@
 
 A label may be written before its run exists (the service labels a run id, then starts the run
 under it), so a run is never visible, not even for a moment, without its labels. `SQLiteRunStore`
-takes these methods from `RunLabels`; the table is part of its schema (version 2).
+takes these methods from `RunLabels`; the table is part of its schema (version 3).
 """
 
 from __future__ import annotations

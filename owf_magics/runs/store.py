@@ -1,8 +1,12 @@
 """The run store: where durable runs keep their state, so a run can stop, resume and be replayed.
 
-`RunStore` is the small interface the executor talks to; `SQLiteRunStore` implements it with the
-standard library's sqlite3 (WAL, one file shared safely by threads and processes). A Postgres store
-can implement the same protocol later. `open_store(state)` picks the store for ``OpenWorkflow(state=)``.
+`RunStore` (`owf_magics.runtime.records`) is the interface the engine talks to; `SQLiteRunStore`
+implements it with the standard library's sqlite3 (WAL, one file shared safely by threads and
+processes). The schema and its migrations are in `owf_magics.runs.schema`, the run leases in
+`owf_magics.runs.leases`, the group-committed checkpoint rows in `owf_magics.runs.checkpoint_batch`,
+and reading runs back (`run_result`, `runs_frame`) in `owf_magics.runs.readback`. A PostgreSQL
+store can implement the same protocol with the same SQL. `open_store(state)` picks the store for
+``OpenWorkflow(state=)``.
 """
 
 from __future__ import annotations
@@ -15,12 +19,24 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from owf_magics.errors import OWFError
-from owf_magics.runs.labels import LABELS_SCHEMA, RunLabels
+from owf_magics.runs import checkpoint_batch
+from owf_magics.runs.checkpoint_batch import SeqCounter
+from owf_magics.runs.labels import RunLabels
+from owf_magics.runs.leases import (
+    CLAIM_SQL,
+    DEFAULT_LEASE_SECONDS,
+    RELEASE_SQL,
+    LeaseKeeper,
+    lease_refused,
+    new_owner,
+)
+from owf_magics.runs.readback import run_result, runs_frame
+from owf_magics.runs.schema import SCHEMA_VERSION, connect, manifest_hash
 from owf_magics.runtime.records import (
     DEFAULT_STATE_PATH,
     FINISHED_STATUSES,
@@ -45,17 +61,11 @@ from owf_magics.runtime.records import (
     unknown_run,
 )
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from owf_magics.runtime.results import RunResult
-
-
-#: The schema version written to ``PRAGMA user_version``; bumped with every schema change.
-SCHEMA_VERSION = 2
-
 __all__ = [
+    "DEFAULT_LEASE_SECONDS",
     "DEFAULT_STATE_PATH",
+    "RUNS_COLUMNS",
+    "SCHEMA_VERSION",
     "PendingKind",
     "PendingRequest",
     "RunRecord",
@@ -73,64 +83,11 @@ __all__ = [
     "to_json",
 ]
 
-# ------------------------------------------------------------------------------------------------
-# SQLite
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id           TEXT PRIMARY KEY,
-    workflow         TEXT NOT NULL,
-    workflow_version TEXT,
-    status           TEXT NOT NULL,
-    inputs           TEXT NOT NULL,
-    outputs          TEXT,
-    error            TEXT,
-    started_at       REAL NOT NULL,
-    finished_at      REAL,
-    manifest_source  TEXT,
-    manifest_ids     TEXT,
-    metadata         TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-    step_key    TEXT NOT NULL,
-    step_id     TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    output      TEXT,
-    error       TEXT,
-    attempts    INTEGER NOT NULL,
-    backend     TEXT,
-    usage       TEXT,
-    tokens      INTEGER NOT NULL DEFAULT 0,
-    cost_usd    REAL NOT NULL DEFAULT 0,
-    input       TEXT,
-    input_hash  TEXT,
-    started_at  REAL,
-    finished_at REAL,
-    written_at  REAL NOT NULL,
-    PRIMARY KEY (run_id, step_key)
-);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-    seq    INTEGER NOT NULL,
-    type   TEXT NOT NULL,
-    body   TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE TABLE IF NOT EXISTS pending (
-    request_id  TEXT PRIMARY KEY,
-    run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-    step_id     TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    payload     TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    resolved_at REAL,
-    value       TEXT
-);
-CREATE INDEX IF NOT EXISTS pending_run ON pending (run_id);
-"""
+_RUN_SELECT = (
+    "SELECT r.run_id, r.workflow, r.workflow_version, r.status, r.inputs, r.started_at, r.finished_at,"
+    " r.outputs, r.error, COALESCE(m.source, r.manifest_source), r.manifest_ids, r.metadata,"
+    " r.lease_owner, r.lease_until FROM runs r LEFT JOIN manifests m ON m.hash = r.manifest_hash"
+)
 
 
 class SQLiteRunStore(RunLabels):
@@ -142,56 +99,51 @@ class SQLiteRunStore(RunLabels):
     ``synchronous=NORMAL``: a committed checkpoint survives the process being killed (not a power
     cut, which would need ``FULL`` at about twice the cost per step).
 
+    A run this store creates or claims holds a lease (`owf_magics.runs.leases`) under this store's
+    `owner` (``host:pid:token``) until it finishes or waits; a background thread renews it every
+    ``lease_seconds / 3`` seconds.
+
     Args:
         path: The database file, or ``":memory:"`` for a store that lives as long as this object.
         timeout: Seconds to wait for another process's write lock before failing.
+        lease_seconds: How long a run's lease lasts without renewal (default 30 s): after a
+            process dies, its running runs become resumable this long after its last renewal.
     """
 
-    def __init__(self, path: str | os.PathLike[str] = ":memory:", *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        timeout: float = 30.0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
         self.path = str(path)
         self.timeout = timeout
+        self.lease_seconds = float(lease_seconds)
         self._lock = threading.RLock()
         self._pid = os.getpid()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = self._connect()
+        self._conn = connect(self.path, timeout)
+        self._seqs = SeqCounter()
+        self._manifests: set[str] = set()  # hashes known to be stored
+        self._lost: set[str] = set()  # runs whose lease another owner took
+        self._new_owner()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _new_owner(self) -> None:
+        self.owner = new_owner()
+        self._keeper = LeaseKeeper(self._keeper_connection, self.owner, self.lease_seconds, self._lose)
+
+    def _keeper_connection(self) -> tuple[sqlite3.Connection, Any]:
+        if self.path == ":memory:":
+            return self._conn, self._lock
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        if self.path != ":memory:":
-            # switching to WAL needs a moment alone with the file, and SQLite does not wait for it
-            # through the busy timeout: when another process holds it, try again until the timeout
-            deadline = time.monotonic() + self.timeout
-            while True:
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    break
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.02)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise OWFError(
-                f"the run store {self.path} has schema version {version}, newer than this owf-magics "
-                f"understands ({SCHEMA_VERSION})",
-                code="UNAVAILABLE",
-                details={"path": self.path, "schema_version": version, "suggestion": "upgrade owf-magics"},
-            )
-        if version < SCHEMA_VERSION:
-            # two processes opening a new file at once: the second waits here, then finds the
-            # tables there (every statement is IF NOT EXISTS)
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in (_SCHEMA + LABELS_SCHEMA).split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        return conn
+        return conn, None
+
+    def _lose(self, run_ids: set[str]) -> None:
+        with self._lock:
+            self._lost |= run_ids
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -200,7 +152,9 @@ class SQLiteRunStore(RunLabels):
         with self._lock:
             if os.getpid() != self._pid:  # a forked child: never share the parent's connection
                 self._pid = os.getpid()
-                self._conn = self._connect()
+                self._conn = connect(self.path, self.timeout)
+                self._seqs = SeqCounter()
+                self._new_owner()  # the parent's leases stay the parent's
             yield self._conn
 
     @contextmanager
@@ -225,6 +179,30 @@ class SQLiteRunStore(RunLabels):
                 raise
             raise unknown_run(run_id) from exc
 
+    def _owned(self, run_id: str) -> None:
+        """Refuse writes for a run whose lease another process took over."""
+        if run_id in self._lost:
+            raise OWFError(
+                f"run '{run_id}' lost its lease to another process (it was not renewed in time):"
+                " this process no longer writes to it",
+                code="UNAVAILABLE",
+                details={"run_id": run_id, "lease_seconds": self.lease_seconds},
+            )
+
+    def _fence(self, conn: sqlite3.Connection, run_id: str) -> None:
+        """Inside a write transaction, when renewals are late: is a run held here still ours?"""
+        if run_id not in self._keeper.held:
+            return
+        row = conn.execute("SELECT lease_owner FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is not None and row[0] != self.owner:
+            self._keeper.drop(run_id)
+            self._lost.add(run_id)
+            self._owned(run_id)
+
+    def _release(self, conn: sqlite3.Connection, run_id: str) -> None:
+        self._keeper.drop(run_id)  # first, so a renewal never mistakes the release for a loss
+        conn.execute(RELEASE_SQL, (run_id, self.owner))
+
     @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
@@ -233,7 +211,9 @@ class SQLiteRunStore(RunLabels):
             return version
 
     def close(self) -> None:
-        """Close the connection (the store cannot be used afterwards)."""
+        """Close the connection (the store cannot be used afterwards). Leases it holds are no
+        longer renewed: they expire after ``lease_seconds``."""
+        self._keeper.stop()
         with self._lock:
             self._conn.close()
 
@@ -261,7 +241,7 @@ class SQLiteRunStore(RunLabels):
         metadata: Mapping[str, Any] | None = None,
         started_at: datetime | None = None,
     ) -> RunRecord:
-        """Record a new run.
+        """Record a new run; a ``running`` one holds this store's lease from the start.
 
         Args:
             run_id: Unique id (fails with ``VALIDATION`` if it exists).
@@ -269,18 +249,24 @@ class SQLiteRunStore(RunLabels):
             workflow_version: Its version.
             inputs: The inputs, already scrubbed of secrets (see `scrub`).
             status: Usually ``running``.
-            manifest_source: The manifests' text, so another process can rebuild the workflow.
+            manifest_source: The manifests' text, so another process can rebuild the workflow
+                (stored once per content hash, however many runs share it).
             manifest_ids: What to load to resume (paths, references), free-form JSON.
             metadata: Free-form JSON.
             started_at: Defaults to now.
         """
         _check_status(status)
         started = ts(started_at) or time.time()
+        key = None if manifest_source is None else manifest_hash(manifest_source)
+        leased = status == "running"
         try:
             with self._tx() as conn:
+                if key is not None and key not in self._manifests:
+                    conn.execute("INSERT OR IGNORE INTO manifests (hash, source) VALUES (?, ?)", (key, manifest_source))
                 conn.execute(
                     "INSERT INTO runs (run_id, workflow, workflow_version, status, inputs, started_at,"
-                    " manifest_source, manifest_ids, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " manifest_hash, manifest_ids, metadata, lease_owner, lease_until)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run_id,
                         workflow,
@@ -288,55 +274,68 @@ class SQLiteRunStore(RunLabels):
                         status,
                         dumps(dict(inputs or {})),
                         started,
-                        manifest_source,
+                        key,
                         None if manifest_ids is None else dumps(manifest_ids),
                         dumps(dict(metadata or {})),
+                        self.owner if leased else None,
+                        time.time() + self.lease_seconds if leased else None,
                     ),
                 )
         except sqlite3.IntegrityError as exc:
             raise OWFError(
                 f"a run '{run_id}' is already in the run store", code="VALIDATION", details={"run_id": run_id}
             ) from exc
-        record = self.get_run(run_id)
-        assert record is not None
-        return record
+        if key is not None:
+            self._manifests.add(key)
+        self._seqs.last[run_id] = 0  # a new run has no events yet
+        if leased:
+            self._keeper.hold(run_id)
+        return RunRecord(  # what get_run would read back, without reading it
+            run_id=run_id,
+            workflow=workflow,
+            workflow_version=workflow_version,
+            status=status,
+            inputs=json.loads(dumps(dict(inputs or {}))),
+            started_at=datetime.fromtimestamp(started, UTC),
+            manifest_source=manifest_source,
+            manifest_ids=loads(None if manifest_ids is None else dumps(manifest_ids)),
+            metadata=json.loads(dumps(dict(metadata or {}))),
+            lease_owner=self.owner if leased else None,
+        )
 
     def get_run(self, run_id: str) -> RunRecord | None:
         """The stored run, or None."""
         with self._db() as conn:
-            cur = conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,))
-            row = cur.fetchone()
-            names = [d[0] for d in cur.description]
-        return None if row is None else _run_record(dict(zip(names, row, strict=True)))
+            row = conn.execute(_RUN_SELECT + " WHERE r.run_id = ?", (run_id,)).fetchone()
+        return None if row is None else _run_record(row)
 
     def list_runs(
         self, *, workflow: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[RunRecord]:
         """Stored runs, oldest first (by start time, then id), optionally filtered."""
-        sql = "SELECT * FROM runs"
+        sql = _RUN_SELECT
         where, args = [], []
         if workflow is not None:
-            where.append("workflow = ?")
+            where.append("r.workflow = ?")
             args.append(workflow)
         if status is not None:
-            where.append("status = ?")
+            where.append("r.status = ?")
             args.append(status)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at, run_id"
+        sql += " ORDER BY r.started_at, r.run_id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._db() as conn:
-            cur = conn.execute(sql, args)
-            names = [d[0] for d in cur.description]
-            rows = cur.fetchall()
-        return [_run_record(dict(zip(names, r, strict=True))) for r in rows]
+            rows = conn.execute(sql, args).fetchall()
+        return [_run_record(r) for r in rows]
 
     def set_status(self, run_id: str, status: str, *, expected: str | Sequence[str] | None = None) -> bool:
         """Change a run's status; with `expected`, only if it currently has (one of) that status.
 
         The compare-and-set is atomic across processes, so two processes resuming one waiting run
-        cannot both win: ``set_status(rid, "running", expected="waiting_approval")``.
+        cannot both win: ``set_status(rid, "running", expected="waiting_approval")``. Any status
+        but ``running`` releases this store's lease on the run (`claim_run` takes one).
 
         Returns:
             Whether the status was changed.
@@ -357,7 +356,47 @@ class SQLiteRunStore(RunLabels):
                 "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
                 (status, finished, run_id),
             )
+            if status != "running":
+                self._release(conn, run_id)
         return True
+
+    def claim_run(self, run_id: str, *, force: bool = False) -> RunRecord:
+        """Take a run over to continue it (``resume``): one atomic compare-and-set that sets it
+        ``running`` under this store's lease.
+
+        It succeeds for a ``waiting_approval`` run, and for a ``running`` run whose lease expired
+        (its process died); a ``running`` run without any lease (written before leases) needs
+        `force`. A live lease refuses it, `force` or not. Of several processes claiming one run
+        at once, exactly one succeeds.
+
+        Raises:
+            OWFError: ``VALIDATION``: an unknown or finished run, a run whose lease is alive
+                (the message names the process and the time it holds it until), a leaseless
+                ``running`` run without `force`, or a run another process claimed first.
+        """
+        now = time.time()
+        with self._tx() as conn:
+            won = conn.execute(CLAIM_SQL, (self.owner, now + self.lease_seconds, run_id, now, force)).rowcount
+            row = None if won else conn.execute(_RUN_SELECT + " WHERE r.run_id = ?", (run_id,)).fetchone()
+        if won:
+            self._lost.discard(run_id)
+            self._seqs.forget(run_id)  # another process may have written events since
+            self._keeper.hold(run_id)
+            record = self.get_run(run_id)
+            assert record is not None
+            return record
+        if row is None:
+            raise unknown_run(run_id)
+        record = _run_record(row)
+        until = ts(record.lease_until)
+        if record.lease_owner is not None and until is not None and until >= now:
+            raise lease_refused(run_id, record.lease_owner, until)
+        hint = " (if its process died, resume it with force=True)" if record.status == "running" else ""
+        raise OWFError(
+            f"run '{run_id}' is {record.status}: only waiting runs resume{hint}",
+            code="VALIDATION",
+            details={"run_id": run_id, "status": record.status},
+        )
 
     def finish_run(
         self,
@@ -367,24 +406,52 @@ class SQLiteRunStore(RunLabels):
         outputs: Mapping[str, Any] | None = None,
         error: Mapping[str, Any] | None = None,
         finished_at: datetime | None = None,
+        steps: Sequence[StepRecord] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        close_pending: bool = False,
     ) -> None:
         """Record a run's end: status (``completed``, ``failed``, ``canceled``, or
-        ``waiting_approval`` for a run that stops to wait), outputs and error."""
+        ``waiting_approval`` for a run that stops to wait), outputs and error; releases its lease.
+
+        Args:
+            steps: Step records not committed yet, written in the same transaction.
+            events: Events not stored yet, appended in the same transaction.
+            close_pending: Answer the run's open requests with None (nothing waits for them).
+        """
         _check_status(status)
-        finished = (ts(finished_at) or time.time()) if status in FINISHED_STATUSES else None
-        with self._tx() as conn:
-            cur = conn.execute(
-                "UPDATE runs SET status = ?, outputs = ?, error = ?, finished_at = ? WHERE run_id = ?",
-                (
-                    status,
-                    None if outputs is None else dumps(dict(outputs)),
-                    None if error is None else dumps(dict(error)),
-                    finished,
-                    run_id,
-                ),
-            )
-            if cur.rowcount == 0:
-                raise unknown_run(run_id)
+        self._owned(run_id)
+        now = time.time()
+        finished = (ts(finished_at) or now) if status in FINISHED_STATUSES else None
+        try:
+            with self._known(run_id), self._tx() as conn:
+                if self._keeper.overdue:
+                    self._fence(conn, run_id)
+                if steps or events:
+                    checkpoint_batch.write(conn, self._seqs, run_id, steps, events)
+                cur = conn.execute(
+                    "UPDATE runs SET status = ?, outputs = ?, error = ?, finished_at = ? WHERE run_id = ?",
+                    (
+                        status,
+                        None if outputs is None else checkpoint_batch.encode(dict(outputs)),
+                        None if error is None else checkpoint_batch.encode(dict(error)),
+                        finished,
+                        run_id,
+                    ),
+                )
+                if cur.rowcount == 0:
+                    raise unknown_run(run_id)
+                if close_pending:
+                    conn.execute(
+                        "UPDATE pending SET resolved_at = ?, value = 'null' WHERE run_id = ? AND resolved_at IS NULL",
+                        (now, run_id),
+                    )
+                if status != "running":
+                    self._release(conn, run_id)
+        except BaseException:
+            self._seqs.forget(run_id)
+            raise
+        if status in FINISHED_STATUSES:
+            self._seqs.forget(run_id)
 
     # -- steps and events -----------------------------------------------------------------------
 
@@ -395,33 +462,53 @@ class SQLiteRunStore(RunLabels):
         Returns:
             The sequence numbers given to `events`.
         """
-        input_hash = step.input_hash or (fingerprint(step.input) if step.input is not None else None)
-        usage = step.usage or {}
-        with self._known(run_id), self._tx() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO steps (run_id, step_key, step_id, status, output, error, attempts,"
-                " backend, usage, tokens, cost_usd, input, input_hash, started_at, finished_at, written_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    step.step_key,
-                    step.step_id,
-                    step.status,
-                    dumps(step.output),
-                    None if step.error is None else dumps(step.error),
-                    step.attempts,
-                    step.backend,
-                    None if step.usage is None else dumps(step.usage),
-                    int(usage.get("total_tokens") or 0),
-                    float(usage.get("cost_usd") or 0.0),
-                    None if step.input is None else dumps(step.input),
-                    input_hash,
-                    ts(step.started_at),
-                    ts(step.finished_at),
-                    time.time(),
-                ),
-            )
-            return _append(conn, run_id, events)
+        return self.checkpoint_many(run_id, (step,), events)
+
+    def checkpoint_many(
+        self, run_id: str, steps: Sequence[StepRecord], events: Sequence[Mapping[str, Any]] = ()
+    ) -> list[int]:
+        """Store several steps' records and the events emitted with them in one transaction (a
+        group commit: the engine passes every step that finished in one event-loop tick). A step
+        output is serialised once, for its row and its completion event.
+
+        Returns:
+            The sequence numbers given to `events`.
+        """
+        if run_id in self._lost:
+            self._owned(run_id)
+        # the hot path of a durable run: the transaction by hand, without the context managers
+        for retry in (False, True):
+            with self._lock:
+                if os.getpid() != self._pid:
+                    with self._db():
+                        pass
+                conn = self._conn
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if self._keeper.overdue:
+                        self._fence(conn, run_id)
+                    seqs = checkpoint_batch.write(conn, self._seqs, run_id, steps, events)
+                except sqlite3.IntegrityError as exc:
+                    conn.execute("ROLLBACK")
+                    self._seqs.forget(run_id)  # another store object wrote events: count again
+                    if "FOREIGN KEY" in str(exc).upper():
+                        raise unknown_run(run_id) from exc
+                    if retry:
+                        raise
+                    continue
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    self._seqs.forget(run_id)
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._seqs.forget(run_id)
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return seqs
+        raise AssertionError("unreachable")
 
     def get_steps(self, run_id: str) -> dict[str, StepRecord]:
         """Every checkpointed step of a run by step key, in the order they were first written."""
@@ -453,8 +540,7 @@ class SQLiteRunStore(RunLabels):
         """Append events to a run, in order, in one transaction; returns their sequence numbers."""
         if not events:
             return []
-        with self._known(run_id), self._tx() as conn:
-            return _append(conn, run_id, events)
+        return self.checkpoint_many(run_id, (), events)
 
     def get_events(self, run_id: str, *, after: int = 0) -> list[StoredEvent]:
         """A run's events in sequence order (those with ``seq > after``)."""
@@ -549,6 +635,13 @@ class SQLiteRunStore(RunLabels):
             ]
             for table in ("events", "steps", "pending", "run_labels", "runs"):
                 conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(i,) for i in ids])
+            conn.execute(
+                "DELETE FROM manifests WHERE hash NOT IN"
+                " (SELECT manifest_hash FROM runs WHERE manifest_hash IS NOT NULL)"
+            )
+        for i in ids:
+            self._seqs.forget(i)
+        self._manifests.clear()
         return len(ids)
 
     def summaries(self) -> list[dict[str, Any]]:
@@ -603,35 +696,24 @@ def _pending(row: Sequence[Any]) -> PendingRequest:
     )
 
 
-def _append(conn: sqlite3.Connection, run_id: str, events: Sequence[Mapping[str, Any]]) -> list[int]:
-    if not events:
-        return []
-    row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
-    first = int(row[0]) + 1
-    seqs = list(range(first, first + len(events)))
-    conn.executemany(
-        "INSERT INTO events (run_id, seq, type, body) VALUES (?, ?, ?, ?)",
-        [(run_id, s, str(e.get("type", "")), dumps(dict(e))) for s, e in zip(seqs, events, strict=True)],
-    )
-    return seqs
-
-
-def _run_record(row: dict[str, Any]) -> RunRecord:
-    started = dt(row["started_at"])
+def _run_record(row: Sequence[Any]) -> RunRecord:
+    started = dt(row[5])
     assert started is not None
     return RunRecord(
-        run_id=row["run_id"],
-        workflow=row["workflow"],
-        workflow_version=row["workflow_version"],
-        status=row["status"],
-        inputs=json.loads(row["inputs"]),
+        run_id=row[0],
+        workflow=row[1],
+        workflow_version=row[2],
+        status=row[3],
+        inputs=json.loads(row[4]),
         started_at=started,
-        finished_at=dt(row["finished_at"]),
-        outputs=loads(row["outputs"]),
-        error=loads(row["error"]),
-        manifest_source=row["manifest_source"],
-        manifest_ids=loads(row["manifest_ids"]),
-        metadata=json.loads(row["metadata"]),
+        finished_at=dt(row[6]),
+        outputs=loads(row[7]),
+        error=loads(row[8]),
+        manifest_source=row[9],
+        manifest_ids=loads(row[10]),
+        metadata=json.loads(row[11]),
+        lease_owner=row[12],
+        lease_until=dt(row[13]),
     )
 
 
@@ -663,136 +745,3 @@ def open_store(state: str | os.PathLike[str] | RunStore | None = None) -> RunSto
     if isinstance(state, RunStore):
         return state
     raise TypeError(f"state must be a path, ':memory:', None or a RunStore, not {type(state).__name__}")
-
-
-def run_result(store: RunStore, run_id: str) -> RunResult | None:
-    """``ow.run(run_id)``: a stored run as a `RunResult` (None when the store has no such run).
-
-    ``steps`` holds one `StepResult` per step id (for steps in loops, the last execution written);
-    ``events`` are the stored events in sequence order; ``pending`` the open requests; ``error``
-    the run's error. The trace is rebuilt from the stored ``step.execution.completed`` events (one
-    row per execution, in the order they happened; ``backend_source`` is not stored) and the usage
-    from the step records (one row per step execution that called a model; provider and model are
-    not stored).
-    """
-    from owf_magics.runtime.results import RunResult, StepError, StepResult
-
-    record = store.get_run(run_id)
-    if record is None:
-        return None
-    steps: dict[str, StepResult] = {}
-    for rec in store.get_steps(run_id).values():
-        err = rec.error
-        steps[rec.step_id] = StepResult(
-            rec.step_id,
-            rec.status,
-            rec.output,
-            StepError(
-                str(err.get("code", "INTERNAL_ERROR")), str(err.get("message", "")), dict(err.get("details") or {})
-            )
-            if err
-            else None,
-            rec.attempts,
-            rec.backend or "native",
-        )
-    error = record.error
-    events = [e.event for e in store.get_events(run_id)]
-    return RunResult(
-        record.run_id,
-        record.workflow,
-        record.status,
-        dict(record.outputs or {}),
-        steps,
-        events,
-        _trace_rows(run_id, events),
-        [_usage_row(run_id, rec) for rec in store.get_steps(run_id).values() if rec.usage],
-        error=StepError(
-            str(error.get("code", "INTERNAL_ERROR")), str(error.get("message", "")), dict(error.get("details") or {})
-        )
-        if error
-        else None,
-        pending=list(store.get_pending(run_id)),
-        duration_ms=record.duration_ms or 0.0,
-    )
-
-
-def _trace_rows(run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for event in events:
-        if event.get("type") != "step.execution.completed":
-            continue
-        execution = event.get("execution") or {}
-        result = event.get("result") or {}
-        usage = execution.get("token_usage") or {}
-        rows.append(
-            {
-                "run_id": run_id,
-                "step_id": event.get("step_id"),
-                "type": event.get("step_type"),
-                "backend": execution.get("backend"),
-                "backend_source": "",
-                "status": "success" if result.get("status") == "success" else "failed",
-                "attempt": event.get("attempt", 1),
-                "iteration": event.get("iteration", ""),
-                "parent": "",
-                "started_at": event.get("timestamp"),
-                "duration_ms": execution.get("duration_ms", 0.0),
-                "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                "completion_tokens": int(usage.get("completion_tokens") or 0),
-                "total_tokens": int(usage.get("total_tokens") or 0),
-                "cost_usd": float("nan") if usage else 0.0,  # not in the event: unknown, not 0
-                "error_code": (result.get("error") or {}).get("code"),
-            }
-        )
-    return rows
-
-
-def _usage_row(run_id: str, rec: StepRecord) -> dict[str, Any]:
-    usage = rec.usage or {}
-    prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    return {
-        "run_id": run_id,
-        "step_id": rec.step_id,
-        "iteration": rec.step_key[len(rec.step_id) :].strip("[]"),
-        "provider": "",
-        "model": "",
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": int(usage.get("total_tokens") or prompt + completion),
-        "estimated": bool(usage.get("estimated")),
-        "cost_usd": float(usage.get("cost_usd", float("nan"))),
-    }
-
-
-def runs_frame(store: SQLiteRunStore | RunStore) -> pd.DataFrame:
-    """``ow.runs()``: a pandas DataFrame of stored runs with the columns of `RUNS_COLUMNS`.
-
-    Works with any store that has ``summaries()``; for other `RunStore`s the step, token and
-    pending counts are computed from ``get_steps``/``get_pending``.
-    """
-    import pandas as pd
-
-    summaries = getattr(store, "summaries", None)
-    if callable(summaries):
-        rows: list[dict[str, Any]] = summaries()
-    else:
-        rows = []
-        for rec in store.list_runs():
-            steps = store.get_steps(rec.run_id).values()
-            rows.append(
-                {
-                    "run_id": rec.run_id,
-                    "workflow": rec.workflow,
-                    "workflow_version": rec.workflow_version,
-                    "status": rec.status,
-                    "started_at": rec.started_at,
-                    "finished_at": rec.finished_at,
-                    "duration_ms": rec.duration_ms,
-                    "steps": len(steps),
-                    "tokens": sum(s.total_tokens for s in steps),
-                    "cost_usd": round(sum(s.cost_usd for s in steps), 8),
-                    "pending": len(store.get_pending(rec.run_id)),
-                    "error_code": (rec.error or {}).get("code"),
-                }
-            )
-    return pd.DataFrame(rows, columns=list(RUNS_COLUMNS))

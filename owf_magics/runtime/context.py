@@ -108,6 +108,7 @@ class RunContext:
     answers: dict[str, list[Any]] = field(default_factory=dict)  # step key -> its PendingRequests
     pending: list[Any] = field(default_factory=list)  # requests this run waits for
     unsaved: list[dict[str, Any]] = field(default_factory=list)  # events not yet in the store
+    uncommitted: list[Any] = field(default_factory=list)  # StepRecords not yet in the store (group commit)
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # step key -> its input and usage
     approved: set[str] = field(default_factory=set)  # connectors approved for this run (first_use)
     budget: Any = None  # the workflow's policies.cost, for the whole run

@@ -64,6 +64,9 @@ class RunRecord:
         manifest_source: The manifests' source text, when given, so a new process can resume.
         manifest_ids: Names/ids of the manifests the run needs (free-form, JSON).
         metadata: Free-form JSON the caller attached.
+        lease_owner: ``host:pid:token`` of the process whose lease the run holds while it runs
+            (None when no process holds it: finished, waiting, or its process released it).
+        lease_until: When that lease expires unless renewed (UTC).
     """
 
     run_id: str
@@ -78,6 +81,13 @@ class RunRecord:
     manifest_source: str | None = None
     manifest_ids: Any = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+    @property
+    def lease_alive(self) -> bool:
+        """Whether a process holds the run's lease now (by this machine's clock)."""
+        return self.lease_until is not None and self.lease_until > datetime.now(UTC)
 
     @property
     def duration_ms(self) -> float | None:
@@ -307,7 +317,19 @@ class RunStore(Protocol):
     """What the executor needs from a run store. Every method is safe to call from any thread.
 
     Writes that belong together (a step's checkpoint and its events) happen in one transaction:
-    after a crash either both are there or neither is.
+    after a crash either both are there or neither is. `checkpoint_many` is the group commit:
+    the engine hands it every step that finished in one event-loop tick with the events emitted
+    since its last write, and waits for it to return before any step that depends on them starts.
+    Event sequence numbers are 1, 2, 3... per run without gaps; a store may keep the last one in
+    memory as long as a stale count cannot produce a duplicate (a primary key on (run, seq)).
+
+    Leases (docs/durable.md, "Leases"): `create_run` with status ``running`` gives the run a lease
+    owned by this store object (``lease_owner`` = ``host:pid:token``, ``lease_until`` = now +
+    ``lease_seconds``), which the store renews in the background while the run holds it;
+    `finish_run` and `set_status` to anything but ``running`` release it; `claim_run` takes a
+    run over for ``resume`` with one atomic compare-and-set that refuses a live lease. A store
+    whose clock is shared (PostgreSQL's ``now()``) compares leases by it; SQLite uses the
+    writing process's clock.
     """
 
     def create_run(
@@ -340,9 +362,18 @@ class RunStore(Protocol):
         outputs: Mapping[str, Any] | None = None,
         error: Mapping[str, Any] | None = None,
         finished_at: datetime | None = None,
+        steps: Sequence[StepRecord] = (),
+        events: Sequence[Mapping[str, Any]] = (),
+        close_pending: bool = False,
     ) -> None: ...
 
     def checkpoint(self, run_id: str, step: StepRecord, events: Sequence[Mapping[str, Any]] = ()) -> list[int]: ...
+
+    def checkpoint_many(
+        self, run_id: str, steps: Sequence[StepRecord], events: Sequence[Mapping[str, Any]] = ()
+    ) -> list[int]: ...
+
+    def claim_run(self, run_id: str, *, force: bool = False) -> RunRecord: ...
 
     def get_steps(self, run_id: str) -> dict[str, StepRecord]: ...
 
