@@ -87,6 +87,7 @@ bench: setup
 	@$(BIN)/python -c "import langgraph" 2>/dev/null || { echo "make bench needs the dev lock: make bench EXTRAS=dev" >&2; exit 1; }
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/notebook_bench.py
+	$(BIN)/python bench/hostile_bench.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

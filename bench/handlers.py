@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from owf_magics import inline
 
@@ -14,3 +15,8 @@ def noop() -> None:
 
 async def nap() -> None:
     await asyncio.sleep(0.05)
+
+
+def snooze() -> None:
+    """Blocks for 50 ms (a sync handler doing I/O): runs in the thread pool."""
+    time.sleep(0.05)

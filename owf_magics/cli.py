@@ -14,8 +14,71 @@ from owf_magics._version import __version__
 
 
 def _print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+    """Print `data` as JSON, whatever it holds (a value JSON cannot write is written as text)."""
+    try:
+        text = json.dumps(data, indent=2, default=_text)
+    except (ValueError, TypeError, RecursionError, OverflowError):  # a cycle, a huge integer, deep data
+        text = json.dumps(_plain(data, 0, set()), indent=2)
+    sys.stdout.write(text + "\n")
+
+
+def _text(value: Any) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _plain(value: Any, depth: int, active: set[int]) -> Any:
+    """`value` as data `json` can always write: JSON scalars, dicts with text keys and lists."""
+    if value is None or isinstance(value, bool | str | float):
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() < 10_000 else f"<an integer of {value.bit_length():,} bits>"
+    if depth > 100:
+        return "<nested too deep>"
+    if isinstance(value, dict | list | tuple):
+        if id(value) in active:
+            return "<contains itself>"
+        active.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {_text(k): _plain(v, depth + 1, active) for k, v in value.items()}
+            return [_plain(v, depth + 1, active) for v in value]
+        finally:
+            active.discard(id(value))
+    return _text(value)
+
+
+def _crash(exc: BaseException, as_json: bool, secrets: Any = ()) -> int:
+    """Report an exception nothing else handled: JSON with ``--json``, one line otherwise; exit 1.
+
+    Secret values (``--secret NAME``) are redacted from the message. No traceback is printed;
+    ``OWF_DEBUG=1`` prints it on stderr.
+    """
+    from owf_magics.errors import ManifestError, OWFError
+    from owf_magics.manifest.redaction import redact
+
+    if isinstance(exc, OWFError):
+        error = exc.to_dict()
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        error = {
+            "code": "INTERNAL_ERROR",
+            "message": f"owf stopped on an unexpected error: {text}",
+            "details": {"exception": type(exc).__name__},
+        }
+    error = redact(error, secrets)
+    if os.environ.get("OWF_DEBUG"):
+        import traceback
+
+        print(redact("".join(traceback.format_exception(exc)), secrets), file=sys.stderr)
+    if as_json:
+        diagnostics = [d.to_dict() for d in exc.diagnostics] if isinstance(exc, ManifestError) else []
+        _print_json({"ok": False, "status": "error", "code": error["code"], "error": error, "diagnostics": diagnostics})
+    else:
+        print(f"{error['code']}: {error['message']}", file=sys.stderr)
+    return 1
 
 
 def _report(exc: Exception, as_json: bool = False) -> int:
@@ -406,12 +469,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # a usage error: argparse printed it; --json callers get JSON too
+        if as_json and stop.code not in (0, None):
+            _print_json(
+                {
+                    "ok": False,
+                    "status": "error",
+                    "code": "USAGE",
+                    "error": {"code": "USAGE", "message": "invalid arguments (see the usage on stderr)", "details": {}},
+                }
+            )
+        raise
+    secrets = [os.environ[n] for n in getattr(args, "secret", None) or [] if n in os.environ]
     try:
         code: int = args.func(args)
     except BrokenPipeError:  # `owf schema | head`: the reader left; that is not an error
         sys.stderr.close()
         return 0
+    except Exception as exc:  # the last resort: an error nobody handled is still a report, not a traceback
+        return _crash(exc, bool(getattr(args, "json", False)), secrets)
     return code
 
 

@@ -56,6 +56,7 @@ def main() -> None:
                 row.update(
                     kind=r.status,
                     step=r.steps["t"].status,
+                    failed_output=r.error.details.get("output") if r.error else None,
                     text=json.dumps(
                         {
                             "outputs": r.outputs,

@@ -38,9 +38,33 @@ def _pipeline_file() -> Path:
     pytest.fail("the Order Processing Pipeline manifest is not in the spec corpus")
 
 
-def test_order_pipeline_runs_end_to_end(ow):
+#: The spec's example output reads ``steps.fulfill_items.output.status``, a field a forEach output
+#: does not have; a failing output fails the run (docs/decisions.md, "A failing output fails the
+#: run"), so the end-to-end tests read the step's status, as the spec's reference table writes it.
+_SPEC_OUTPUT = "{{ steps.fulfill_items.output.status }}"
+
+
+def _pipeline_text() -> str:
+    text = _pipeline_file().read_text(encoding="utf-8")
+    assert _SPEC_OUTPUT in text
+    return text.replace(_SPEC_OUTPUT, "{{ steps.fulfill_items.status }}")
+
+
+def test_the_spec_output_reading_a_missing_field_fails_the_run_naming_it(ow):
     ow.load(STUBS)
     ow.load(_pipeline_file())
+    r = ow.workflow("Order Processing Pipeline").execute(
+        inputs={"orderId": "o-42"}, events={"shipment.confirmed": {"carrier": "ups"}}
+    )
+    assert r.status == "failed"
+    assert r.error is not None and r.error.details["output"] == "orderStatus"
+    assert "orderStatus" in r.error.message
+    assert all(res.status != "failed" for res in r.steps.values())  # every step did its work
+
+
+def test_order_pipeline_runs_end_to_end(ow):
+    ow.load(STUBS)
+    ow.load(_pipeline_text())
     wf = ow.workflow("Order Processing Pipeline")
     r = wf.execute(inputs={"orderId": "o-42"}, events={"shipment.confirmed": {"carrier": "ups"}})
     assert r.status == "completed", r.error
@@ -61,11 +85,12 @@ def test_order_pipeline_runs_end_to_end(ow):
     assert s["escalate_to_agent"].status == "skipped"
     assert s["log_fetch_error"].status == "skipped"  # nothing to catch
     assert r.outputs["trackingNumbers"] == s["fulfill_items"].output["results"]
+    assert r.outputs["orderStatus"] == "success"
 
 
 def test_order_pipeline_waits_for_the_event_then_resumes(ow):
     ow.load(STUBS)
-    ow.load(_pipeline_file())
+    ow.load(_pipeline_text())
     wf = ow.workflow("Order Processing Pipeline")
     r = wf.execute(inputs={"orderId": "o-42"})
     assert r.status == "waiting_approval"

@@ -14,9 +14,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from owf_magics.api.guard import load_failure
 from owf_magics.api.workflow import Callback, Source, Workflow
 from owf_magics.connectors.http_limits import HttpLimits
-from owf_magics.errors import Diagnostic, DiagnosticBag, OWFError, sort_diagnostics, suggestion
+from owf_magics.errors import (
+    Diagnostic,
+    DiagnosticBag,
+    ManifestError,
+    OWFError,
+    sort_diagnostics,
+    suggestion,
+)
 from owf_magics.manifest.budget import TemplateLimits
 from owf_magics.manifest.catalog import Catalog, Loaded
 from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_path, parse_text
@@ -49,7 +57,8 @@ class OpenWorkflow:
         template_limits: The budget of every template evaluation (`TemplateLimits`, or a dict of
             its fields: max_string, max_items, max_int_bits, max_total, max_iterations,
             max_seconds); see docs/security.md for the defaults.
-        max_workers: Threads for synchronous action handlers (shared by this registry's runs).
+        max_workers: Threads for synchronous action handlers (shared by this registry's runs;
+            default 64, see docs/decisions.md). Mark cheap handlers ``@inline`` instead.
         prices: Model prices in USD per 1M tokens, by ``provider/model`` or model id, e.g.
             ``{"openai/gpt-4o": {"input": 2.5, "output": 10}}``; they override the shipped table.
         allow_handlers: The connector handler kinds (``function``, ``http``, ``command``,
@@ -73,7 +82,7 @@ class OpenWorkflow:
         max_concurrent_runs: int | None = None,
         *,
         environment: dict[str, str] | None = None,
-        max_workers: int = 8,
+        max_workers: int = 64,  # engine.DEFAULT_MAX_WORKERS: sized for handlers that wait on I/O
         prices: Mapping[str, Mapping[str, float]] | None = None,
         allow_handlers: Collection[str] | None = None,
         http_limits: HttpLimits | Mapping[str, Any] | None = None,
@@ -152,9 +161,32 @@ class OpenWorkflow:
         """Load several sources as one batch, so references between them resolve (all or nothing).
 
         `allow_handlers` as for `load`.
+
+        Raises:
+            ManifestError: Every problem found (and nothing else: see `owf_magics.api.guard`).
         """
         allowed = self.allow_handlers if allow_handlers is None else allowed_handlers(allow_handlers)
+        sources = list(sources)
+        for source in sources:
+            if not isinstance(source, dict | list | str | os.PathLike):
+                raise TypeError(f"cannot load manifests from {type(source).__name__}")
         bag = DiagnosticBag()
+        try:
+            return self._load_many(sources, bag, allowed, name=name, line_offset=line_offset)
+        except ManifestError:
+            raise
+        except Exception as exc:  # the last resort: a bug or a library limit is still a ManifestError
+            raise load_failure(exc, sources, name, bag) from None
+
+    def _load_many(
+        self,
+        sources: list[Source],
+        bag: DiagnosticBag,
+        allowed: frozenset[str] | None,
+        *,
+        name: str | None,
+        line_offset: int,
+    ) -> list[Loaded[Any]]:
         docs: list[SourceDocument] = []
         for source in sources:
             docs.extend(self._parse(source, bag, name=name, line_offset=line_offset))

@@ -18,6 +18,7 @@ from owf_magics.runtime.backend import ExecutionContext
 from owf_magics.runtime.context import RunContext
 
 F = TypeVar("F", bound=Callable[..., Any])
+SYNC, ASYNC = 1, 2  # how `direct_mode` says a handler runs on the loop
 
 
 def resolve_function(target: str) -> Any:
@@ -57,6 +58,15 @@ class FunctionCall:
     whole: bool  # takes the input as one argument (input/data/payload/args) instead of keywords
     wants_context: bool
     maybe_async: bool  # a callable object, whose __call__ may return an awaitable
+
+    @property
+    def mode(self) -> int:
+        """`SYNC`, `ASYNC` or 0 (see `direct_mode`)."""
+        if self.maybe_async:
+            return 0
+        if self.is_async:
+            return ASYNC
+        return SYNC if self.inline else 0
 
     def __call__(self, input: Any, context: ExecutionContext | None) -> Any:
         kwargs = {"context": context} if self.wants_context else {}
@@ -105,6 +115,28 @@ def call_function(target: str, input: Any, context: ExecutionContext | None = No
 def echo_handler(input: dict[str, Any]) -> dict[str, Any]:
     """A function handler that returns its input (used by ``owf backend test``)."""
     return dict(input)
+
+
+def direct_mode(run: RunContext, target: str) -> int:
+    """`SYNC` for an ``@inline`` sync handler (called on the loop), `ASYNC` for a coroutine
+    function (awaited on the loop), else 0: the pool, a callable object, or a handler that cannot
+    be imported (the step's normal path reports that)."""
+    call = run.functions.get(target)
+    if call is None:
+        try:
+            call = run.functions[target] = prepare_function(target)
+        except Exception:
+            return 0
+    return call.mode
+
+
+def call_inline(run: RunContext, call: FunctionCall, data: Any, step_id: str) -> Any:
+    """Call a handler on the loop now (what `handle` does, without its coroutine): an inline
+    handler's result, or an async handler's coroutine for the caller to await."""
+    if call.wants_context:
+        ctx = ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline)
+        return call.fn(data, context=ctx) if call.whole or not isinstance(data, dict) else call.fn(**data, context=ctx)
+    return call.fn(data) if call.whole or not isinstance(data, dict) else call.fn(**data)
 
 
 async def handle(run: RunContext, handler: Handler, data: Any, step_id: str) -> Any:

@@ -30,7 +30,13 @@ from owf_magics.runtime.context import (
     RunContext,
     now,
 )
-from owf_magics.runtime.records import StepRecord, input_differences
+from owf_magics.runtime.records import (
+    StepRecord,
+    UnstorableValue,
+    input_differences,
+    storable_events,
+    storable_records,
+)
 from owf_magics.runtime.results import StepError, StepResult
 
 
@@ -77,7 +83,10 @@ def flush(run: RunContext) -> None:
     records, run.uncommitted = run.uncommitted, []
     events, run.unsaved = run.unsaved, []
     if records or events:
-        run.store.checkpoint_many(run.run_id, records, events)
+        try:
+            run.store.checkpoint_many(run.run_id, records, events)
+        except UnstorableValue:  # one value the store cannot write fails its step, not the group
+            run.store.checkpoint_many(run.run_id, storable_records(records), storable_events(events))
 
 
 def finish(run: RunContext, status: str, outputs: dict[str, Any], error: dict[str, Any] | None) -> None:
@@ -87,15 +96,26 @@ def finish(run: RunContext, status: str, outputs: dict[str, Any], error: dict[st
     records, run.uncommitted = run.uncommitted, []
     events, run.unsaved = run.unsaved, []
     waiting = status == "waiting_approval"
-    run.store.finish_run(
-        run.run_id,
-        status,
-        outputs=None if waiting else outputs,
-        error=None if waiting else error,
-        steps=records,
-        events=events,
-        close_pending=not waiting,
-    )
+    try:
+        run.store.finish_run(
+            run.run_id,
+            status,
+            outputs=None if waiting else outputs,
+            error=None if waiting else error,
+            steps=records,
+            events=events,
+            close_pending=not waiting,
+        )
+    except UnstorableValue as exc:  # the run still ends: what cannot be written is left out
+        run.store.finish_run(
+            run.run_id,
+            "waiting_approval" if waiting else "failed",
+            outputs=None,
+            error=None if waiting else {"code": exc.code, "message": exc.message, "details": exc.details},
+            steps=storable_records(records),
+            events=storable_events(events),
+            close_pending=not waiting,
+        )
 
 
 def restore(run: RunContext, frame: Frame, step: StepBase, rec: Any) -> StepResult:

@@ -8,7 +8,8 @@ from typing import Any
 
 from owf_magics.agents.loop import Accounting, run_agent, turn_hooks
 from owf_magics.agents.providers import Usage
-from owf_magics.connectors.actions import run_action
+from owf_magics.connectors.actions import run_action, validate_action_input
+from owf_magics.connectors.function import call_inline, direct_mode
 from owf_magics.engine.frame import Frame, render_input, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
 from owf_magics.errors import BackendError, OWFError
@@ -23,7 +24,7 @@ from owf_magics.manifest.models import (
     WorkflowStep,
 )
 from owf_magics.manifest.refs import parse_ref
-from owf_magics.manifest.render import render, truthy
+from owf_magics.manifest.render import redact, render, truthy
 from owf_magics.plan.graph import ROOT
 from owf_magics.plan.resolution import step_models
 from owf_magics.runtime.backend import ExecutionContext
@@ -184,6 +185,37 @@ async def action_step(
         metadata = {"action": step.action, "native": native}
         return await invoke_backend(run, frame, step, manifest, data, metadata, acc), None
     return await run_action(run, conn.model, step.action, data, step.id), None
+
+
+def action_direct(frame: Frame, step: ActionStep) -> Any:
+    """An action the direct path can run: a native ``function`` handler without approvals, when
+    the function is ``@inline`` (called) or async (its coroutine awaited) in this run (see
+    `owf_magics.engine.direct`)."""
+    if frame.plan[step.id].backend != "native":
+        return None
+    conn: Connector = frame.plan.targets[step.id].model
+    action = conn.action(step.action)
+    if action is None or action.handler is None or action.handler.kind != "function":
+        return None
+    policy = action.approval or conn.approval
+    if policy is not None and policy.required != "never":
+        return None
+    target: str = action.handler.function  # type: ignore[assignment]
+    schema = bool(action.input)
+
+    def ready(run: RunContext) -> int:
+        call = run.functions.get(target)
+        return call.mode if call is not None else direct_mode(run, target)
+
+    def run_direct(run: RunContext, frame: Frame, step: ActionStep, scope: dict[str, Any], key: str) -> Any:
+        data = render_input(step.input, scope, step.id)
+        if run.store is not None:
+            run.seen.setdefault(key, {})["input"] = redact(data, run.secrets) if run.secrets else data
+        if schema:  # defaults and the JSON Schema (an action without one takes its input as it is)
+            data = validate_action_input(action, data)
+        return call_inline(run, run.functions[target], data, step.id), None
+
+    return ready, run_direct
 
 
 async def agent_step(

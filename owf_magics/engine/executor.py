@@ -13,12 +13,15 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import gc
 import importlib
 import itertools
+import logging
 import os
 import signal
 import threading
 import time
+import traceback
 from collections import ChainMap
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ from owf_magics.engine import kinds as _kinds  # noqa: F401  (fills STEP_KINDS)
 from owf_magics.engine.checkpoints import finish
 from owf_magics.engine.frame import Frame, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
+from owf_magics.engine.trace import Bookkeeping
 from owf_magics.errors import OWFError
 from owf_magics.manifest.budget import LIMITS
 from owf_magics.manifest.budget import deadline as template_deadline
@@ -45,9 +49,18 @@ from owf_magics.runtime.context import (
     now,
     redact_error,
 )
+from owf_magics.runtime.records import UnstorableValue, check_storable, storable_events, storable_records
 from owf_magics.runtime.results import RunResult, StepError, StepResult
 
-DEFAULT_MAX_WORKERS = 8
+#: ``gc.freeze()`` once per process, at the first run (``OWF_GC_FREEZE=0`` turns it off): the
+#: imported libraries, the catalog and the plan are long-lived, and a full collection that walked
+#: them cost a 10,000-item forEach 40% of its time. Frozen objects are still freed by reference
+#: counting; only cyclic garbage made before that moment is kept, so it happens once, not per plan
+#: (a service that plans a manifest per request would otherwise keep a little more each time).
+FREEZE = [os.environ.get("OWF_GC_FREEZE", "1") != "0"]
+DEFAULT_MAX_WORKERS = 64  # sync handlers mostly wait on I/O: see docs/decisions.md
+
+log = logging.getLogger("owf_magics.run")
 
 
 @dataclass
@@ -125,6 +138,57 @@ class Executor:
         raise OWFError("no free run id", code="INTERNAL_ERROR")
 
     async def arun(self) -> RunResult:
+        """Run the plan; once the run has a record, it ends in a terminal state whatever happens
+        (failed with INTERNAL_ERROR at worst), in the result and in the store."""
+        self._live: tuple[RunContext, Frame | None] | None = None
+        try:
+            return await self._arun()
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
+            # a handler's sys.exit() is that step's business, not the process's: the run fails
+            if self._live is None:  # nothing started: bad inputs, a missing backend
+                if isinstance(exc, OWFError) and self.secrets:  # an input echoed in the message
+                    exc.message, exc.details = redact(exc.message, self.secrets), redact(exc.details, self.secrets)
+                    exc.args = (exc.message,)
+                raise
+            result = self._crashed(exc, *self._live)
+            if isinstance(exc, KeyboardInterrupt):  # the user wants out: recorded, then let through
+                raise
+            return result
+
+    def _crashed(self, exc: BaseException, run: RunContext, frame: Frame | None) -> RunResult:
+        """The result (and stored record) of a run stopped by an unexpected exception."""
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, OWFError):
+            error = StepError(exc.code, exc.message, {**exc.details, "exception": type(exc).__name__})
+        elif isinstance(exc, KeyboardInterrupt):
+            error = StepError("CANCELED", "the run was interrupted", {"exception": "KeyboardInterrupt"})
+        else:
+            error = StepError(
+                "INTERNAL_ERROR", f"the run stopped on an unexpected error: {text}", {"exception": type(exc).__name__}
+            )
+        error = redact_error(error, self.secrets)
+        log.debug("%s", redact("".join(traceback.format_exception(exc)), self.secrets))
+        results = frame.results if frame is not None else {}
+        if frame is not None:
+            _mark_unfinished(frame)
+        status = "canceled" if error.code == "CANCELED" else "failed"
+        result = _finish(run, self.item.model.name, status, {}, results, error)
+        with contextlib.suppress(Exception):
+            run.emit(
+                (10**9,),
+                {
+                    "type": f"run.{status}",
+                    "timestamp": now(),
+                    "payload": {"status": status, "run_id": self.run_id},
+                    "metadata": {"error": error.to_dict()},
+                },
+            )
+        result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
+        if self.store is not None:
+            _store_failure(self.store, self.run_id, run, status, error)
+        return result
+
+    async def _arun(self) -> RunResult:
         memo = self.plan.memo
         if "available" not in memo:
             self.plan.check_available()
@@ -146,6 +210,8 @@ class Executor:
         run = RunContext(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
         started = time.perf_counter()
         store = run.store = self.store
+        if store is None and self.callback is None:  # nobody reads events before the result
+            run.log = []
         run.trigger = self.trigger
         if wf.policies is not None:
             from owf_magics.agents.limits import run_budget
@@ -158,6 +224,7 @@ class Executor:
         if store is not None and (resume is None or not resume.continuing):
             self._create_record(store, wf, inputs, resume)
             run.run_id = self.run_id
+        self._live = (run, None)  # from here on the run ends in a terminal state
         run.emit(
             (-1,),
             {
@@ -170,7 +237,11 @@ class Executor:
         if "models" not in memo:  # once per plan: step models by id, and each step's rank in graph order
             memo["models"] = step_models(wf)
             memo["order"] = {sid: float(i) for i, sid in enumerate(self.plan.graph.topological())}
+            if FREEZE[0]:  # what is loaded and planned lives long: full collections stop walking it
+                FREEZE[0] = False
+                gc.freeze()
         frame = Frame(self.plan, memo["models"], inputs, ChainMap({}), {}, order=memo["order"])
+        self._live = (run, frame)
         limit = parse_duration(wf.timeout) if wf.timeout is not None else None
         if limit is not None:
             run.deadline = datetime.now(UTC) + timedelta(seconds=limit)
@@ -199,8 +270,12 @@ class Executor:
             outcome = StepError("CANCELED", "the run was canceled", {"canceled_at": now()})
             status = "canceled"
             _mark_unfinished(frame)
-        outputs = render_outputs(wf.outputs, frame.scope(run))
+        failures: dict[str, Exception] = {}
+        outputs = render_outputs(wf.outputs, frame.scope(run), failures=failures)
         LIMITS.reset(limits_token)
+        problem = _output_problem(outputs, failures, check=store is not None)
+        if problem is not None and status == "completed":  # its steps succeeded, but not its outputs
+            status, outcome = "failed", problem
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         final = {
@@ -217,7 +292,10 @@ class Executor:
                 "metadata": {"duration_ms": result.duration_ms, "pending": [p.id for p in run.pending]},
             },
         )
-        result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
+        if run.log is not None:
+            result.defer(Bookkeeping(run.log, run.run_id, run.secrets, run.event_seq))
+        else:
+            result.events = [e for _, e in sorted(run.events, key=_first)]
         result.pending = list(run.pending)
         if store is not None:  # what is not committed yet and the run's end, in one transaction
             finish(run, status, result.outputs, result.error.to_dict() if result.error else None)
@@ -282,10 +360,38 @@ def _run_here(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
     if ours:
         _sig.signal(signal.SIGINT, on_sigint)
     try:
+        if _step_now(loop) and task.done() and not _ready(loop):
+            return task.result()  # it never waited: no turn of the loop needed
         return loop.run_until_complete(task)
     finally:
         if ours:
             _sig.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _ready(loop: asyncio.AbstractEventLoop) -> Any:
+    return getattr(loop, "_ready", None)  # the callbacks an asyncio loop runs next
+
+
+def _step_now(loop: asyncio.AbstractEventLoop) -> bool:
+    """Run a just-created task's first step now, as Python 3.12's eager tasks do.
+
+    A run whose steps never wait (transforms, ``@inline`` handlers) finishes in that step, and
+    the loop's turns (a selector poll each, ~15 µs a run) are saved; a run that waits continues
+    on the loop from where it stopped. The step runs through the task itself (its context, the
+    current task, its exceptions), with this loop as the running loop. Only on an idle asyncio
+    loop whose one callback is that step; otherwise (another loop implementation) False.
+    """
+    ready = _ready(loop)
+    if ready is None or len(ready) != 1:
+        return False
+    handle = ready.popleft()
+    running = asyncio.events._get_running_loop()
+    asyncio.events._set_running_loop(loop)
+    try:
+        handle._run()
+    finally:
+        asyncio.events._set_running_loop(running)
+    return True
 
 
 def _mark_unfinished(frame: Frame) -> None:
@@ -335,3 +441,37 @@ def _finish(
         usage,
         redact_error(error, run.secrets) if error else None,
     )
+
+
+def _output_problem(outputs: dict[str, Any], failures: Mapping[str, Exception], *, check: bool) -> StepError | None:
+    """The first output whose template failed or (`check`: with a store) whose value the store
+    cannot write; those values become None. None when every output is fine."""
+    problem: StepError | None = None
+    for name, exc in failures.items():
+        message = exc.message if isinstance(exc, OWFError) else str(exc)
+        details = dict(exc.details) if isinstance(exc, OWFError) else {}
+        problem = problem or StepError("VALIDATION", f"output '{name}' failed: {message}", {**details, "output": name})
+    for name, value in outputs.items() if check else ():
+        try:
+            check_storable(value)
+        except UnstorableValue as exc:
+            outputs[name] = None
+            problem = problem or StepError(exc.code, f"output '{name}': {exc.message}", {**exc.details, "output": name})
+    return problem
+
+
+def _store_failure(store: Any, run_id: str, run: RunContext, status: str, error: StepError) -> None:
+    """Finish a crashed run's record as failed, with the steps and events not written yet where
+    they can be; what cannot be written is dropped, never raised."""
+    records, run.uncommitted = run.uncommitted, []
+    events, run.unsaved = run.unsaved, []
+    attempts = [
+        (error.to_dict(), storable_records(records), storable_events(events)),
+        ({"code": error.code, "message": "the run stopped on an unexpected error"}, [], []),
+    ]
+    for err, steps, saved in attempts:
+        try:
+            store.finish_run(run_id, status, outputs=None, error=err, steps=steps, events=saved, close_pending=True)
+            return
+        except Exception:
+            log.exception("could not record the failure of run %s", run_id)

@@ -193,13 +193,21 @@ def resolve_inputs(wf: Any, given: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def render_outputs(outputs: Mapping[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
+def render_outputs(
+    outputs: Mapping[str, Any], scope: dict[str, Any], *, failures: dict[str, Exception] | None = None
+) -> dict[str, Any]:
+    """The workflow's outputs; one whose template fails is None (and, given `failures`, its
+    error is put there by name: the executor fails a run whose steps succeeded on it)."""
     out: dict[str, Any] = {}
     for name, spec in outputs.items():
         try:
             out[name] = render(spec.value, scope)
-        except TemplateError:
-            out[name] = None  # the step it reads did not run (a branch not taken, a failure)
+        except Exception as exc:  # a template error, or whatever a template's value raised
+            if failures is None and not isinstance(exc, TemplateError):
+                raise
+            out[name] = None  # e.g. the step it reads did not run (a branch not taken, a failure)
+            if failures is not None:
+                failures[name] = exc
     return out
 
 

@@ -7,6 +7,7 @@ module of this package, and one line here.
 from __future__ import annotations
 
 from owf_magics.engine import delegate, logic
+from owf_magics.engine.direct import DIRECT_KINDS
 from owf_magics.engine.scheduler import STEP_KINDS
 from owf_magics.manifest import models
 
@@ -25,3 +26,7 @@ STEP_KINDS.update(
         models.WaitStep: logic.wait_step,
     }
 )
+
+#: The kinds that can run without a coroutine (no retry, no timeout; see `engine.direct`).
+DIRECT_KINDS[models.TransformStep] = logic.transform_direct
+DIRECT_KINDS[models.ActionStep] = delegate.action_direct

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from owf_magics.agents.loop import Accounting
+from owf_magics.connectors.function import SYNC
+from owf_magics.engine.direct import StepFacts, direct_step, facts, hold, runs_direct, skip
 from owf_magics.engine.frame import Frame, children_views, descendants, last_output, loop_frame, map_items, view
-from owf_magics.engine.scheduler import run_block, skip
+from owf_magics.engine.scheduler import run_block
 from owf_magics.errors import UnavailableError
 from owf_magics.manifest.models import (
     ForEachStep,
@@ -65,16 +67,11 @@ async def for_each(
     if not isinstance(items, list):
         raise StepFailed(StepError("VALIDATION", f"forEach items must be a list, got {type(items).__name__}"))
     key = (step.id, "steps")
-
-    async def body(i: int, item: Any) -> dict[str, Any]:
-        sub = loop_frame(frame, i, item, len(items))
-        failure = await run_block(run, sub, key)
-        _status, output, _ = last_output(sub, key)
-        if failure is not None:
-            return {"status": "error", "error": failure.to_dict(), "_error": failure}
-        return {"status": "success", "output": output}
-
-    results = await map_items(items, step.maxConcurrency, body)
+    members = direct_body(run, frame, key)
+    if members is not None:  # nothing in the body waits: no task, frame or key string per item
+        results = each_direct(run, frame, key, items, members)
+    else:
+        results = await map_items(items, step.maxConcurrency, lambda i, item: body(run, frame, key, items, i, item))
     errors = [r.pop("_error") for r in results if "_error" in r]
     out = {
         "results": results,
@@ -85,6 +82,82 @@ async def for_each(
     if errors and not step.continueOnError:
         raise StepFailed(errors[0])
     return out, {"results": results}
+
+
+async def body(run: RunContext, frame: Frame, key: BlockKey, items: list[Any], i: int, item: Any) -> dict[str, Any]:
+    """One item of a forEach step: its body as a block, in a frame of its own."""
+    sub = loop_frame(frame, i, item, len(items))
+    failure = await run_block(run, sub, key)
+    _status, output, _ = last_output(sub, key)
+    if failure is not None:
+        return {"status": "error", "error": failure.to_dict(), "_error": failure}
+    return {"status": "success", "output": output}
+
+
+def direct_body(run: RunContext, frame: Frame, key: BlockKey) -> list[tuple[StepBase, StepFacts]] | None:
+    """A body that is a chain of direct steps (see `owf_magics.engine.direct`), in order; else None.
+
+    Such a body never awaits, so every item runs to its end before the next starts, as the items'
+    tasks did: the records, results and event ids are the same without the tasks. With a store
+    the items keep their tasks, whose checkpoints commit before the steps after them start.
+    """
+    if run.store is not None:  # each item's steps commit before the next starts (scheduler.durable)
+        return None
+    sched = frame.plan.graph.schedule(key)
+    members = sched.members
+    if not members or sched.waits[members[0]]:
+        return None
+    out = []
+    for i, sid in enumerate(members):
+        nxt = members[i + 1 : i + 2]
+        if tuple(sched.after[sid]) != tuple(nxt) or (nxt and sched.waits[nxt[0]] != 1):
+            return None
+        step = frame.models[sid]
+        found = facts(frame, step)
+        if found.direct is None or runs_direct(run, found) != SYNC:  # an awaited step may wait
+            return None
+        out.append((step, found))
+    return out
+
+
+def each_direct(
+    run: RunContext, frame: Frame, key: BlockKey, items: list[Any], members: list[tuple[StepBase, StepFacts]]
+) -> list[dict[str, Any]]:
+    """Every item through a direct body, in one frame whose loop variables change per item."""
+    if not items:
+        return []
+    total = len(items)
+    sub = loop_frame(frame, 0, items[0], total)
+    scope = sub.scope(run)
+    mine = sub.views.maps[0]  # the body's views: each item starts without the last one's
+    base = frame.iteration
+    last = members[-1][0].id  # the body's output is its last step's
+    results: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if i:
+            mine.clear()
+            sub.iteration = (*base, i)
+            scope["item"], scope["index"], scope["isFirst"], scope["isLast"] = item, i, False, i == total - 1
+        failure: StepError | None = None
+        held = False
+        for step, found in members:
+            if failure is not None:
+                skip(run, sub, step, "an earlier step failed")
+            elif held:
+                hold(sub, step)
+            else:
+                res = direct_step(run, sub, step, found)
+                if res.status == "failed" and not step.continueOnError:
+                    failure = res.error or StepError("INTERNAL_ERROR", "failed")
+                elif res.status == "waiting":
+                    held = True
+        view = mine.get(last)
+        output = view["output"] if view else None
+        if failure is not None:
+            results.append({"status": "error", "error": failure.to_dict(), "_error": failure})
+        else:
+            results.append({"status": "success", "output": output})
+    return results
 
 
 async def parallel(
@@ -298,6 +371,18 @@ async def switch_step(
     others = [f"cases:{k}" for k in step.cases if k != key] + ([] if key is None else ["default"])
     await run_branch(run, frame, step, block, others)
     return {"case": key if key is not None else "default", "matchedValue": value}, children_views(frame, step.id)
+
+
+def transform_direct(frame: Frame, step: TransformStep) -> Any:
+    """Native transforms never wait: they run on the direct path (`owf_magics.engine.direct`); a
+    transform another backend wraps (``Backend.arun_step``) goes through `scheduler.execute`."""
+    if frame.plan[step.id].backend != "native":
+        return None
+
+    def run_direct(run: RunContext, frame: Frame, step: TransformStep, scope: dict[str, Any], key: str) -> Any:
+        return {"result": transform(step, scope, frame)}, None  # the view reads the output's fields
+
+    return None, run_direct
 
 
 async def transform_step(

@@ -10,37 +10,30 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from owf_magics.agents.loop import NO_USAGE, Accounting
+from owf_magics.connectors.function import ASYNC, SYNC
 from owf_magics.engine.checkpoints import checkpoint, durable, restore
+from owf_magics.engine.direct import awaited_step, direct_step, facts, hold, runs_direct, skip
 from owf_magics.engine.frame import (
     VIEW_KEYS,
     Frame,
-    descendants,
     execution_key,
     loop_frame,
     map_items,
     put_result,
     view,
 )
-from owf_magics.engine.trace import step_event, trace_step
+from owf_magics.engine.trace import step_event, step_started, trace_step
 from owf_magics.errors import BackendError
 from owf_magics.manifest.budget import deadline as template_deadline
 from owf_magics.manifest.models import (
-    LOGIC_STEP_TYPES,
     ActionStep,
     AgentStep,
-    HandoffStep,
     IfStep,
-    RetryPolicy,
     StepBase,
-    TransformStep,
-    TryStep,
-    WaitStep,
 )
-from owf_magics.manifest.normalize import parse_duration
 from owf_magics.manifest.render import TemplateError, render, truthy
 from owf_magics.plan.graph import BlockKey
 from owf_magics.runtime.backend import ExecutionContext
@@ -51,10 +44,10 @@ from owf_magics.runtime.context import (
     StepFailed,
     Waiting,
     flag_wait,
-    now,
     open_request,
     to_step_error,
 )
+from owf_magics.runtime.records import check_storable
 from owf_magics.runtime.results import StepError, StepResult
 from owf_magics.runtime.retry import retry_delay, retryable
 
@@ -74,34 +67,98 @@ async def run_block(run: RunContext, frame: Frame, key: BlockKey) -> StepError |
     sched = frame.plan.graph.schedule(key)
     if not sched.members:
         return None
-    waits = dict(sched.waits)
-    blocked: set[str] = set()
-    held: set[str] = set()  # waiting for something from outside, or after a step that is
-    failures: dict[str, StepError] = {}
-    tasks: list[asyncio.Task[None]] = []
+    block = _Block(run, frame, sched)
+    waits = block.waits
+    roots = [sid for sid in sched.members if not waits[sid]]
+    tasks = block.tasks
+    leaves: dict[int, str] = {}  # task index -> the awaited step it runs without a chain around it
+    after, models = sched.after, frame.models
+    for sid in roots[1:]:
+        if not after[sid] and run.store is None:  # nothing follows it, nothing to commit: a fan-out's step
+            step = models[sid]
+            found = facts(frame, step)
+            if found.direct is not None and runs_direct(run, found) == ASYNC:
+                leaves[len(tasks)] = sid
+                tasks.append(asyncio.create_task(awaited_step(run, frame, step, found)))
+                continue
+        tasks.append(asyncio.create_task(block.chain(sid)))
+    try:
+        await block.chain(roots[0])
+        i = 0
+        while i < len(tasks):  # tasks may start more tasks while we wait
+            out = await tasks[i]
+            if i in leaves:
+                block.ended(leaves[i], out)
+            i += 1
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    failures = block.failures
+    if failures:
+        for sid in sched.members:
+            if sid in failures:
+                return failures[sid]
+    return None
 
-    async def chain(sid: str | None) -> None:
+
+class _Block:
+    """One run of a block: what its steps still wait for, and how each ended.
+
+    A class, not closures: a closure that starts tasks of itself refers to itself, and that cycle
+    kept every run's frame, results and tasks alive until the garbage collector found them.
+    """
+
+    __slots__ = ("blocked", "failures", "frame", "held", "run", "sched", "tasks", "waits")
+
+    def __init__(self, run: RunContext, frame: Frame, sched: Any) -> None:
+        self.run = run
+        self.frame = frame
+        self.sched = sched
+        self.waits = dict(sched.waits)
+        self.blocked: set[str] = set()
+        self.held: set[str] = set()  # waiting for something from outside, or after a step that is
+        self.failures: dict[str, StepError] = {}
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    def ended(self, sid: str, res: StepResult) -> None:
+        """A step ran: a failure blocks what follows it, a wait holds it."""
+        status = res.status
+        if status == "failed" and not self.frame.models[sid].continueOnError:
+            self.failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
+            self.blocked.add(sid)
+        elif status == "waiting":
+            self.held.add(sid)
+
+    async def chain(self, sid: str | None) -> None:
+        run, frame, blocked, held, waits = self.run, self.frame, self.blocked, self.held, self.waits
+        after = self.sched.after
+        models = frame.models
         while sid is not None:
-            step = frame.models[sid]
+            step = models[sid]
             if sid in blocked:
                 skip(run, frame, step, "an earlier step failed")
             elif sid in held:
                 hold(frame, step)
             else:
+                found = facts(frame, step)
                 try:
-                    res = await run_step(run, frame, step)
+                    mode = runs_direct(run, found) if found.direct is not None else 0
+                    if mode == SYNC:
+                        res = direct_step(run, frame, step, found)
+                    elif mode:
+                        res = await awaited_step(run, frame, step, found)
+                    else:
+                        res = await run_step(run, frame, step)
                 except BaseException:
                     blocked.add(sid)
                     raise
-                if res.status == "failed" and not step.continueOnError:
-                    failures[sid] = res.error or StepError("INTERNAL_ERROR", "failed")
-                    blocked.add(sid)
-                elif res.status == "waiting":
-                    held.add(sid)
+                self.ended(sid, res)
             if run.uncommitted:  # its checkpoint is committed before anything after it starts
                 await durable(run)
             ready = []
-            for nxt in sched.after[sid]:
+            for nxt in after[sid]:
                 if sid in blocked:
                     blocked.add(nxt)
                 elif sid in held:
@@ -110,50 +167,17 @@ async def run_block(run: RunContext, frame: Frame, key: BlockKey) -> StepError |
                 if not waits[nxt]:
                     ready.append(nxt)
             for other in ready[1:]:
-                tasks.append(asyncio.create_task(chain(other)))
+                self.tasks.append(asyncio.create_task(self.chain(other)))
             sid = ready[0] if ready else None
-
-    roots = [sid for sid in sched.members if not waits[sid]]
-    tasks.extend(asyncio.create_task(chain(sid)) for sid in roots[1:])
-    try:
-        await chain(roots[0])
-        i = 0
-        while i < len(tasks):  # tasks may start more tasks while we wait
-            await tasks[i]
-            i += 1
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    for sid in sched.members:
-        if sid in failures:
-            return failures[sid]
-    return None
-
-
-def skip(run: RunContext, frame: Frame, step: StepBase, reason: str) -> None:
-    res = StepResult(step.id, "skipped", backend=frame.plan[step.id].backend)
-    put_result(frame, res)
-    started = now()
-    trace_step(run, frame, step, res, attempt=0, started=started, duration=0.0, note=reason)
-    step_event(run, frame, step, "step.skipped", 0, started, reason=reason)
-    checkpoint(run, frame, step, res)
-    for child in descendants(frame.plan.graph, step.id):
-        if child not in frame.results:
-            cres = StepResult(child, "skipped", backend=frame.plan[child].backend)
-            put_result(frame, cres)
-
-
-def hold(frame: Frame, step: StepBase) -> None:
-    """A step that cannot start before a waiting step finishes: it waits too (it runs on resume)."""
-    put_result(frame, StepResult(step.id, "waiting", backend=frame.plan[step.id].backend))
-    for child in descendants(frame.plan.graph, step.id):
-        if child not in frame.results:
-            put_result(frame, StepResult(child, "waiting", backend=frame.plan[child].backend))
 
 
 async def run_step(run: RunContext, frame: Frame, step: StepBase) -> StepResult:
+    found = facts(frame, step)
+    mode = runs_direct(run, found) if found.direct is not None else 0
+    if mode == SYNC:
+        return direct_step(run, frame, step, found)
+    if mode:
+        return await awaited_step(run, frame, step, found)
     scope = frame.scope(run)
     if step.condition is not None and not isinstance(step, IfStep):
         try:
@@ -161,7 +185,7 @@ async def run_step(run: RunContext, frame: Frame, step: StepBase) -> StepResult:
         except TemplateError as exc:
             res = StepResult(step.id, "failed", error=to_step_error(exc), backend=frame.plan[step.id].backend)
             put_result(frame, res)
-            trace_step(run, frame, step, res, attempt=1, started=now(), duration=0.0)
+            trace_step(run, frame, step, res, attempt=1, started=time.time(), duration=0.0)
             return res
         if not go:
             skip(run, frame, step, "condition is false")
@@ -169,7 +193,7 @@ async def run_step(run: RunContext, frame: Frame, step: StepBase) -> StepResult:
     if step.forEach is not None:
         return await run_inline_loop(run, frame, step)
     res, extra = await attempts(run, frame, step)
-    if isinstance(res.output, dict) and step.type in LOGIC_STEP_TYPES:  # type: ignore[attr-defined]
+    if found.logic and isinstance(res.output, dict):
         # the spec's examples read a logic step's output fields directly: steps.wait.timedOut
         extra = {**{k: v for k, v in res.output.items() if k not in VIEW_KEYS}, **(extra or {})}
     put_result(frame, res, extra)
@@ -218,55 +242,26 @@ async def run_inline_loop(run: RunContext, frame: Frame, step: StepBase) -> Step
     return res
 
 
-@dataclass(frozen=True, slots=True)
-class _StepFacts:
-    """What `attempts` needs to know about a step, worked out once per plan."""
-
-    policy: RetryPolicy | None
-    max_attempts: int
-    timeout: float | None
-    leaf: bool
-    calls_models: bool
-
-
-def _facts(frame: Frame, step: StepBase) -> _StepFacts:
-    # keyed by the step object: an adapter may run a copy of a step (without its retry, say)
-    table: dict[int, tuple[StepBase, _StepFacts]] = frame.plan.memo.setdefault("facts", {})
-    hit = table.get(id(step))
-    if hit is not None and hit[0] is step:
-        return hit[1]
-    policy = step.retry if not isinstance(step, TryStep) else None  # a try step's retry is for its block
-    facts = _StepFacts(
-        policy,
-        policy.maxAttempts if policy else 1,
-        parse_duration(step.timeout) if step.timeout is not None else None,
-        isinstance(step, LEAVES),
-        isinstance(step, AgentStep | HandoffStep),
-    )
-    table[id(step)] = (step, facts)
-    return facts
-
-
 async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepResult, dict[str, Any] | None]:
     """Run a step with its retry policy and timeout; one trace row per attempt."""
-    facts = _facts(frame, step)
-    policy, max_attempts, timeout = facts.policy, facts.max_attempts, facts.timeout
+    found = facts(frame, step)
+    policy, max_attempts, timeout = found.policy, found.max_attempts, found.timeout
     entry = frame.plan.entries[step.id]
     key = frame.prefix + step.id if not frame.iteration else execution_key(frame, step.id)
-    if run.recorded and facts.leaf:
+    if run.recorded and found.leaf:
         rec = run.recorded.get(key)
         if rec is not None and rec.status == "success":
             return restore(run, frame, step, rec), None
     CURRENT_KEY.set(key)
-    container = not facts.leaf
+    container = not found.leaf
     waited: list[bool] = [False]  # set when a step inside this one waits
     attempt = 0
     while True:
         attempt += 1
-        started = now()
+        started = time.time()
         t0 = time.perf_counter()
-        acc = Accounting() if facts.calls_models else NO_USAGE
-        step_event(run, frame, step, "step.started", attempt, started)
+        acc = Accounting() if found.calls_models else NO_USAGE
+        step_started(run, frame, step, attempt, started)
         try:
             coro = execute(run, frame, step, acc)
             token = WAIT_FLAGS.set((*WAIT_FLAGS.get(), waited)) if container else None
@@ -278,6 +273,8 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
                     WAIT_FLAGS.reset(token)
                     if waited[0]:
                         flag_wait()  # the step that holds this one waits too
+            if run.store is not None:
+                check_storable(output, step.id)  # an output the store cannot write fails the step, not the run
             res = StepResult(step.id, "success", output, None, attempt, entry.backend)
         except TimeoutError:
             err = StepError(
@@ -327,7 +324,7 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
             return res, extra
         assert res.error is not None
         if policy is None or attempt >= max_attempts or not retryable(policy, res.error):
-            step_event(run, frame, step, "step.failed", attempt, now(), error=res.error.to_dict())
+            step_event(run, frame, step, "step.failed", attempt, time.time(), error=res.error.to_dict())
             return res, extra
         delay = retry_delay(policy, attempt)
         step_event(
@@ -336,15 +333,12 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
             step,
             "step.retrying",
             attempt,
-            now(),
+            time.time(),
             error=res.error.to_dict(),
             next_attempt=attempt + 1,
             delay_ms=round(delay * 1000),
         )
         await asyncio.sleep(delay)
-
-
-LEAVES = (ActionStep, AgentStep, TransformStep, WaitStep, HandoffStep)  # served from a record on resume
 
 
 async def execute(

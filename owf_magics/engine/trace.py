@@ -1,7 +1,14 @@
-"""Trace rows and step lifecycle events, ordered by graph rank, iteration and attempt."""
+"""Trace rows and step lifecycle events, ordered by graph rank, iteration and attempt.
+
+With a callback or a store attached (someone reads events while the run goes on) rows and events
+are built as they happen. Otherwise (`RunContext.log` is a list) a step appends one compact tuple
+per record, and `Bookkeeping` builds the same rows and events, with the same ids in the same
+order, when `RunResult.trace_rows` or `RunResult.events` is first read.
+"""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from owf_magics.agents.providers import Usage
@@ -9,10 +16,14 @@ from owf_magics.engine.frame import Frame
 from owf_magics.manifest.models import (
     StepBase,
 )
+from owf_magics.manifest.render import redact
 from owf_magics.runtime.context import (
     RunContext,
+    stamp,
 )
 from owf_magics.runtime.results import StepResult
+
+_EVENT, _STARTED, _DONE, _RAN, _PLACED = 0, 1, 2, 3, 4
 
 
 def trace_step(
@@ -22,7 +33,7 @@ def trace_step(
     res: StepResult,
     *,
     attempt: int,
-    started: str,
+    started: str | float,
     duration: float,
     usage: Usage | None = None,
     cost: float = 0.0,
@@ -31,16 +42,74 @@ def trace_step(
 ) -> None:
     entry = frame.plan.entries[step.id]
     key = (frame.order.get(step.id, 0), frame.iteration, attempt)
+    log = run.log
+    if log is not None:  # the status, output and error as they are now (a result may change later)
+        log.append(
+            (
+                _DONE,
+                key,
+                step,
+                entry,
+                frame.prefix,
+                res.status,
+                res.output,
+                res.error,
+                started,
+                duration,
+                usage,
+                cost,
+                event,
+            )
+        )
+        return
+    row, completed = _done(
+        run.run_id,
+        key,
+        step,
+        entry,
+        frame.prefix,
+        res.status,
+        res.output,
+        res.error,
+        started,
+        duration,
+        usage,
+        cost,
+        event,
+    )
+    run.trace.append((key, row))
+    if completed is not None:
+        run.emit(key, completed)
+
+
+def _done(
+    run_id: str,
+    key: tuple[Any, ...],
+    step: Any,
+    entry: Any,
+    prefix: str,
+    status: str,
+    output: Any,
+    error: Any,
+    started: str | float,
+    duration: float,
+    usage: Usage | None,
+    cost: float,
+    event: bool,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One trace row, and the step's ``step.execution.completed`` event when it has one."""
     duration = round(duration, 3)
+    started = stamp(started)
+    iteration = key[1]
     row = {
-        "run_id": run.run_id,
-        "step_id": frame.prefix + step.id,
-        "type": step.type,  # type: ignore[attr-defined]
+        "run_id": run_id,
+        "step_id": prefix + step.id,
+        "type": step.type,
         "backend": entry.backend,
         "backend_source": entry.source,
-        "status": res.status,
-        "attempt": attempt,
-        "iteration": ".".join(map(str, frame.iteration)) if frame.iteration else "",
+        "status": status,
+        "attempt": key[2],
+        "iteration": ".".join(map(str, iteration)) if iteration else "",
         "parent": entry.parent or "",
         "started_at": started,
         "duration_ms": duration,
@@ -48,11 +117,10 @@ def trace_step(
         "completion_tokens": usage.completion_tokens if usage else 0,
         "total_tokens": usage.total_tokens if usage else 0,
         "cost_usd": cost,
-        "error_code": res.error.code if res.error else None,
+        "error_code": error.code if error else None,
     }
-    run.trace.append((key, row))
-    if res.status in ("skipped", "waiting") or not event:
-        return
+    if status in ("skipped", "waiting") or not event:
+        return row, None
     execution: dict[str, Any] = {
         "backend": entry.backend,
         "runtime": entry.runtime,
@@ -65,41 +133,149 @@ def trace_step(
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
         }
-    result: dict[str, Any] = {"status": "success" if res.status == "success" else "error", "output": res.output}
-    if res.error:
-        result["error"] = res.error.to_dict()
-    run.emit(
-        key,
-        {
-            "type": "step.execution.completed",
-            "timestamp": started,
-            "run_id": run.run_id,
-            "step_id": frame.prefix + step.id,
-            "step_type": step.type,  # type: ignore[attr-defined]
-            "iteration": row["iteration"],
-            "attempt": attempt,
-            "execution": execution,
-            "result": result,
-        },
-    )
+    result: dict[str, Any] = {"status": "success" if status == "success" else "error", "output": output}
+    if error:
+        result["error"] = error.to_dict()
+    return row, {
+        "type": "step.execution.completed",
+        "timestamp": started,
+        "run_id": run_id,
+        "step_id": row["step_id"],
+        "step_type": step.type,
+        "iteration": row["iteration"],
+        "attempt": key[2],
+        "execution": execution,
+        "result": result,
+    }
+
+
+def step_started(run: RunContext, frame: Frame, step: StepBase, attempt: int, timestamp: float) -> None:
+    """The ``step.started`` event (a compact record when nobody reads events during the run)."""
+    log = run.log
+    entry = frame.plan.entries[step.id]
+    key = (frame.order.get(step.id, 0), frame.iteration, attempt)
+    if log is not None:
+        log.append((_STARTED, key, step, entry, frame.prefix, timestamp))
+    else:
+        run.emit(key, _event(run.run_id, key, step, entry, frame.prefix, "step.started", timestamp, {}))
+
+
+def started_record(frame: Frame, step: StepBase, attempt: int, timestamp: float) -> tuple[Any, ...]:
+    """The compact ``step.started`` record (`RunContext.log`)."""
+    key = (frame.order.get(step.id, 0), frame.iteration, attempt)
+    return (_STARTED, key, step, frame.plan.entries[step.id], frame.prefix, timestamp)
+
+
+def ran_record(
+    mark: int, frame: Frame, step: StepBase, entry: Any, started: float, output: Any, duration: float
+) -> tuple[Any, ...]:
+    """One record for a first attempt that succeeded: its ``step.started`` event (right before
+    the rest, or with `mark` >= 0 at that index, where the step put a None when it started), its
+    trace row and its ``step.execution.completed`` event."""
+    # the sort key's parts inline (rank, iteration): a tuple fewer per step while the run goes on
+    rank = frame.order.get(step.id, 0)
+    if mark < 0:
+        return (_RAN, rank, frame.iteration, step, entry, frame.prefix, started, output, duration)
+    return (_PLACED, rank, frame.iteration, step, entry, frame.prefix, started, output, duration, mark)
 
 
 def step_event(
-    run: RunContext, frame: Frame, step: StepBase, kind: str, attempt: int, timestamp: str, **fields: Any
+    run: RunContext, frame: Frame, step: StepBase, kind: str, attempt: int, timestamp: str | float, **fields: Any
 ) -> None:
     """A step lifecycle event (started, retrying, failed, skipped), ordered with the step's others."""
-    entry = frame.plan.entries[step.id]
-    run.emit(
-        (frame.order.get(step.id, 0), frame.iteration, attempt),
-        {
-            "type": kind,
-            "timestamp": timestamp,
-            "run_id": run.run_id,
-            "step_id": frame.prefix + step.id,
-            "step_type": step.type,  # type: ignore[attr-defined]
-            "iteration": ".".join(map(str, frame.iteration)) if frame.iteration else "",
-            "attempt": attempt,
-            "backend": entry.backend,
-            **fields,
-        },
-    )
+    key = (frame.order.get(step.id, 0), frame.iteration, attempt)
+    event = _event(run.run_id, key, step, frame.plan.entries[step.id], frame.prefix, kind, timestamp, fields)
+    run.emit(key, event)
+
+
+def _event(
+    run_id: str,
+    key: tuple[Any, ...],
+    step: Any,
+    entry: Any,
+    prefix: str,
+    kind: str,
+    timestamp: str | float,
+    fields: dict[str, Any],
+) -> dict[str, Any]:
+    iteration = key[1]
+    return {
+        "type": kind,
+        "timestamp": stamp(timestamp),
+        "run_id": run_id,
+        "step_id": prefix + step.id,
+        "step_type": step.type,
+        "iteration": ".".join(map(str, iteration)) if iteration else "",
+        "attempt": key[2],
+        "backend": entry.backend,
+        **fields,
+    }
+
+
+class Bookkeeping:
+    """A finished run's compact records, built into trace rows and events when first read."""
+
+    __slots__ = ("log", "run_id", "secrets", "seq")
+
+    def __init__(
+        self, log: list[tuple[Any, ...] | None], run_id: str, secrets: dict[str, str], seq: itertools.count[int]
+    ):
+        self.log = log
+        self.run_id = run_id
+        self.secrets = secrets
+        self.seq = seq
+
+    def build(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Trace rows and events, each sorted by (rank, iteration, attempt) like an eager run's."""
+        run_id, secrets, seq = self.run_id, self.secrets, self.seq
+        rows: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        events: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+        def add(key: tuple[Any, ...], event: dict[str, Any]) -> None:
+            if secrets:
+                event = redact(event, secrets)
+            event.setdefault("event_id", f"evt_{run_id}_{next(seq):05d}")
+            events.append((key, event))
+
+        log = self.log
+        # a step's started event goes where it put a None when it started (see `ran_record`)
+        starts = {rec[9]: rec for rec in log if rec is not None and rec[0] == _PLACED}
+        for at, rec in enumerate(log):
+            if rec is None:
+                ran = starts.get(at)
+                if ran is None:  # a step stopped by something no step catches (KeyboardInterrupt)
+                    continue
+                _, rank, iteration, step, entry, prefix, started = ran[:7]
+                key = (rank, iteration, 1)
+                add(key, _event(run_id, key, step, entry, prefix, "step.started", started, {}))
+                continue
+            tag = rec[0]
+            if tag == _DONE:
+                row, completed = _done(run_id, *rec[1:])
+                rows.append((rec[1], row))
+                if completed is not None:
+                    add(rec[1], completed)
+            elif tag in (_RAN, _PLACED):
+                _, rank, iteration, step, entry, prefix, started, output, duration = rec[:9]
+                key = (rank, iteration, 1)
+                if tag == _RAN:
+                    add(key, _event(run_id, key, step, entry, prefix, "step.started", started, {}))
+                row, completed = _done(
+                    run_id, key, step, entry, prefix, "success", output, None, started, duration, None, 0.0, True
+                )
+                rows.append((key, row))
+                add(key, completed)  # type: ignore[arg-type]
+            elif tag == _STARTED:
+                _, key, step, entry, prefix, timestamp = rec
+                add(key, _event(run_id, key, step, entry, prefix, "step.started", timestamp, {}))
+            else:
+                add(rec[1], rec[2])
+        self.log = []
+        trace = [r for _, r in sorted(rows, key=_first)]
+        if secrets:
+            trace = [redact(r, secrets) for r in trace]
+        return trace, [e for _, e in sorted(events, key=_first)]
+
+
+def _first(kv: tuple[Any, Any]) -> Any:
+    return kv[0]

@@ -29,6 +29,8 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_NODES = 2_000_000
 #: Upper bound on nesting (lists and mappings inside each other); deeper documents are refused.
 MAX_DEPTH = 100
+#: Upper bound on a manifest file's size (a path may name a device or a huge file by mistake).
+MAX_FILE_BYTES = 16 * 2**20
 
 Pos = tuple[int, int]  # (line, column), both 1-based
 
@@ -188,7 +190,17 @@ class _Builder:
             return None
         if tag in ("tag:yaml.org,2002:timestamp", _STR):
             return node.value  # dates stay text: JSON has no date type
-        return self.scalars.construct_object(node)
+        try:
+            return self.scalars.construct_object(node)
+        except (ValueError, TypeError, OverflowError, yaml.YAMLError):  # e.g. a 5,000-digit integer
+            digits = sum(ch.isdigit() for ch in node.value)
+            message = (
+                f"the number has {digits:,} digits, more than this process converts"
+                if digits > 100
+                else f"the value {node.value[:80]!r} cannot be read as a {tag.rsplit(':', 1)[-1]}"
+            )
+            self.error("INVALID_VALUE", message, node, "write it as a quoted string, or use a smaller number")
+            return None
 
     def sequence(self, node: yaml.SequenceNode) -> LSeq:
         if node.tag != _SEQ:
@@ -265,26 +277,54 @@ def _could_nest_too_deep(text: str) -> bool:
     return sum(text.count(c) for c in "[{-?:") > 10 * MAX_DEPTH
 
 
-def _first_too_deep(loader: type[Any], text: str) -> tuple[Any, Exception | None]:
-    """(the mark where nesting first passes `MAX_DEPTH` or None, the error the parser stopped on)."""
-    depth = 0
+#: The pure-Python rescan after a C parser error reads at most this many characters (about a
+#: second): beyond it, the library's error (or, for libyaml's own nesting limit, ours at its mark)
+#: is reported without the slow pass. See `_too_deep`.
+RESCAN_LIMIT = 200_000
+
+_OPENERS = "[{-?:"  # every collection start needs one of these at or after it, before its first item
+
+
+@dataclass(slots=True)
+class _Scan:
+    mark: Any = None  # where nesting first passes MAX_DEPTH, or None
+    error: Exception | None = None  # the error the parser stopped on
+    depth: int = 0  # the nesting depth when it stopped
+    seen: int = 0  # the text index after the last event the parser produced
+
+
+def _first_too_deep(loader: type[Any], text: str) -> _Scan:
+    """Scan `text`'s parser events for nesting deeper than `MAX_DEPTH` (events do not recurse)."""
+    scan = _Scan()
     parser = None
     try:
         parser = loader(text)  # the pure-Python reader checks the characters here already
         while parser.check_event():
             event = parser.get_event()
+            scan.seen = event.end_mark.index
             if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    return event.start_mark, None
+                scan.depth += 1
+                if scan.depth > MAX_DEPTH:
+                    scan.mark = event.start_mark
+                    return scan
             elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
+                scan.depth -= 1
     except (yaml.YAMLError, ValueError, TypeError) as exc:
-        return None, exc
+        scan.error = exc
     finally:
         if parser is not None:
             parser.dispose()
-    return None, None
+    return scan
+
+
+def _libyaml_nest_limit() -> int | None:
+    """libyaml's own nesting limit when this PyYAML can tell it (it may be set process-wide)."""
+    getter = getattr(getattr(yaml, "_yaml", None), "_get_max_nest_level", None)
+    try:
+        limit = getter() if getter is not None else None
+    except Exception:  # pragma: no cover - an older binding
+        return None
+    return limit if isinstance(limit, int) and limit > 0 else None
 
 
 def _too_deep(text: str, file: str, line_offset: int) -> Diagnostic | None:
@@ -298,14 +338,28 @@ def _too_deep(text: str, file: str, line_offset: int) -> Diagnostic | None:
     libyaml 0.2.6 (in PyYAML 6.0.4's wheels) refuses nesting deeper than its own maximum (1,000
     by default, settable process-wide), and its scanner reads up to 1,024 characters ahead of the
     events, so on ``[[[[...`` it stops with its own error before the events reach our limit. So
-    when the C parser stops on an error, the text is scanned again with PyYAML's pure-Python
-    parser, which has no nesting limit and stops at the same syntax errors (that costs time only
-    for text that fails anyway); only a document that is broken before it nests too deep is left
-    to the library's error.
+    when the C parser stops on an error that could hide nesting past our limit, the text is scanned
+    again with PyYAML's pure-Python parser, which has no nesting limit and stops at the same syntax
+    errors. "Could hide" is bounded cheaply: every collection start needs one of ``[{-?:`` in the
+    text, so the depth the events had reached plus those characters between the last event and the
+    error bounds the depth at the error. The pure-Python pass is slow (about 5 s a megabyte), so it
+    runs only when the error is within `RESCAN_LIMIT` characters; past that, libyaml's own nesting
+    limit is reported in our words at its mark, and any other error is left to the library.
     """
-    mark, error = _first_too_deep(_Loader, text)
-    if mark is None and error is not None and _Loader is not yaml.SafeLoader:
-        mark, _ = _first_too_deep(yaml.SafeLoader, text)
+    scan = _first_too_deep(_Loader, text)
+    mark = scan.mark
+    if mark is None and scan.error is not None and _Loader is not yaml.SafeLoader:
+        problem = getattr(scan.error, "problem_mark", None)
+        at = problem.index if problem is not None and isinstance(problem.index, int) else len(text)
+        window = text[scan.seen : at + 16]
+        bound = scan.depth + sum(window.count(c) for c in _OPENERS)
+        lib_limit = _libyaml_nest_limit()
+        limit = MAX_DEPTH if lib_limit is None else min(MAX_DEPTH, lib_limit)
+        if bound > limit:
+            if at <= RESCAN_LIMIT:
+                mark = _first_too_deep(yaml.SafeLoader, text).mark
+            elif lib_limit is not None and MAX_DEPTH <= lib_limit < bound and problem is not None:
+                mark = problem  # libyaml's own nesting limit, past ours: reported as ours
     if mark is None:
         return None
     return Diagnostic(
@@ -344,6 +398,8 @@ def _yaml_error(exc: yaml.YAMLError, file: str, offset: int, is_json: bool, text
         except json.JSONDecodeError as jerr:
             message = jerr.msg
             line, col = jerr.lineno + offset, jerr.colno
+        except (RecursionError, ValueError, MemoryError):  # json's own limits: keep the YAML parser's message
+            pass
         if "//" in text or "/*" in text:
             hint = "JSON does not allow comments: remove them, or write the manifest as YAML"
     elif "\t" in text and ("\t" in (problem or "") + message or "\t" in bad_line[: (mark.column if mark else 0) + 1]):
@@ -435,7 +491,19 @@ def parse_path(path: str | os.PathLike[str], *, bag: DiagnosticBag) -> list[Sour
         return docs
     for f in iter_manifest_files(p):
         try:
-            text = f.read_text(encoding="utf-8")
+            with f.open("rb") as handle:  # bounded: a path may name /dev/zero or a huge file
+                raw = handle.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                bag.add(
+                    Diagnostic(
+                        "YAML_SYNTAX",
+                        f"the file is larger than {MAX_FILE_BYTES // 2**20} MB; manifests are not that big",
+                        file=str(f),
+                        hint="split it into several files, or check the path",
+                    )
+                )
+                continue
+            text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads it
         except (OSError, UnicodeDecodeError) as exc:
             bag.add(Diagnostic("YAML_SYNTAX", f"cannot read the file: {exc}", file=str(f)))
             continue

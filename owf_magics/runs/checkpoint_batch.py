@@ -73,7 +73,7 @@ def _input(value: Any) -> tuple[str | None, str | None]:
         return _EMPTY
     try:
         text = _CANONICAL(value)
-    except TypeError:
+    except (TypeError, ValueError, RecursionError):  # not plain JSON, or not JSON at all: UnstorableValue
         return dumps(value), fingerprint(value)
     return text, hashlib.sha256(text.encode()).hexdigest()
 

@@ -55,7 +55,13 @@ _second: list[Any] = [0, ""]  # [whole second, its text]: formatted once per sec
 
 def now() -> str:
     """UTC now as ISO 8601 with milliseconds (``2026-11-21T20:18:56.123Z``), cheaply."""
-    now = time.time()
+    return stamp(time.time())
+
+
+def stamp(now: float | str) -> str:
+    """A `time.time()` value as `now()` formats it (a string is returned as it is)."""
+    if isinstance(now, str):
+        return now
     whole = int(now)
     cached = _second
     if whole != cached[0]:
@@ -113,8 +119,16 @@ class RunContext:
     approved: set[str] = field(default_factory=set)  # connectors approved for this run (first_use)
     budget: Any = None  # the workflow's policies.cost, for the whole run
     trigger: dict[str, Any] = field(default_factory=dict)  # what started the run (templates: trigger.*)
+    # lazy bookkeeping: with no callback and no store nobody reads events or trace rows while the
+    # run goes on, so steps append compact records here and `engine.trace.build` turns them into
+    # rows and events (in the same order, with the same ids) when the result is read
+    log: list[tuple[Any, ...] | None] | None = None
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
+        log = self.log
+        if log is not None:  # redacted and numbered when built, in this order
+            log.append((0, key, event))
+            return
         if self.secrets:
             event = redact(event, self.secrets)
         event.setdefault("event_id", f"evt_{self.run_id}_{next(self.event_seq):05d}")

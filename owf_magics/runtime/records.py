@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from jinja2 import Undefined
+
 from owf_magics.errors import OWFError
 from owf_magics.manifest.render import redact
 
@@ -212,32 +214,120 @@ def scrub(value: Any, secrets: Mapping[str, str] | Iterable[str]) -> Any:
     return redact(value, mapping)
 
 
+class UnstorableValue(OWFError):
+    """A value the run store cannot write as JSON (it contains itself, nests too deep, holds an
+    undefined template value or an integer past the digit limit, or fails to convert)."""
+
+    default_code = "VALIDATION"
+
+
+def _unstorable(reason: str) -> UnstorableValue:
+    return UnstorableValue(
+        f"the value cannot be stored as JSON: {reason}",
+        details={
+            "reason": reason,
+            "suggestion": "return JSON-like data (dicts with text keys, lists, text, numbers, booleans, null)",
+        },
+    )
+
+
 def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Undefined):  # what a sandboxed template gives for a name it refuses
+        raise _unstorable("it is an undefined template value (a name or attribute that does not exist or is refused)")
     if isinstance(obj, datetime):
         return obj.isoformat()
     if isinstance(obj, set | frozenset):
         return sorted(obj, key=repr)
     if isinstance(obj, bytes):
         return obj.decode("utf-8", "replace")
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    dump = getattr(obj, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json")
-    to_dict = getattr(obj, "to_dict", None)
-    if callable(to_dict):
-        return to_dict()
-    return repr(obj)
+    try:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return dataclasses.asdict(obj)
+        dump = getattr(obj, "model_dump", None)
+        if callable(dump):
+            return dump(mode="json")
+        to_dict = getattr(obj, "to_dict", None)
+        if callable(to_dict):
+            return to_dict()
+        return repr(obj)
+    except UnstorableValue:
+        raise
+    except Exception as exc:  # a conversion (or a repr) that fails is the value's problem
+        raise _unstorable(f"converting a {type(obj).__name__} failed ({type(exc).__name__})") from None
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON text of `value` (see `to_json`).
+
+    Raises:
+        UnstorableValue: `value` cannot be written as JSON; nothing else escapes.
+    """
+    try:
+        return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    except UnstorableValue:
+        raise
+    except RecursionError:
+        raise _unstorable("it nests too deep") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a cycle, a huge integer, a key that is not text
+        raise _unstorable(str(exc) or type(exc).__name__) from None
 
 
 def to_json(value: Any) -> str:
     """Compact JSON text of `value`; datetimes, sets, dataclasses and pydantic models are converted,
-    anything else JSON cannot hold is written as its repr."""
+    anything else JSON cannot hold is written as its repr.
+
+    Raises:
+        UnstorableValue: `value` contains itself, nests too deep, holds an undefined template
+            value or an integer past the digit limit, or a conversion failed.
+    """
     return dumps(value)
+
+
+def check_storable(value: Any, step_id: str | None = None) -> None:
+    """Raise `UnstorableValue` when the run store could not write `value` (a step's output, say),
+    so the step fails with that error instead of the run's bookkeeping failing later."""
+    try:
+        dumps(value)
+    except UnstorableValue as exc:
+        if step_id is None:
+            raise
+        raise UnstorableValue(
+            f"step '{step_id}' returned a value that {exc.message.removeprefix('the value ')}",
+            details={**exc.details, "step_id": step_id},
+        ) from None
+
+
+def storable_records(records: Iterable[StepRecord]) -> list[StepRecord]:
+    """`records`, each one the store cannot write replaced by a failed record without its values
+    (the error says why), so one bad value fails its step and never the run's bookkeeping."""
+    out: list[StepRecord] = []
+    for rec in records:
+        try:
+            check_storable([rec.output, rec.error, rec.input, rec.usage])
+            out.append(rec)
+        except UnstorableValue as exc:
+            reason = exc.details.get("reason", exc.message)
+            error = {
+                "code": exc.code,
+                "message": f"step '{rec.step_id}': its record cannot be stored as JSON: {reason}",
+                "details": {"reason": reason, "step_id": rec.step_id},
+            }
+            failed = "failed" if rec.status == "success" else rec.status
+            out.append(dataclasses.replace(rec, status=failed, output=None, error=error, input=None, usage=None))
+    return out
+
+
+def storable_events(events: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """`events`, each one the store cannot write kept as its type, time and id only."""
+    out: list[Mapping[str, Any]] = []
+    for event in events:
+        try:
+            check_storable(event)
+            out.append(event)
+        except UnstorableValue:
+            kept = {k: event[k] for k in ("type", "timestamp", "event_id", "run_id") if isinstance(event.get(k), str)}
+            out.append({**kept, "payload": {"error": "the event could not be stored as JSON"}})
+    return out
 
 
 def loads(text: str | None) -> Any:
@@ -246,7 +336,12 @@ def loads(text: str | None) -> Any:
 
 def fingerprint(value: Any) -> str:
     """A stable hash of a JSON-like value (key order does not matter): the replay check's key."""
-    canonical = json.dumps(value, default=_json_default, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    try:
+        canonical = json.dumps(value, default=_json_default, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    except UnstorableValue:
+        raise
+    except (RecursionError, ValueError, TypeError, OverflowError) as exc:
+        raise _unstorable(str(exc) or type(exc).__name__) from None
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -78,7 +78,6 @@ class StepResult:
         return f"StepResult({self.step_id!r}, status={self.status!r}, attempts={self.attempts}{tail})"
 
 
-@dataclass
 class RunResult:
     """The result of one workflow run.
 
@@ -92,17 +91,75 @@ class RunResult:
         error: Why the run failed, when it did.
     """
 
-    run_id: str
-    workflow: str
-    status: str
-    outputs: dict[str, Any]
-    steps: dict[str, StepResult]
-    events: list[dict[str, Any]]
-    trace_rows: list[dict[str, Any]] = field(repr=False, default_factory=list)
-    usage_rows: list[dict[str, Any]] = field(repr=False, default_factory=list)
-    error: StepError | None = None
-    pending: list[Any] = field(default_factory=list)
-    duration_ms: float = 0.0
+    def __init__(
+        self,
+        run_id: str,
+        workflow: str,
+        status: str,
+        outputs: dict[str, Any],
+        steps: dict[str, StepResult],
+        events: list[dict[str, Any]],
+        trace_rows: list[dict[str, Any]] | None = None,
+        usage_rows: list[dict[str, Any]] | None = None,
+        error: StepError | None = None,
+        pending: list[Any] | None = None,
+        duration_ms: float = 0.0,
+    ) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.status = status
+        self.outputs = outputs
+        self.steps = steps
+        self._events = events
+        self._trace_rows = trace_rows if trace_rows is not None else []
+        self.usage_rows = usage_rows if usage_rows is not None else []
+        self.error = error
+        self.pending = pending if pending is not None else []
+        self.duration_ms = duration_ms
+        self._lazy: Any = None
+
+    def defer(self, bookkeeping: Any) -> None:
+        """Build `trace_rows` and `events` from ``bookkeeping.build()`` when first read."""
+        self._lazy = bookkeeping
+
+    def _materialise(self) -> None:
+        lazy, self._lazy = self._lazy, None
+        self._trace_rows, self._events = lazy.build()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a batch run's result coming back from a worker) with its rows and events built."""
+        if self._lazy is not None:
+            self._materialise()
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event of the run, in deterministic order (graph rank, iteration, attempt)."""
+        if self._lazy is not None:
+            self._materialise()
+        return self._events
+
+    @events.setter
+    def events(self, value: list[dict[str, Any]]) -> None:
+        if self._lazy is not None:
+            self._materialise()
+        self._events = value
+
+    @property
+    def trace_rows(self) -> list[dict[str, Any]]:
+        """The trace as plain rows (`trace` is the same as a DataFrame)."""
+        if self._lazy is not None:
+            self._materialise()
+        return self._trace_rows
+
+    @trace_rows.setter
+    def trace_rows(self, value: list[dict[str, Any]]) -> None:
+        if self._lazy is not None:
+            self._materialise()
+        self._trace_rows = value
 
     @property
     def trace(self) -> pd.DataFrame:
