@@ -403,6 +403,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _service_command() -> Any:
+    """``owf serve``'s module, by name: the service is a top-level room beside this one."""
+    import importlib
+
+    return importlib.import_module("owf_magics.service.command")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return int(_service_command().run(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="owf", description="OpenWorkflow manifests: validate, plan, backends.")
     parser.add_argument("--version", action="version", version=f"owf-magics {__version__}")
@@ -473,6 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     from owf_magics.mcp_cli import add_parser as add_mcp
 
     add_mcp(sub)  # owf mcp tools CONNECTOR_FILE
+
+    p = sub.add_parser("serve", help="serve the workflows over HTTP (JWT, server-sent events; docs/service.md)")
+    _service_command().add_arguments(p)
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

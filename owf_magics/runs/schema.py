@@ -10,6 +10,7 @@ Versions:
     2. ``manifests`` (each manifest source once per content hash; ``runs.manifest_hash`` names it,
        ``runs.manifest_source`` stays for rows written by version 1) and the run lease
        (``runs.lease_owner``, ``runs.lease_until``; see `owf_magics.runs.leases`).
+    3. ``run_labels`` (see `owf_magics.runs.labels`): the tenant a service run belongs to, say.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import sqlite3
 import time
 
 from owf_magics.errors import OWFError
+from owf_magics.runs.labels import LABELS_SCHEMA
 
 #: The schema version written to ``PRAGMA user_version``; bumped with every schema change.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 __all__ = ["SCHEMA_VERSION", "connect", "manifest_hash", "migrate"]
 
@@ -133,6 +135,9 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
                 conn.execute(
                     "UPDATE runs SET manifest_hash = ?, manifest_source = NULL WHERE run_id = ?", (key, run_id)
                 )
+        if version < 3:
+            for statement in _statements(LABELS_SCHEMA):
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")

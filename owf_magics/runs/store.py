@@ -26,6 +26,7 @@ from typing import Any
 from owf_magics.errors import OWFError
 from owf_magics.runs import checkpoint_batch
 from owf_magics.runs.checkpoint_batch import SeqCounter
+from owf_magics.runs.labels import RunLabels
 from owf_magics.runs.leases import (
     CLAIM_SQL,
     DEFAULT_LEASE_SECONDS,
@@ -89,7 +90,7 @@ _RUN_SELECT = (
 )
 
 
-class SQLiteRunStore:
+class SQLiteRunStore(RunLabels):
     """A `RunStore` in one SQLite file (or in memory).
 
     One connection per store object, guarded by a lock, so any thread may call it; WAL mode and a
@@ -632,7 +633,7 @@ class SQLiteRunStore:
                     (*FINISHED_STATUSES, cutoff),
                 )
             ]
-            for table in ("events", "steps", "pending", "runs"):
+            for table in ("events", "steps", "pending", "run_labels", "runs"):
                 conn.executemany(f"DELETE FROM {table} WHERE run_id = ?", [(i,) for i in ids])
             conn.execute(
                 "DELETE FROM manifests WHERE hash NOT IN"
