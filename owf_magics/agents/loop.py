@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from owf_magics.agents import events
 from owf_magics.agents.providers import Usage, make_model
 from owf_magics.connectors.actions import run_action
 from owf_magics.errors import OWFError
@@ -129,7 +130,9 @@ async def run_agent(
     for turn in range(max_iter):
         if budgets or limit_keys:
             await before_turn(run, agent, messages, budgets, limit_keys, step_id)
+        events.emit(events.TURN_STARTED, agent=agent.name, turn=turn + 1, model=model.name)
         reply = await model.respond(messages, specs, turn)
+        cost = 0.0
         if reply.usage is not None:
             acc.turns.append(reply.usage)
             cost = run.host.prices.cost(agent.model, reply.usage)
@@ -155,6 +158,9 @@ async def run_agent(
                     },
                 )
             )
+        if events.active():
+            fields = turn_fields(agent.name, turn, model.name, agent.model.provider, reply, cost)
+            events.emit(events.TURN_COMPLETED, **fields)
         if not reply.tool_calls:
             answer = check_output(agent, reply.content)
             if memory is not None:
@@ -168,6 +174,7 @@ async def run_agent(
                     StepError("VALIDATION", f"agent exceeded maxToolCalls ({max_calls})", {"maxToolCalls": max_calls})
                 )
             tool = tools.get(call["name"])
+            events.emit(events.TOOL_CALLED, agent=agent.name, tool=call["name"], arguments=call.get("args") or {})
             if tool is None:
                 result: Any = {"error": f"unknown tool '{call['name']}'", "tools": sorted(tools)}
             elif call["name"] in confirm and not _confirmed(run, agent, call):
@@ -177,6 +184,7 @@ async def run_agent(
                     result = await run_action(run, tool.connector, tool.action, call.get("args") or {}, step_id)
                 except OWFError as exc:
                     result = {"error": exc.message, "code": exc.code}
+            events.emit(events.TOOL_COMPLETED, agent=agent.name, tool=call["name"], result=result)
             messages.append(
                 {
                     "role": "tool",
@@ -188,6 +196,23 @@ async def run_agent(
     raise StepFailed(
         StepError("BACKEND_ERROR", f"agent did not finish within {max_iter} iterations", {"maxIterations": max_iter})
     )
+
+
+def turn_fields(agent: str, turn: int, model: str, provider: str, reply: Any, cost: float) -> dict[str, Any]:
+    """The fields of an ``agent.turn.completed`` event (tokens and cost of that turn)."""
+    usage = reply.usage
+    return {
+        "agent": agent,
+        "turn": turn + 1,
+        "model": model,
+        "provider": provider,
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+        "total_tokens": usage.total_tokens if usage else 0,
+        "estimated": usage.estimated if usage else True,
+        "cost_usd": 0.0 if math.isnan(cost) else cost,
+        "tool_calls": [c["name"] for c in reply.tool_calls],
+    }
 
 
 def remember(run: RunContext, agent: Agent, data: Any, answer: Any) -> None:

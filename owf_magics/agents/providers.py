@@ -149,8 +149,12 @@ class LangChainChatModel(Model):
             )
         if self.streaming:
             msg: Any = None
+            from owf_magics.agents import events
+
             async for chunk in chat.astream(lc):
                 msg = chunk if msg is None else msg + chunk
+                if isinstance(chunk.content, str) and chunk.content:
+                    events.emit(events.MESSAGE_DELTA, delta=chunk.content)
         else:
             msg = await chat.ainvoke(lc)
         meta = getattr(msg, "usage_metadata", None) or {}

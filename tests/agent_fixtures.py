@@ -1,0 +1,43 @@
+"""A one-tool agent with a scripted model (two turns, exact usage), shared by the agent tests."""
+
+from __future__ import annotations
+
+MATH = """
+type: connector
+name: calculator
+namespace: t
+version: 1.0.0
+kind: sdk
+actions:
+  - name: add
+    description: Add two numbers
+    input: {type: object, properties: {a: {type: number}, b: {type: number}}, required: [a, b]}
+    handler: {function: owf_magics.demo_tools.calculator_add}
+---
+type: agent
+name: mathbot
+namespace: t
+version: 1.0.0
+toolset: [connector:t/calculator@1.0.0]
+personality: {systemPrompt: You add numbers with the tool.}
+model:
+  provider: scripted
+  id: scripted-math
+  pricing: {prompt: 0.5, completion: 1.5}
+  responses:
+    - tool_calls: [{name: calculator_add, args: {a: 2, b: 3}}]
+      usage: {prompt_tokens: 30, completion_tokens: 12}
+    - content: "The sum is 5"
+      usage: {prompt_tokens: 55, completion_tokens: 6}
+"""
+
+WORKFLOW = """
+---
+type: workflow
+name: ask-math
+inputs: {q: {type: string}}
+steps:
+  - {id: ask, type: agent, agent: agent:t/mathbot@1.0.0, input: "{{ inputs.q }}"}
+outputs:
+  answer: {value: "{{ steps.ask.output }}"}
+"""

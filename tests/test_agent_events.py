@@ -1,0 +1,49 @@
+"""Agent events (turns, tool calls) reach the run's events and callbacks between the step's
+start and end, from the native loop and from the langchain backend alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from owf_magics import OpenWorkflow
+from tests.agent_fixtures import MATH, WORKFLOW
+
+BACKENDS = ["native", "langchain"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_callback_sees_turns_and_tools_inside_the_step(backend: str) -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(MATH + WORKFLOW)
+    seen: list[dict] = []
+    result = ow.workflow("ask-math").execute({"q": "2+3?"}, prefer_backend=backend, callback=seen.append)
+    assert result.status == "completed" and result.outputs["answer"] == "The sum is 5"
+    types = [e["type"] for e in seen]
+    start, end = types.index("step.started"), types.index("step.execution.completed")
+    agent_types = [t for t in types if t.startswith("agent.")]
+    assert agent_types == [
+        "agent.turn.started",
+        "agent.turn.completed",
+        "agent.tool.called",
+        "agent.tool.completed",
+        "agent.turn.started",
+        "agent.turn.completed",
+    ]
+    assert all(start < i < end for i, t in enumerate(types) if t.startswith("agent."))
+    by_type = {e["type"]: e for e in seen}
+    called, completed = by_type["agent.tool.called"], by_type["agent.tool.completed"]
+    assert called["tool"] == "calculator_add" and called["arguments"] == {"a": 2, "b": 3}
+    assert completed["result"] == {"result": 5}
+    turns = [e for e in seen if e["type"] == "agent.turn.completed"]
+    assert [(t["prompt_tokens"], t["completion_tokens"]) for t in turns] == [(30, 12), (55, 6)]
+    assert all(e["step_id"] == "ask" and e["agent"] == "mathbot" for e in seen if e["type"].startswith("agent."))
+    # the same events are in the run's own list, in the same order
+    assert [e["type"] for e in result.events if e["type"].startswith("agent.")] == agent_types
+
+
+def test_events_without_a_callback_are_in_the_result() -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(MATH + WORKFLOW)
+    result = ow.workflow("ask-math").execute({"q": "2+3?"})
+    types = [e["type"] for e in result.events]
+    assert types.index("step.started") < types.index("agent.tool.called") < types.index("step.execution.completed")
