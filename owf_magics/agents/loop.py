@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from owf_magics.agents import events
+from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.providers import Usage, make_model
 from owf_magics.connectors.actions import run_action
 from owf_magics.errors import OWFError
@@ -124,6 +125,7 @@ async def run_agent(
         history = run.memory.get(memory_key, [])
         keep = memory.maxMessages if memory.maxMessages is not None else len(history)
         messages.extend(history[-keep:] if keep else [])
+    messages.extend(session_history())  # a session's earlier exchanges (`Agent.execute(session=...)`)
     messages.append({"role": "user", "content": content, "raw": data})
     specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
     calls_made = 0

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from owf_magics._version import __version__
+from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.loop import agent_tools
 from owf_magics.backends.langchain_agents import AgentCache
 from owf_magics.backends.langchain_parts import (
@@ -207,6 +208,8 @@ class LangChainBackend(Backend):
             keep = agent.memory.maxMessages if agent.memory and agent.memory.maxMessages is not None else len(past)
             for m in past[-keep:] if keep else []:
                 history.append(HumanMessage(m["content"]) if m["role"] == "user" else AIMessage(m["content"]))
+        for m in session_history():  # a session's earlier exchanges (`Agent.execute(session=...)`)
+            history.append(HumanMessage(m["content"]) if m["role"] == "user" else AIMessage(m["content"]))
         call = CallState(context, context.metadata.get("call_action"), context.metadata.get("turn_hooks"))
         start = len(history) + 1
         turns: list[Any] = []  # every AIMessage the model produced, in order, also when the run fails
