@@ -76,3 +76,72 @@ def test_aexecute() -> None:
 
     res = asyncio.run(_ow().load_agent("mathbot").aexecute("2+3", backend="native"))
     assert res.output == "The sum is 5"
+
+
+def test_cli_agent_run_prints_the_same_answer(tmp_path, capsys) -> None:
+    import json
+
+    from owf_magics.cli import main
+
+    (tmp_path / "math.yaml").write_text(MATH)
+    outputs = {}
+    for backend in ("native", "langchain"):
+        code = main(
+            [
+                "agent",
+                "run",
+                "agent:t/mathbot@1.0.0",
+                str(tmp_path),
+                "--backend",
+                backend,
+                "--input",
+                "q=2+3",
+                "--json",
+                "--state",
+                ":memory:",
+            ]
+        )
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0 and out["ok"] is True
+        outputs[backend] = out
+        assert out["usage"] == {
+            "prompt_tokens": 85,
+            "completion_tokens": 18,
+            "cost_usd": outputs[backend]["usage"]["cost_usd"],
+        }
+    assert outputs["native"]["output"] == outputs["langchain"]["output"] == "The sum is 5"
+    assert outputs["native"]["messages"][2]["tool_calls"] == [{"name": "calculator_add", "args": {"a": 2, "b": 3}}]
+    assert main(["agent", "run", "nobody", str(tmp_path), "--json", "--state", ":memory:"]) == 1
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "VALIDATION"
+
+
+def test_execute_agent_conformance_helper() -> None:
+    from owf_magics.testing import execute_agent
+
+    native = execute_agent(MATH, backend="native", input="2+3")
+    langchain = execute_agent(MATH, backend="langchain", input="2+3")
+    assert native.output == langchain.output == "The sum is 5"
+    assert list(native.usage["total_tokens"]) == list(langchain.usage["total_tokens"]) == [42, 61]
+
+
+def test_validate_check_backends(tmp_path, capsys) -> None:
+    from owf_magics.cli import main
+
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("type: agent\nname: odd\nexecution: {backend: custom}\nmodel: {provider: echo}\n")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("type: agent\nname: plain\nmodel: {provider: echo}\n")
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "type: agent\nname: old\nexecution: {backend: langchain, runtime: python, compatibility: {langgraph: '<0.0.1'}}\n"
+        "model: {provider: echo}\n"
+    )
+    assert main(["validate", str(odd)]) == 0  # a known name: loading accepts it
+    capsys.readouterr()
+    assert main(["validate", str(odd), "--check-backends"]) == 1
+    out = capsys.readouterr().out
+    assert "BACKEND_UNAVAILABLE" in out and "'custom'" in out and "agent:local/odd@1.0.0" in out
+    assert main(["validate", str(plain), "--check-backends"]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(old), "--check-backends"]) == 1
+    assert "VERSION_MISMATCH" in capsys.readouterr().out
