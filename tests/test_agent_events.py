@@ -47,3 +47,26 @@ def test_events_without_a_callback_are_in_the_result() -> None:
     result = ow.workflow("ask-math").execute({"q": "2+3?"})
     types = [e["type"] for e in result.events]
     assert types.index("step.started") < types.index("agent.tool.called") < types.index("step.execution.completed")
+
+
+def test_stdout_verbose_prints_agent_events_readably(capsys) -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(MATH + WORKFLOW)
+    ow.workflow("ask-math").execute({"q": "2+3?"}, callback="stdout_verbose")
+    lines = capsys.readouterr().out.splitlines()
+    text = "\n".join(lines)
+    assert "agent ask/mathbot turn 1 done: 30+12 tokens" in text
+    assert 'agent ask/mathbot calls calculator_add {"a": 2, "b": 3}' in text
+    assert 'agent ask/mathbot got calculator_add -> {"result": 5}' in text
+    started = next(i for i, line in enumerate(lines) if "step ask started" in line)
+    done = next(i for i, line in enumerate(lines) if "step ask: success" in line)
+    assert started < next(i for i, line in enumerate(lines) if "calls calculator_add" in line) < done
+
+
+def test_secrets_are_scrubbed_from_tool_events() -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(MATH.replace("args: {a: 2, b: 3}", "args: {a: 2, b: 3, note: hunter2}") + WORKFLOW)
+    seen: list[dict] = []
+    result = ow.workflow("ask-math").execute({"q": "x"}, secrets={"PW": "hunter2"}, callback=seen.append)
+    called = [e for e in seen + result.events if e["type"] == "agent.tool.called"]
+    assert called and all("hunter2" not in str(e) for e in called)

@@ -194,8 +194,9 @@ def make_model(spec: ModelSpec) -> Model:
                 params["temperature"] = spec.temperature
             if spec.maxTokens is not None:
                 params["max_tokens"] = spec.maxTokens
-            if streaming:
+            if streaming:  # the exact usage in the last chunk; tokens as they come (agent.message.delta)
                 params["stream_usage"] = True
+                params["streaming"] = True
             chat = ChatOpenAI(**params)
         else:
             from langchain.chat_models import init_chat_model
