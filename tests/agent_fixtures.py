@@ -41,3 +41,28 @@ steps:
 outputs:
   answer: {value: "{{ steps.ask.output }}"}
 """
+
+
+def recorder_class() -> type:
+    """A LangChain callback handler recording the chat-model and tool events it receives."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Recorder(BaseCallbackHandler):
+        seen: list[str] = []
+
+        def on_chat_model_start(self, serialized, messages, **kwargs):  # type: ignore[no-untyped-def]
+            Recorder.seen.append("chat_model_start")
+
+        def on_llm_end(self, response, **kwargs):  # type: ignore[no-untyped-def]
+            Recorder.seen.append("llm_end")
+
+        def on_tool_start(self, serialized, input_str, **kwargs):  # type: ignore[no-untyped-def]
+            Recorder.seen.append(f"tool_start:{serialized.get('name')}")
+
+        def on_tool_end(self, output, **kwargs):  # type: ignore[no-untyped-def]
+            Recorder.seen.append("tool_end")
+
+    return Recorder
+
+
+Recorder = recorder_class()
