@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 MATH = """
 type: connector
 name: calculator
@@ -48,7 +50,7 @@ def recorder_class() -> type:
     from langchain_core.callbacks import BaseCallbackHandler
 
     class Recorder(BaseCallbackHandler):
-        seen: list[str] = []
+        seen: ClassVar[list[str]] = []
 
         def on_chat_model_start(self, serialized, messages, **kwargs):  # type: ignore[no-untyped-def]
             Recorder.seen.append("chat_model_start")
