@@ -12,6 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 _HISTORY: contextvars.ContextVar[tuple[dict[str, Any], ...]] = contextvars.ContextVar("owf_session_history", default=())
+_SESSION: contextvars.ContextVar[str | None] = contextvars.ContextVar("owf_session_id", default=None)
+
+
+def session_id() -> str | None:
+    """The session (conversation) id of the agent running now, if it runs in one."""
+    return _SESSION.get()
 
 
 def earlier() -> list[dict[str, Any]]:
@@ -20,9 +26,11 @@ def earlier() -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def using(messages: list[dict[str, Any]]) -> Iterator[None]:
+def using(messages: list[dict[str, Any]], session: str | None = None) -> Iterator[None]:
     token = _HISTORY.set(tuple(messages))
+    named = _SESSION.set(session)
     try:
         yield
     finally:
+        _SESSION.reset(named)
         _HISTORY.reset(token)

@@ -173,7 +173,7 @@ class Agent:
             callback: As for `Workflow.execute`: every event as it happens, agent events included.
         """
         wf, earlier = self._prepare(backend, session)
-        with using(earlier):
+        with using(earlier, session):
             run = wf.execute({"input": input}, secrets=secrets, callback=callback)
         return self._finish(run, input, earlier, session, secrets)
 
@@ -188,7 +188,7 @@ class Agent:
     ) -> AgentResult:
         """Async form of `execute`."""
         wf, earlier = self._prepare(backend, session)
-        with using(earlier):
+        with using(earlier, session):
             run = await wf.aexecute({"input": input}, secrets=secrets, callback=callback)
         return self._finish(run, input, earlier, session, secrets)
 

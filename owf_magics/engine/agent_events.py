@@ -13,6 +13,7 @@ import contextlib
 from typing import Any
 
 from owf_magics.agents.events import MESSAGE_DELTA, Sink
+from owf_magics.agents.history import session_id
 from owf_magics.engine.frame import Frame
 from owf_magics.manifest.models import StepBase
 from owf_magics.manifest.render import redact
@@ -44,6 +45,9 @@ def sink(run: RunContext, frame: Frame, step: StepBase, attempt: int) -> Sink:
             **fields,
             "agent": fields.get("agent") or agent,
         }
+        session = session_id()
+        if session is not None:
+            event["session"] = session
         if kind == MESSAGE_DELTA and not keep_deltas:
             if run.callback is not None:  # as it arrives; not kept in the run's events
                 with contextlib.suppress(Exception):

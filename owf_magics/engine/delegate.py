@@ -29,6 +29,7 @@ from owf_magics.plan.graph import ROOT
 from owf_magics.plan.resolution import step_models
 from owf_magics.runtime.backend import ExecutionContext
 from owf_magics.runtime.context import (
+    W3C_TRACE_ID,
     RunContext,
     StepFailed,
     record_input,
@@ -115,7 +116,7 @@ async def invoke_backend(
         node_id=step.id,
         secrets=dict(run.secrets),
         environment=dict(run.env),
-        trace_id=run.run_id,
+        trace_id=W3C_TRACE_ID.get() or run.run_id,
         deadline=run.deadline,
         metadata={
             "step_type": step.type,  # type: ignore[attr-defined]

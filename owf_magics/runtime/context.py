@@ -155,6 +155,10 @@ class Waiting(BaseException):
 
 CURRENT_KEY: contextvars.ContextVar[str] = contextvars.ContextVar("owf_step_key", default="")
 
+#: The run span's W3C trace id (32 hex digits) when OpenTelemetry tracing is on: set by the run's
+#: tracer when the run starts, read for `ExecutionContext.trace_id` (the run id otherwise).
+W3C_TRACE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("owf_w3c_trace_id", default=None)
+
 
 WAIT_FLAGS: contextvars.ContextVar[tuple[list[bool], ...]] = contextvars.ContextVar("owf_wait_flags", default=())
 
