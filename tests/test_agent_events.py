@@ -70,3 +70,41 @@ def test_secrets_are_scrubbed_from_tool_events() -> None:
     result = ow.workflow("ask-math").execute({"q": "x"}, secrets={"PW": "hunter2"}, callback=seen.append)
     called = [e for e in seen + result.events if e["type"] == "agent.tool.called"]
     assert called and all("hunter2" not in str(e) for e in called)
+
+
+HANDOFF = """
+---
+type: agent
+name: parrot
+namespace: t
+version: 1.0.0
+model: {provider: echo}
+---
+type: workflow
+name: hand
+steps:
+  - {id: ask, type: agent, agent: agent:t/mathbot@1.0.0, input: "2+3?"}
+  - id: route
+    type: handoff
+    needs: [ask]
+    selectAgent: [{default: "agent:t/parrot@1.0.0"}]
+    reason: repeat it
+    context: {answer: "{{ steps.ask.output }}"}
+"""
+
+
+@pytest.mark.parametrize("state", [":memory:", "file"])
+def test_handoff_event_and_last_agent(tmp_path, state: str) -> None:
+    ow = OpenWorkflow(state=str(tmp_path / "runs.db") if state == "file" else ":memory:")
+    ow.load(MATH + HANDOFF)
+    seen: list[dict] = []
+    result = ow.workflow("hand").execute(callback=seen.append)
+    assert result.status == "completed"
+    handoff = next(e for e in seen if e["type"] == "agent.handoff")
+    assert (handoff["from"], handoff["to"], handoff["step_id"]) == ("mathbot", "parrot", "route")
+    assert result.last_agent == "parrot" and "last agent parrot" in result.summary()
+    done = next(e for e in result.events if e["type"] == "run.completed")
+    assert done["payload"]["last_agent"] == "parrot"
+    if state == "file":  # kept with the run's stored events
+        stored = [e.event for e in ow.store.get_events(result.run_id) if e.type == "run.completed"]
+        assert stored and stored[0]["payload"]["last_agent"] == "parrot"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from owf_magics.agents.events import MESSAGE_DELTA, Sink
+from owf_magics.agents.events import HANDOFF, MESSAGE_DELTA, Sink
 from owf_magics.agents.history import session_id
 from owf_magics.engine.frame import Frame
 from owf_magics.manifest.models import StepBase
@@ -45,6 +45,10 @@ def sink(run: RunContext, frame: Frame, step: StepBase, attempt: int) -> Sink:
             **fields,
             "agent": fields.get("agent") or agent,
         }
+        if kind == HANDOFF:
+            run.last_agent = str(fields.get("to") or event["agent"])
+        elif event["agent"]:
+            run.last_agent = str(event["agent"])
         session = session_id()
         if session is not None:
             event["session"] = session

@@ -6,6 +6,7 @@ import functools
 from collections import ChainMap
 from typing import Any
 
+from owf_magics.agents import events
 from owf_magics.agents.loop import Accounting, run_agent, turn_hooks
 from owf_magics.agents.providers import Usage
 from owf_magics.connectors.actions import run_action, validate_action_input
@@ -74,6 +75,7 @@ async def handoff(run: RunContext, frame: Frame, step: HandoffStep, scope: dict[
         raise StepFailed(StepError("VALIDATION", f"agent '{chosen}' is not loaded"))
     context = render(step.context, scope)
     payload = render(step.input, scope) if step.input is not None else {"reason": step.reason, **context}
+    events.emit(events.HANDOFF, agent=loaded.name, reason=step.reason, **{"from": run.last_agent, "to": loaded.name})
     if frame.plan[step.id].backend != "native":  # the chosen agent runs on the step's backend
         manifest = loaded.model.model_dump(mode="json", by_alias=True)
         hooks = {"turn_hooks": turn_hooks(run, loaded.model, step)}

@@ -89,6 +89,7 @@ class RunResult:
         steps: Every executed (or skipped) step by id.
         events: Telemetry events, in deterministic order.
         error: Why the run failed, when it did.
+        last_agent: The agent that acted last (after handoffs, the one handed to); None without agents.
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class RunResult:
         self.run_id = run_id
         self.workflow = workflow
         self.status = status
+        self.last_agent: str | None = None  # the agent that acted last, where agents ran
         self.outputs = outputs
         self.steps = steps
         self._events = events
@@ -194,6 +196,8 @@ class RunResult:
         parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         text = f"run {self.run_id} of '{self.workflow}': {self.status} ({parts}); "
         text += f"{self.total_tokens} tokens, ${self.cost_usd:.6f}"
+        if self.last_agent:
+            text += f"; last agent {self.last_agent}"
         if self.error:
             text += f"\n  {self.error}"
         return text
