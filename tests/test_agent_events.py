@@ -108,3 +108,17 @@ def test_handoff_event_and_last_agent(tmp_path, state: str) -> None:
     if state == "file":  # kept with the run's stored events
         stored = [e.event for e in ow.store.get_events(result.run_id) if e.type == "run.completed"]
         assert stored and stored[0]["payload"]["last_agent"] == "parrot"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_guardrail_tripped_event(backend: str) -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(
+        "type: agent\nname: loud\nmodel: {provider: scripted, responses: [{content: far too long}]}\n"
+        "guardrails: {output: {maxLength: 3}}\n"
+    )
+    seen: list[dict] = []
+    res = ow.load_agent("loud").execute("hi", backend=backend, callback=seen.append)
+    assert res.status == "failed"
+    tripped = [e for e in seen if e["type"] == "agent.guardrail.tripped"]
+    assert len(tripped) == 1 and tripped[0]["guardrail"] == "output.maxLength" and tripped[0]["agent"] == "loud"

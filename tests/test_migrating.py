@@ -29,7 +29,7 @@ def test_the_page_has_both_sides_of_each_example() -> None:
 
 def _python(name: str) -> object:
     scope: dict[str, object] = {"__name__": f"migrating_{name.replace('-', '_')}"}
-    exec(compile(_blocks()[name]["python"], f"{DOC}:{name}", "exec"), scope)  # noqa: S102 - our own doc
+    exec(compile(_blocks()[name]["python"], f"{DOC}:{name}", "exec"), scope)
     return scope["OUTPUT"]
 
 

@@ -172,6 +172,12 @@ async def run_agent(
         for call in reply.tool_calls:
             calls_made += 1
             if max_calls is not None and calls_made > max_calls:
+                events.emit(
+                    events.GUARDRAIL_TRIPPED,
+                    agent=agent.name,
+                    guardrail="behavior.maxToolCalls",
+                    reason=f"more than {max_calls} tool calls",
+                )
                 raise StepFailed(
                     StepError("VALIDATION", f"agent exceeded maxToolCalls ({max_calls})", {"maxToolCalls": max_calls})
                 )
@@ -282,8 +288,15 @@ def check_output(agent: Agent, content: Any) -> Any:
         try:
             content = json.loads(content)
         except json.JSONDecodeError as exc:
+            events.emit(events.GUARDRAIL_TRIPPED, agent=agent.name, guardrail="output.format", reason=exc.msg)
             raise StepFailed(StepError("VALIDATION", f"agent output is not JSON: {exc.msg}")) from exc
     if out.maxLength is not None and isinstance(content, str) and len(content) > out.maxLength:
+        events.emit(
+            events.GUARDRAIL_TRIPPED,
+            agent=agent.name,
+            guardrail="output.maxLength",
+            reason=f"{len(content)} characters, over {out.maxLength}",
+        )
         raise StepFailed(
             StepError(
                 "VALIDATION",
