@@ -145,3 +145,15 @@ def test_validate_check_backends(tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["validate", str(old), "--check-backends"]) == 1
     assert "VERSION_MISMATCH" in capsys.readouterr().out
+
+
+def test_sessions_without_a_run_store_last_as_long_as_the_registry() -> None:
+    ow = OpenWorkflow(state=False)
+    ow.load("type: agent\nname: parrot\nmodel: {provider: echo}\n")
+    parrot = ow.load_agent("parrot")
+    first = parrot.execute("one", session="s")
+    second = parrot.execute("two", session="s")
+    assert first.output == "one" and second.output == "two"
+    assert [m["content"] for m in second.messages] == ["one", "one", "two", "two"]
+    assert [m["content"] for m in parrot.history("s")] == ["one", "one", "two", "two"]
+    assert parrot.execute("x", session="other").messages[0]["content"] == "x"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from owf_magics.errors import OWFError
 from owf_magics.manifest.catalog import Loaded
 from owf_magics.manifest.models import Agent as AgentModel
 from owf_magics.manifest.render import redact
+from owf_magics.runs.sessions import MemorySessions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -248,11 +250,8 @@ class Agent:
     # -- sessions ------------------------------------------------------------------------------
 
     def history(self, session: str) -> list[dict[str, Any]]:
-        """A session's messages with this agent, oldest first (empty without a run store)."""
-        store = self.ow.store
-        if store is None or not hasattr(store, "get_messages"):
-            return []
-        return list(store.get_messages(session, agent=self.name))
+        """A session's messages with this agent, oldest first."""
+        return list(sessions_of(self.ow).get_messages(session, agent=self.name))
 
     def _prepare(self, backend: str | None, session: str | None) -> tuple[Workflow, list[dict[str, Any]]]:
         return self.workflow(backend), self.history(session) if session else []
@@ -267,18 +266,31 @@ class Agent:
     ) -> AgentResult:
         result = AgentResult(run, self.manifest, input, earlier)
         result.session = session
-        store = self.ow.store
-        if session and result.status == "completed" and store is not None and hasattr(store, "append_messages"):
+        if session and result.status == "completed":
             text = input if isinstance(input, str) else json.dumps(input, default=str, sort_keys=True)
             answer = result.output if isinstance(result.output, str) else json.dumps(result.output, default=str)
             exchange = [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
             if secrets:
                 exchange = redact(exchange, dict(secrets))
-            store.append_messages(session, exchange, agent=self.name, run_id=run.run_id)
+            sessions_of(self.ow).append_messages(session, exchange, agent=self.name, run_id=run.run_id)
         return result
 
     def __repr__(self) -> str:
         return f"<Agent {self.ref}>"
+
+
+_MEMORY: weakref.WeakKeyDictionary[Any, MemorySessions] = weakref.WeakKeyDictionary()
+
+
+def sessions_of(ow: Any) -> Any:
+    """Where `ow` keeps sessions: its run store, or (without one) memory for the registry's life."""
+    store = ow.store
+    if store is not None and hasattr(store, "append_messages"):
+        return store
+    found = _MEMORY.get(ow)
+    if found is None:
+        found = _MEMORY[ow] = MemorySessions()
+    return found
 
 
 def one_step_workflow(ow: Any, ref: str, version: str, backend: str | None) -> Workflow:

@@ -118,8 +118,9 @@ class AgentMagics(Magics):
         return None
 
     def _history(self, ow: Any, session: str, agent: str | None) -> None:
-        store = ow.store
-        messages = store.get_messages(session, agent=agent) if store is not None else []
+        from owf_magics.api.agent import sessions_of
+
+        messages = sessions_of(ow).get_messages(session, agent=agent)
         if not messages:
             print(f"session {session}: no messages")
             return
