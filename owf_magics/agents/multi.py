@@ -10,6 +10,7 @@ step carries ``metadata.openaiAgents`` (formats/runner); `agent_step` sends such
 from __future__ import annotations
 
 import json
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ class RunState:
     last_agent: str = ""
     response_ids: list[str] = field(default_factory=list)
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    order: float = 0.0
+    seq: int = 0
 
 
 def ext(agent: Agent) -> dict[str, Any]:
@@ -98,9 +101,8 @@ def check_output_type(agent: Agent, content: Any) -> Any:
     try:
         value = json.loads(content) if isinstance(content, str) else content
     except json.JSONDecodeError as exc:
-        raise fail(
-            "VALIDATION", f"agent '{agent.name}' output is not JSON for output_type '{out.get('name')}'"
-        ) from exc
+        message = f"agent '{agent.name}' output is not JSON for output_type '{out.get('name')}'"
+        raise fail("VALIDATION", message, output_type=out.get("name")) from exc
     errors = list(schema_validator(schema).iter_errors(value))
     if errors:
         first = errors[0]
@@ -288,9 +290,10 @@ async def run_loop(state: RunState, agent: Agent, items: list[dict[str, Any]], m
 
 
 def emit(state: RunState, kind: str, data: dict[str, Any]) -> None:
-    state.run.emit(
-        (state.step.id, kind, state.turns), {"event": f"agent.{kind}", "step_id": state.step.id, "data": data}
-    )
+    """``agent.handoff`` / ``agent.agent_tool`` events, ordered just after the step's own."""
+    state.seq += 1
+    event = {"type": f"agent.{kind}", "timestamp": time.time(), "run_id": state.run.run_id, "step_id": state.step.id}
+    state.run.emit((state.order + 1e-7, (), 0, state.seq), {**event, "payload": data})
 
 
 def session_items(run: RunContext, session_id: str, limit: int) -> list[dict[str, Any]]:
@@ -309,14 +312,16 @@ def save_session(run: RunContext, session_id: str, new: list[dict[str, Any]]) ->
     _MEMORY_SESSIONS.setdefault(run.host, {}).setdefault(session_id, []).extend(new)
 
 
-async def run_request(run: RunContext, agent: Agent, data: Any, step: StepBase, acc: Accounting) -> dict[str, Any]:
+async def run_request(
+    run: RunContext, agent: Agent, data: Any, step: StepBase, acc: Accounting, order: float = 0.0
+) -> dict[str, Any]:
     """A request's agent step: the conversation from the starting agent; the runner's summary."""
     meta = dict(step.metadata.get(EXTENSION) or {})
     session = meta.get("session") or {}
     session_id = str(session.get("session_id") or "")
     max_turns = int(session.get("max_turns") or 0) or DEFAULT_MAX_TURNS
     history_size = int(session.get("history_size") or 0)
-    state = RunState(run, step, acc, agent.namespace or "")
+    state = RunState(run, step, acc, agent.namespace or "", order=order)
     query = data if isinstance(data, str) else json.dumps(data, default=str)
     history = session_items(run, session_id, history_size) if session_id and history_size else []
     items = [*history, {"role": "user", "content": query}]

@@ -231,7 +231,7 @@ async def agent_step(
         hooks = {"turn_hooks": turn_hooks(run, agent.model, step)}
         return await invoke_backend(run, frame, step, manifest, data, hooks, acc), None
     if is_runner_agent(agent.model):  # a workflow-runner request (formats/runner)
-        return await run_request(run, agent.model, data, step, acc), None
+        return await run_request(run, agent.model, data, step, acc, frame.order.get(step.id, 0)), None
     return await run_agent(run, agent.model, data, step.id, acc, step), None
 
 

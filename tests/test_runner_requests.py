@@ -1,0 +1,227 @@
+"""Workflow-runner requests run against a local chat-completions server on 127.0.0.1, scripted
+per agent (by its instructions) to call the agent tool, then hand off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from owf_magics import OpenWorkflow
+from owf_magics.agents.guardrail_presets import REGISTRY, register_guardrail
+from tests.local_http import JSONHandler, serve
+
+pytest.importorskip("langchain_openai")
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "runner"
+REQUESTS: list[dict[str, Any]] = []
+USAGE = {"supervisor": (100, 10), "researcher": (20, 2), "writer": (30, 3), "assistant": (7, 4)}
+WRITER_TEXT = {"value": "Reusable boosters now land routinely, cutting launch costs."}
+
+
+def web_search(data: dict[str, Any]) -> dict[str, Any]:
+    return {"results": [f"Starship caught by the tower ({data.get('query')})"]}
+
+
+def agent_of(body: dict[str, Any]) -> str:
+    system = body["messages"][0]["content"] if body["messages"][0]["role"] == "system" else ""
+    for name, word in (("supervisor", "orchestrate"), ("researcher", "research specialist"), ("writer", "craft")):
+        if word in system:
+            return name
+    return "assistant"
+
+
+def call(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    fn = {"name": name, "arguments": json.dumps(args)}
+    return {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": f"call_{name}", "type": "function", "function": fn}],
+    }
+
+
+def reply(body: dict[str, Any]) -> dict[str, Any]:
+    agent = agent_of(body)
+    tools_done = [m.get("tool_call_id", "")[5:] for m in body["messages"] if m["role"] == "tool"]
+    user = [m["content"] for m in body["messages"] if m["role"] == "user"]
+    if agent == "supervisor" and "research_insights" not in tools_done:
+        return call("research_insights", {"input": "reusable rockets 2026"})
+    if agent == "supervisor":
+        return call("transfer_to_writer", {})
+    if agent == "researcher" and "web_search" not in tools_done:
+        return call("web_search", {"query": "reusable rockets"})
+    if agent == "researcher":
+        return {"role": "assistant", "content": "- Starship caught by the tower"}
+    if agent == "writer":
+        text = WRITER_TEXT["value"]
+        return {"role": "assistant", "content": text}
+    return {"role": "assistant", "content": f"Answer {len(user)} about Mars."}
+
+
+class Handler(JSONHandler):
+    def do_POST(self) -> None:
+        body = self.read_json()
+        REQUESTS.append(body)
+        message = reply(body)
+        prompt, completion = USAGE[agent_of(body)]
+        self.send_json(
+            {
+                "id": f"c{len(REQUESTS)}",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            }
+        )
+
+
+@pytest.fixture
+def server() -> Any:
+    REQUESTS.clear()
+    WRITER_TEXT["value"] = "Reusable boosters now land routinely, cutting launch costs."
+    with serve(Handler) as base:
+        yield f"{base}/v1"
+
+
+def request(name: str, server: str, **changes: Any) -> dict[str, Any]:
+    req = json.loads((EXAMPLES / name).read_text())
+    for agent in req["workflow"]["agents"]:
+        agent["model"]["provider_config"] = {"base_url": server, "api_key": "sk-local", "max_retries": 0}
+    req.update(changes)
+    return req
+
+
+def load(req: dict[str, Any]) -> OpenWorkflow:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load("""
+connector: {name: web_search, kind: sdk}
+actions:
+  - name: search
+    description: Search the web
+    input: {type: object, properties: {query: {type: string}}, required: [query]}
+    handler: {function: tests.test_runner_requests.web_search}
+""")
+    ow.load(json.dumps(req))
+    return ow
+
+
+def test_complex_example_calls_the_agent_tool_then_hands_off(server: str) -> None:
+    ow = load(request("complex.json", server))
+    res = ow.workflow("research_supervisor").execute()
+    assert res.status == "completed", res.error
+    assert res.outputs["final_output"] == WRITER_TEXT["value"]
+    order = [agent_of(b) for b in REQUESTS]
+    assert order == ["supervisor", "researcher", "researcher", "supervisor", "writer"]
+    # the researcher (agent tool) ran web_search through the configured connector
+    assert "Starship caught" in REQUESTS[2]["messages"][-1]["content"]
+    # the handoff carried the whole conversation to the writer, under the writer's instructions
+    writer = REQUESTS[4]["messages"]
+    assert writer[0]["role"] == "system" and "craft" in writer[0]["content"]
+    assert any(m["role"] == "tool" and m.get("content", "").find("- Starship") >= 0 for m in writer)
+    summary = res.outputs["summary"]
+    assert summary["workflow_name"] == "research_supervisor" and summary["session_id"] == "demo-complex"
+    assert summary["final_output"] == WRITER_TEXT["value"] and summary["error"] is None
+    assert summary["last_agent"] == "writer"
+    assert summary["usage"] == {
+        "supervisor": {"requests": 2, "prompt_tokens": 200, "completion_tokens": 20},
+        "researcher": {"requests": 2, "prompt_tokens": 40, "completion_tokens": 4},
+        "writer": {"requests": 1, "prompt_tokens": 30, "completion_tokens": 3},
+    }
+    per_agent = {r["step_id"]: 0 for r in res.usage_rows}
+    for r in res.usage_rows:
+        per_agent[r["step_id"]] += r["total_tokens"]
+    assert per_agent == {"run/supervisor": 220, "run/researcher": 44, "run/writer": 33}
+
+
+def test_input_guardrail_trips_before_any_model_call(server: str) -> None:
+    ow = load(request("complex.json", server, query="Please do my algebra homework"))
+    res = ow.workflow("research_supervisor").execute()
+    assert res.status == "failed" and REQUESTS == []
+    err = res.steps["run"].error
+    assert err.code == "VALIDATION" and err.details["guardrail"] == "math_homework_input"
+    assert err.details["info"] == {"keyword": "algebra homework"}
+
+
+def test_output_guardrail_trips_on_a_phone_number(server: str) -> None:
+    WRITER_TEXT["value"] = "Call us at 415-555-0100 for details."
+    ow = load(request("complex.json", server))
+    res = ow.workflow("research_supervisor").execute()
+    assert res.status == "failed"
+    err = res.steps["run"].error
+    assert err.details["guardrail"] == "phone_number_output" and err.details["agent"] == "writer"
+
+
+def test_a_registered_guardrail_and_max_turns(server: str) -> None:
+    register_guardrail(
+        "no_rockets", lambda agent, value, config: {"word": "rocket"} if "rocket" in str(value) else None
+    )
+    try:
+        req = request("complex.json", server)
+        req["workflow"]["agents"][2]["input_guardrails"] = [{"name": "no_rockets"}]
+        res = load(req).workflow("research_supervisor").execute()
+        assert res.steps["run"].error.details["guardrail"] == "no_rockets"
+    finally:
+        REGISTRY["input"].pop("no_rockets")
+    req = request("complex.json", server)
+    req["session"]["max_turns"] = 1
+    res = load(req).workflow("research_supervisor").execute()
+    assert res.steps["run"].error.code == "BACKEND_ERROR" and res.steps["run"].error.details["max_turns"] == 1
+
+
+def test_hosted_tool_without_a_connector_is_unavailable(server: str) -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(json.dumps(request("complex.json", server)))
+    res = ow.workflow("research_supervisor").execute()
+    err = res.steps["run"].error
+    assert err.code == "UNAVAILABLE" and "web_search" in err.details["suggestion"]
+
+
+def test_output_type_is_enforced_strictly(server: str) -> None:
+    req = request("simple.json", server)
+    req["workflow"]["agents"][0]["output_type"] = {
+        "name": "Facts",
+        "strict": True,
+        "schema": {"type": "object", "properties": {"facts": {"type": "array"}}},
+    }
+    res = load(req).workflow("simple_assistant").execute()
+    assert res.steps["run"].error.code == "VALIDATION" and res.steps["run"].error.details["output_type"] == "Facts"
+
+
+def test_simple_example_and_a_second_request_in_the_same_session(server: str) -> None:
+    ow = load(request("simple.json", server))
+    first = ow.workflow("simple_assistant").execute()
+    assert first.outputs["final_output"] == "Answer 1 about Mars."
+    second = ow.workflow("simple_assistant").execute(inputs={"query": "And about Venus?"})
+    assert second.outputs["final_output"] == "Answer 2 about Mars."
+    sent = [(m["role"], m["content"]) for m in REQUESTS[1]["messages"][1:]]
+    assert sent == [
+        ("user", "List three fun facts about Mars."),
+        ("assistant", "Answer 1 about Mars."),
+        ("user", "And about Venus?"),
+    ]
+    assert second.outputs["summary"]["session_id"] == "demo-simple"
+
+
+def test_output_type_accepts_matching_json_and_refuses_extra_properties(server: str) -> None:
+    from owf_magics.agents.multi import check_output_type
+    from owf_magics.manifest.models import Agent
+
+    decl = {"name": "Facts", "strict": True, "schema": {"type": "object", "properties": {"facts": {"type": "array"}}}}
+    agent = Agent(name="a", model={"provider": "echo"}, extensions={"openaiAgents": {"output_type": decl}})
+    assert check_output_type(agent, '{"facts": ["red"]}') == {"facts": ["red"]}
+    with pytest.raises(Exception) as info:
+        check_output_type(agent, '{"facts": [], "more": 1}')
+    assert info.value.error.code == "VALIDATION"  # type: ignore[attr-defined]
