@@ -225,3 +225,26 @@ def test_output_type_accepts_matching_json_and_refuses_extra_properties(server: 
     with pytest.raises(Exception) as info:
         check_output_type(agent, '{"facts": [], "more": 1}')
     assert info.value.error.code == "VALIDATION"  # type: ignore[attr-defined]
+
+
+def test_the_session_outlives_the_registry_in_the_run_store(server: str, tmp_path: Path) -> None:
+    state = str(tmp_path / "runs.db")
+    for query in ("First question", "Second question"):
+        ow = OpenWorkflow(state=state)
+        ow.load(json.dumps(request("simple.json", server, query=query)))
+        assert ow.workflow("simple_assistant").execute().status == "completed"
+        ow.close()
+    sent = [m["content"] for m in REQUESTS[1]["messages"][1:]]
+    assert sent == ["First question", "Answer 1 about Mars.", "Second question"]
+    ow = OpenWorkflow(state=state)
+    assert [m["role"] for m in ow.store.get_messages("demo-simple")] == ["user", "assistant"] * 2
+    ow.close()
+
+
+def test_history_size_keeps_only_the_last_items(server: str) -> None:
+    req = request("simple.json", server)
+    req["session"]["history_size"] = 1
+    ow = load(req)
+    answers = [ow.workflow("simple_assistant").execute(inputs={"query": q}).outputs["final_output"] for q in "abc"]
+    assert [m["content"] for m in REQUESTS[1]["messages"][1:]] == [answers[0], "b"]
+    assert [m["content"] for m in REQUESTS[2]["messages"][1:]] == [answers[1], "c"]

@@ -296,18 +296,27 @@ def emit(state: RunState, kind: str, data: dict[str, Any]) -> None:
     state.run.emit((state.order + 1e-7, (), 0, state.seq), {**event, "payload": data})
 
 
+def session_store(run: RunContext) -> Any:
+    """The run store when it keeps sessions (``append_messages``/``get_messages``), else None."""
+    store = run.store if run.store is not None else getattr(run.host, "store", None)
+    return store if hasattr(store, "append_messages") and hasattr(store, "get_messages") else None
+
+
 def session_items(run: RunContext, session_id: str, limit: int) -> list[dict[str, Any]]:
-    store = run.store
-    if store is not None and hasattr(store, "session_history"):
-        return list(store.session_history(session_id, limit))
-    kept = _MEMORY_SESSIONS.get(run.host, {}).get(session_id, [])
+    """The session's last ``limit`` items: from the run store (``get_messages``, runs/sessions.py)
+    when it keeps sessions, else from this OpenWorkflow's memory."""
+    store = session_store(run)
+    if store is not None:
+        kept: list[dict[str, Any]] = list(store.get_messages(session_id))
+    else:
+        kept = _MEMORY_SESSIONS.get(run.host, {}).get(session_id, [])
     return list(kept[-limit:]) if limit else []
 
 
-def save_session(run: RunContext, session_id: str, new: list[dict[str, Any]]) -> None:
-    store = run.store
-    if store is not None and hasattr(store, "append_session"):
-        store.append_session(session_id, new)
+def save_session(run: RunContext, session_id: str, new: list[dict[str, Any]], agent: str) -> None:
+    store = session_store(run)
+    if store is not None:
+        store.append_messages(session_id, new, agent=agent, run_id=run.run_id)
         return
     _MEMORY_SESSIONS.setdefault(run.host, {}).setdefault(session_id, []).extend(new)
 
@@ -335,7 +344,7 @@ async def run_request(
     }
     output = await run_loop(state, agent, items, max_turns)
     if session_id:
-        save_session(run, session_id, [clean(i) for i in items[start:]])
+        save_session(run, session_id, [clean(i) for i in items[start:]], state.last_agent)
     summary["final_output"] = output
     summary["last_response_id"] = f"resp_{run.run_id}_{state.turns}"
     summary["last_agent"] = state.last_agent
