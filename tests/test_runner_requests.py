@@ -248,3 +248,16 @@ def test_history_size_keeps_only_the_last_items(server: str) -> None:
     answers = [ow.workflow("simple_assistant").execute(inputs={"query": q}).outputs["final_output"] for q in "abc"]
     assert [m["content"] for m in REQUESTS[1]["messages"][1:]] == [answers[0], "b"]
     assert [m["content"] for m in REQUESTS[2]["messages"][1:]] == [answers[1], "c"]
+
+
+def test_result_summary_is_the_runners_and_still_the_text(server: str) -> None:
+    ow = load(request("simple.json", server))
+    res = ow.workflow("simple_assistant").execute()
+    assert res.summary["workflow_name"] == "simple_assistant" and res.summary["session_id"] == "demo-simple"
+    assert res.summary["final_output"] == res.outputs["final_output"] and res.summary["error"] is None
+    assert res.summary["last_response_id"]
+    assert res.summary().startswith(f"run {res.run_id} of 'simple_assistant': completed")
+    failed = load(request("complex.json", server, query="fix my calculus homework")).workflow("research_supervisor")
+    bad = failed.execute()
+    assert bad.summary["error"] == "input guardrail 'math_homework_input' tripped on agent 'supervisor'"
+    assert bad.summary["final_output"] is None and "failed" in bad.summary()

@@ -342,7 +342,12 @@ async def run_request(
         "last_response_id": None,
         "error": None,
     }
-    output = await run_loop(state, agent, items, max_turns)
+    try:
+        output = await run_loop(state, agent, items, max_turns)
+    except StepFailed as exc:  # the runner's summary, with the error, goes with the failure
+        summary.update(error=exc.error.message, last_agent=state.last_agent, usage=state.usage)
+        exc.error.details["summary"] = summary
+        raise
     if session_id:
         save_session(run, session_id, [clean(i) for i in items[start:]], state.last_agent)
     summary["final_output"] = output
