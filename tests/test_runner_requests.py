@@ -140,6 +140,11 @@ def test_complex_example_calls_the_agent_tool_then_hands_off(server: str) -> Non
         "researcher": {"requests": 2, "prompt_tokens": 40, "completion_tokens": 4},
         "writer": {"requests": 1, "prompt_tokens": 30, "completion_tokens": 3},
     }
+    moves = [(e["type"], e["payload"]) for e in res.events if e["type"].startswith("agent.")]
+    assert moves == [
+        ("agent.agent_tool", {"agent": "supervisor", "tool": "research_insights", "runs": "researcher"}),
+        ("agent.handoff", {"from": "supervisor", "to": "writer"}),
+    ]
     per_agent = {r["step_id"]: 0 for r in res.usage_rows}
     for r in res.usage_rows:
         per_agent[r["step_id"]] += r["total_tokens"]
@@ -261,3 +266,40 @@ def test_result_summary_is_the_runners_and_still_the_text(server: str) -> None:
     bad = failed.execute()
     assert bad.summary["error"] == "input guardrail 'math_homework_input' tripped on agent 'supervisor'"
     assert bad.summary["final_output"] is None and "failed" in bad.summary()
+
+
+class Collector(JSONHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        Collector.received.append(self.read_json())
+        self.send_json({"ok": True})
+
+
+def test_http_callback_of_the_request_receives_the_events(server: str) -> None:
+    Collector.received = []
+    with serve(Collector) as hook:
+        req = request("simple.json", server, callback={"target": f"{hook}/events", "mode": "http"})
+        res = load(req).workflow("simple_assistant").execute()
+    assert res.status == "completed"
+    types = [e["type"] for e in Collector.received]
+    assert types[0] == "run.started" and types[-1] == "run.completed"
+
+
+def test_stdout_callback_prints_the_run(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    load(request("simple.json", server)).workflow("simple_assistant").execute()  # the example's mode: stdout
+    out = capsys.readouterr().out
+    assert "step run started" in out and "completed in" in out
+
+
+def test_owf_run_runs_a_request_file_with_an_overridden_query(server: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request("simple.json", server, callback={"mode": "stdout_verbose"})))
+    cmd = [sys.executable, "-m", "owf_magics.cli", "run", str(path), "--state", str(tmp_path / "r.db"), "--json"]
+    out = subprocess.run([*cmd, "-i", "query=What about Phobos?"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert REQUESTS[-1]["messages"][-1]["content"] == "What about Phobos?"
+    assert '"final_output": "Answer 1 about Mars."' in out.stdout

@@ -89,6 +89,14 @@ def agent_doc(decl: Mapping[str, Any], namespace: str) -> LMap:
     return at(doc, decl)
 
 
+def sink_of(callback: Any) -> str | None:
+    """The request's callback as a run's ``callback=``: a stdout mode, or the http target."""
+    if not isinstance(callback, Mapping):
+        return None
+    mode = text(callback.get("mode")).lower() or "http"
+    return mode if mode != "http" else text(callback.get("target")) or None
+
+
 def convert_request(doc: SourceDocument, bag: DiagnosticBag) -> list[SourceDocument]:
     if not validate_request(doc, bag):
         return []
@@ -127,6 +135,7 @@ def convert_request(doc: SourceDocument, bag: DiagnosticBag) -> list[SourceDocum
             "description": f"workflow-runner request (starting agent {wf['starting_agent']})",
             "inputs": {"query": {"type": "string", "default": req["query"]}},
             "steps": steps,
+            "metadata": {EXTENSION: {"callback": sink_of(callback)}} if sink_of(callback) else {},
             "outputs": {
                 "final_output": {"value": "{{ steps.run.output.final_output }}"},
                 "summary": {"value": "{{ steps.run.output.summary }}"},
