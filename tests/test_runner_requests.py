@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -269,7 +269,7 @@ def test_result_summary_is_the_runners_and_still_the_text(server: str) -> None:
 
 
 class Collector(JSONHandler):
-    received: list[dict[str, Any]] = []
+    received: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         Collector.received.append(self.read_json())
@@ -299,7 +299,8 @@ def test_owf_run_runs_a_request_file_with_an_overridden_query(server: str, tmp_p
     path = tmp_path / "request.json"
     path.write_text(json.dumps(request("simple.json", server, callback={"mode": "stdout_verbose"})))
     cmd = [sys.executable, "-m", "owf_magics.cli", "run", str(path), "--state", str(tmp_path / "r.db"), "--json"]
-    out = subprocess.run([*cmd, "-i", "query=What about Phobos?"], capture_output=True, text=True, timeout=60)
+    cmd += ["-i", "query=What about Phobos?"]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert REQUESTS[-1]["messages"][-1]["content"] == "What about Phobos?"
     assert '"final_output": "Answer 1 about Mars."' in out.stdout
