@@ -57,6 +57,11 @@ def reply(body: dict[str, Any]) -> dict[str, Any]:
     if agent == "writer":
         text = WRITER_TEXT["value"]
         return {"role": "assistant", "content": text}
+    offered = [t["function"]["name"] for t in body.get("tools") or []]
+    if "calc_add" in offered and "calc_add" not in tools_done:
+        return call("calc_add", {"a": 40, "b": 2})
+    if "calc_add" in offered:
+        return {"role": "assistant", "content": "MCP says " + body["messages"][-1]["content"]}
     return {"role": "assistant", "content": f"Answer {len(user)} about Mars."}
 
 
@@ -304,3 +309,28 @@ def test_owf_run_runs_a_request_file_with_an_overridden_query(server: str, tmp_p
     assert out.returncode == 0, out.stderr
     assert REQUESTS[-1]["messages"][-1]["content"] == "What about Phobos?"
     assert '"final_output": "Answer 1 about Mars."' in out.stdout
+
+
+def test_mcp_entries_become_mcp_connectors_with_require_approval(server: str) -> None:
+    from tests.test_mcp_http import free_port, start_server
+
+    port = free_port()
+    proc = start_server(port)
+    try:
+        req = request("simple.json", server)
+        address = f"http://127.0.0.1:{port}/none/mcp"
+        req["workflow"]["agents"][0]["mcp"] = [
+            {"server_label": "calc", "address": address, "require_approval": "always"}
+        ]
+        ow = load(req)
+        first = ow.workflow("simple_assistant").execute()
+        assert first.status == "waiting_approval"
+        pending = first.pending[0]
+        assert pending.payload["server"] == "calc" and pending.payload["tool"] == "add"
+        done = ow.resume(first.run_id, approvals={pending.id: True})
+        assert done.status == "completed", done.error
+        assert json.loads(done.outputs["final_output"].removeprefix("MCP says "))["total"] == 42
+        ow.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

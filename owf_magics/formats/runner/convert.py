@@ -57,6 +57,30 @@ def model_spec(decl: Any) -> dict[str, Any]:
     return spec
 
 
+def mcp_label(server: Mapping[str, Any], namespace: str, agent: str) -> str:
+    """The server's label; the Go runner's default is ``<workflow>_<agent>``."""
+    return text(server.get("server_label")) or f"{namespace}_{agent}"
+
+
+def mcp_connector(server: Mapping[str, Any], namespace: str, agent: str) -> LMap:
+    """An ``mcp`` entry as an MCP connector (docs/mcp.md): streamable HTTP, or SSE when its type
+    says so; ``require_approval`` (always | never | {always: [...], never: [...]}) kept."""
+    transport = "sse" if text(server.get("type")).lower() == "sse" else "streamable-http"
+    mcp: dict[str, Any] = {"transport": transport, "endpoint": text(server.get("address"))}
+    if server.get("require_approval"):
+        mcp["require_approval"] = server["require_approval"]
+    doc = {
+        "type": "connector",
+        "kind": "mcp-server",
+        "name": mcp_label(server, namespace, agent),
+        "namespace": namespace,
+        "mcp": at(mcp, server),
+    }
+    if server.get("additional"):
+        doc["metadata"] = {"additional": dict(server["additional"])}
+    return at(doc, server)
+
+
 def agent_doc(decl: Mapping[str, Any], namespace: str) -> LMap:
     ext = {
         key: decl[key]
@@ -74,6 +98,8 @@ def agent_doc(decl: Mapping[str, Any], namespace: str) -> LMap:
         )
         if decl.get(key) is not None
     }
+    if ext.get("mcp"):
+        ext["mcp"] = [{**m, "server_label": mcp_label(m, namespace, decl["name"])} for m in decl["mcp"]]
     doc: dict[str, Any] = {
         "name": decl["name"],
         "namespace": namespace,
@@ -144,4 +170,8 @@ def convert_request(doc: SourceDocument, bag: DiagnosticBag) -> list[SourceDocum
         wf,
     )
     root = LMap({"agents": agents, "workflows": LSeq([workflow], pos=workflow.pos)}, pos=getattr(req, "pos", None))
+    servers = [mcp_connector(m, name, a["name"]) for a in wf["agents"] for m in (a.get("mcp") or [])]
+    if servers:
+        root["connectors"] = LSeq(servers, pos=getattr(wf, "pos", None))
+        root["connectors"].item_pos = [s.pos or (doc.line, 1) for s in servers]
     return [SourceDocument(root, doc.file, doc.index, doc.line)]
