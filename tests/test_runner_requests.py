@@ -334,3 +334,18 @@ def test_mcp_entries_become_mcp_connectors_with_require_approval(server: str) ->
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_owf_convert_prints_yaml_that_runs_the_same(server: str, tmp_path: Path) -> None:
+    from owf_magics.formats.convert import convert_file
+
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request("simple.json", server)))
+    converted = convert_file(path)
+    assert converted.startswith("# converted from runner")
+    direct = load(json.loads(path.read_text())).workflow("simple_assistant").execute()
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(converted)
+    again = ow.workflow("simple_assistant").execute()
+    assert again.outputs["final_output"] == direct.outputs["final_output"] == "Answer 1 about Mars."
+    assert again.summary["workflow_name"] == "simple_assistant"
