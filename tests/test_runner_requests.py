@@ -349,3 +349,26 @@ def test_owf_convert_prints_yaml_that_runs_the_same(server: str, tmp_path: Path)
     again = ow.workflow("simple_assistant").execute()
     assert again.outputs["final_output"] == direct.outputs["final_output"] == "Answer 1 about Mars."
     assert again.summary["workflow_name"] == "simple_assistant"
+
+
+@pytest.mark.slow
+def test_the_service_runs_a_request_file_and_an_inline_request(server: str, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from tests.service_server import start, token
+
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request("simple.json", server, callback={"mode": "stdout"})))
+    srv = start(tmp_path, str(path))
+    try:
+        with srv.client(token()) as c:
+            body = c.post("/workflows/execute", json={"workflow": "simple_assistant"}).json()
+            assert body["status"] == "completed" and body["outputs"]["final_output"] == "Answer 1 about Mars."
+            inline = request("simple.json", server, callback={"mode": "stdout"})
+            inline["session"]["session_id"] = "other"
+            body = c.post(
+                "/workflows/execute", json={"manifest": json.dumps(inline), "inputs": {"query": "Inline?"}}
+            ).json()
+            assert body["status"] == "completed", body
+        assert REQUESTS[-1]["messages"][-1]["content"] == "Inline?"
+    finally:
+        assert srv.stop() in (0, -15), srv.stderr()
