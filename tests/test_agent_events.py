@@ -103,6 +103,7 @@ def test_handoff_event_and_last_agent(tmp_path, state: str) -> None:
     handoff = next(e for e in seen if e["type"] == "agent.handoff")
     assert (handoff["from"], handoff["to"], handoff["step_id"]) == ("mathbot", "parrot", "route")
     assert result.last_agent == "parrot" and "last agent parrot" in result.summary()
+    assert result.summary["last_agent"] == "parrot"
     done = next(e for e in result.events if e["type"] == "run.completed")
     assert done["payload"]["last_agent"] == "parrot"
     if state == "file":  # kept with the run's stored events
