@@ -230,7 +230,9 @@ def test_approval_inside_an_inlined_part_resumes_in_a_new_process(tmp_path):
     assert handlers.CALLS == {"start": 1, "prepare": 1, "audit": 1}
     ow.close()
     script = RESUME.format(root=str(ROOT), db=str(db), run_id=r.run_id, request=r.pending[0].id)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["status"] == "completed" and answer["outputs"] == {"paid": "pay-ada", "after": "done pay-ada"}
@@ -270,3 +272,42 @@ def test_to_langgraph_of_an_inline_composition_equals_the_native_run(ow):
     native = wf.execute(inputs={"t": "lg"}).outputs
     state = wf.to_langgraph().invoke({"inputs": {"t": "lg"}})
     assert state["outputs"] == native == {"o": "LG-X!!"}
+
+
+def test_trace_rows_events_and_graph_views_know_the_parts(ow):
+    from owf_magics.notebook.views.graph import to_mermaid, to_text
+
+    wf = pipeline(ow).build()
+    r = wf.execute(inputs={"t": "v"})
+    rows = {row["step_id"]: row["fragment"] for row in r.trace_rows}
+    assert rows == {"prep": "", "a/get": "a", "a/sum": "a", "b/get": "b", "b/sum": "b"}
+    done = [e for e in r.events if e.get("type") == "step.execution.completed"]
+    assert {e["step_id"]: e["fragment"] for e in done}["b/sum"] == "b"
+    text = to_text(wf.plan())
+    assert "┆ part a:" in text and "┆ part b:" in text
+    mermaid = to_mermaid(wf.plan())
+    assert 'subgraph g0["part a"]' in mermaid and 'subgraph g1["part b"]' in mermaid
+
+
+def test_a_run_stored_by_another_composition_refuses_to_resume(tmp_path):
+    from owf_magics.errors import OWFError
+
+    db = tmp_path / "runs.db"
+    ow = OpenWorkflow(state=str(db))
+    ow.load(CONNECTORS)
+    ow.load(APPROVAL_FLOW)
+    ow.load(COMPOSED)
+    r = ow.workflow("release").execute()
+    ow.close()
+    other = OpenWorkflow(state=str(db))
+    other.load(CONNECTORS)
+    other.load(APPROVAL_FLOW)
+    other.load(
+        COMPOSED.replace("id: pay, workflow", "id: payment, workflow")
+        .replace("pay/notify", "payment/notify")
+        .replace("steps.pay.", "steps.payment.")
+    )
+    with pytest.raises(OWFError) as info:
+        other.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert "another graph" in info.value.message and handlers.CALLS == {"start": 1, "prepare": 1, "audit": 1}
+    assert other.run(r.run_id).status == "waiting_approval"

@@ -33,7 +33,7 @@ from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_pa
 from owf_magics.manifest.models import Agent, Connector
 from owf_magics.manifest.normalize import RawManifest, split_document, wrap
 from owf_magics.manifest.refs import Ref, parse_ref
-from owf_magics.plan.fragments import inline_fragments
+from owf_magics.plan.fragments import graph_signature, inline_fragments
 from owf_magics.plan.handlers import allowed_handlers, check_handlers, check_http_urls
 from owf_magics.plan.ports import check_ports
 from owf_magics.plan.resolution import Plan
@@ -435,6 +435,15 @@ class OpenWorkflow:
             )
         wf = self.workflow(record.workflow, record.workflow_version)  # before anything is changed
         wf.plan(prefer_backend=record.metadata.get("prefer_backend"))
+        stored_graph = record.metadata.get("graph")
+        if stored_graph is not None and stored_graph != graph_signature(wf.graph):
+            raise OWFError(
+                f"run '{run_id}' was stored by another graph of workflow '{wf.name}' v{wf.version} (its steps or "
+                "edges changed, e.g. a recomposed part): its checkpoints do not fit this one; load the workflow "
+                "it ran, or start a new run",
+                code="VALIDATION",
+                details={"run_id": run_id, "stored_graph": stored_graph, "graph": graph_signature(wf.graph)},
+            )
         # one atomic compare-and-set: of two resumes at once exactly one gets here, under a lease
         store.claim_run(run_id, force=force)
         try:

@@ -533,3 +533,16 @@ def inline_fragments(raws: list[RawManifest], catalog: Catalog, bag: DiagnosticB
 
 def _has_inline(data: Any) -> bool:
     return isinstance(data, dict) and any("inline" in s for s in iter_steps(data.get("steps")))
+
+
+def graph_signature(graph: Any) -> str:
+    """A short hash of a workflow graph's step ids and edges (inlined parts' prefixed ids included).
+
+    A run records it; resuming the run with a workflow whose graph differs (another composition
+    loaded under the same name and version) is refused instead of mixing two graphs' checkpoints.
+    """
+    import hashlib
+
+    nodes = sorted(graph.nodes)
+    edges = sorted(f"{e.source}>{e.target}" for e in graph.edges)
+    return hashlib.sha256(json.dumps([nodes, edges]).encode()).hexdigest()[:16]
