@@ -9,10 +9,9 @@ The expansion runs on the canonical documents before the models are built, so ev
 
 from __future__ import annotations
 
-import copy
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,21 +154,51 @@ def _rewrite_value(value: Any, local: dict[str, str], inputs: dict[str, str] | N
     return value
 
 
-def iter_steps(steps: Any) -> Iterable[Any]:
-    """Every step mapping of a block, nested blocks included."""
+def iter_steps(steps: Any) -> list[Any]:
+    """Every step mapping of a block, nested blocks included, in document order."""
     if not isinstance(steps, list):
-        return
-    for s in steps:
+        return []
+    out: list[Any] = []
+    stack: list[Any] = [iter(steps)]
+    while stack:
+        s = next(stack[-1], None)
+        if s is None:
+            stack.pop()
+            continue
         if not isinstance(s, dict):
             continue
-        yield s
+        out.append(s)
+        nested: list[Any] = []
         for key in _BLOCK_KEYS:
-            yield from iter_steps(s.get(key))
+            block = s.get(key)
+            if isinstance(block, list):
+                nested.extend(block)
         for key in _MAP_BLOCK_KEYS:
             blocks = s.get(key)
             if isinstance(blocks, dict):
                 for block in blocks.values():
-                    yield from iter_steps(block)
+                    if isinstance(block, list):
+                        nested.extend(block)
+        if nested:
+            stack.append(iter(nested))
+    return out
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a positioned tree (`LMap`/`LSeq` keep their positions; much faster than deepcopy)."""
+    if isinstance(value, LMap):
+        m = LMap({k: clone(v) for k, v in value.items()}, pos=value.pos)
+        m.key_pos = dict(value.key_pos)
+        return m
+    if isinstance(value, LSeq):
+        q = LSeq([clone(v) for v in value], pos=value.pos)
+        q.item_pos = list(value.item_pos)
+        return q
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
 
 
 def rewrite_step(s: LMap, local: dict[str, str], inputs: dict[str, str] | None, frags: dict[str, Fragment]) -> None:
@@ -309,7 +338,7 @@ class Expander:
         """A workflow given as data (by the builder) in canonical spelling, as a file's would be."""
         if isinstance(source, LMap) and source.get("type") == "workflow":
             return source
-        doc = SourceDocument(wrap({"workflows": [copy.deepcopy(dict(source))]}), file, 0, 0)
+        doc = SourceDocument(wrap({"workflows": [clone(dict(source))]}), file, 0, 0)
         raws = split_document(doc, self.bag)
         return raws[0].data if raws else None
 
@@ -395,14 +424,10 @@ class Expander:
                 "break the cycle; a workflow cannot contain itself",
             )
             return []
-        child = copy.deepcopy(child)
+        child = clone(child)
         if child_file != file:
             reposition(child, s.pos)
-        inner = (
-            self.expand(child, file, [*chain, str(cname)], prefix_path="")
-            if isinstance(child.get("steps"), list)
-            else {}
-        )
+        inner = self.expand(child, file, [*chain, str(cname)], prefix_path="") if _has_inline(child) else {}
         csteps: Any = child.get("steps") if isinstance(child.get("steps"), list) else []
         local = {st["id"]: f"{fid}/{st['id']}" for st in iter_steps(csteps) if isinstance(st.get("id"), str)}
         # bound inputs: the step's `input` (canonical for `with`), then the child's defaults
@@ -446,7 +471,7 @@ class Expander:
         couts: Any = child.get("outputs") if isinstance(child.get("outputs"), dict) else {}
         for name, spec in couts.items():
             value = spec.get("value") if isinstance(spec, dict) else spec
-            value = _rewrite_value(copy.deepcopy(value), local, inputs, inner_frags)
+            value = _rewrite_value(clone(value), local, inputs, inner_frags)
             outputs[name] = as_expression(value)
         # outputs of inner fragments were rewritten by the inner expansion already
         # parent needs on the inline step go to the entries
