@@ -311,3 +311,11 @@ def test_a_run_stored_by_another_composition_refuses_to_resume(tmp_path):
         other.resume(r.run_id, approvals={r.pending[0].id: True})
     assert "another graph" in info.value.message and handlers.CALLS == {"start": 1, "prepare": 1, "audit": 1}
     assert other.run(r.run_id).status == "waiting_approval"
+
+
+def test_a_stored_runs_trace_keeps_the_fragment(tmp_path):
+    ow = OpenWorkflow(state=str(tmp_path / "runs.db"))
+    ow.load(FETCH)
+    r = pipeline(ow).build().execute(inputs={"t": "s"})
+    rows = ow.run(r.run_id).trace_rows
+    assert {row["step_id"]: row["fragment"] for row in rows}["b/get"] == "b"
