@@ -319,3 +319,19 @@ def test_a_stored_runs_trace_keeps_the_fragment(tmp_path):
     r = pipeline(ow).build().execute(inputs={"t": "s"})
     rows = ow.run(r.run_id).trace_rows
     assert {row["step_id"]: row["fragment"] for row in rows}["b/get"] == "b"
+
+
+def test_a_part_from_another_file_points_at_the_inline_step(ow, tmp_path):
+    (tmp_path / "child.yaml").write_text(
+        "name: child\ninputs: {n: {type: integer}}\nsteps:\n  - {id: s, type: transform, expression: '{{ inputs.n }}'}\n"
+    )
+    ow.load(tmp_path / "child.yaml")
+    parent = "name: parent\nsteps:\n  - {id: a, type: transform, expression: '1'}\n  - {id: c, workflow: child, inline: true,\n     with: {n: '{% if true %}1{% endif %}'}}\n"
+    with pytest.raises(ManifestError) as info:
+        ow.load(parent, name="parent.yaml")
+    (d,) = info.value.diagnostics
+    assert (d.code, d.file, d.step_id) == ("INVALID_VALUE", "parent.yaml", "c") and d.line == 5
+    ok = ow.load(parent.replace("'{% if true %}1{% endif %}'", "'{{ steps.a.output.result }}'"), name="parent.yaml")
+    wf = ow.workflow("parent")
+    assert ok and [s.id for s in wf.manifest.steps] == ["a", "c/s"]
+    assert wf.execute().steps["c/s"].output == {"result": "1"}

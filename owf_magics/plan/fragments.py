@@ -25,6 +25,7 @@ from owf_magics.manifest.refs import highest_match, parse_ref
 FRAGMENTS_KEY = "owf.fragments"
 _BLOCK_KEYS = ("steps", "then", "else", "catch", "finally", "default")
 _MAP_BLOCK_KEYS = ("cases", "branches")
+_NESTED_KEYS = frozenset(_BLOCK_KEYS + _MAP_BLOCK_KEYS)
 _TEMPLATE_RE = re.compile(r"(\{\{.*?\}\}|\{%.*?%\})", re.S)
 _SINGLE_RE = re.compile(r"^\s*\{\{(.*?)\}\}\s*$", re.S)
 _STEPS_RE = re.compile(r"(?<![\w.\]'\"])steps\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*(['\"])(.*?)\2\s*\])")
@@ -168,6 +169,8 @@ def iter_steps(steps: Any) -> list[Any]:
         if not isinstance(s, dict):
             continue
         out.append(s)
+        if _NESTED_KEYS.isdisjoint(s):
+            continue
         nested: list[Any] = []
         for key in _BLOCK_KEYS:
             block = s.get(key)
@@ -434,6 +437,17 @@ class Expander:
         bound: Any = s.get("input") if isinstance(s.get("input"), dict) else {}
         declared: Any = child.get("inputs") if isinstance(child.get("inputs"), dict) else {}
         inputs: dict[str, str] = {}
+        for name, value in bound.items():
+            if isinstance(value, str) and "{%" in value:
+                self._error(
+                    "INVALID_VALUE",
+                    f"input '{name}' of inline workflow '{cname}' uses a {{% %}} block, which an inline part "
+                    "cannot take as a value",
+                    file,
+                    bound,
+                    fid,
+                    "compute it in a transform step and bind {{ steps.<that step>.output.result }}",
+                )
         for name, spec in declared.items():
             if name in bound:
                 inputs[name] = as_expression(bound[name])
