@@ -335,3 +335,10 @@ def test_a_part_from_another_file_points_at_the_inline_step(ow, tmp_path):
     wf = ow.workflow("parent")
     assert ok and [s.id for s in wf.manifest.steps] == ["a", "c/s"]
     assert wf.execute().steps["c/s"].output == {"result": "1"}
+
+
+def test_an_edge_from_a_part_with_one_exit_leaves_from_that_exit(ow):
+    b = pipeline(ow, "exit").add_step({"id": "z", "type": "transform", "expression": "3"}).add_edge("a", "z")
+    wf = b.build()
+    assert ("a/sum", "z") in {(e.source, e.target) for e in wf.graph.edges}
+    assert wf.manifest.steps[-1].needs == ["a/sum"]
