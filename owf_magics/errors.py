@@ -47,6 +47,8 @@ DIAGNOSTIC_CODES: dict[str, str] = {
     "INVALID_DURATION": "a duration is not like 30s, 10m, 1h or 2d",
     "INVALID_SCHEMA": "an embedded JSON Schema is not valid",
     "INTERNAL": "loading stopped on an unexpected error (a bug; the diagnostic names the exception)",
+    "TYPE_MISMATCH": "a typed output is bound to a typed input of another type",
+    "AMBIGUOUS_EXIT": "an edge leaves an inlined workflow that has several exit steps",
     "HANDLER_NOT_ALLOWED": "a connector uses a handler kind the registry does not allow (allow_handlers)",
     # warnings
     "ALIAS": "an accepted alias spelling was normalised to the canonical one",
