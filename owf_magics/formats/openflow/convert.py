@@ -344,10 +344,14 @@ class FlowConverter:
         for key in ("responses", "pricing"):
             if key in config:
                 model[key] = config[key]
+        # extensions for OpenAI-compatible endpoints (docs/formats.md): base_url, api_key, max_retries
+        provider_config = {k: config[k] for k in ("base_url", "api_key", "max_retries") if k in config}
         if provider == "grok":
-            model["providerConfig"] = {"baseUrl": config.get("base_url", GROK_BASE_URL)}
-        elif config.get("base_url"):
-            model["providerConfig"] = {"baseUrl": config["base_url"]}
+            provider_config.setdefault("base_url", GROK_BASE_URL)
+        if "timeout" in config and isinstance(config["timeout"], int | float):
+            provider_config["timeout"] = float(config["timeout"]) / 1000
+        if provider_config:
+            model["providerConfig"] = provider_config
         mapping = as_map(node.get("prompt_mapping"))
         texts: list[str] = []
         system: list[str] = []
