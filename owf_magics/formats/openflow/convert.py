@@ -23,6 +23,15 @@ VAR_TYPES = ("string", "number", "boolean", "array", "object", "file", "null", "
 OFFLINE = ("echo", "scripted")
 PROVIDERS = ("openai", "anthropic", "grok", *OFFLINE)
 GROK_BASE_URL = "https://api.x.ai/v1"
+#: the embedded vector store and offline embedder (`connectors/vector_store.py`), by node type
+VECTOR_MODULE = "owf_magics.connectors.vector_store"
+VECTOR_NODES = {
+    "TEXT_EMBEDDING": "text_embedding",
+    "VECTOR_INSERT": "vector_insert",
+    "VECTOR_SEARCH": "vector_search",
+    "VECTOR_UPDATE": "vector_update",
+    "VECTOR_DELETE": "vector_delete",
+}
 
 
 def tpl(expr: str) -> str:
@@ -172,15 +181,13 @@ class FlowConverter:
             return {"name": name, "input": {"type": "object"}, "handler": {"function": f"{OPS_MODULE}.{name}"}}
 
         names = ("update_variable", "fold", "condition", "llm_output", "foreach_result")
+        actions = [action(n) for n in names]
+        for name in VECTOR_NODES.values():
+            actions.append(
+                {"name": name, "input": {"type": "object"}, "handler": {"function": f"{VECTOR_MODULE}.{name}"}}
+            )
         return _lmap(
-            {
-                "name": "ops",
-                "namespace": "openflow",
-                "version": "1.0.0",
-                "kind": "sdk",
-                "actions": [action(n) for n in names],
-            },
-            pos,
+            {"name": "ops", "namespace": "openflow", "version": "1.0.0", "kind": "sdk", "actions": actions}, pos
         )
 
     # -- nodes --------------------------------------------------------------------------------
@@ -214,6 +221,12 @@ class FlowConverter:
         )
         if isinstance(retry, Mapping):
             base["retry"] = self.retry(retry)
+        if kind in VECTOR_NODES:
+            data = {
+                "config": scope.translate(dict(as_map(node.get("config")))),
+                "input": scope.translate(dict(as_map(node.get("input")))),
+            }
+            return [_lmap(self._action(base, VECTOR_NODES[str(kind)], data), pos)]
         method = getattr(self, f"node_{str(kind).lower()}", None)
         if method is None:
             return []

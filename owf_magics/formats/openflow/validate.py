@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from owf_magics.errors import Diagnostic, DiagnosticBag
-from owf_magics.formats.openflow.convert import PROVIDERS, VAR_TYPES, as_map, node_deps
+from owf_magics.formats.openflow.convert import PROVIDERS, VAR_TYPES, VECTOR_NODES, as_map, node_deps
 from owf_magics.formats.openflow.ops import CONDITIONS, OPERATIONS
 from owf_magics.formats.openflow.refs import refs_in
 from owf_magics.manifest.loader import LSeq
@@ -34,7 +34,7 @@ NODE_TYPES = (
     "DOCUMENT_SPLITTER",
 )
 #: node types this converter runs (the others are recognised and reported as not yet supported)
-SUPPORTED = ("LLM", "FOR_EACH", "CONDITION", "UPDATE_VARIABLE", "FLOW_CALL")
+SUPPORTED = ("LLM", "FOR_EACH", "CONDITION", "UPDATE_VARIABLE", "FLOW_CALL", *VECTOR_NODES)
 RESERVED_NAMESPACES = ("core", "std", "openflow")
 FORMATS = ("email", "url", "date", "uuid", "base64")
 OUTPUT_TYPES = (*VAR_TYPES, "integer")
@@ -211,7 +211,10 @@ class FlowValidator:
                     "INVALID_NODE_TYPE", f"node type {ntype} is not supported by this engine yet", n, "type", step=step
                 )
                 continue
-            getattr(self, f"node_{ntype.lower()}")(n, step)
+            if ntype in VECTOR_NODES:
+                self.node_vector(n, step)
+            else:
+                getattr(self, f"node_{ntype.lower()}")(n, step)
             self.nodes(list(n.get("each_nodes") or []) if isinstance(n.get("each_nodes"), list) else [], ids)
             branches = n.get("branches")
             if isinstance(branches, Mapping):
@@ -325,6 +328,12 @@ class FlowValidator:
             )
         if "value" not in n:
             self.add("MISSING_REQUIRED_FIELD", "UPDATE_VARIABLE node needs 'value'", n, step=step)
+
+    def node_vector(self, n: Mapping[str, Any], step: str | None) -> None:
+        self._need(n, step, "config", "provider")
+        if n.get("type") != "TEXT_EMBEDDING":
+            self._need(n, step, "config", "index_name")
+        self._need(n, step, "input")
 
     def node_flow_call(self, n: Mapping[str, Any], step: str | None) -> None:
         self._need(n, step, "flow_id")
