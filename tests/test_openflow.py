@@ -168,6 +168,10 @@ def test_an_llm_node_with_an_mcp_server_calls_its_tools(
         assert res.status == "completed", res.error
         assert res.outputs == {"answer": "5"}
         assert count.read_text() == "solved\n"  # the server ran the model's tool call, once
+        again = OpenWorkflow(state=":memory:")
+        again.load(convert_file(path))
+        assert again.workflow("mcp_tools").execute(prefer_backend=backend).outputs == res.outputs
+        again.close()
         rows = [r for r in res.usage.to_dict("records") if r["step_id"] == "solve"]
         assert (sum(r["prompt_tokens"] for r in rows), sum(r["completion_tokens"] for r in rows)) == (50, 8)
         ow.close()

@@ -125,3 +125,16 @@ def test_node_retry_and_timeout_map_to_the_step() -> None:
     res = ow.workflow("retrying").execute()
     assert res.status == "failed"
     assert res.steps["boom"].attempts == 3
+
+
+def test_convert_round_trip_of_the_vector_flow(tmp_path: Path) -> None:
+    from owf_magics.formats.convert import convert_file
+
+    inputs = {"docs": DOCS, "query": "moon and tides", "store": str(tmp_path / "a")}
+    direct = OpenWorkflow(state=":memory:")
+    direct.load(str(FLOWS / "vector_rag.json"))
+    converted = OpenWorkflow(state=":memory:")
+    converted.load(convert_file(FLOWS / "vector_rag.json"))
+    first = direct.workflow("vector_rag").execute(inputs=inputs).outputs
+    again = converted.workflow("vector_rag").execute(inputs=dict(inputs, store=str(tmp_path / "b"))).outputs
+    assert first == again and first["best"] == "tides"
