@@ -178,3 +178,12 @@ def test_an_llm_node_with_an_mcp_server_calls_its_tools(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_delay_between_waits_between_iterations_not_after_the_last() -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(str(FLOWS / "foreach_join.json"))
+    res = ow.workflow("foreach_join").execute()
+    rows = [r for r in res.trace.to_dict("records") if r["step_id"].endswith("each_name__delay")]
+    assert [r["status"] for r in rows] == ["success", "success", "skipped"]
+    assert all(r["duration_ms"] >= 15 for r in rows[:2])  # 20 ms asked (a lower bound, not a timing)

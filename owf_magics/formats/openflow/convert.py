@@ -320,6 +320,15 @@ class FlowConverter:
                 "expression": "{{ {'item': item, 'index': index, 'results': {" + collected + "}} }}",
             }
         )
+        delay = config.get("delay_between")
+        if isinstance(delay, int | float) and not isinstance(delay, bool) and delay > 0 and not config.get("parallel"):
+            wait = {
+                "id": f"{nid}__delay",
+                "type": "wait",
+                "duration": float(delay) / 1000,
+                "condition": "{{ not isLast }}",
+            }
+            body.insert(len(body) - 1, wait)  # before the collector, whose output is the iteration's
         loop: dict[str, Any] = {"id": f"{nid}__loop", "type": "forEach", "items": items, "steps": body}
         if not config.get("parallel"):
             loop["maxConcurrency"] = 1
