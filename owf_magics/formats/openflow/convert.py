@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from owf_magics.formats.openflow.custom import action_name, custom_function
 from owf_magics.formats.openflow.refs import Scope, path_expr, refs_in
 from owf_magics.manifest.loader import LMap, LSeq, Pos
 
@@ -117,6 +118,7 @@ class FlowConverter:
         self.llm_schemas: dict[str, Any] = {}
         self.agents: list[LMap] = []
         self.mcp: dict[str, LMap] = {}
+        self.custom: dict[str, str] = {}  # custom node type -> function
         self._index(flow.get("nodes") or [])
 
     def _index(self, nodes: list[Any]) -> None:
@@ -182,6 +184,10 @@ class FlowConverter:
 
         names = ("update_variable", "fold", "condition", "llm_output", "foreach_result")
         actions = [action(n) for n in names]
+        for node_type, function in self.custom.items():
+            actions.append(
+                {"name": action_name(node_type), "input": {"type": "object"}, "handler": {"function": function}}
+            )
         for name in VECTOR_NODES.values():
             actions.append(
                 {"name": name, "input": {"type": "object"}, "handler": {"function": f"{VECTOR_MODULE}.{name}"}}
@@ -221,6 +227,13 @@ class FlowConverter:
         )
         if isinstance(retry, Mapping):
             base["retry"] = self.retry(retry)
+        if isinstance(kind, str) and custom_function(kind) is not None:
+            self.custom[kind] = str(custom_function(kind))
+            data = {
+                "config": scope.translate(dict(as_map(node.get("config")))),
+                "input": scope.translate(node.get("input")),
+            }
+            return [_lmap(self._action(base, action_name(kind), data), pos)]
         if kind in VECTOR_NODES:
             data = {
                 "config": scope.translate(dict(as_map(node.get("config")))),

@@ -13,6 +13,7 @@ from typing import Any
 
 from owf_magics.errors import Diagnostic, DiagnosticBag
 from owf_magics.formats.openflow.convert import PROVIDERS, VAR_TYPES, VECTOR_NODES, as_map, node_deps
+from owf_magics.formats.openflow.custom import RESERVED_NAMESPACES, custom_function
 from owf_magics.formats.openflow.ops import CONDITIONS, OPERATIONS
 from owf_magics.formats.openflow.refs import refs_in
 from owf_magics.manifest.loader import LSeq
@@ -35,7 +36,6 @@ NODE_TYPES = (
 )
 #: node types this converter runs (the others are recognised and reported as not yet supported)
 SUPPORTED = ("LLM", "FOR_EACH", "CONDITION", "UPDATE_VARIABLE", "FLOW_CALL", *VECTOR_NODES)
-RESERVED_NAMESPACES = ("core", "std", "openflow")
 FORMATS = ("email", "url", "date", "uuid", "base64")
 OUTPUT_TYPES = (*VAR_TYPES, "integer")
 
@@ -193,6 +193,8 @@ class FlowValidator:
                     step=step,
                     hint=", ".join(NODE_TYPES),
                 )
+                continue
+            if ":" in ntype and custom_function(ntype) is not None:
                 continue
             if ":" in ntype:
                 ns = ntype.split(":", 1)[0]
