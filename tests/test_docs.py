@@ -35,7 +35,7 @@ DOC_FILES = (
     "security.md",
     "composition.md",
 )
-WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT"}
+WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT", "COMPLEXITY"}
 #: Reserved for unexpected errors: no manifest is meant to produce it (docs/errors.md#internal).
 UNTRIGGERABLE = {"INTERNAL"}
 #: Codes whose examples only fail in a restricted registry: the registry their examples load in.
