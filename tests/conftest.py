@@ -106,3 +106,12 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """The URL of a fresh, empty database on the session's PostgreSQL server (one per test)."""
     return str(postgres_server.create_database())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request, tmp_path) -> str:
+    """Where a store test keeps its runs: a SQLite file, then a fresh PostgreSQL database (open it
+    with `tests.stores.make_store`); the store's test suite runs once on each."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    return str(request.getfixturevalue("postgres_url"))
