@@ -58,8 +58,8 @@ def test_a_run_round_trips_through_a_file(tmp_path, store_db):
         assert s.get_run("nope") is None
 
 
-def test_schema_version_is_written_and_a_newer_one_is_refused(tmp_path, store_db):
-    path = store_db
+def test_schema_version_is_written_and_a_newer_one_is_refused(tmp_path):
+    path = tmp_path / "runs.db"
     with SQLiteRunStore(path) as s:
         assert s.schema_version == SCHEMA_VERSION
     conn = sqlite3.connect(path)
