@@ -228,15 +228,17 @@ def _blocking(coro: Any) -> Any:
 
 # -- the payload a worker rebuilds the registry from ----------------------------------------------
 
-_PLURALS = {"workflow": "workflows", "agent": "agents", "connector": "connectors", "bundle": "bundles"}
+_PLURALS = {"connector": "connectors", "agent": "agents", "workflow": "workflows", "bundle": "bundles"}
 
 
 def manifest_payload(ow: Any) -> dict[str, Any]:
     """What a worker needs to rebuild the registry: the manifests as JSON texts, the state, env."""
-    sources = []
+    document: dict[str, list[Any]] = {}  # one document: references resolve whatever the order
     for kind, plural in _PLURALS.items():
-        for item in ow.catalog.all(kind):
-            sources.append(json.dumps({plural: [item.raw.data]}, default=str, sort_keys=True))
+        items = [item.raw.data for item in ow.catalog.all(kind)]
+        if items:
+            document[plural] = items
+    sources = [json.dumps(document, default=str, sort_keys=True)] if document else []
     state = ow.state
     if state is not None and state is not False and not isinstance(state, str):
         path = getattr(state, "path", None)  # a store object: ship where it is
@@ -411,7 +413,9 @@ def _on_dask(
     dask: Any = distributed  # untyped: mypy strict would refuse every call
     own: list[Any] = []
     if client is None:  # cluster="local": a LocalCluster for this call
-        local = dask.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        local = dask.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        )
         own = [local, dask.Client(local)]
         client = own[1]
     elif isinstance(client, str):
