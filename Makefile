@@ -88,6 +88,7 @@ bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/notebook_bench.py
 	$(BIN)/python bench/hostile_bench.py
+	$(BIN)/python bench/scale_bench.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

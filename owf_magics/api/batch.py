@@ -423,7 +423,8 @@ def _on_dask(
         own = [client]
     try:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
-        size = chunk_size or max(1, min(64, math.ceil(len(items) / (workers * 4))))
+        per_task = int(options.get("concurrency") or DEFAULT_CONCURRENCY)  # a task's runs all start at once
+        size = chunk_size or max(1, min(per_task, math.ceil(len(items) / (workers * 4))))
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         payload = manifest_payload(ow)
         ref = (wf.name, wf.version)

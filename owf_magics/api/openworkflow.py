@@ -519,7 +519,8 @@ class OpenWorkflow:
             cluster: ``"local"``: a ``LocalCluster`` (2 worker processes) started and closed for
                 this call. Neither: in this process.
             concurrency: Runs at once in this process, or per task on a worker (default 32).
-            chunk_size: Inputs per cluster task (default: about four tasks per worker, at most 64).
+            chunk_size: Inputs per cluster task (default: about four tasks per worker, at most
+                `concurrency`).
             prefer_backend: The backend for steps that name none.
             secrets: Values templates read as ``secrets.NAME`` (shipped with each task to workers).
             progress: None: a tqdm bar in a terminal or a widget in a notebook; True/False to force;
