@@ -51,6 +51,7 @@ def test_500_inputs_on_the_cluster_equal_the_in_process_batch(client, tmp_path):
     assert list(on_dask.trace["step_id"]) == list(here.trace["step_id"])  # same trace order
     assert {r.steps["fetch"].output["pid"] for r in on_dask.results} != {os.getpid()}  # ran on workers
     assert progress[-1] == (500, 500) and len(progress) > 1
+    assert on_dask.dashboard == client.dashboard_link and on_dask.dashboard in repr(on_dask)
     ow.close()
 
 

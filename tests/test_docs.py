@@ -25,7 +25,16 @@ from owf_magics.cli import main
 from owf_magics.errors import DIAGNOSTIC_CODES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-DOC_FILES = ("manifests.md", "decisions.md", "errors.md", "durable.md", "notebook.md", "mcp.md", "security.md", "scale.md")
+DOC_FILES = (
+    "manifests.md",
+    "decisions.md",
+    "errors.md",
+    "durable.md",
+    "notebook.md",
+    "mcp.md",
+    "security.md",
+    "scale.md",
+)
 WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT"}
 #: Reserved for unexpected errors: no manifest is meant to produce it (docs/errors.md#internal).
 UNTRIGGERABLE = {"INTERNAL"}

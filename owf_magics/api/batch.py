@@ -422,6 +422,9 @@ def _on_dask(
         client = dask.Client(client)
         own = [client]
     try:
+        dashboard: str | None = getattr(client, "dashboard_link", None)
+        if dashboard and bar.bar is not None:
+            bar.bar.set_postfix_str(f"dashboard {dashboard}")
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         per_task = int(options.get("concurrency") or DEFAULT_CONCURRENCY)  # a task's runs all start at once
         size = chunk_size or max(1, min(per_task, math.ceil(len(items) / (workers * 4))))
@@ -433,7 +436,6 @@ def _on_dask(
         for done in dask.as_completed(futures):
             bar.advance(sizes[done.key])
         results: list[RunResult] = [r for chunk in client.gather(futures) for r in chunk]
-        dashboard = getattr(client, "dashboard_link", None) if not own else None
         return results, dashboard
     finally:
         for thing in reversed(own):
