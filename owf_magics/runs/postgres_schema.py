@@ -100,6 +100,17 @@ CREATE TABLE IF NOT EXISTS run_labels (
 );
 CREATE INDEX IF NOT EXISTS run_labels_key ON run_labels (key, value);
 """,
+    4: """
+CREATE TABLE IF NOT EXISTS session_messages (
+    session_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    agent      TEXT,
+    run_id     TEXT,
+    message    TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+""",
 }
 
 assert max(MIGRATIONS) == SCHEMA_VERSION, "a SQLite schema version without its PostgreSQL migration"
