@@ -20,6 +20,7 @@ from owf_magics.manifest.loader import LMap, LSeq, Pos
 
 OPS_REF = "connector:openflow/ops@1.0.0"
 OPS_MODULE = "owf_magics.formats.openflow.ops"
+NODES_MODULE = "owf_magics.formats.openflow.nodes"
 VAR_TYPES = ("string", "number", "boolean", "array", "object", "file", "null", "any")
 OFFLINE = ("echo", "scripted")
 PROVIDERS = ("openai", "anthropic", "grok", *OFFLINE)
@@ -188,6 +189,10 @@ class FlowConverter:
             actions.append(
                 {"name": action_name(node_type), "input": {"type": "object"}, "handler": {"function": function}}
             )
+        for name in ("document_splitter", "conversation_memory"):
+            actions.append(
+                {"name": name, "input": {"type": "object"}, "handler": {"function": f"{NODES_MODULE}.{name}"}}
+            )
         for name in VECTOR_NODES.values():
             actions.append(
                 {"name": name, "input": {"type": "object"}, "handler": {"function": f"{VECTOR_MODULE}.{name}"}}
@@ -277,6 +282,32 @@ class FlowConverter:
         }
         scope.variables[var] = f"steps.{nid}.output.new_value"
         return [self._action(base, "update_variable", data)]
+
+    def node_document_splitter(
+        self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope
+    ) -> list[dict[str, Any]]:
+        data: dict[str, Any] = {"config": scope.translate(dict(as_map(node.get("config"))))}
+        if "document" in node:
+            data["document"] = scope.translate(node.get("document"))
+        text = as_map(node.get("input")).get("text")
+        if text is not None:
+            data["text"] = scope.translate(text)
+        return [self._action(base, "document_splitter", data)]
+
+    def node_conversation_memory(
+        self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope
+    ) -> list[dict[str, Any]]:
+        config = dict(as_map(node.get("config")))
+        var = str(config.pop("variable_id", ""))
+        data = {
+            "operation": str(config.pop("operation", "append")),
+            "current": "{{ " + scope.variables.get(var, "none") + " }}",
+            "input": scope.translate(node.get("input")),
+            "config": scope.translate(config),
+        }
+        if var:
+            scope.variables[var] = f"steps.{nid}.output.messages"
+        return [self._action(base, "conversation_memory", data)]
 
     def node_condition(
         self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope

@@ -14,6 +14,7 @@ from typing import Any
 from owf_magics.errors import Diagnostic, DiagnosticBag
 from owf_magics.formats.openflow.convert import PROVIDERS, VAR_TYPES, VECTOR_NODES, as_map, node_deps
 from owf_magics.formats.openflow.custom import RESERVED_NAMESPACES, custom_function
+from owf_magics.formats.openflow.nodes import MEMORY_OPERATIONS
 from owf_magics.formats.openflow.ops import CONDITIONS, OPERATIONS
 from owf_magics.formats.openflow.refs import refs_in
 from owf_magics.manifest.loader import LSeq
@@ -34,8 +35,8 @@ NODE_TYPES = (
     "VECTOR_DELETE",
     "DOCUMENT_SPLITTER",
 )
-#: node types this converter runs (the others are recognised and reported as not yet supported)
-SUPPORTED = ("LLM", "FOR_EACH", "CONDITION", "UPDATE_VARIABLE", "FLOW_CALL", *VECTOR_NODES)
+#: node types this converter runs (all twelve)
+SUPPORTED = NODE_TYPES
 FORMATS = ("email", "url", "date", "uuid", "base64")
 OUTPUT_TYPES = (*VAR_TYPES, "integer")
 
@@ -336,6 +337,22 @@ class FlowValidator:
         if n.get("type") != "TEXT_EMBEDDING":
             self._need(n, step, "config", "index_name")
         self._need(n, step, "input")
+
+    def node_document_splitter(self, n: Mapping[str, Any], step: str | None) -> None:
+        if "document" not in n and "text" not in as_map(n.get("input")):
+            self.add("MISSING_REQUIRED_FIELD", "DOCUMENT_SPLITTER node needs 'document' or 'input.text'", n, step=step)
+
+    def node_conversation_memory(self, n: Mapping[str, Any], step: str | None) -> None:
+        self._need(n, step, "config", "variable_id")
+        cfg = as_map(n.get("config"))
+        if "operation" in cfg and cfg["operation"] not in MEMORY_OPERATIONS:
+            self.add(
+                "INVALID_VALUE",
+                f"operation {cfg['operation']!r} is not one of {', '.join(MEMORY_OPERATIONS)}",
+                cfg,
+                "operation",
+                step=step,
+            )
 
     def node_flow_call(self, n: Mapping[str, Any], step: str | None) -> None:
         self._need(n, step, "flow_id")

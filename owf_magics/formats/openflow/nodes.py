@@ -1,0 +1,146 @@
+"""Runtime helpers of the DOCUMENT_SPLITTER and CONVERSATION_MEMORY nodes, called as ``function``
+handlers of the converted flow's ``openflow/ops`` connector.
+
+Pure functions of plain JSON values (plus reading the document file), importing nothing from the
+package, like ``ops.py``.
+
+- DOCUMENT_SPLITTER: the protocol does not define it and the SDK renders PDF pages to images; we
+  split text (a file path or inline ``text``) into chunks of at most ``chunk_size`` characters,
+  consecutive chunks sharing up to ``chunk_overlap`` characters, cutting at the first of
+  ``separators`` (default paragraph, line, space, character) that makes pieces small enough.
+- CONVERSATION_MEMORY: the SDK's six operations (``append, load, clear, slice, serialize,
+  deserialize``) on a message list kept in a flow variable, with ``max_messages``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SEPARATORS = ("\n\n", "\n", " ", "")
+MEMORY_OPERATIONS = ("append", "load", "clear", "slice", "serialize", "deserialize")
+
+
+def _int(config: dict[str, Any], key: str, default: int) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"config.{key} must be a number, got {value!r}")
+    return int(value)
+
+
+def _pieces(text: str, size: int, separators: list[str]) -> list[str]:
+    """`text` cut into pieces of at most `size` characters at the coarsest separator that works;
+    separators are kept at the end of the piece before them."""
+    if len(text) <= size:
+        return [text] if text else []
+    for i, sep in enumerate(separators):
+        if sep == "":
+            return [text[j : j + size] for j in range(0, len(text), size)]
+        if sep not in text:
+            continue
+        parts = text.split(sep)
+        out: list[str] = []
+        for k, part in enumerate(parts):
+            piece = part + (sep if k < len(parts) - 1 else "")
+            if len(piece) <= size:
+                if piece:
+                    out.append(piece)
+            else:
+                out.extend(_pieces(piece, size, separators[i + 1 :] or [""]))
+        return out
+    return [text[j : j + size] for j in range(0, len(text), size)]
+
+
+def split_text(text: str, chunk_size: int = 1000, chunk_overlap: int = 200, separators: Any = None) -> list[str]:
+    """Chunks of `text` (see the module docstring); whitespace at chunk ends is trimmed."""
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    if chunk_overlap < 0 or chunk_overlap >= chunk_size:
+        raise ValueError(f"chunk_overlap must be at least 0 and less than chunk_size, got {chunk_overlap}")
+    seps = [str(s) for s in separators] if isinstance(separators, list) else list(DEFAULT_SEPARATORS)
+    chunks: list[str] = []
+    current: list[str] = []
+    length = 0
+    for piece in _pieces(text, chunk_size, seps):
+        if current and length + len(piece) > chunk_size:
+            chunk = "".join(current).strip()
+            if chunk:
+                chunks.append(chunk)
+            while current and (length > chunk_overlap or length + len(piece) > chunk_size):
+                length -= len(current.pop(0))
+        current.append(piece)
+        length += len(piece)
+    chunk = "".join(current).strip()
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+def document_splitter(document: Any = None, text: Any = None, config: Any = None) -> dict[str, Any]:
+    """The DOCUMENT_SPLITTER node: ``{type, filename, size, chunk_count, chunks: [{index, text}]}``."""
+    config = config if isinstance(config, dict) else {}
+    filename = None
+    if text is None:
+        if not isinstance(document, str) or not document:
+            raise ValueError("DOCUMENT_SPLITTER needs 'document' (a file path) or input 'text'")
+        path = Path(document)
+        if not path.is_file():
+            raise ValueError(f"document file not found: {document}")
+        if path.suffix.lower() == ".pdf":
+            raise ValueError("PDF documents are not split by this engine (the SDK renders pages to images)")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        filename = path.name
+    text = str(text)
+    size = _int(config, "chunk_size", 1000)
+    overlap = _int(config, "chunk_overlap", min(200, size // 5))  # the default never exceeds the size
+    chunks = split_text(text, size, overlap, config.get("separators"))
+    return {
+        "type": "text",
+        "filename": filename,
+        "size": len(text),
+        "chunk_count": len(chunks),
+        "chunks": [{"index": i, "text": c} for i, c in enumerate(chunks)],
+    }
+
+
+def conversation_memory(
+    operation: str = "append", current: Any = None, input: Any = None, config: Any = None
+) -> dict[str, Any]:
+    """The CONVERSATION_MEMORY node: the SDK's output for the operation plus ``messages``, the
+    variable's new value."""
+    config = config if isinstance(config, dict) else {}
+    data = input if isinstance(input, dict) else {}
+    messages = list(current) if isinstance(current, list) else []
+    out: dict[str, Any]
+    if operation == "append":
+        message = {"role": str(data.get("role") or "user"), "content": data.get("content") or ""}
+        messages.append(message)
+        limit = config.get("max_messages")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            messages = messages[-limit:]
+        out = {"last_message": message}
+    elif operation == "load":
+        loaded = data.get("messages") or []
+        if not isinstance(loaded, list):
+            raise ValueError("CONVERSATION_MEMORY load needs input.messages to be an array")
+        messages, out = list(loaded), {"loaded": True}
+    elif operation == "clear":
+        messages, out = [], {"cleared": True}
+    elif operation == "slice":
+        start = config.get("slice_start") or 0
+        end = config.get("slice_end") or len(messages)
+        messages, out = messages[int(start) : int(end)], {"sliced": True}
+    elif operation == "serialize":
+        out = {"serialized": json.dumps(messages, separators=(",", ":"))}
+    elif operation == "deserialize":
+        try:
+            loaded = json.loads(str(data.get("serialized") or "[]"))
+        except ValueError as exc:
+            raise ValueError(f"CONVERSATION_MEMORY deserialize: input.serialized is not JSON ({exc})") from None
+        if not isinstance(loaded, list):
+            raise ValueError("CONVERSATION_MEMORY deserialize needs a JSON array")
+        messages, out = loaded, {"deserialized": True}
+    else:
+        raise ValueError(f"unknown CONVERSATION_MEMORY operation '{operation}' (one of {', '.join(MEMORY_OPERATIONS)})")
+    return {**out, "message_count": len(messages), "messages": messages}

@@ -1,0 +1,79 @@
+"""DOCUMENT_SPLITTER and CONVERSATION_MEMORY (formats/openflow/nodes.py): chunking by size,
+overlap and separators; a document read from a file; memory operations kept per execution."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from owf_magics import OpenWorkflow
+from owf_magics.formats.openflow.nodes import conversation_memory, split_text
+
+
+def test_chunks_respect_size_and_share_the_overlap() -> None:
+    text = " ".join(f"w{i}" for i in range(40))
+    chunks = split_text(text, chunk_size=20, chunk_overlap=8)
+    assert all(len(c) <= 20 for c in chunks)
+    assert " ".join(chunks).split()[0] == "w0" and chunks[-1].endswith("w39")
+    for a, b in itertools.pairwise(chunks):
+        shared = [w for w in b.split() if w in a.split()]
+        assert shared and len(" ".join(shared)) <= 8  # consecutive chunks share at most the overlap
+    plain = split_text(text, chunk_size=20, chunk_overlap=0)
+    assert not set(plain[0].split()) & set(plain[1].split())
+
+
+def test_paragraphs_are_cut_before_lines_and_a_custom_separator_is_used() -> None:
+    text = "alpha beta.\n\ngamma delta epsilon.\n\nzeta"
+    assert split_text(text, chunk_size=22, chunk_overlap=0) == ["alpha beta.", "gamma delta epsilon.", "zeta"]
+    assert split_text("a|b|c|d", chunk_size=4, chunk_overlap=0, separators=["|"]) == ["a|b|", "c|d"]
+
+
+def test_bad_sizes_are_refused() -> None:
+    with pytest.raises(ValueError):
+        split_text("x", chunk_size=10, chunk_overlap=10)
+
+
+@pytest.mark.parametrize("backend", ["native", "langchain"])
+def test_a_document_file_is_split_in_a_flow(tmp_path: Path, backend: str) -> None:
+    doc = tmp_path / "doc.txt"
+    doc.write_text("first paragraph here.\n\nsecond paragraph is here too.", encoding="utf-8")
+    flow: dict[str, Any] = {
+        "name": "split_file",
+        "version": "1.0.0",
+        "variables": [{"id": "path", "type": "string"}, {"id": "parts", "type": "array", "default": []}],
+        "input": ["path"],
+        "output": ["parts"],
+        "nodes": [
+            {"id": "s", "type": "DOCUMENT_SPLITTER", "document": "{{@path}}", "config": {"chunk_size": 30}},
+            {
+                "id": "u",
+                "type": "UPDATE_VARIABLE",
+                "config": {"type": "extract", "variable_id": "parts", "field_path": "text"},
+                "value": "{{s.chunks}}",
+            },
+        ],
+    }
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(json.dumps(flow))
+    res = ow.workflow("split_file").execute(inputs={"path": str(doc)}, prefer_backend=backend)
+    assert res.status == "completed", res.error
+    assert res.outputs["parts"] == ["first paragraph here.", "second paragraph is here too."]
+    missing = ow.workflow("split_file").execute(inputs={"path": str(tmp_path / "none.txt")})
+    assert missing.status == "failed"
+
+
+def test_memory_operations() -> None:
+    msgs = [{"role": "user", "content": str(i)} for i in range(4)]
+    assert conversation_memory("slice", msgs, config={"slice_start": 1, "slice_end": 3})["messages"] == msgs[1:3]
+    assert conversation_memory("clear", msgs)["message_count"] == 0
+    saved = conversation_memory("serialize", msgs)["serialized"]
+    back = conversation_memory("deserialize", [], {"serialized": saved})
+    assert back["messages"] == msgs and back["deserialized"] is True
+    loaded = conversation_memory("load", None, {"messages": msgs[:1]})
+    assert loaded["message_count"] == 1
+    with pytest.raises(ValueError):
+        conversation_memory("deserialize", [], {"serialized": "{}"})
