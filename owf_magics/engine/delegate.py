@@ -43,6 +43,16 @@ async def subworkflow(
     run: RunContext, frame: Frame, step: WorkflowStep, scope: dict[str, Any], acc: Accounting
 ) -> tuple[Any, dict[str, Any]]:
     target: Loaded[Any] = frame.plan.targets[step.id]
+    limit = step.metadata.get("maxCallDepth")  # opt-in (OpenFlow's FLOW_CALL sets 5)
+    depth = frame.prefix.count("/")  # workflow steps this frame is nested in
+    if isinstance(limit, int) and not isinstance(limit, bool) and depth >= limit:
+        raise StepFailed(
+            StepError(
+                "VALIDATION",
+                f"workflow step '{step.id}' would nest a call deeper than {limit} (maxCallDepth)",
+                {"depth": depth, "maxCallDepth": limit, "suggestion": "stop the recursion with a condition"},
+            )
+        )
     child_plan = run.host.plan_loaded(target, frame.plan.prefer_backend)
     inputs = resolve_inputs(target.model, render(step.input, scope))
     sub = Frame(

@@ -24,6 +24,8 @@ NODES_MODULE = "owf_magics.formats.openflow.nodes"
 VAR_TYPES = ("string", "number", "boolean", "array", "object", "file", "null", "any")
 OFFLINE = ("echo", "scripted")
 PROVIDERS = ("openai", "anthropic", "grok", *OFFLINE)
+#: nested FLOW_CALLs a run may make (the SDK's limit)
+MAX_CALL_DEPTH = 5
 GROK_BASE_URL = "https://api.x.ai/v1"
 #: the embedded vector store and offline embedder (`connectors/vector_store.py`), by node type
 VECTOR_MODULE = "owf_magics.connectors.vector_store"
@@ -183,7 +185,7 @@ class FlowConverter:
         def action(name: str) -> dict[str, Any]:
             return {"name": name, "input": {"type": "object"}, "handler": {"function": f"{OPS_MODULE}.{name}"}}
 
-        names = ("update_variable", "fold", "condition", "llm_output", "foreach_result")
+        names = ("update_variable", "fold", "condition", "llm_output", "foreach_result", "select_outputs")
         actions = [action(n) for n in names]
         for node_type, function in self.custom.items():
             actions.append(
@@ -501,9 +503,21 @@ class FlowConverter:
         mapping = as_map(node.get("input_mapping"))
         if not mapping and isinstance(node.get("input"), Mapping):
             mapping = node["input"]
-        return [
-            {**base, "type": "workflow", "workflow": str(node.get("flow_id")), "input": scope.translate(dict(mapping))}
-        ]
+        flow_id = node.get("flow_id", as_map(node.get("config")).get("flow_id"))
+        call = {
+            **base,
+            "id": f"{nid}__call",
+            "type": "workflow",
+            "workflow": str(flow_id),
+            "input": scope.translate(dict(mapping)),
+            "metadata": {"maxCallDepth": MAX_CALL_DEPTH},
+        }
+        selection = node.get("output_selection")
+        keys = [str(k) for k in selection] if isinstance(selection, list) else []
+        pick = self._action(
+            {"id": nid}, "select_outputs", {"outputs": tpl(f"steps.{nid}__call.output"), "selection": keys}
+        )
+        return [call, pick]
 
 
 SAFE = re.compile(r"[^A-Za-z0-9_-]")

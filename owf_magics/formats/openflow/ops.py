@@ -220,3 +220,12 @@ def foreach_result(items: Any = None, loop: Any = None) -> dict[str, Any]:
     rows = loop.get("results") if isinstance(loop, dict) else None
     results = [_get(r, "output.result") for r in rows or [] if isinstance(r, dict)]
     return {"total_items": len(items), "processed_items": len(results), "results": results}
+
+
+def select_outputs(outputs: Any = None, selection: Any = None) -> dict[str, Any]:
+    """The FLOW_CALL node's output: the called flow's outputs, only those in ``output_selection``
+    when it names any (names the flow does not output are left out, as the SDK does)."""
+    outputs = outputs if isinstance(outputs, dict) else {}
+    if not selection:
+        return dict(outputs)
+    return {k: outputs[k] for k in selection if k in outputs}

@@ -355,7 +355,13 @@ class FlowValidator:
             )
 
     def node_flow_call(self, n: Mapping[str, Any], step: str | None) -> None:
-        self._need(n, step, "flow_id")
+        if "flow_id" not in n and "flow_id" not in as_map(n.get("config")):  # the SDK reads config.flow_id
+            self.add("MISSING_REQUIRED_FIELD", "FLOW_CALL node needs 'flow_id'", n, step=step)
+        selection = n.get("output_selection")
+        if selection is not None and not (isinstance(selection, list) and all(isinstance(k, str) for k in selection)):
+            self.add(
+                "INVALID_TYPE", "output_selection must be an array of output ids", n, "output_selection", step=step
+            )
 
     def references(
         self, nodes: list[Any], variables: set[str], ids: dict[str, Any], loop_keys: list[str], top: bool
