@@ -77,3 +77,48 @@ def test_memory_operations() -> None:
     assert loaded["message_count"] == 1
     with pytest.raises(ValueError):
         conversation_memory("deserialize", [], {"serialized": "{}"})
+
+
+@pytest.mark.parametrize("backend", ["native", "langchain"])
+def test_condition_output_has_the_matched_branchs_results(backend: str) -> None:
+    def update(nid: str, var: str, value: Any) -> dict[str, Any]:
+        return {"id": nid, "type": "UPDATE_VARIABLE", "config": {"type": "update", "variable_id": var}, "value": value}
+
+    flow: dict[str, Any] = {
+        "name": "cond_results",
+        "version": "1.0.0",
+        "variables": [
+            {"id": "x", "type": "number"},
+            {"id": "seen", "type": "any", "default": None},
+            {"id": "inside", "type": "string", "default": ""},
+        ],
+        "input": ["x"],
+        "output": ["seen", "inside"],
+        "nodes": [
+            {
+                "id": "c",
+                "type": "CONDITION",
+                "input": {"switch_value": "{{@x}}"},
+                "branches": {
+                    "big": {
+                        "condition": "greater_than",
+                        "value": 10,
+                        "nodes": [update("a", "inside", "big")],
+                    },
+                    "default": {"nodes": [update("b", "inside", "small")]},
+                },
+            },
+            update("r", "seen", "{{c}}"),
+        ],
+    }
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(json.dumps(flow))
+    big = ow.workflow("cond_results").execute(inputs={"x": 11}, prefer_backend=backend)
+    assert big.status == "completed", big.error
+    assert big.outputs["inside"] == "big"
+    seen = big.outputs["seen"]
+    assert seen["matched_branch"] == "big" and seen["switch_value"] == 11
+    assert list(seen["results"]) == ["a"] and seen["results"]["a"]["new_value"] == "big"
+    small = ow.workflow("cond_results").execute(inputs={"x": 1}, prefer_backend=backend).outputs
+    assert small["seen"]["matched_branch"] == "default" and small["seen"]["results"]["b"]["new_value"] == "small"
+    assert small["inside"] == "small"

@@ -145,6 +145,8 @@ class FlowConverter:
             if parts[:1] == ["output"] and "output" not in schema:
                 parts = parts[1:]  # the protocol's {{llm.output.text}} spelling
             return path_expr(f"steps.{node_id}__out.output", parts)
+        if kind == "CONDITION" and parts[:1] in (["matched_branch"], ["switch_value"]):  # known before the branches
+            return path_expr(f"steps.{node_id}__test.output", parts)
         return path_expr(f"steps.{node_id}.output", parts)
 
     # -- the document -------------------------------------------------------------------------
@@ -185,7 +187,15 @@ class FlowConverter:
         def action(name: str) -> dict[str, Any]:
             return {"name": name, "input": {"type": "object"}, "handler": {"function": f"{OPS_MODULE}.{name}"}}
 
-        names = ("update_variable", "fold", "condition", "llm_output", "foreach_result", "select_outputs")
+        names = (
+            "update_variable",
+            "fold",
+            "condition",
+            "llm_output",
+            "foreach_result",
+            "select_outputs",
+            "condition_result",
+        )
         actions = [action(n) for n in names]
         for node_type, function in self.custom.items():
             actions.append(
@@ -323,7 +333,7 @@ class FlowConverter:
                 entry["value"] = scope.translate(b["value"])
             branches.append(entry)
         value = scope.translate((node.get("input") or {}).get("switch_value"))
-        test = self._action(base, "condition", {"value": value, "branches": branches})
+        test = {"id": f"{nid}__test", **self._action({}, "condition", {"value": value, "branches": branches})}
         cases: dict[str, Any] = {}
         default: Any = []
         before = dict(scope.variables)
@@ -339,15 +349,24 @@ class FlowConverter:
             for var, expr in inner.variables.items():
                 if expr != before.get(var):
                     after[var] = (
-                        f"({expr} if steps.{nid}.output.matched_branch == '{name}' else {after.get(var, 'none')})"
+                        f"({expr} if steps.{nid}__test.output.matched_branch == '{name}' else {after.get(var, 'none')})"
                     )
         scope.variables.update(after)
         switch: dict[str, Any] = {"id": f"{nid}__branches", "type": "switch"}
-        switch["value"] = tpl(f"steps.{nid}.output.matched_branch")
+        switch["value"] = tpl(f"steps.{nid}__test.output.matched_branch")
         switch["cases"] = cases
         if default:
             switch["default"] = default
-        return [test, switch]
+        # the matched branch's node outputs, by id (a lazy conditional: skipped branches are not read)
+        chosen = "{}"
+        for name, b in reversed(list(raw.items())):
+            ids = [str(n.get("id")) for n in as_map(b).get("nodes") or [] if isinstance(n, Mapping)]
+            row = "{" + ", ".join(f"'{i}': {self.node_expr(i, [])}" for i in ids) + "}"
+            chosen = f"({row} if steps.{nid}__test.output.matched_branch == '{name}' else {chosen})"
+        result = self._action(
+            base, "condition_result", {"test": tpl(f"steps.{nid}__test.output"), "results": tpl(chosen)}
+        )
+        return [test, switch, result]
 
     def node_for_each(
         self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope

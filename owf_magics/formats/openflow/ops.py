@@ -229,3 +229,14 @@ def select_outputs(outputs: Any = None, selection: Any = None) -> dict[str, Any]
     if not selection:
         return dict(outputs)
     return {k: outputs[k] for k in selection if k in outputs}
+
+
+def condition_result(test: Any = None, results: Any = None) -> dict[str, Any]:
+    """The CONDITION node's output: ``{matched_branch, results, switch_value}``, ``results`` the
+    outputs of the matched branch's nodes by id."""
+    test = test if isinstance(test, dict) else {}
+    return {
+        "matched_branch": test.get("matched_branch"),
+        "results": results if isinstance(results, dict) else {},
+        "switch_value": test.get("switch_value"),
+    }
