@@ -28,6 +28,7 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("foreach_join.json", "foreach_join", {"names": ["x"], "greeting": "hi"}, {"joined": "hi x #0", "count": 1}),
     ("llm_two_node.json", "llm_two_node", {"topic": "owls"}, {"answer": "Explain: short"}),
     ("flow_call.json", "flow_call", {"numbers": [3, 4, 5]}, {"values": ["33", "44", "55"], "first": ["33"]}),
+    ("builtin_tools.json", "builtin_tools", {"city": "Lyon"}, {"country": "France", "echoed": "France (done)"}),
     (
         "memory_split.json",
         "memory_split",

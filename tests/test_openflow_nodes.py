@@ -122,3 +122,14 @@ def test_condition_output_has_the_matched_branchs_results(backend: str) -> None:
     small = ow.workflow("cond_results").execute(inputs={"x": 1}, prefer_backend=backend).outputs
     assert small["seen"]["matched_branch"] == "default" and small["seen"]["results"]["b"]["new_value"] == "small"
     assert small["inside"] == "small"
+
+
+@pytest.mark.parametrize("backend", ["native", "langchain"])
+def test_builtin_get_variable_reads_the_flows_variable(backend: str) -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(str(Path(__file__).parent / "openflow" / "builtin_tools.json"))
+    res = ow.workflow("builtin_tools").execute(inputs={"city": "Lyon"}, prefer_backend=backend)
+    done = {e["tool"]: e["result"] for e in res.events if e["type"] == "agent.tool.completed"}
+    assert done["get_variable"]["value"] == "Lyon"
+    assert done["set_variable"]["success"] is True
+    assert res.outputs["country"] == "France"

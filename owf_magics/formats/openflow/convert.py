@@ -24,6 +24,8 @@ NODES_MODULE = "owf_magics.formats.openflow.nodes"
 VAR_TYPES = ("string", "number", "boolean", "array", "object", "file", "null", "any")
 OFFLINE = ("echo", "scripted")
 PROVIDERS = ("openai", "anthropic", "grok", *OFFLINE)
+#: the LLM node's builtin tools (`tools.builtin_tools`)
+BUILTIN_TOOLS = ("set_variable", "get_variable")
 #: nested FLOW_CALLs a run may make (the SDK's limit)
 MAX_CALL_DEPTH = 5
 GROK_BASE_URL = "https://api.x.ai/v1"
@@ -122,6 +124,7 @@ class FlowConverter:
         self.agents: list[LMap] = []
         self.mcp: dict[str, LMap] = {}
         self.custom: dict[str, str] = {}  # custom node type -> function
+        self.builtin: set[str] = set()  # builtin tools some LLM node uses
         self._index(flow.get("nodes") or [])
 
     def _index(self, nodes: list[Any]) -> None:
@@ -177,11 +180,28 @@ class FlowConverter:
         wf_map = _lmap(wf, pos)
         if pos is not None and hasattr(flow, "key_pos"):
             wf_map.key_pos.update({k: p for k, p in flow.key_pos.items() if k in wf_map})
-        doc: dict[str, Any] = {"connectors": [self.ops_connector(pos), *self.mcp.values()]}
+        builtin = [self.builtin_connector(t, pos) for t in BUILTIN_TOOLS if t in self.builtin]
+        doc: dict[str, Any] = {"connectors": [self.ops_connector(pos), *self.mcp.values(), *builtin]}
         if self.agents:
             doc["agents"] = _lseq(self.agents, pos)
         doc["workflows"] = _lseq([wf_map], pos)
         return _lmap(doc, pos)
+
+    def builtin_connector(self, tool: str, pos: Pos | None) -> LMap:
+        """`set_variable` / `get_variable` as connectors `set` / `get` with the action `variable`,
+        so the model sees the SDK's tool names (a toolset names tools `<connector>_<action>`)."""
+        verb = tool.split("_", 1)[0]
+        props: dict[str, Any] = {"name": {"type": "string", "description": "Variable name"}}
+        if verb == "set":
+            props["value"] = {"description": "Variable value"}
+        action = {
+            "name": "variable",
+            "description": f"{verb.capitalize()} a flow variable",
+            "input": {"type": "object", "properties": props, "required": list(props)},
+            "handler": {"function": f"{NODES_MODULE}.{tool}"},
+        }
+        conn = {"name": verb, "namespace": "openflow", "version": "1.0.0", "kind": "sdk", "actions": [action]}
+        return _lmap(conn, pos)
 
     def ops_connector(self, pos: Pos | None) -> LMap:
         def action(name: str) -> dict[str, Any]:
@@ -201,7 +221,7 @@ class FlowConverter:
             actions.append(
                 {"name": action_name(node_type), "input": {"type": "object"}, "handler": {"function": function}}
             )
-        for name in ("document_splitter", "conversation_memory"):
+        for name in ("document_splitter", "conversation_memory", "seed_variables", "collect_variables"):
             actions.append(
                 {"name": name, "input": {"type": "object"}, "handler": {"function": f"{NODES_MODULE}.{name}"}}
             )
@@ -456,6 +476,10 @@ class FlowConverter:
             agent["toolset"] = toolset
         if system:
             agent["personality"] = {"systemPrompt": "\n".join(system)}
+        builtin = self.builtin_tools(node, config)
+        if builtin:
+            toolset = [*toolset, *(f"connector:openflow/{t.split('_')[0]}@1.0.0" for t in builtin)]
+            agent["toolset"] = toolset
         self.agents.append(_lmap(agent, _pos(node)))
         joined = "\n".join(texts)
         user = scope.translate(joined)
@@ -464,7 +488,23 @@ class FlowConverter:
         shaped = self._action(
             {"id": f"{nid}__out"}, "llm_output", {"content": tpl(f"steps.{nid}.output"), "schema": dict(schema)}
         )
-        return [call, shaped]
+        if not builtin:
+            return [call, shaped]
+        values = {var: "{{ " + expr + " }}" for var, expr in scope.variables.items()}
+        seed = self._action({"id": f"{nid}__seed"}, "seed_variables", {"node": nid, "values": values})
+        call["needs"] = [f"{nid}__seed"]
+        collect = {**self._action({"id": f"{nid}__vars"}, "collect_variables", {"node": nid}), "needs": [nid]}
+        if "set_variable" in builtin:
+            for var in list(scope.variables):
+                scope.variables[var] = f"steps.{nid}__vars.output.variables.{var}"
+        return [seed, call, shaped, collect]
+
+    def builtin_tools(self, node: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+        tools = as_map(config.get("tools", node.get("tools")))
+        names = tools.get("builtin_tools", config.get("builtin_tools"))
+        found = [t for t in BUILTIN_TOOLS if isinstance(names, list) and t in names]
+        self.builtin.update(found)
+        return found
 
     def mcp_toolset(self, node: Mapping[str, Any], config: Mapping[str, Any]) -> list[Any]:
         """The node's ``mcp_servers`` as MCP connectors (one per server, shared by name) and the

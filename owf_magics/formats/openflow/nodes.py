@@ -15,6 +15,7 @@ package, like ``ops.py``.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,42 @@ def conversation_memory(
     else:
         raise ValueError(f"unknown CONVERSATION_MEMORY operation '{operation}' (one of {', '.join(MEMORY_OPERATIONS)})")
     return {**out, "message_count": len(messages), "messages": messages}
+
+
+# -- the LLM node's builtin tools set_variable / get_variable --------------------------------------
+# The SDK declares them (never runs them). Here the flow's variables are copied into a table for
+# the LLM step before it runs (`seed_variables`), the tools read and write that table (keyed by run
+# and step), and `collect_variables` hands the result to the nodes after it.
+
+_TABLES: dict[tuple[str, str], dict[str, Any]] = {}
+_LOCK = threading.Lock()
+
+
+def _key(context: Any, node: str | None = None) -> tuple[str, str]:
+    return (str(getattr(context, "run_id", "")), str(node or getattr(context, "node_id", "")))
+
+
+def seed_variables(node: str = "", values: Any = None, context: Any = None) -> dict[str, Any]:
+    with _LOCK:
+        _TABLES[_key(context, node)] = dict(values) if isinstance(values, dict) else {}
+    return {"variables": dict(values) if isinstance(values, dict) else {}}
+
+
+def set_variable(name: str = "", value: Any = None, context: Any = None) -> dict[str, Any]:
+    """Set a flow variable (the LLM node's builtin tool)."""
+    with _LOCK:
+        _TABLES.setdefault(_key(context), {})[str(name)] = value
+    return {"success": True, "name": name, "value": value}
+
+
+def get_variable(name: str = "", context: Any = None) -> dict[str, Any]:
+    """Read a flow variable (the LLM node's builtin tool)."""
+    with _LOCK:
+        table = _TABLES.get(_key(context), {})
+        found = str(name) in table
+        return {"name": name, "value": table.get(str(name)), "found": found}
+
+
+def collect_variables(node: str = "", context: Any = None) -> dict[str, Any]:
+    with _LOCK:
+        return {"variables": _TABLES.pop(_key(context, node), {})}
