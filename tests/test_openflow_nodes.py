@@ -133,3 +133,54 @@ def test_builtin_get_variable_reads_the_flows_variable(backend: str) -> None:
     assert done["get_variable"]["value"] == "Lyon"
     assert done["set_variable"]["success"] is True
     assert res.outputs["country"] == "France"
+
+
+def session_flow() -> str:
+    return json.dumps(
+        {
+            "name": "chat_memory",
+            "version": "1.0.0",
+            "variables": [
+                {"id": "sid", "type": "string"},
+                {"id": "said", "type": "string"},
+                {"id": "history", "type": "array", "default": []},
+            ],
+            "input": ["sid", "said"],
+            "output": ["history"],
+            "nodes": [
+                {
+                    "id": "m",
+                    "type": "CONVERSATION_MEMORY",
+                    "config": {
+                        "operation": "append",
+                        "variable_id": "history",
+                        "session_id": "{{@sid}}",
+                        "max_messages": 3,
+                    },
+                    "input": {"role": "user", "content": "{{@said}}"},
+                }
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("backend", ["native", "langchain"])
+def test_memory_with_a_session_id_is_kept_in_the_run_store_across_runs(tmp_path: Path, backend: str) -> None:
+    state = str(tmp_path / "runs.db")
+    ow = OpenWorkflow(state=state)
+    ow.load(session_flow())
+    run = ow.workflow("chat_memory")
+    assert run.execute(inputs={"sid": "s1", "said": "a"}, prefer_backend=backend).outputs["history"] == [
+        {"role": "user", "content": "a"}
+    ]
+    run.execute(inputs={"sid": "s2", "said": "other"}, prefer_backend=backend)
+    run.execute(inputs={"sid": "s1", "said": "b"}, prefer_backend=backend)
+    ow.close()
+    again = OpenWorkflow(state=state)  # a new registry on the same store sees the session
+    again.load(session_flow())
+    out = again.workflow("chat_memory").execute(inputs={"sid": "s1", "said": "c"}, prefer_backend=backend).outputs
+    assert [m["content"] for m in out["history"]] == ["a", "b", "c"]
+    out = again.workflow("chat_memory").execute(inputs={"sid": "s1", "said": "d"}, prefer_backend=backend).outputs
+    assert [m["content"] for m in out["history"]] == ["b", "c", "d"]  # max_messages keeps the last three
+    assert [m["content"] for m in again.store.get_messages("openflow:s1")] == ["b", "c", "d"]
+    again.close()

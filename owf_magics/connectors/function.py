@@ -130,11 +130,21 @@ def direct_mode(run: RunContext, target: str) -> int:
     return call.mode
 
 
+def handler_context(run: RunContext, step_id: str) -> ExecutionContext:
+    """The context a handler asking for ``context`` gets; ``metadata["sessions"]`` is the run
+    store when it keeps sessions (``append_messages``/``get_messages``/``clear_session``)."""
+    store = run.store if run.store is not None else getattr(run.host, "store", None)
+    metadata = {"sessions": store} if hasattr(store, "append_messages") else {}
+    return ExecutionContext(
+        run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline, metadata=metadata
+    )
+
+
 def call_inline(run: RunContext, call: FunctionCall, data: Any, step_id: str) -> Any:
     """Call a handler on the loop now (what `handle` does, without its coroutine): an inline
     handler's result, or an async handler's coroutine for the caller to await."""
     if call.wants_context:
-        ctx = ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline)
+        ctx = handler_context(run, step_id)
         return call.fn(data, context=ctx) if call.whole or not isinstance(data, dict) else call.fn(**data, context=ctx)
     return call.fn(data) if call.whole or not isinstance(data, dict) else call.fn(**data)
 
@@ -145,11 +155,7 @@ async def handle(run: RunContext, handler: Handler, data: Any, step_id: str) -> 
     call = run.functions.get(target)
     if call is None:
         call = run.functions[target] = prepare_function(target)
-    ctx = (
-        ExecutionContext(run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline)
-        if call.wants_context
-        else None
-    )
+    ctx = handler_context(run, step_id) if call.wants_context else None
     if call.is_async:
         return await call(data, ctx)
     if call.inline:

@@ -105,12 +105,51 @@ def document_splitter(document: Any = None, text: Any = None, config: Any = None
     }
 
 
+class _Sessions:
+    """Sessions in this process, when the run has no store that keeps them."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+
+    def get_messages(self, session_id: str) -> list[dict[str, Any]]:
+        return list(self.messages.get(session_id, []))
+
+    def append_messages(self, session_id: str, messages: list[dict[str, Any]], **_: Any) -> None:
+        self.messages.setdefault(session_id, []).extend(messages)
+
+    def clear_session(self, session_id: str) -> None:
+        self.messages.pop(session_id, None)
+
+
+_PROCESS_SESSIONS = _Sessions()
+_SESSION_LOCK = threading.Lock()
+
+
 def conversation_memory(
-    operation: str = "append", current: Any = None, input: Any = None, config: Any = None
+    operation: str = "append", current: Any = None, input: Any = None, config: Any = None, context: Any = None
 ) -> dict[str, Any]:
     """The CONVERSATION_MEMORY node: the SDK's output for the operation plus ``messages``, the
-    variable's new value."""
+    variable's new value. With ``config.session_id`` the list is the session's in the run store
+    (``context.metadata["sessions"]``, else this process) and outlives the run."""
     config = config if isinstance(config, dict) else {}
+    session = config.get("session_id")
+    if session in (None, ""):
+        return _memory(operation, current, input, config)
+    store = (getattr(context, "metadata", None) or {}).get("sessions") or _PROCESS_SESSIONS
+    sid = f"openflow:{session}"
+    with _SESSION_LOCK:
+        before = [dict(m) for m in store.get_messages(sid)]
+        out = _memory(operation, before, input, config)
+        after = out["messages"]
+        if after[: len(before)] == before:
+            store.append_messages(sid, after[len(before) :], agent=None, run_id=getattr(context, "run_id", None))
+        else:
+            store.clear_session(sid)
+            store.append_messages(sid, after, agent=None, run_id=getattr(context, "run_id", None))
+    return {**out, "session_id": str(session)}
+
+
+def _memory(operation: str, current: Any, input: Any, config: dict[str, Any]) -> dict[str, Any]:
     data = input if isinstance(input, dict) else {}
     messages = list(current) if isinstance(current, list) else []
     out: dict[str, Any]
