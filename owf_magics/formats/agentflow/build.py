@@ -87,7 +87,7 @@ class Builder:
         parts = [f"({self.after(p)} if {self.ran(p)} else {{}})" for p in self.preds[nid]]
         expr = parts[0]
         for part in parts[1:]:
-            expr = f"dict({expr}, **{part})"
+            expr = f"dict({expr}, **{_set(part)})"
         return expr if len(parts) > 1 else f"dict({expr})"
 
     def after(self, nid: str) -> str:
@@ -296,7 +296,7 @@ class Builder:
         parts = [f"({self.after(n)} if {self.ran(n)} else {{}})" for n in sinks]
         expr = parts[0] if parts else "{}"
         for part in parts[1:]:
-            expr = f"dict({expr}, **{part})"
+            expr = f"dict({expr}, **{_set(part)})"
         return expr
 
 
@@ -354,6 +354,11 @@ def build(spec: Spec, root: LMap) -> LMap:
             pos=root.pos,
         )
     return positioned(doc, root.pos)
+
+
+def _set(expr: str) -> str:
+    """The keys of a branch's state that hold a value: a join never erases with a branch's None."""
+    return f"dict({expr}|items|rejectattr('1', 'none'))"
 
 
 def _topological(spec: Spec) -> list[str]:
