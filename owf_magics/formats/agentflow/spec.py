@@ -138,14 +138,12 @@ def _sources(doc: Mapping[str, Any], spec: Spec, report: Checker) -> None:
                 (*path, "kind") if kind is not None else path,
                 step=sid,
             )
-            continue
-        if not isinstance(src.get("config", {}), Mapping):
+        elif not isinstance(src.get("config", {}), Mapping):
             report("INVALID_TYPE", "a source's 'config' must be a mapping", (*path, "config"), step=sid)
-            continue
         if sid is not None:
             if sid in spec.sources:
                 report("INVALID_VALUE", f"source '{sid}' is defined twice", (*path, "id"), step=sid)
-            spec.sources[sid] = src
+            spec.sources.setdefault(sid, src)
 
 
 def _nodes(doc: Mapping[str, Any], spec: Spec, report: Checker) -> None:
@@ -168,13 +166,14 @@ def _nodes(doc: Mapping[str, Any], spec: Spec, report: Checker) -> None:
                 hint=f"did you mean '{best}'?" if best else None,
                 step=nid,
             )
-            continue
-        meta = node.get("metadata", {})
-        if not isinstance(meta, Mapping) or not isinstance(meta.get("config", {}), Mapping):
-            report("INVALID_TYPE", "a node's 'metadata' and 'metadata.config' must be mappings", (*path, "metadata"))
-            continue
-        if not _node_source(node, path, ntype, spec, report, nid):
-            continue
+        else:
+            meta = node.get("metadata", {})
+            if not isinstance(meta, Mapping) or not isinstance(meta.get("config", {}), Mapping):
+                msg = "a node's 'metadata' and 'metadata.config' must be mappings"
+                report("INVALID_TYPE", msg, (*path, "metadata"), step=nid)
+            else:
+                _node_source(node, path, ntype, spec, report, nid)
+        # a broken node is still a node: edges to it are not reported again (the load fails anyway)
         if nid is not None:
             if nid in spec.nodes:
                 report("DUPLICATE_STEP_ID", f"node id '{nid}' is used twice", (*path, "id"), step=nid)
@@ -221,6 +220,8 @@ def _node_source(
         )
         return False
     want = NEEDS_SOURCE.get(ntype, "llm" if ntype == "router" else None)
+    if src.get("kind") not in SOURCE_KINDS:
+        return False  # reported at the source
     if want is not None and src.get("kind") != want:
         report(
             "INVALID_VALUE",
