@@ -191,17 +191,9 @@ class Builder:
         elif kind == "image":
             cfg = self.config(nid)
             src = self.source_config(nid)
-            actions.append(
-                positioned(
-                    {
-                        "name": nid,
-                        "handler": {
-                            "image": {**src, **{k: v for k, v in cfg.items() if k in ("provider", "model", "size")}}
-                        },
-                    },
-                    node.pos,
-                )
-            )
+            src.update({k: v for k, v in cfg.items() if k in ("provider", "model", "size")})
+            src.setdefault("provider", "offline")
+            actions.append(positioned({"name": nid, "handler": {"image": src}}, node.pos))
             prompt = self.fill(str(cfg.get("prompt_template") or cfg.get("prompt") or "{user_input}"), nid)
             body |= {"type": "action", "connector": self.connector, "action": nid, "input": {"prompt": prompt}}
         else:  # db
