@@ -17,7 +17,7 @@ nodes:
   - {id: router, type: router}
   - {id: llm, type: llm, metadata: {source: chat}}
   - {id: pic, type: image, metadata: {source: pics}}
-  - {id: db, type: db, metadata: {source: store}}
+  - {id: db, type: db, metadata: {source: store, config: {query: "SELECT ? AS intent", params: ["{intent}"]}}}
   - {id: final, type: aggregator}
 edges:
   - {from: input, to: router}
@@ -64,6 +64,7 @@ CASES: list[tuple[str, int, str, list[tuple[str, int]]]] = [
     ("queue-on-limit", 17, Q + ", on_limit: drop}", [("INVALID_VALUE", 17)]),
     ("subqueue-weight-zero", 17, Q + ", subqueues: [{id: a, weight: 0}]}", [("INVALID_VALUE", 17)]),
     ("queue-without-id", 17, "  - {from: router, to: llm}", [("MISSING_REQUIRED_FIELD", 17)]),
+    ("db-without-query", 8, "  - {id: db, type: db, metadata: {source: store}}", [("MISSING_REQUIRED_FIELD", 8)]),
     ("edge-not-a-mapping", 13, "  - llm", [("INVALID_TYPE", 13)]),
     ("duplicate-source", 22, "  - {id: pics, kind: image, config: {}}", [("INVALID_VALUE", 22)]),
     ("metadata-not-a-mapping", 6, "  - {id: llm, type: llm, metadata: chat}", [("INVALID_TYPE", 6)]),
@@ -90,7 +91,8 @@ def test_malformed_spec(tmp_path: Path, case: str, line: int, text: str, expecte
 def test_the_base_spec_loads() -> None:
     ow = OpenWorkflow(state=":memory:")
     ow.load(BASE)
-    assert ow.workflow("flow").execute(inputs={"user_input": "hi"}).outputs["text_result"] == "hi"
+    out = ow.workflow("flow").execute(inputs={"user_input": "hi"}).outputs
+    assert (out["text_result"], out["db_result"]) == ("hi", [{"intent": "text"}])
 
 
 def test_corpus_size() -> None:

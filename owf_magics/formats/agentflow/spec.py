@@ -171,8 +171,17 @@ def _nodes(doc: Mapping[str, Any], spec: Spec, report: Checker) -> None:
             if not isinstance(meta, Mapping) or not isinstance(meta.get("config", {}), Mapping):
                 msg = "a node's 'metadata' and 'metadata.config' must be mappings"
                 report("INVALID_TYPE", msg, (*path, "metadata"), step=nid)
-            else:
-                _node_source(node, path, ntype, spec, report, nid)
+            elif _node_source(node, path, ntype, spec, report, nid) and ntype == "db":
+                cfg = meta.get("config") or {}
+                if not (cfg.get("query") or meta.get("query") or cfg.get("allow_state_query")):
+                    report(
+                        "MISSING_REQUIRED_FIELD",
+                        "a db node needs metadata.config.query (the SQL it runs)",
+                        (*path, "metadata"),
+                        hint="add config.query, with ? or :name (SQLite) or %s (PostgreSQL) for the parameters; "
+                        "or allow_state_query: true to run the state's db_query",
+                        step=nid,
+                    )
         # a broken node is still a node: edges to it are not reported again (the load fails anyway)
         if nid is not None:
             if nid in spec.nodes:
