@@ -281,3 +281,7 @@ def test_runs_on_the_langchain_backend_with_the_same_outputs(tmp_path: Path) -> 
         assert chain.status == "completed", chain.error
         assert chain.outputs == native.outputs
     assert wf.plan(prefer_backend="langchain")["llm"].backend == "langchain"
+    # the whole spec as one compiled LangGraph StateGraph, as AgentFlow Core builds it
+    graph = wf.to_langgraph()
+    state = graph.invoke({"inputs": {"user_input": "img: a boat"}})
+    assert state["outputs"] == wf.execute(inputs={"user_input": "img: a boat"}).outputs
