@@ -8,6 +8,8 @@ import asyncio
 import copy
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -239,7 +241,7 @@ def test_weighted_subqueues_serve_in_proportion(tmp_path: Path) -> None:
     order: list[str] = []
 
     async def send(sub: str) -> None:
-        await limiter.acquire("queue:q1", messages=1, subqueue=sub)
+        await limiter.acquire("queue:support-flow/q1", messages=1, subqueue=sub)
         order.append(sub)
 
     async def main() -> None:
@@ -261,6 +263,14 @@ def test_owf_convert_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
     assert detect_format(json.loads(path.read_text())) is not None
     text = convert_file(path)
     assert text.startswith("# converted from agentflow")
+    cli = subprocess.run(
+        [sys.executable, "-m", "owf_magics.cli", "convert", str(path), "--to", "openworkflow"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.strip() == text.strip()
     direct, converted = OpenWorkflow(state=":memory:"), OpenWorkflow(state=":memory:")
     direct.load(path)
     converted.load(text)

@@ -2,7 +2,8 @@
 
 The handler config is an AgentFlow queue: ``id``, ``bandwidth{max_messages_per_second,
 max_requests_per_minute, tokens_per_minute, burst_size}``, ``subqueues[{id, weight}]`` and
-``on_limit`` (``wait``, the default, or ``fail``). Limits are enforced by the registry's rate
+``on_limit`` (``wait``, the default, or ``fail``); ``key`` names the limiter key (``queue:<key>``,
+by default ``queue:<id>``). Limits are enforced by the registry's rate
 limiter (`owf_magics.agents.limits.RateLimiter`, reached through ``run.host``), so every run of
 the registry shares one queue and a test can drive its clock.
 """
@@ -52,7 +53,7 @@ async def handle(run: RunContext, handler: Handler, data: Any, step_id: str) -> 
     """Wait for room in the queue (or fail at once with ``on_limit: fail``); the input passes on."""
     config = dict(handler.queue or {})
     qid = str(config.get("id") or step_id)
-    key = f"queue:{qid}"
+    key = f"queue:{config.get('key') or qid}"  # `key` keeps two specs' queues named q1 apart
     limiter = run.host.rate_limiter
     configure(limiter, key, config)
     data = data if isinstance(data, Mapping) else {}

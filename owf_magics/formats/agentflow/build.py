@@ -258,6 +258,7 @@ class Builder:
         active = " or ".join(self.edge_active(src, dst, c) for c in conds) or self.ran(src)
         handler: dict[str, Any] = {
             "id": qid,
+            "key": f"{self.spec.name}/{qid}",
             "bandwidth": dict(q.get("bandwidth") or {}),
             "on_limit": q.get("on_limit", "wait"),
         }
