@@ -295,3 +295,21 @@ def test_runs_on_the_langchain_backend_with_the_same_outputs(tmp_path: Path) -> 
     graph = wf.to_langgraph()
     state = graph.invoke({"inputs": {"user_input": "img: a boat"}})
     assert state["outputs"] == wf.execute(inputs={"user_input": "img: a boat"}).outputs
+
+
+def test_metrics_count_the_llm_nodes_tokens_and_cost(tmp_path: Path) -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["sources"][2]["config"]["database"] = shop(tmp_path)
+    spec["sources"][0]["config"] = {
+        "provider": "scripted",
+        "model_name": "house-model",
+        "responses": [{"content": "fine", "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}],
+        "pricing": {"input": 2.0, "output": 8.0},
+    }
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(spec)
+    res = ow.workflow("support-flow").execute(inputs={"user_input": "hello"})
+    assert res.outputs["text_result"] == "fine"
+    assert res.metrics["tokens_used"] == 1500
+    assert res.metrics["cost_usd"] == pytest.approx(0.006)  # (1000 * 2 + 500 * 8) / 1e6
+    assert res.error_body is None
