@@ -175,7 +175,7 @@ def test_a_failing_db_node_gives_the_unified_error(tmp_path: Path) -> None:
 
 
 def test_allow_handlers_can_refuse_the_db_kind(tmp_path: Path) -> None:
-    ow = OpenWorkflow(state=":memory:", allow_handlers=["image", "queue"])
+    ow = OpenWorkflow(state=":memory:", allow_handlers=["image", "queue", "router"])
     with pytest.raises(ManifestError) as err:
         ow.load(spec_file(tmp_path))
     assert err.value.codes == ["HANDLER_NOT_ALLOWED"]
@@ -313,3 +313,75 @@ def test_metrics_count_the_llm_nodes_tokens_and_cost(tmp_path: Path) -> None:
     assert res.metrics["tokens_used"] == 1500
     assert res.metrics["cost_usd"] == pytest.approx(0.006)  # (1000 * 2 + 500 * 8) / 1e6
     assert res.error_body is None
+
+
+def dashboard(strategy: str, routes: list[dict[str, Any]], default: str | None = "user") -> dict[str, Any]:
+    """AgentFlow's role-dashboard shape: a router with routes, edges routed by `condition: intent`."""
+    return {
+        "name": "Role Dashboard",
+        "start_node": "input",
+        "nodes": [
+            {"id": "input", "type": "input"},
+            {
+                "id": "role_router",
+                "type": "router",
+                "metadata": {"strategy": strategy, "routes": routes, "default_intent": default},
+            },
+            {"id": "fetch_user", "type": "llm", "metadata": {"prompt_template": "user view of {user_input}"}},
+            {"id": "fetch_developer", "type": "llm", "metadata": {"prompt_template": "dev view of {user_input}"}},
+            {"id": "fetch_hr", "type": "llm", "metadata": {"prompt_template": "hr view of {user_input}"}},
+            {"id": "merge", "type": "aggregator"},
+        ],
+        "edges": [
+            {"from": "input", "to": "role_router"},
+            {"from": "role_router", "to": ["fetch_user", "fetch_developer", "fetch_hr"], "condition": "intent"},
+            {"from": "fetch_user", "to": "merge"},
+            {"from": "fetch_developer", "to": "merge"},
+            {"from": "fetch_hr", "to": "merge"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("strategy", "routes", "cases"),
+    [
+        (
+            "keyword",
+            [{"intent": "developer", "keywords": ["engineer", "dev"]}, {"intent": "hr", "keywords": ["recruiter"]}],
+            {"I am an Engineer": "fetch_developer", "recruiter here": "fetch_hr", "hello": "fetch_user"},
+        ),
+        (
+            "pattern",
+            [{"intent": "developer", "pattern": r"^(dev|eng)\w*"}, {"intent": "hr", "pattern": "^hr\\b"}],
+            {"Engineering lead": "fetch_developer", "HR team": "fetch_hr", "an engineer": "fetch_user"},
+        ),
+        (
+            "rules",
+            [{"intent": "hr", "condition": "starts_with('hr')"}, {"intent": "developer", "condition": "length_gt(12)"}],
+            {"hr: hi": "fetch_hr", "a long message here": "fetch_developer", "short": "fetch_user"},
+        ),
+    ],
+)
+def test_router_strategies_route_by_the_target_named_like_the_intent(
+    strategy: str, routes: list[dict[str, Any]], cases: dict[str, str]
+) -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(dashboard(strategy, routes))
+    wf = ow.workflow("Role Dashboard")
+    for text, target in cases.items():
+        res = wf.execute(inputs={"user_input": text})
+        assert res.status == "completed", res.error
+        assert res.metrics["nodes_executed"] == ["input", "role_router", target, "merge"], text
+
+
+def test_an_unknown_intent_goes_to_the_first_target_and_default_fans_out() -> None:
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(dashboard("keyword", [{"intent": "hr", "keywords": ["hr"]}], default="nobody"))
+    res = ow.workflow("Role Dashboard").execute(inputs={"user_input": "hello"})
+    assert res.outputs["intent"] == "nobody"
+    assert res.metrics["nodes_executed"][2] == "fetch_user"  # AgentFlow's fallback: the first target
+    fan = OpenWorkflow(state=":memory:")
+    fan.load(dashboard("default", [], default=None))
+    res = fan.workflow("Role Dashboard").execute(inputs={"user_input": "x"})
+    assert set(res.metrics["nodes_executed"][2:5]) == {"fetch_user", "fetch_developer", "fetch_hr"}
+    assert res.outputs["text_result"] in {"user view of x", "dev view of x", "hr view of x"}

@@ -318,7 +318,7 @@ class KafkaHandler(Strict):
 
 
 #: The fields of `Handler` that name a handler kind, in the order `Handler.kind` looks at them.
-HANDLER_FIELDS: tuple[str, ...] = ("function", "http", "command", "kafka", "mcp", "sql", "image", "queue")
+HANDLER_FIELDS: tuple[str, ...] = ("function", "http", "command", "kafka", "mcp", "sql", "image", "queue", "router")
 
 
 class Handler(Strict):
@@ -339,6 +339,8 @@ class Handler(Strict):
     image: JsonDict | None = None
     #: a named queue with bandwidth limits (``connectors/queue.py``)
     queue: JsonDict | None = None
+    #: an intent from a text by prefix, keyword, pattern or rule (``connectors/router.py``)
+    router: JsonDict | None = None
 
     @property
     def kind(self) -> str | None:

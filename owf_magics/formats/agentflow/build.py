@@ -33,6 +33,8 @@ GRAPH_STATE: dict[str, Any] = {
 #: what an edge from a router into a node of this type means, when the edge has no condition
 IMPLIED_INTENT = {"llm": "text", "image": "image"}
 DEFAULT_RULES = ({"prefix": "img:", "intent": "image"},)
+#: router settings read from ``metadata`` or ``metadata.config``
+ROUTER_KEYS = ("strategy", "routes", "rules", "default_intent", "input_key", "intents")
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -71,7 +73,7 @@ class Builder:
     def config(self, nid: str) -> Mapping[str, Any]:
         meta = self.spec.nodes[nid].get("metadata") or {}
         cfg = dict(meta.get("config") or {})
-        for key in ("prompt_template", "system_prompt", "query", "params"):
+        for key in ROUTER_KEYS + ("prompt_template", "system_prompt", "query", "params"):
             if key in meta and key not in cfg:
                 cfg[key] = meta[key]
         return cfg
@@ -96,12 +98,14 @@ class Builder:
         if hit is not None:
             return hit
         kind = self.ntype(nid)
-        if kind in ("input", "aggregator") or (kind == "router" and not self.classifier(nid)):
+        if kind in ("input", "aggregator"):
             expr = f"steps.{nid}.output.result"
+        elif kind == "router" and not self.classifier(nid):
+            expr = f"dict({self.before(nid)}, intent=steps.{nid}.output.intent)"
         elif kind == "router":
             answer = f"(steps.{nid}.output|string|trim|lower)"
             intents = self.intents(nid)
-            default = self.config(nid).get("default_intent", intents[-1] if intents else "text")
+            default = self.config(nid).get("default_intent", intents[-1] if intents else None)
             expr = f"dict({self.before(nid)}, intent=({answer} if {answer} in {lit(intents)} else {lit(default)}))"
         elif kind == "llm":
             expr = f"dict({self.before(nid)}, text_result=steps.{nid}.output)"
@@ -118,39 +122,78 @@ class Builder:
         return _FIELD.sub(lambda m: "{{ (%s).get(%s) }}" % (before, lit(m.group(1))), text)
 
     # -- conditions ----------------------------------------------------------------------------
-    def edge_active(self, src: str, dst: str, cond: str | None) -> str:
-        if cond is None and self.ntype(src) == "router":
-            cond = IMPLIED_INTENT.get(self.ntype(dst))
-        if cond is None:
+    def edge_active(self, src: str, dst: str, cond: str | None, edge: Mapping[str, Any]) -> str:
+        """When the edge src -> dst is taken: src ran, and (from a router) the intent leads to dst."""
+        intent = f"({self.after(src)}).get('intent')"
+        if cond is not None and cond != "intent":
+            return f"({self.ran(src)} and {intent} == {lit(cond)})"
+        targets = edge["to"] if isinstance(edge["to"], list) else [edge["to"]]
+        if self.ntype(src) != "router" or self.strategy(src) == "default" or (len(targets) < 2 and cond is None):
             return self.ran(src)
-        return f"({self.ran(src)} and ({self.after(src)}).get('intent') == {lit(cond)})"
+        known = self.intents(src)
+        mine = [i for i in known if self.route_target(src, i, targets) == dst]
+        test = f"{intent} in {lit(mine)}"
+        if dst == targets[0]:  # an intent nobody expects goes to the first target, as AgentFlow does
+            test = f"({test} or {intent} not in {lit(known)})"
+        return f"({self.ran(src)} and {test})"
+
+    def route_target(self, src: str, intent: str, targets: list[str]) -> str:
+        """AgentFlow's routing: a route's target_node, a target named like the intent, a target whose
+        name contains it, the node type the intent implies (text: llm, image: image), else the first."""
+        for r in self.config(src).get("routes") or ():
+            if (
+                isinstance(r, Mapping)
+                and r.get("intent") == intent
+                and (r.get("target_node") or r.get("to")) in targets
+            ):
+                return str(r.get("target_node") or r.get("to"))
+        low = str(intent).lower()
+        for test in (
+            lambda t: t.lower() == low,
+            lambda t: bool(low) and low in t.lower(),
+            lambda t: IMPLIED_INTENT.get(self.ntype(t)) == low,
+        ):
+            hit = next((t for t in targets if test(t)), None)
+            if hit is not None:
+                return hit
+        return targets[0]
 
     def condition(self, nid: str) -> str | None:
         if nid == self.spec.start or not self.incoming[nid]:
             return None
-        return "{{ " + " or ".join(self.edge_active(s, nid, c) for s, c, _ in self.incoming[nid]) + " }}"
+        return "{{ " + " or ".join(self.edge_active(s, nid, c, e) for s, c, e in self.incoming[nid]) + " }}"
 
     # -- nodes ---------------------------------------------------------------------------------
+    def strategy(self, nid: str) -> str:
+        """prefix (the seed's rule, the default), keyword, pattern, rules, llm or default."""
+        cfg = self.config(nid)
+        return str(cfg.get("strategy") or ("llm" if source_id(self.spec.nodes[nid]) else "prefix"))
+
     def classifier(self, nid: str) -> bool:
-        return self.ntype(nid) == "router" and source_id(self.spec.nodes[nid]) is not None
+        return self.ntype(nid) == "router" and self.strategy(nid) == "llm"
 
     def intents(self, nid: str) -> list[str]:
+        """Every intent the router can set (routes, rules, classifier intents, default_intent)."""
         cfg = self.config(nid)
-        found = cfg.get("intents") or sorted(
-            {c for s, _, c, _ in self.spec.edges if s == nid and c}
-            | {
-                IMPLIED_INTENT[self.ntype(d)]
-                for s, d, c, _ in self.spec.edges
-                if s == nid and not c and self.ntype(d) in IMPLIED_INTENT
-            }
-        )
-        return [str(x) for x in found] or ["text", "image"]
-
-    def rules(self, nid: str) -> list[tuple[str, str]]:
-        raw = self.config(nid).get("rules", DEFAULT_RULES)
-        if isinstance(raw, Mapping):
-            return [(str(k), str(v)) for k, v in raw.items()]
-        return [(str(r.get("prefix", "")), str(r.get("intent", ""))) for r in raw if isinstance(r, Mapping)]
+        found: list[Any] = []
+        if self.strategy(nid) == "prefix":
+            rules = cfg.get("rules") or DEFAULT_RULES
+            found += list(rules.values()) if isinstance(rules, Mapping) else [r.get("intent") for r in rules]
+            found.append(cfg.get("default_intent", "text"))
+        else:
+            found += list(cfg.get("intents") or ())
+            found += [r.get("intent") for r in cfg.get("routes") or () if isinstance(r, Mapping)]
+            if not found:  # a classifier told nothing: the intents its edges and targets imply
+                found += sorted({c for s, _, c, _ in self.spec.edges if s == nid and c and c != "intent"})
+                found += sorted(
+                    {
+                        IMPLIED_INTENT[self.ntype(d)]
+                        for s, d, _, _ in self.spec.edges
+                        if s == nid and self.ntype(d) in IMPLIED_INTENT
+                    }
+                )
+            found.append(cfg.get("default_intent"))
+        return list(dict.fromkeys(str(i) for i in found if i is not None))
 
     def step(self, nid: str) -> tuple[LMap, list[LMap], list[LMap]]:
         """The node's step, plus the agents and connector actions it needs."""
@@ -169,11 +212,12 @@ class Builder:
             )
             body |= {"type": "transform", "expression": "{{ dict(%s, final_output={%s}) }}" % (before, final)}
         elif kind == "router" and not self.classifier(nid):
-            text = f"(({before}).get('user_input') or '')|string"
-            expr = lit(self.config(nid).get("default_intent", "text"))
-            for prefix, intent in reversed(self.rules(nid)):
-                expr = f"({lit(intent)} if ({text}).startswith({lit(prefix)}) else {expr})"
-            body |= {"type": "transform", "expression": "{{ dict(%s, intent=%s) }}" % (before, expr)}
+            cfg = self.config(nid)
+            handler = {k: cfg[k] for k in ROUTER_KEYS if k in cfg and k not in ("input_key", "intents")}
+            handler["strategy"] = self.strategy(nid)
+            actions.append(positioned({"name": nid, "handler": {"router": handler}}, node.pos))
+            text = "{{ (%s).get(%s) }}" % (before, lit(cfg.get("input_key", "user_input")))
+            body |= {"type": "action", "connector": self.connector, "action": nid, "input": {"text": text}}
         elif kind in ("llm", "router"):
             agent = self.agent(nid)
             agents.append(agent)
@@ -254,8 +298,8 @@ class Builder:
 
     def queue_step(self, q: LMap) -> tuple[LMap, LMap]:
         qid, src, dst = str(q["id"]), str(q["from"]), str(q["to"])
-        conds = [c for s, c, _ in self.incoming[dst] if s == src]
-        active = " or ".join(self.edge_active(src, dst, c) for c in conds) or self.ran(src)
+        ways = [(c, e) for s, c, e in self.incoming[dst] if s == src]
+        active = " or ".join(self.edge_active(src, dst, c, e) for c, e in ways) or self.ran(src)
         handler: dict[str, Any] = {
             "id": qid,
             "key": f"{self.spec.name}/{qid}",

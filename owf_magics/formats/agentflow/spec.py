@@ -171,6 +171,9 @@ def _nodes(doc: Mapping[str, Any], spec: Spec, report: Checker) -> None:
             if not isinstance(meta, Mapping) or not isinstance(meta.get("config", {}), Mapping):
                 msg = "a node's 'metadata' and 'metadata.config' must be mappings"
                 report("INVALID_TYPE", msg, (*path, "metadata"), step=nid)
+            elif ntype == "router":
+                if _node_source(node, path, ntype, spec, report, nid):
+                    _router(node, path, report, nid)
             elif _node_source(node, path, ntype, spec, report, nid) and ntype == "db":
                 cfg = meta.get("config") or {}
                 if not (cfg.get("query") or meta.get("query") or cfg.get("allow_state_query")):
@@ -188,6 +191,59 @@ def _nodes(doc: Mapping[str, Any], spec: Spec, report: Checker) -> None:
                 report("DUPLICATE_STEP_ID", f"node id '{nid}' is used twice", (*path, "id"), step=nid)
                 continue
             spec.nodes[nid] = node
+
+
+ROUTER_STRATEGIES = ("prefix", "keyword", "pattern", "rules", "llm", "default")
+_RULE = re.compile(r"""^(contains|starts_with|ends_with|equals)\(['"](.*)['"]\)$|^(length_gt|length_lt)\((\d+)\)$""")
+
+
+def _router(node: LMap, path: tuple[str | int, ...], report: Checker, nid: str | None) -> None:
+    """A router's strategy and routes (``metadata`` or ``metadata.config``)."""
+    meta = node.get("metadata") or {}
+    where: tuple[str | int, ...] = (*path, "metadata")
+    cfg: Mapping[str, Any] = meta
+    if "strategy" not in meta and "routes" not in meta and isinstance(meta.get("config"), Mapping):
+        cfg, where = meta["config"], (*where, "config")
+    strategy = cfg.get("strategy")
+    if strategy is not None and strategy not in ROUTER_STRATEGIES:
+        best = did_you_mean(str(strategy), ROUTER_STRATEGIES)
+        report(
+            "INVALID_VALUE",
+            f"router strategy must be one of {', '.join(ROUTER_STRATEGIES)} (found {strategy!r})",
+            (*where, "strategy"),
+            hint=f"did you mean '{best}'?" if best else None,
+            step=nid,
+        )
+        return
+    if strategy == "llm" and source_id(node) is None:
+        report(
+            "MISSING_REQUIRED_FIELD",
+            "an llm router needs metadata.source naming an llm source (its classifier)",
+            (*where, "strategy"),
+            step=nid,
+        )
+    routes = cfg.get("routes", [])
+    if not isinstance(routes, list):
+        report("INVALID_TYPE", "router routes must be a list of {intent, ...}", (*where, "routes"), step=nid)
+        return
+    for j, r in enumerate(routes):
+        rpath = (*where, "routes", j)
+        if not isinstance(r, Mapping) or not isinstance(r.get("intent"), str):
+            report("MISSING_REQUIRED_FIELD", "a route needs an 'intent' (a string)", rpath, step=nid)
+            continue
+        if strategy == "pattern":
+            try:
+                re.compile(str(r.get("pattern")))
+            except re.error as exc:
+                report("INVALID_VALUE", f"route pattern is not a regular expression: {exc}", (*rpath, "pattern"))
+        if strategy == "rules" and not _RULE.match(str(r.get("condition", "")).strip()):
+            report(
+                "INVALID_VALUE",
+                f"route condition {r.get('condition')!r} is not one of contains('x'), starts_with('x'), "
+                "ends_with('x'), equals('x'), length_gt(n), length_lt(n)",
+                (*rpath, "condition") if "condition" in r else rpath,
+                step=nid,
+            )
 
 
 def source_id(node: Mapping[str, Any]) -> str | None:
