@@ -88,6 +88,8 @@ bench: setup
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/notebook_bench.py
 	$(BIN)/python bench/hostile_bench.py
+	$(BIN)/python bench/mcp_bench.py
+	$(BIN)/python bench/service_bench.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
