@@ -1,9 +1,9 @@
 """An AgentFlow `Spec` as OpenWorkflow manifests: one workflow, its agents and one connector.
 
 Each node becomes one step with the node's id, so traces and ``nodes_executed`` name the nodes:
-``input``, ``router`` (prefix rule) and ``aggregator`` are transforms whose output is the whole
-state; ``llm`` (and a router with a classifier source) is an agent step; ``image`` and ``db`` are
-actions of the spec's connector (``image`` and ``sql`` handler kinds). A queue is an action step
+``input`` and ``aggregator`` are transforms whose output is the whole state; ``llm`` (and an
+``llm`` router, the classifier) is an agent step; ``router``, ``image`` and ``db`` are actions of
+the spec's connector (``router``, ``image`` and ``sql`` handler kinds). A queue is an action step
 ``queue__<id>`` (``queue`` handler kind) between its two nodes. The state after a node is a
 template expression over the steps that ran (`after`), so fan-out and joins merge the branches
 that ran, in edge order. Every generated node carries the source node's line.
