@@ -385,3 +385,22 @@ def test_an_unknown_intent_goes_to_the_first_target_and_default_fans_out() -> No
     res = fan.workflow("Role Dashboard").execute(inputs={"user_input": "x"})
     assert set(res.metrics["nodes_executed"][2:5]) == {"fetch_user", "fetch_developer", "fetch_hr"}
     assert res.outputs["text_result"] in {"user view of x", "dev view of x", "hr view of x"}
+
+
+def test_the_service_reports_the_nodes_that_ran(tmp_path: Path) -> None:
+    """`owf serve flow.json` (its own spec, trusted) and POST /workflows/execute: the metrics name
+    only the branch taken."""
+    from tests.service_server import start, token
+
+    srv = start(tmp_path, str(spec_file(tmp_path)))
+    try:
+        with srv.client(token()) as client:
+            res = client.post(
+                "/workflows/execute", json={"workflow": "support-flow", "inputs": {"user_input": "img: kite"}}
+            )
+    finally:
+        srv.stop()
+    body = res.json()
+    assert res.status_code == 200, body
+    assert body["metrics"]["nodes_executed"] == ["input", "router", "image", "db", "final"]
+    assert body["outputs"]["final_output"]["db"] == [{"name": "poster", "price": 9}]
