@@ -404,3 +404,45 @@ def test_the_service_reports_the_nodes_that_ran(tmp_path: Path) -> None:
     assert res.status_code == 200, body
     assert body["metrics"]["nodes_executed"] == ["input", "router", "image", "db", "final"]
     assert body["outputs"]["final_output"]["db"] == [{"name": "poster", "price": 9}]
+
+
+def test_the_schema_documents_example_with_hyphenated_ids_runs(tmp_path: Path) -> None:
+    """WORKFLOW-SCHEMA.md's valid example (ids like llm-text; a source with model_name and api_key)."""
+    spec = {
+        "start_node": "input",
+        "name": "schema-example",
+        "nodes": [
+            {"id": "input", "type": "input"},
+            {"id": "router", "type": "router"},
+            {"id": "llm-text", "type": "llm", "metadata": {"source": "openai"}},
+            {"id": "image-gen", "type": "image", "metadata": {"source": "openai-img"}},
+            {"id": "final", "type": "aggregator"},
+        ],
+        "edges": [
+            {"from": "input", "to": "router"},
+            {"from": "router", "to": ["llm-text", "image-gen"]},
+            {"from": "llm-text", "to": "final"},
+            {"from": "image-gen", "to": "final"},
+        ],
+        "queues": [{"id": "q1", "from": "router", "to": "llm-text", "bandwidth": {"max_messages_per_second": 1}}],
+        "sources": [
+            {"id": "openai", "kind": "llm", "config": {"model_name": "gpt-4.1", "provider": "echo"}},
+            {"id": "openai-img", "kind": "image", "config": {"api_key": "sk-not-a-key"}},
+        ],
+    }
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(spec)
+    wf = ow.workflow("schema-example")
+    assert wf.execute(inputs={"user_input": "hi"}).metrics["nodes_executed"] == [
+        "input",
+        "router",
+        "queue__q1",
+        "llm-text",
+        "final",
+    ]
+    res = wf.execute(inputs={"user_input": "img: sun"})
+    assert res.metrics["nodes_executed"] == ["input", "router", "image-gen", "final"]
+    assert res.outputs["final_output"]["image"]["url"].startswith("offline://image/")
+    path = tmp_path / "schema-example.json"
+    path.write_text(json.dumps(spec))
+    assert "sk-not-a-key" not in convert_file(path)  # the image handler keeps only what it reads

@@ -79,7 +79,7 @@ class Builder:
         return cfg
 
     def ran(self, nid: str) -> str:
-        return f"(steps.{nid}.status == 'success')"
+        return f"(steps[{lit(nid)}].status == 'success')"
 
     def before(self, nid: str) -> str:
         """The state a node starts from: the initial state, or the merge of its predecessors'."""
@@ -99,20 +99,20 @@ class Builder:
             return hit
         kind = self.ntype(nid)
         if kind in ("input", "aggregator"):
-            expr = f"steps.{nid}.output.result"
+            expr = f"steps[{lit(nid)}].output.result"
         elif kind == "router" and not self.classifier(nid):
-            expr = f"dict({self.before(nid)}, intent=steps.{nid}.output.intent)"
+            expr = f"dict({self.before(nid)}, intent=steps[{lit(nid)}].output.intent)"
         elif kind == "router":
-            answer = f"(steps.{nid}.output|string|trim|lower)"
+            answer = f"(steps[{lit(nid)}].output|string|trim|lower)"
             intents = self.intents(nid)
             default = self.config(nid).get("default_intent", intents[-1] if intents else None)
             expr = f"dict({self.before(nid)}, intent=({answer} if {answer} in {lit(intents)} else {lit(default)}))"
         elif kind == "llm":
-            expr = f"dict({self.before(nid)}, text_result=steps.{nid}.output)"
+            expr = f"dict({self.before(nid)}, text_result=steps[{lit(nid)}].output)"
         elif kind == "image":
-            expr = f"dict({self.before(nid)}, image_result=steps.{nid}.output)"
+            expr = f"dict({self.before(nid)}, image_result=steps[{lit(nid)}].output)"
         else:  # db
-            expr = f"dict({self.before(nid)}, db_result=steps.{nid}.output.rows)"
+            expr = f"dict({self.before(nid)}, db_result=steps[{lit(nid)}].output.rows)"
         self._after[nid] = expr
         return expr
 
@@ -234,7 +234,8 @@ class Builder:
             body |= {"type": "agent", "agent": agent["name"], "input": prompt}
         elif kind == "image":
             cfg = self.config(nid)
-            src = self.source_config(nid)
+            # only what the image handler reads: an api_key in the source stays out of the manifest
+            src = {k: v for k, v in self.source_config(nid).items() if k in ("provider", "model", "model_name", "size")}
             src.update({k: v for k, v in cfg.items() if k in ("provider", "model", "size")})
             src.setdefault("provider", "offline")
             actions.append(positioned({"name": nid, "handler": {"image": src}}, node.pos))
