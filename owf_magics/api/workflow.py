@@ -166,6 +166,8 @@ class Workflow:
         from owf_magics.engine.executor import Executor
 
         plan = self.plan(prefer_backend=prefer_backend)
+        if callback is None:  # a workflow-runner request names its own callback (formats/runner)
+            callback = (self.manifest.metadata.get("openaiAgents") or {}).get("callback")
         emit, close = event_sinks(callback, secrets, plan)
         executor = Executor(
             self.ow,

@@ -7,6 +7,7 @@ from collections import ChainMap
 from typing import Any
 
 from owf_magics.agents.loop import Accounting, run_agent, turn_hooks
+from owf_magics.agents.multi import is_runner_agent, run_request
 from owf_magics.agents.providers import Usage
 from owf_magics.connectors.actions import run_action, validate_action_input
 from owf_magics.connectors.function import call_inline, direct_mode
@@ -229,6 +230,8 @@ async def agent_step(
         manifest = agent.model.model_dump(mode="json", by_alias=True)
         hooks = {"turn_hooks": turn_hooks(run, agent.model, step)}
         return await invoke_backend(run, frame, step, manifest, data, hooks, acc), None
+    if is_runner_agent(agent.model):  # a workflow-runner request (formats/runner)
+        return await run_request(run, agent.model, data, step, acc, frame.order.get(step.id, 0)), None
     return await run_agent(run, agent.model, data, step.id, acc, step), None
 
 

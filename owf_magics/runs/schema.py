@@ -11,6 +11,7 @@ Versions:
        ``runs.manifest_source`` stays for rows written by version 1) and the run lease
        (``runs.lease_owner``, ``runs.lease_until``; see `owf_magics.runs.leases`).
     3. ``run_labels`` (see `owf_magics.runs.labels`): the tenant a service run belongs to, say.
+    4. ``session_messages`` (see `owf_magics.runs.sessions`): conversation history per session.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import time
 
 from owf_magics.errors import OWFError
 from owf_magics.runs.labels import LABELS_SCHEMA
+from owf_magics.runs.sessions import SESSIONS_SCHEMA
 
 #: The schema version written to ``PRAGMA user_version``; bumped with every schema change.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 __all__ = ["SCHEMA_VERSION", "connect", "manifest_hash", "migrate"]
 
@@ -137,6 +139,9 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
                 )
         if version < 3:
             for statement in _statements(LABELS_SCHEMA):
+                conn.execute(statement)
+        if version < 4:
+            for statement in _statements(SESSIONS_SCHEMA):
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:

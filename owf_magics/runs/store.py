@@ -37,6 +37,7 @@ from owf_magics.runs.leases import (
 )
 from owf_magics.runs.readback import run_result, runs_frame
 from owf_magics.runs.schema import SCHEMA_VERSION, connect, manifest_hash
+from owf_magics.runs.sessions import RunSessions
 from owf_magics.runtime.records import (
     DEFAULT_STATE_PATH,
     FINISHED_STATUSES,
@@ -90,7 +91,7 @@ _RUN_SELECT = (
 )
 
 
-class SQLiteRunStore(RunLabels):
+class SQLiteRunStore(RunLabels, RunSessions):
     """A `RunStore` in one SQLite file (or in memory).
 
     One connection per store object, guarded by a lock, so any thread may call it; WAL mode and a

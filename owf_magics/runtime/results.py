@@ -46,6 +46,17 @@ USAGE_COLUMNS = (
 )
 
 
+class RunSummary(dict[str, Any]):
+    """`RunResult.summary`: a mapping that gives the text summary when called."""
+
+    def __init__(self, data: dict[str, Any], text: str) -> None:
+        super().__init__(data)
+        self.text = text
+
+    def __call__(self) -> str:
+        return self.text
+
+
 @dataclass(frozen=True, slots=True)
 class StepError:
     """Why a step failed: a code from the SDK taxonomy, a message and details."""
@@ -210,7 +221,25 @@ class RunResult:
             "details": {"code": self.error.code, "step": failed, **self.error.details},
         }
 
-    def summary(self) -> str:
+    @property
+    def summary(self) -> RunSummary:
+        """The run summary: called, a few lines of text (status, steps by status, tokens and cost);
+        as a mapping, the summary a workflow-runner request reports (``workflow_name``,
+        ``session_id``, ``final_output``, ``last_response_id``, ``error``), empty for other
+        workflows."""
+        return RunSummary(self.runner_summary(), self.summary_text())
+
+    def runner_summary(self) -> dict[str, Any]:
+        found = self.outputs.get("summary") if isinstance(self.outputs, dict) else None
+        if isinstance(found, dict) and "workflow_name" in found:
+            return found
+        for step in self.steps.values():  # a failed request reports its summary in the error
+            kept = step.error.details.get("summary") if step.error is not None else None
+            if isinstance(kept, dict):
+                return kept
+        return {}
+
+    def summary_text(self) -> str:
         """A few lines: status, steps by status, tokens and cost."""
         counts: dict[str, int] = {}
         for s in self.steps.values():
