@@ -446,3 +446,83 @@ def test_the_schema_documents_example_with_hyphenated_ids_runs(tmp_path: Path) -
     path = tmp_path / "schema-example.json"
     path.write_text(json.dumps(spec))
     assert "sk-not-a-key" not in convert_file(path)  # the image handler keeps only what it reads
+
+
+def test_output_keys_and_an_aggregator_with_source_keys() -> None:
+    """AgentFlow's later shape: llm nodes write `output_key`, prompts read earlier keys, the
+    aggregator collects `source_keys`; routed by `condition: intent` from a keyword router."""
+    validate = {"content": "valid", "usage": {"prompt_tokens": 10, "completion_tokens": 1}}
+    spec = {
+        "name": "Order Pipeline",
+        "start_node": "input",
+        "initial_state": {"product_ids": ""},
+        "nodes": [
+            {"id": "input", "type": "input"},
+            {
+                "id": "validate_order",
+                "type": "llm",
+                "metadata": {
+                    "source_id": "judge",
+                    "prompt_template": "{user_input}",
+                    "output_key": "validation_result",
+                },
+            },
+            {
+                "id": "validation_router",
+                "type": "router",
+                "metadata": {
+                    "strategy": "keyword",
+                    "input_key": "validation_result",
+                    "routes": [
+                        {"intent": "error", "keywords": ["invalid"]},
+                        {"intent": "proceed", "keywords": ["valid"]},
+                    ],
+                    "default_intent": "proceed",
+                },
+            },
+            {
+                "id": "check_inventory",
+                "type": "llm",
+                "metadata": {"prompt_template": "stock of {product_ids}", "output_key": "inventory_check"},
+            },
+            {
+                "id": "validation_error_handler",
+                "type": "aggregator",
+                "metadata": {"source_keys": ["validation_result"]},
+            },
+            {
+                "id": "aggregator",
+                "type": "aggregator",
+                "metadata": {"source_keys": ["validation_result", "inventory_check"], "output_key": "final_output"},
+            },
+        ],
+        "edges": [
+            {"from": "input", "to": "validate_order"},
+            {"from": "validate_order", "to": "validation_router"},
+            {"from": "validation_router", "to": ["check_inventory", "validation_error_handler"], "condition": "intent"},
+            {"from": "check_inventory", "to": "aggregator"},
+        ],
+        "sources": [{"id": "judge", "kind": "llm", "config": {"provider": "scripted", "responses": [validate]}}],
+    }
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(spec)
+    res = ow.workflow("Order Pipeline").execute(inputs={"user_input": "2 mice", "product_ids": "P-1, P-2"})
+    assert res.status == "completed", res.error
+    assert res.outputs["intent"] == "proceed"
+    assert res.outputs["final_output"] == {"validation_result": "valid", "inventory_check": "stock of P-1, P-2"}
+    assert res.metrics["nodes_executed"] == [
+        "input",
+        "validate_order",
+        "validation_router",
+        "check_inventory",
+        "aggregator",
+    ]
+    assert res.metrics["tokens_used"] > 11
+    # the error branch: the first route wins ("invalid" also contains "valid")
+    spec["sources"][0]["config"]["responses"] = [{"content": "invalid order"}]
+    bad = OpenWorkflow(state=":memory:")
+    bad.load(spec)
+    res = bad.workflow("Order Pipeline").execute(inputs={"user_input": "?"})
+    assert res.outputs["intent"] == "error"
+    assert res.metrics["nodes_executed"][-1] == "validation_error_handler"
+    assert res.outputs["final_output"] == {"validation_result": "invalid order"}

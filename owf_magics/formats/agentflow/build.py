@@ -30,6 +30,10 @@ GRAPH_STATE: dict[str, Any] = {
     "final_output": None,
     "metadata": {},
 }
+#: the GraphState key each node type writes unless its ``output_key`` names another
+DEFAULT_KEY = {"llm": "text_result", "image": "image_result", "db": "db_result", "aggregator": "final_output"}
+#: what an aggregator without ``source_keys`` collects: final_output[name] = state[key]
+AGGREGATE = (("text", "text_result"), ("image", "image_result"), ("db", "db_result"))
 #: what an edge from a router into a node of this type means, when the edge has no condition
 IMPLIED_INTENT = {"llm": "text", "image": "image"}
 DEFAULT_RULES = ({"prefix": "img:", "intent": "image"},)
@@ -56,7 +60,8 @@ class Builder:
 
     def __init__(self, spec: Spec, initial_keys: list[str]) -> None:
         self.spec = spec
-        self.state_keys = list(GRAPH_STATE) + [k for k in initial_keys if k not in GRAPH_STATE]
+        extra = [str(self.output_key(n)) for n in spec.nodes if self.ntype(n) in DEFAULT_KEY]
+        self.state_keys = list(dict.fromkeys([*GRAPH_STATE, *initial_keys, *extra]))
         self.preds: dict[str, list[str]] = {n: [] for n in spec.nodes}
         self.incoming: dict[str, list[tuple[str, str | None, LMap]]] = {n: [] for n in spec.nodes}
         for src, dst, cond, edge in spec.edges:
@@ -73,10 +78,14 @@ class Builder:
     def config(self, nid: str) -> Mapping[str, Any]:
         meta = self.spec.nodes[nid].get("metadata") or {}
         cfg = dict(meta.get("config") or {})
-        for key in ROUTER_KEYS + ("prompt_template", "system_prompt", "query", "params"):
+        for key in ROUTER_KEYS + ("prompt_template", "system_prompt", "query", "params", "output_key", "source_keys"):
             if key in meta and key not in cfg:
                 cfg[key] = meta[key]
         return cfg
+
+    def output_key(self, nid: str) -> str:
+        """The state key a node writes: AgentFlow's ``output_key``, else its type's GraphState key."""
+        return str(self.config(nid).get("output_key") or DEFAULT_KEY[self.ntype(nid)])
 
     def ran(self, nid: str) -> str:
         return f"(steps[{lit(nid)}].status == 'success')"
@@ -107,12 +116,10 @@ class Builder:
             intents = self.intents(nid)
             default = self.config(nid).get("default_intent", intents[-1] if intents else None)
             expr = f"dict({self.before(nid)}, intent=({answer} if {answer} in {lit(intents)} else {lit(default)}))"
-        elif kind == "llm":
-            expr = f"dict({self.before(nid)}, text_result=steps[{lit(nid)}].output)"
-        elif kind == "image":
-            expr = f"dict({self.before(nid)}, image_result=steps[{lit(nid)}].output)"
+        elif kind in ("llm", "image"):
+            expr = f"dict({self.before(nid)}, **{{{lit(self.output_key(nid))}: steps[{lit(nid)}].output}})"
         else:  # db
-            expr = f"dict({self.before(nid)}, db_result=steps[{lit(nid)}].output.rows)"
+            expr = f"dict({self.before(nid)}, **{{{lit(self.output_key(nid))}: steps[{lit(nid)}].output.rows}})"
         self._after[nid] = expr
         return expr
 
@@ -206,11 +213,11 @@ class Builder:
         if kind == "input":
             body |= {"type": "transform", "expression": "{{ %s }}" % before}
         elif kind == "aggregator":
-            final = ", ".join(
-                f"{lit(k)}: ({before}).get({lit(s)})"
-                for k, s in (("text", "text_result"), ("image", "image_result"), ("db", "db_result"))
-            )
-            body |= {"type": "transform", "expression": "{{ dict(%s, final_output={%s}) }}" % (before, final)}
+            keys = self.config(nid).get("source_keys")
+            pairs = [(str(k), str(k)) for k in keys] if isinstance(keys, list) else list(AGGREGATE)
+            final = ", ".join(f"{lit(k)}: ({before}).get({lit(s)})" for k, s in pairs)
+            out = lit(self.output_key(nid))
+            body |= {"type": "transform", "expression": "{{ dict(%s, **{%s: {%s}}) }}" % (before, out, final)}
         elif kind == "router" and not self.classifier(nid):
             cfg = self.config(nid)
             handler = {k: cfg[k] for k in ROUTER_KEYS if k in cfg and k not in ("input_key", "intents")}
