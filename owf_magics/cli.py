@@ -124,6 +124,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     print(d.format().replace(f" {d.code} ", f" warning {d.code} ", 1))
             print(f"{len(exc.diagnostics)} error(s)", file=sys.stderr)
         return 1
+    if getattr(args, "check_backends", False):
+        from owf_magics.api.checks import check_backends
+
+        problems = check_backends(ow, items, ow.warnings)
+        if problems:
+            if args.json:
+                _print_json({"ok": False, "errors": problems, "warnings": [d.to_dict() for d in ow.warnings]})
+            else:
+                for p in problems:
+                    at = f"{p['file']}:{p['line']}: " if p.get("line") else (f"{p['file']}: " if p.get("file") else "")
+                    print(f"{at}{p['code']} {p['message']} Fix: {p['hint']}")
+                print(f"{len(problems)} backend problem(s)", file=sys.stderr)
+            return 1
     if args.json:
         _print_json(
             {
@@ -423,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="manifest files or directories (loaded together)")
     p.add_argument("--json", action="store_true", help="print the diagnostics as JSON")
     p.add_argument("--no-warnings", action="store_true", help="do not print warnings")
+    p.add_argument(
+        "--check-backends",
+        action="store_true",
+        help="also fail when a declared backend or runtime is not installed/registered, or a framework "
+        "version is outside a compatibility range",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="show which backend runs each step, and why")
@@ -484,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     from owf_magics.mcp_cli import add_parser as add_mcp
 
     add_mcp(sub)  # owf mcp tools CONNECTOR_FILE
+
+    from owf_magics.agent_cli import add_parser as add_agent
+
+    add_agent(sub)  # owf agent run REF [PATHS...]
 
     p = sub.add_parser("serve", help="serve the workflows over HTTP (JWT, server-sent events; docs/service.md)")
     _service_command().add_arguments(p)

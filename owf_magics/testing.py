@@ -32,6 +32,7 @@ __all__ = [
     "assert_same_run",
     "corpus_files",
     "corpus_workflows",
+    "execute_agent",
     "load_corpus",
     "run_snapshot",
 ]
@@ -553,6 +554,34 @@ agents:
         warnings = [w for w in ow.warnings if w.code == "VERSION_MISMATCH"]
         _expect(len(warnings) == 1, f"expected one VERSION_MISMATCH warning, got {[w.message for w in warnings]}")
         _expect("<0.0.1" in warnings[0].message and found in warnings[0].message, warnings[0].message)
+
+
+def execute_agent(
+    manifest: Any,
+    *,
+    backend: str | None = None,
+    input: Any = None,
+    secrets: Mapping[str, str] | None = None,
+    ow: OpenWorkflow | None = None,
+) -> Any:
+    """Run one agent manifest alone on a backend (the spec's conformance helper); an `AgentResult`.
+
+    Args:
+        manifest: The agent as a dict, or YAML/JSON text (with the connectors it uses, as more
+            documents), or a path.
+        backend: ``native``, ``langchain``... (default: the agent's own choice).
+        input: What the agent receives.
+        ow: The registry to load it into (default: a fresh one without a run store on disk).
+    """
+    from owf_magics.api import OpenWorkflow
+
+    ow = ow or OpenWorkflow(state=":memory:")
+    source = json.dumps(manifest) if isinstance(manifest, Mapping) else manifest
+    items = ow.load(source)
+    agents = [i for i in items if i.kind == "agent"]
+    if len(agents) != 1:
+        raise AssertionError(f"execute_agent needs exactly one agent in the manifest, found {len(agents)}")
+    return ow.load_agent(agents[0].ref).execute({} if input is None else input, backend=backend, secrets=secrets)
 
 
 def _expect(ok: bool, message: str) -> None:

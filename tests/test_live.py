@@ -110,3 +110,28 @@ def test_approve_and_reject_buttons_resume_the_run(ow):
         assert continued.status == status and continued.run_id == result.run_id
         assert yes.disabled and no.disabled  # answered once
         assert ow.run(result.run_id).status == status
+
+
+def test_agent_turns_and_streamed_text_show_while_the_step_runs_then_fold(ow):
+    from tests.agent_fixtures import MATH, WORKFLOW
+
+    ow.load(MATH + WORKFLOW)
+    wf = ow.workflow("ask-math")
+    view = LiveRunView(wf.plan())
+    shown: list[str] = []
+
+    def callback(event):
+        view.on_event(event)
+        if event["type"] == "agent.tool.completed":
+            view._draw(force=True)
+            shown.append(view.agents.value)
+
+    result = wf.execute({"q": "2+3"}, callback=callback)
+    assert result.status == "completed"
+    assert "calculator_add" in shown[0] and "turn 1, 42 tokens" in shown[0] and "<b>ask</b>" in shown[0]
+    view._draw(force=True)
+    assert view.agents.value == ""  # folded when the step ended
+    # streamed text is joined, and a new turn starts it afresh
+    view.on_event({"type": "agent.message.delta", "step_id": "s", "delta": "Hel"})
+    view.on_event({"type": "agent.message.delta", "step_id": "s", "delta": "lo"})
+    assert view.activity.text["s"] == "Hello"

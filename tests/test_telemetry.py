@@ -54,7 +54,10 @@ workflows:
     result = wf.execute(callback=tracer)
     assert result.status == "completed"
     found = _by_name(exporter)
-    assert set(found) == {"workflow traced", "step get", "step say", "step shape"}
+    # the agent step also gets its GenAI spans (invoke_agent, and a chat span per model turn) under it
+    assert set(found) == {"workflow traced", "step get", "step say", "step shape", "invoke_agent parrot", "chat echo"}
+    assert found["invoke_agent parrot"].parent.span_id == found["step say"].context.span_id
+    assert found["chat echo"].parent.span_id == found["invoke_agent parrot"].context.span_id
     run = found["workflow traced"]
     assert run.attributes["owf.run.id"] == result.run_id
     assert run.attributes["owf.workflow.version"] == "2.1.0"

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from owf_magics.agents import events
+from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.providers import Usage, make_model
 from owf_magics.connectors.actions import run_action
 from owf_magics.errors import OWFError
@@ -123,13 +125,16 @@ async def run_agent(
         history = run.memory.get(memory_key, [])
         keep = memory.maxMessages if memory.maxMessages is not None else len(history)
         messages.extend(history[-keep:] if keep else [])
+    messages.extend(session_history())  # a session's earlier exchanges (`Agent.execute(session=...)`)
     messages.append({"role": "user", "content": content, "raw": data})
     specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
     calls_made = 0
     for turn in range(max_iter):
         if budgets or limit_keys:
             await before_turn(run, agent, messages, budgets, limit_keys, step_id)
+        events.emit(events.TURN_STARTED, agent=agent.name, turn=turn + 1, model=model.name)
         reply = await model.respond(messages, specs, turn)
+        cost = 0.0
         if reply.usage is not None:
             acc.turns.append(reply.usage)
             cost = run.host.prices.cost(agent.model, reply.usage)
@@ -155,6 +160,9 @@ async def run_agent(
                     },
                 )
             )
+        if events.active():
+            fields = turn_fields(agent.name, turn, model.name, agent.model.provider, reply, cost)
+            events.emit(events.TURN_COMPLETED, **fields)
         if not reply.tool_calls:
             answer = check_output(agent, reply.content)
             if memory is not None:
@@ -164,10 +172,17 @@ async def run_agent(
         for call in reply.tool_calls:
             calls_made += 1
             if max_calls is not None and calls_made > max_calls:
+                events.emit(
+                    events.GUARDRAIL_TRIPPED,
+                    agent=agent.name,
+                    guardrail="behavior.maxToolCalls",
+                    reason=f"more than {max_calls} tool calls",
+                )
                 raise StepFailed(
                     StepError("VALIDATION", f"agent exceeded maxToolCalls ({max_calls})", {"maxToolCalls": max_calls})
                 )
             tool = tools.get(call["name"])
+            events.emit(events.TOOL_CALLED, agent=agent.name, tool=call["name"], arguments=call.get("args") or {})
             if tool is None:
                 result: Any = {"error": f"unknown tool '{call['name']}'", "tools": sorted(tools)}
             elif call["name"] in confirm and not _confirmed(run, agent, call):
@@ -177,6 +192,7 @@ async def run_agent(
                     result = await run_action(run, tool.connector, tool.action, call.get("args") or {}, step_id)
                 except OWFError as exc:
                     result = {"error": exc.message, "code": exc.code}
+            events.emit(events.TOOL_COMPLETED, agent=agent.name, tool=call["name"], result=result)
             messages.append(
                 {
                     "role": "tool",
@@ -188,6 +204,23 @@ async def run_agent(
     raise StepFailed(
         StepError("BACKEND_ERROR", f"agent did not finish within {max_iter} iterations", {"maxIterations": max_iter})
     )
+
+
+def turn_fields(agent: str, turn: int, model: str, provider: str, reply: Any, cost: float) -> dict[str, Any]:
+    """The fields of an ``agent.turn.completed`` event (tokens and cost of that turn)."""
+    usage = reply.usage
+    return {
+        "agent": agent,
+        "turn": turn + 1,
+        "model": model,
+        "provider": provider,
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+        "total_tokens": usage.total_tokens if usage else 0,
+        "estimated": usage.estimated if usage else True,
+        "cost_usd": 0.0 if math.isnan(cost) else cost,
+        "tool_calls": [c["name"] for c in reply.tool_calls],
+    }
 
 
 def remember(run: RunContext, agent: Agent, data: Any, answer: Any) -> None:
@@ -255,8 +288,15 @@ def check_output(agent: Agent, content: Any) -> Any:
         try:
             content = json.loads(content)
         except json.JSONDecodeError as exc:
+            events.emit(events.GUARDRAIL_TRIPPED, agent=agent.name, guardrail="output.format", reason=exc.msg)
             raise StepFailed(StepError("VALIDATION", f"agent output is not JSON: {exc.msg}")) from exc
     if out.maxLength is not None and isinstance(content, str) and len(content) > out.maxLength:
+        events.emit(
+            events.GUARDRAIL_TRIPPED,
+            agent=agent.name,
+            guardrail="output.maxLength",
+            reason=f"{len(content)} characters, over {out.maxLength}",
+        )
         raise StepFailed(
             StepError(
                 "VALIDATION",

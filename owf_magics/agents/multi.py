@@ -292,6 +292,8 @@ async def run_loop(state: RunState, agent: Agent, items: list[dict[str, Any]], m
 def emit(state: RunState, kind: str, data: dict[str, Any]) -> None:
     """``agent.handoff`` / ``agent.agent_tool`` events, ordered just after the step's own."""
     state.seq += 1
+    if kind == "handoff":  # RunResult.last_agent (and the summary's last_agent) follow handoffs
+        state.run.last_agent = str(data["to"])
     event = {"type": f"agent.{kind}", "timestamp": time.time(), "run_id": state.run.run_id, "step_id": state.step.id}
     state.run.emit((state.order + 1e-7, (), 0, state.seq), {**event, "payload": data})
 

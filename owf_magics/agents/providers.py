@@ -149,8 +149,12 @@ class LangChainChatModel(Model):
             )
         if self.streaming:
             msg: Any = None
+            from owf_magics.agents import events
+
             async for chunk in chat.astream(lc):
                 msg = chunk if msg is None else msg + chunk
+                if isinstance(chunk.content, str) and chunk.content:
+                    events.emit(events.MESSAGE_DELTA, delta=chunk.content)
         else:
             msg = await chat.ainvoke(lc)
         meta = getattr(msg, "usage_metadata", None) or {}
@@ -190,8 +194,9 @@ def make_model(spec: ModelSpec) -> Model:
                 params["temperature"] = spec.temperature
             if spec.maxTokens is not None:
                 params["max_tokens"] = spec.maxTokens
-            if streaming:
+            if streaming:  # the exact usage in the last chunk; tokens as they come (agent.message.delta)
                 params["stream_usage"] = True
+                params["streaming"] = True
             chat = ChatOpenAI(**params)
         else:
             from langchain.chat_models import init_chat_model

@@ -248,6 +248,28 @@ class OpenWorkflow:
         finally:
             self._catalog, self.warnings = saved
 
+    def load_detached(self, source: Source, *, name: str | None = None) -> list[Loaded[Any]]:
+        """Load manifests checked against this registry without registering them (the one-step
+        workflow an agent runs as on its own, say); returns them."""
+        saved = self._catalog, self.warnings
+        try:
+            return self.load(source, name=name)
+        finally:
+            self._catalog, self.warnings = saved
+
+    def load_agent(self, ref_or_name: str) -> Any:
+        """A loaded agent, runnable on its own: ``.execute(input)``, ``.stream(input)``.
+
+        Args:
+            ref_or_name: ``agent:ns/name@range`` or a loaded agent's name (its newest version).
+
+        Raises:
+            OWFError: Code VALIDATION when no such agent is loaded.
+        """
+        from owf_magics.api.agent import load_agent
+
+        return load_agent(self, ref_or_name)
+
     def unload(self, items: Iterable[Loaded[Any]]) -> None:
         """Forget loaded manifests (a notebook cell that no longer defines them, say).
 

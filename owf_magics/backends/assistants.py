@@ -13,7 +13,9 @@ import os
 from typing import Any
 
 from owf_magics._version import __version__
+from owf_magics.agents import events
 from owf_magics.agents.loop import agent_tools, system_prompt
+from owf_magics.backends.assistants_events import run_hooks
 from owf_magics.backends.langchain_parts import (
     AgentOptions,
     check_output,
@@ -130,10 +132,13 @@ class AssistantsBackend(Backend):
             for tool in agent_tools(registry, agent).values():
 
                 async def call(_ctx: Any, args: str, _tool: Any = tool) -> str:
+                    arguments = json.loads(args or "{}")
+                    events.emit(events.TOOL_CALLED, agent=agent.name, tool=_tool.name, arguments=arguments)
                     try:
-                        result = await caller(_tool.connector, _tool.action, json.loads(args or "{}"))
+                        result = await caller(_tool.connector, _tool.action, arguments)
                     except OWFError as exc:
                         result = {"error": exc.message, "code": exc.code}
+                    events.emit(events.TOOL_COMPLETED, agent=agent.name, tool=_tool.name, result=result)
                     return json.dumps(result, default=str)
 
                 tools.append(
@@ -159,6 +164,9 @@ class AssistantsBackend(Backend):
                 content,
                 max_turns=options.max_iterations,
                 run_config=RunConfig(tracing_disabled=True),
+                hooks=run_hooks(agent.name, spec.id or "openai", lambda u: cost_of(spec, u, run_prices(context)))
+                if events.active()
+                else None,
             )
         except MaxTurnsExceeded as exc:
             raise BackendError(

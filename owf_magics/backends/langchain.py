@@ -17,8 +17,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from owf_magics._version import __version__
+from owf_magics.agents import events
+from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.loop import agent_tools
 from owf_magics.backends.langchain_agents import AgentCache
+from owf_magics.backends.langchain_events import events_handler, user_handlers
 from owf_magics.backends.langchain_parts import (
     AGENT_TYPES,
     DEFAULT_MAX_ITERATIONS,
@@ -81,6 +84,8 @@ class LangChainBackend(Backend):
     Args:
         runtime: Only ``python``: the Node.js adapter is a separate package.
         version: The adapter version to report (the spec's example passes one); default owf-magics'.
+        callbacks: LangChain callback handlers that receive every chat-model and tool event of the
+            agents this backend runs (``execution.config.callbacks`` adds more per agent).
 
     Example:
         >>> ow.register_backend("langchain", LangChainBackend(runtime="python"))  # doctest: +SKIP
@@ -88,11 +93,12 @@ class LangChainBackend(Backend):
 
     name = "langchain"
 
-    def __init__(self, runtime: str = "python", version: str | None = None) -> None:
+    def __init__(self, runtime: str = "python", version: str | None = None, callbacks: Any = None) -> None:
         if runtime != "python":
             raise UnavailableError(_node_message(), details=_node_details())
         self.runtime = runtime
         self.version = version or ADAPTER_VERSION
+        self.callbacks = list(callbacks or [])  # LangChain handlers given every agent's model and tool events
         self._node_graph: Any = None
         self._memory: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self._agents = AgentCache()
@@ -207,11 +213,22 @@ class LangChainBackend(Backend):
             keep = agent.memory.maxMessages if agent.memory and agent.memory.maxMessages is not None else len(past)
             for m in past[-keep:] if keep else []:
                 history.append(HumanMessage(m["content"]) if m["role"] == "user" else AIMessage(m["content"]))
+        for m in session_history():  # a session's earlier exchanges (`Agent.execute(session=...)`)
+            history.append(HumanMessage(m["content"]) if m["role"] == "user" else AIMessage(m["content"]))
         call = CallState(context, context.metadata.get("call_action"), context.metadata.get("turn_hooks"))
         start = len(history) + 1
         turns: list[Any] = []  # every AIMessage the model produced, in order, also when the run fails
         offline = not isinstance(model, LangChainChatModel)  # an offline model reports its turns itself
         callbacks = [] if offline else [_usage_collector(turns)]
+        if not offline and events.active():
+            callbacks.append(
+                events_handler(
+                    agent.name, model.name, agent.model.provider, lambda u: cost_of(agent.model, u, run_prices(context))
+                )
+            )
+        config = agent.execution.config if agent.execution else {}
+        if self.callbacks or config.get("callbacks"):
+            callbacks.extend(user_handlers(self.callbacks, config.get("callbacks")))
         if options.verbose:
             callbacks.append(_VerboseLog(agent.name, context.secrets))
 

@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from owf_magics.agents import events
 from owf_magics.agents.loop import agent_tools, system_prompt
 from owf_magics.errors import OWFError, UnavailableError
 from owf_magics.runtime.backend import ExecutionContext
@@ -195,6 +196,7 @@ def _tools(agent: Agent, context: ExecutionContext, options: AgentOptions) -> li
 
         async def run(_tool: Any = tool, **args: Any) -> str:
             state = _current()
+            events.emit(events.TOOL_CALLED, agent=agent.name, tool=_tool.name, arguments=args)
             state.calls += 1
             if max_calls is not None and state.calls > max_calls:
                 raise OWFError(
@@ -213,6 +215,7 @@ def _tools(agent: Agent, context: ExecutionContext, options: AgentOptions) -> li
                 result = {"error": exc.message, "code": exc.code}
             except Exception as exc:  # a handler's own error fails the step, as in the native loop
                 raise native_error(exc) from exc
+            events.emit(events.TOOL_COMPLETED, agent=agent.name, tool=_tool.name, result=result)
             return json.dumps(result, default=str)
 
         out.append(

@@ -14,7 +14,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from owf_magics.agents import events
 from owf_magics.agents.loop import check_output as native_check_output
+from owf_magics.agents.loop import turn_fields
+from owf_magics.agents.providers import cost_of
 from owf_magics.connectors.actions import validate_action_input
 from owf_magics.connectors.function import call_function
 from owf_magics.errors import OWFError, UnavailableError
@@ -202,7 +205,13 @@ def _offline_model_class() -> type:
             for m in messages:  # model turns since the latest user message
                 turn = 0 if isinstance(m, HumanMessage) else turn + isinstance(m, AIMessage)
             model: Model = self.owf_model
+            on = events.active()
+            if on:
+                events.emit(events.TURN_STARTED, turn=turn + 1, model=model.name)
             reply = await model.respond(plain, list(kwargs.get("owf_tools") or []), turn)
+            if on:
+                cost = cost_of(model.spec, reply.usage) if reply.usage is not None else 0.0
+                events.emit(events.TURN_COMPLETED, **turn_fields("", turn, model.name, model.provider, reply, cost))
             text = reply.content if isinstance(reply.content, str) else ""
             if reply.content is not None and not isinstance(reply.content, str):
                 text = json.dumps(reply.content, default=str, sort_keys=True)

@@ -6,6 +6,7 @@ import functools
 from collections import ChainMap
 from typing import Any
 
+from owf_magics.agents import events
 from owf_magics.agents.loop import Accounting, run_agent, turn_hooks
 from owf_magics.agents.multi import is_runner_agent, run_request
 from owf_magics.agents.providers import Usage
@@ -30,6 +31,7 @@ from owf_magics.plan.graph import ROOT
 from owf_magics.plan.resolution import step_models
 from owf_magics.runtime.backend import ExecutionContext
 from owf_magics.runtime.context import (
+    W3C_TRACE_ID,
     RunContext,
     StepFailed,
     record_input,
@@ -74,6 +76,7 @@ async def handoff(run: RunContext, frame: Frame, step: HandoffStep, scope: dict[
         raise StepFailed(StepError("VALIDATION", f"agent '{chosen}' is not loaded"))
     context = render(step.context, scope)
     payload = render(step.input, scope) if step.input is not None else {"reason": step.reason, **context}
+    events.emit(events.HANDOFF, agent=loaded.name, reason=step.reason, **{"from": run.last_agent, "to": loaded.name})
     if frame.plan[step.id].backend != "native":  # the chosen agent runs on the step's backend
         manifest = loaded.model.model_dump(mode="json", by_alias=True)
         hooks = {"turn_hooks": turn_hooks(run, loaded.model, step)}
@@ -116,7 +119,7 @@ async def invoke_backend(
         node_id=step.id,
         secrets=dict(run.secrets),
         environment=dict(run.env),
-        trace_id=run.run_id,
+        trace_id=W3C_TRACE_ID.get() or run.run_id,
         deadline=run.deadline,
         metadata={
             "step_type": step.type,  # type: ignore[attr-defined]

@@ -278,6 +278,7 @@ class Executor:
             status, outcome = "failed", problem
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        result.last_agent = run.last_agent
         final = {
             "completed": "run.completed",
             "canceled": "run.canceled",
@@ -288,7 +289,8 @@ class Executor:
             {
                 "type": final,
                 "timestamp": now(),
-                "payload": {"status": status, "run_id": self.run_id},
+                "payload": {"status": status, "run_id": self.run_id}
+                | ({"last_agent": run.last_agent} if run.last_agent else {}),
                 "metadata": {"duration_ms": result.duration_ms, "pending": [p.id for p in run.pending]},
             },
         )

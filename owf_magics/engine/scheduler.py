@@ -7,13 +7,16 @@ scheduler runs steps without knowing what each kind does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from owf_magics.agents import events as agent_events
 from owf_magics.agents.loop import NO_USAGE, Accounting
 from owf_magics.connectors.function import ASYNC, SYNC
+from owf_magics.engine.agent_events import sink as agent_sink
 from owf_magics.engine.checkpoints import checkpoint, durable, restore
 from owf_magics.engine.direct import awaited_step, direct_step, facts, hold, runs_direct, skip
 from owf_magics.engine.frame import (
@@ -242,6 +245,9 @@ async def run_inline_loop(run: RunContext, frame: Frame, step: StepBase) -> Step
     return res
 
 
+NO_BIND = contextlib.nullcontext()
+
+
 async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepResult, dict[str, Any] | None]:
     """Run a step with its retry policy and timeout; one trace row per attempt."""
     found = facts(frame, step)
@@ -266,7 +272,10 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
             coro = execute(run, frame, step, acc)
             token = WAIT_FLAGS.set((*WAIT_FLAGS.get(), waited)) if container else None
             try:
-                with template_deadline(timeout, f"step '{step.id}' timeout ({timeout:g}s)" if timeout else ""):
+                with (
+                    agent_events.bind(agent_sink(run, frame, step, attempt)) if found.calls_models else NO_BIND,
+                    template_deadline(timeout, f"step '{step.id}' timeout ({timeout:g}s)" if timeout else ""),
+                ):
                     output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
             finally:
                 if token is not None:

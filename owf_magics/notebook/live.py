@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from owf_magics.notebook.agent_activity import AgentActivity
 from owf_magics.notebook.views import GraphView, RunView, overlay_from_result, summary_text
 from owf_magics.notebook.views.display import masked_events
 from owf_magics.notebook.views.graph import StepState
@@ -97,17 +98,24 @@ class LiveRunView:
         self.progress = w.IntProgress(value=0, min=0, max=max(len(plan), 1), description="steps")
         self.counts = w.Label(value="0 tokens so far")
         self.current = w.HTML("")
+        self.activity = AgentActivity()  # turns, tool calls and streaming text of running agent steps
+        self.agents = w.HTML("")
         self.graph = w.HTML(GraphView(plan).html())
-        self.body = w.VBox([self.title, w.HBox([self.progress, self.counts]), self.current, self.graph])
+        self.body = w.VBox([self.title, w.HBox([self.progress, self.counts]), self.current, self.agents, self.graph])
         self.widget = w.VBox([self.body])
 
     # -- events ---------------------------------------------------------------------------------
 
     def on_event(self, event: Mapping[str, Any]) -> None:
         """The executor's callback: update the view (called from the run's thread)."""
-        handler = self.handlers.get(str(event.get("type")))
+        kind = str(event.get("type"))
+        handler = self.handlers.get(kind)
         with self._lock:
             self.events += 1
+            if kind.startswith("agent.") or kind == "step.execution.completed":
+                self.activity.on_event(event)
+                if kind.startswith("agent."):
+                    self._draw()
             if handler is not None:
                 handler(dict(event))
 
@@ -182,6 +190,7 @@ class LiveRunView:
         if not force and now - self._last_draw < REDRAW_INTERVAL:
             return
         self._last_draw = now
+        self.agents.value = self.activity.html()
         overlay = dict(self.states)
         for sid in running:
             overlay[sid] = StepState("running")

@@ -528,6 +528,9 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     apply_pyproject(settings, find_pyproject())
     magics = WorkflowMagics(ip, settings)
     ip.register_magics(magics)
+    from owf_magics.notebook.agent_magic import AgentMagics
+
+    ip.register_magics(AgentMagics(ip, lambda: magics.ow))  # %%agent, sharing the shell's registry
     configurables: list[Any] = ip.configurables
     configurables.append(settings)
     install_completer(ip, magics)
@@ -543,6 +546,7 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
         return
     for kind in ("line", "cell"):
         ip.magics_manager.magics[kind].pop("workflow", None)
+        ip.magics_manager.magics[kind].pop("agent", None)
     configurables: list[Any] = ip.configurables
     if magics.settings in configurables:
         configurables.remove(magics.settings)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, Protocol, runtime_checkable
 
 from owf_magics.errors import OWFError
+from owf_magics.runs.agent_lines import DELTA, agent_line
 from owf_magics.runs.store import scrub as scrub_secrets
 from owf_magics.runs.store import to_json
 
@@ -176,11 +177,24 @@ class StdoutSink(_BaseSink):
         super().__init__(scrub)
         self.verbose = verbose
         self.stream = stream
+        self._streaming = False  # in the middle of a line of streamed text
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         try:
+            out = self.stream or sys.stdout
+            if event.get("type") == DELTA:  # streamed text: written as it comes (verbose only)
+                if self.verbose:
+                    env = self._prepare(event)
+                    if not self._streaming:
+                        print(f"    {env['payload'].get('agent', '')}: ", end="", file=out)
+                    self._streaming = True
+                    print(env["payload"].get("delta", ""), end="", file=out, flush=True)
+                return
+            if self._streaming:
+                print(file=out)
+                self._streaming = False
             line = format_event(self._prepare(event), verbose=self.verbose)
-            print(line, file=self.stream or sys.stdout, flush=True)
+            print(line, file=out, flush=True)
         except Exception:  # a sink never stops the run
             logger.exception("stdout callback failed")
 
@@ -260,6 +274,9 @@ def format_event(env: Mapping[str, Any], *, verbose: bool = False) -> str:
         if request:
             text += f" for {request.get('kind')} {request.get('id')}"
         return text
+    line = agent_line(kind, payload, clock, verbose=verbose) if isinstance(payload, Mapping) else None
+    if line is not None:
+        return line
     if kind in ("run.resumed", "run.waiting"):
         text = f"[{clock}] run {run} {'resumed' if kind == 'run.resumed' else 'waiting'}"
         if meta.get("pending"):

@@ -83,3 +83,26 @@ class RunSessions:
         """Forget a session's messages."""
         with self._tx() as conn:
             conn.execute("DELETE FROM session_messages WHERE session_id = ?", (session_id,))
+
+
+class MemorySessions:
+    """The same three methods in memory: sessions of a registry without a run store (``state=False``)."""
+
+    def __init__(self) -> None:
+        self._messages: dict[str, list[tuple[str | None, dict[str, Any]]]] = {}
+
+    def append_messages(
+        self,
+        session_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        agent: str | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self._messages.setdefault(session_id, []).extend((agent, dict(m)) for m in messages)
+
+    def get_messages(self, session_id: str, *, agent: str | None = None) -> list[dict[str, Any]]:
+        return [dict(m) for a, m in self._messages.get(session_id, []) if agent is None or a == agent]
+
+    def clear_session(self, session_id: str) -> None:
+        self._messages.pop(session_id, None)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from owf_magics._version import __version__
+from owf_magics.runtime.context import W3C_TRACE_ID
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
@@ -72,6 +73,10 @@ def _clean(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _execution_key(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (body.get("step_id"), body.get("iteration") or "", body.get("attempt") or 1)
+
+
 def tracing_configured() -> bool:
     """Whether the program set a real tracer provider (the default proxy and no-op ones drop spans)."""
     from opentelemetry import trace
@@ -116,6 +121,7 @@ class RunTracer:
         self._lock = threading.Lock()
         self._tokens = 0
         self._cost = 0.0
+        self._agent_events: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}  # per step execution
 
     # -- direct API -----------------------------------------------------------------------------
 
@@ -146,6 +152,7 @@ class RunTracer:
                     }
                 ),
             )
+            W3C_TRACE_ID.set(format(self.run_span.get_span_context().trace_id, "032x"))
             return self.run_span
 
     def step(
@@ -269,13 +276,29 @@ class RunTracer:
                 start_time_ns=_ns(event.get("timestamp")),
             )
         elif kind == "step.execution.completed":
-            self._step_event(body, event.get("timestamp"))
+            span = self._step_event(body, event.get("timestamp"))
+            self._agent_spans(body, span, event.get("timestamp"))
+        elif isinstance(kind, str) and kind.startswith("agent.") and kind != "agent.message.delta":
+            with self._lock:
+                self._agent_events.setdefault(_execution_key(body), []).append(body)
         elif kind in ("run.completed", "run.failed", "run.canceled"):
             status = body.get("status") or kind.split(".")[1]
             error = body.get("error") or {}
             self.end_run(str(status), error_code=error.get("code"), error_message=error.get("message"))
 
-    def _step_event(self, body: Mapping[str, Any], timestamp: Any) -> None:
+    def _agent_spans(self, body: Mapping[str, Any], step_span: Span, timestamp: Any) -> None:
+        with self._lock:
+            events = self._agent_events.pop(_execution_key(body), None)
+        if not events:
+            return
+        from owf_magics.runs.genai_spans import agent_spans
+
+        start = _ns(timestamp)
+        duration = (body.get("execution") or {}).get("duration_ms")
+        end = start + int(float(duration) * 1_000_000) if start is not None and duration is not None else None
+        agent_spans(self.tracer, step_span, events, start_ns=start, end_ns=end, ns=_ns, clean=_clean)
+
+    def _step_event(self, body: Mapping[str, Any], timestamp: Any) -> Span:
         execution: Mapping[str, Any] = body.get("execution") or {}
         result: Mapping[str, Any] = body.get("result") or {}
         usage: Mapping[str, Any] = execution.get("token_usage") or {}
@@ -288,7 +311,7 @@ class RunTracer:
         def pick(key: str) -> Any:
             return body.get(key) or execution.get(key)
 
-        self.step(
+        return self.step(
             str(body.get("step_id", "")),
             str(body.get("step_type", "")),
             status="failed" if status == "error" else status,

@@ -119,6 +119,7 @@ class RunContext:
     approved: set[str] = field(default_factory=set)  # connectors approved for this run (first_use)
     budget: Any = None  # the workflow's policies.cost, for the whole run
     trigger: dict[str, Any] = field(default_factory=dict)  # what started the run (templates: trigger.*)
+    last_agent: str | None = None  # the agent that acted last (handoffs move it; RunResult.last_agent)
     # lazy bookkeeping: with no callback and no store nobody reads events or trace rows while the
     # run goes on, so steps append compact records here and `engine.trace.build` turns them into
     # rows and events (in the same order, with the same ids) when the result is read
@@ -154,6 +155,10 @@ class Waiting(BaseException):
 
 
 CURRENT_KEY: contextvars.ContextVar[str] = contextvars.ContextVar("owf_step_key", default="")
+
+#: The run span's W3C trace id (32 hex digits) when OpenTelemetry tracing is on: set by the run's
+#: tracer when the run starts, read for `ExecutionContext.trace_id` (the run id otherwise).
+W3C_TRACE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("owf_w3c_trace_id", default=None)
 
 
 WAIT_FLAGS: contextvars.ContextVar[tuple[list[bool], ...]] = contextvars.ContextVar("owf_wait_flags", default=())

@@ -100,6 +100,7 @@ class RunResult:
         steps: Every executed (or skipped) step by id.
         events: Telemetry events, in deterministic order.
         error: Why the run failed, when it did.
+        last_agent: The agent that acted last (after handoffs, the one handed to); None without agents.
     """
 
     def __init__(
@@ -119,6 +120,7 @@ class RunResult:
         self.run_id = run_id
         self.workflow = workflow
         self.status = status
+        self.last_agent: str | None = None  # the agent that acted last, where agents ran
         self.outputs = outputs
         self.steps = steps
         self._events = events
@@ -226,8 +228,11 @@ class RunResult:
         """The run summary: called, a few lines of text (status, steps by status, tokens and cost);
         as a mapping, the summary a workflow-runner request reports (``workflow_name``,
         ``session_id``, ``final_output``, ``last_response_id``, ``error``), empty for other
-        workflows."""
-        return RunSummary(self.runner_summary(), self.summary_text())
+        workflows; ``last_agent`` too wherever agents ran (after handoffs, the one handed to)."""
+        data = self.runner_summary()
+        if self.last_agent and "last_agent" not in data:
+            data = {**data, "last_agent": self.last_agent}
+        return RunSummary(data, self.summary_text())
 
     def runner_summary(self) -> dict[str, Any]:
         found = self.outputs.get("summary") if isinstance(self.outputs, dict) else None
@@ -247,6 +252,8 @@ class RunResult:
         parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
         text = f"run {self.run_id} of '{self.workflow}': {self.status} ({parts}); "
         text += f"{self.total_tokens} tokens, ${self.cost_usd:.6f}"
+        if self.last_agent:
+            text += f"; last agent {self.last_agent}"
         if self.error:
             text += f"\n  {self.error}"
         return text
