@@ -47,11 +47,27 @@ DIAGNOSTIC_CODES: dict[str, str] = {
     "INVALID_DURATION": "a duration is not like 30s, 10m, 1h or 2d",
     "INVALID_SCHEMA": "an embedded JSON Schema is not valid",
     "INTERNAL": "loading stopped on an unexpected error (a bug; the diagnostic names the exception)",
+    "TYPE_MISMATCH": "a typed output is bound to a typed input of another type",
+    "AMBIGUOUS_EXIT": "an edge leaves an inlined workflow that has several exit steps",
+
+    # OpenFlow flows (formats/openflow): the protocol's validator codes
+    "INVALID_FORMAT": "a name, version, id or pattern of an OpenFlow flow is not in the required form",
+    "DUPLICATE_NODE_ID": "two nodes of an OpenFlow flow share an id",
+    "DUPLICATE_VARIABLE_ID": "two variables of an OpenFlow flow share an id",
+    "INVALID_NODE_TYPE": "an OpenFlow node's type is not a known (or supported) node type",
+    "MISSING_DEPENDENCY": "an OpenFlow reference names a node the flow does not have",
+    "INVALID_VARIABLE_REFERENCE": "an OpenFlow reference, input or output names an undeclared variable",
+    "FORWARD_REFERENCE": "an OpenFlow node reads a node that runs after it in the same sequential block",
+    "UNKNOWN_PROVIDER": "an OpenFlow LLM node names a provider that is not known",
+    "MISSING_PROVIDER_CONFIG": "an OpenFlow LLM node lacks its provider configuration",
+    "INVALID_OUTPUT_SCHEMA": "an OpenFlow LLM node's output schema is malformed",
+    "MISSING_OUTPUT_PROPERTY": "an OpenFlow reference reads an LLM output property the node does not declare",
     "HANDLER_NOT_ALLOWED": "a connector uses a handler kind the registry does not allow (allow_handlers)",
     # warnings
     "ALIAS": "an accepted alias spelling was normalised to the canonical one",
     "VERSION_MISMATCH": "an installed framework version is outside a declared compatibility range",
     "SCOPE": "a template reads a name that is only defined in some scopes",
+    "COMPLEXITY": "an OpenFlow flow has more than 10 (medium) or 20 (high complexity) nodes",
     "URL_HOST_FROM_INPUT": "an http handler's URL lets an input set its host, so every request will be refused",
 }
 

@@ -25,8 +25,17 @@ from owf_magics.cli import main
 from owf_magics.errors import DIAGNOSTIC_CODES
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-DOC_FILES = ("manifests.md", "decisions.md", "errors.md", "durable.md", "notebook.md", "mcp.md", "security.md")
-WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT"}
+DOC_FILES = (
+    "manifests.md",
+    "decisions.md",
+    "errors.md",
+    "durable.md",
+    "notebook.md",
+    "mcp.md",
+    "security.md",
+    "composition.md",
+)
+WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT", "COMPLEXITY"}
 #: Reserved for unexpected errors: no manifest is meant to produce it (docs/errors.md#internal).
 UNTRIGGERABLE = {"INTERNAL"}
 #: Codes whose examples only fail in a restricted registry: the registry their examples load in.

@@ -33,7 +33,9 @@ from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_pa
 from owf_magics.manifest.models import Agent, Connector
 from owf_magics.manifest.normalize import RawManifest, split_document, wrap
 from owf_magics.manifest.refs import Ref, parse_ref
+from owf_magics.plan.fragments import graph_signature, inline_fragments
 from owf_magics.plan.handlers import allowed_handlers, check_handlers, check_http_urls
+from owf_magics.plan.ports import check_ports
 from owf_magics.plan.resolution import Plan
 from owf_magics.plan.validation import Validator
 from owf_magics.runtime.backend import Backend, BackendInfo
@@ -42,6 +44,7 @@ from owf_magics.runtime.registry import BackendRegistry
 if TYPE_CHECKING:
     import pandas as pd
 
+    from owf_magics.api.builder import WorkflowBuilder
     from owf_magics.plan.graph import Graph
     from owf_magics.runtime.results import RunResult
 
@@ -205,6 +208,8 @@ class OpenWorkflow:
         for doc in docs:
             raws.extend(split_document(doc, bag))
         catalog = self._catalog.fork()
+        check_ports(raws, catalog, bag)  # TYPE_MISMATCH, before inline parts dissolve their bindings
+        inline_fragments(raws, catalog, bag)  # `workflow:` steps with `inline: true` become prefixed steps
         validator = Validator(catalog, self._backends, bag, env=self.env)
         items = validator.build(raws)
         check_handlers(items, allowed, bag)
@@ -300,6 +305,15 @@ class OpenWorkflow:
         if isinstance(source, str):
             return parse_text(source, file=name or "<string>", line_offset=line_offset, bag=bag)
         raise TypeError(f"cannot load manifests from {type(source).__name__}")
+
+    def builder(self, name: str, *, version: str = "1.0.0") -> WorkflowBuilder:
+        """A mutable `WorkflowBuilder` whose `build()` registers an immutable workflow here.
+
+        See docs/composition.md: steps, whole workflows (inline or nested), edges, typed ports.
+        """
+        from owf_magics.api.builder import WorkflowBuilder
+
+        return WorkflowBuilder(self, name, version=version)
 
     # -- backends ------------------------------------------------------------------------------
 
@@ -443,6 +457,15 @@ class OpenWorkflow:
             )
         wf = self.workflow(record.workflow, record.workflow_version)  # before anything is changed
         wf.plan(prefer_backend=record.metadata.get("prefer_backend"))
+        stored_graph = record.metadata.get("graph")
+        if stored_graph is not None and stored_graph != graph_signature(wf.graph):
+            raise OWFError(
+                f"run '{run_id}' was stored by another graph of workflow '{wf.name}' v{wf.version} (its steps or "
+                "edges changed, e.g. a recomposed part): its checkpoints do not fit this one; load the workflow "
+                "it ran, or start a new run",
+                code="VALIDATION",
+                details={"run_id": run_id, "stored_graph": stored_graph, "graph": graph_signature(wf.graph)},
+            )
         # one atomic compare-and-set: of two resumes at once exactly one gets here, under a lease
         store.claim_run(run_id, force=force)
         try:

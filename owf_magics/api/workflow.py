@@ -34,6 +34,7 @@ class Registry(Host, Protocol):
     def store(self) -> Any: ...
     @property
     def env(self) -> frozenset[str]: ...
+    def builder(self, name: str, *, version: str = "1.0.0") -> Any: ...
 
 
 class Workflow:
@@ -204,6 +205,16 @@ class Workflow:
         from owf_magics.backends.langgraph_cache import compiled_workflow
 
         return compiled_workflow(self.ow, self.item, checkpointer=checkpointer, name=name)
+
+    @property
+    def fragments(self) -> dict[str, dict[str, Any]]:
+        """The inlined parts, by id: their source workflow, entry, exit and top-level step ids."""
+        meta = self.item.model.metadata.get("owf.fragments")
+        return dict(meta) if isinstance(meta, dict) else {}
+
+    def to_builder(self) -> Any:
+        """A mutable `WorkflowBuilder` copy of this workflow (this one never changes)."""
+        return self.ow.builder(self.name, version=self.version).copy_of(self)
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version}: {len(self.graph.nodes) if self.graph else 0} steps>"

@@ -40,6 +40,7 @@ from owf_magics.manifest.catalog import Loaded
 from owf_magics.manifest.normalize import parse_duration
 from owf_magics.manifest.render import redact
 from owf_magics.manifest.secrets import is_secret_name
+from owf_magics.plan.fragments import graph_signature
 from owf_magics.plan.graph import ROOT
 from owf_magics.plan.resolution import Plan, step_models
 from owf_magics.runtime.context import (
@@ -126,6 +127,7 @@ class Executor:
                     inputs=redact(inputs, self.secrets),
                     metadata={
                         "prefer_backend": self.plan.prefer_backend,
+                        "graph": graph_signature(self.plan.graph),
                         **({"trigger": redact(self.trigger, self.secrets)} if self.trigger else {}),
                         **(resume.metadata if resume else {}),
                     },

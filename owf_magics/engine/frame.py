@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from owf_magics.engine.input_rules import rule_problems
 from owf_magics.errors import OWFError
 from owf_magics.manifest.models import (
     StepBase,
@@ -188,6 +189,7 @@ def resolve_inputs(wf: Any, given: Mapping[str, Any]) -> dict[str, Any]:
                 problems.append(f"input '{name}' must be {spec.type}, got {type(value).__name__}")
         if spec.enum is not None and value not in spec.enum:
             problems.append(f"input '{name}' must be one of {spec.enum}, got {value!r}")
+        problems.extend(rule_problems(name, spec, value))
     if problems:
         raise OWFError("; ".join(problems), code="VALIDATION", details={"problems": problems})
     return out

@@ -111,6 +111,7 @@ def _done(
         "attempt": key[2],
         "iteration": ".".join(map(str, iteration)) if iteration else "",
         "parent": entry.parent or "",
+        "fragment": step.id.rpartition("/")[0],  # the inlined workflow part the step came from
         "started_at": started,
         "duration_ms": duration,
         "prompt_tokens": usage.prompt_tokens if usage else 0,
@@ -144,6 +145,7 @@ def _done(
         "step_type": step.type,
         "iteration": row["iteration"],
         "attempt": key[2],
+        "fragment": row["fragment"],
         "execution": execution,
         "result": result,
     }
@@ -208,6 +210,7 @@ def _event(
         "iteration": ".".join(map(str, iteration)) if iteration else "",
         "attempt": key[2],
         "backend": entry.backend,
+        "fragment": step.id.rpartition("/")[0],
         **fields,
     }
 

@@ -11,7 +11,11 @@ from owf_magics.manifest.loader import SourceDocument
 
 #: Built-in formats as "module:attribute", imported on the first load that needs them. A format
 #: module adds itself here with one line.
-BUILTIN_FORMATS: tuple[str, ...] = ("owf_magics.formats.runner:RUNNER", "owf_magics.formats.agentflow:AGENTFLOW")
+BUILTIN_FORMATS: tuple[str, ...] = (
+    "owf_magics.formats.openflow:OPENFLOW",
+    "owf_magics.formats.runner:RUNNER",
+    "owf_magics.formats.agentflow:AGENTFLOW",
+)
 
 
 @runtime_checkable

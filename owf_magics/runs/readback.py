@@ -84,6 +84,7 @@ def _trace_rows(run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any
                 "attempt": event.get("attempt", 1),
                 "iteration": event.get("iteration", ""),
                 "parent": "",
+                "fragment": event.get("fragment", ""),
                 "started_at": event.get("timestamp"),
                 "duration_ms": execution.get("duration_ms", 0.0),
                 "prompt_tokens": int(usage.get("prompt_tokens") or 0),

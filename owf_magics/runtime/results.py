@@ -24,6 +24,7 @@ TRACE_COLUMNS = (
     "attempt",
     "iteration",
     "parent",
+    "fragment",
     "started_at",
     "duration_ms",
     "prompt_tokens",

@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from owf_magics.engine import resolve_inputs
 from owf_magics.errors import ManifestError
 from owf_magics.service import manifests
 from owf_magics.service.auth import Principal, require
@@ -99,6 +100,9 @@ async def execute(body: ExecuteRequest, request: Request, who: Run, wait: Wait =
         assert body.workflow is not None
         wf = svc.workflow(body.workflow, body.version)
     try:
+        # inputs are checked before anything is queued, so `?wait=false` answers a bad input with
+        # 400 whether or not the run would have started before the answer (no race with the queue)
+        resolve_inputs(wf.item.model, body.inputs or {})
         started = await asyncio.to_thread(
             svc.start, who, wf, body.inputs, prefer_backend=body.prefer_backend, inline=inline
         )

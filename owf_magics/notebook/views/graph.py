@@ -153,6 +153,9 @@ def _walk(plan: Plan, key: BlockKey = ROOT) -> Iterator[tuple[str, str, Any]]:
     """Yield ("node", sid, None), ("open", group, block_key) and ("close", group, None) in nesting order."""
     graph = plan.graph
     groups = _groups_by_block(plan)
+    if key == ROOT and any("/" in sid for sid in graph.order.get(key, ())):
+        yield from _walk_parts(plan, list(graph.order.get(key, ())), "")
+        return
     for sid in graph.order.get(key, ()):
         yield ("node", sid, None)
         for child in graph.child_blocks.get(sid, ()):
@@ -163,6 +166,27 @@ def _walk(plan: Plan, key: BlockKey = ROOT) -> Iterator[tuple[str, str, Any]]:
             yield ("open", gid, child)
             yield from _walk(plan, child)
             yield ("close", gid, None)
+
+
+def _walk_parts(plan: Plan, sids: list[str], prefix: str) -> Iterator[tuple[str, str, Any]]:
+    """The top-level steps with an inlined workflow part's steps (``part/step``) in one group per part."""
+    parts: dict[str, list[str]] = {}
+    for sid in sids:
+        head, sep, _ = sid[len(prefix) :].partition("/")
+        parts.setdefault(prefix + head if sep else "", []).append(sid)
+    for sid in parts.pop("", []):
+        yield ("node", sid, None)
+        for child in plan.graph.child_blocks.get(sid, ()):
+            if plan.graph.order.get(child):
+                group = _groups_by_block(plan).get(child)
+                gid = group.id if group else f"{sid}/{child[1]}"
+                yield ("open", gid, child)
+                yield from _walk(plan, child)
+                yield ("close", gid, None)
+    for part, members in parts.items():
+        yield ("open", f"part:{part}", (None, f"part {part}"))
+        yield from _walk_parts(plan, members, part + "/")
+        yield ("close", f"part:{part}", None)
 
 
 def _group_label(plan: Plan, key: BlockKey) -> str:

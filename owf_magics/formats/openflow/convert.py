@@ -1,0 +1,478 @@
+"""An OpenFlow flow as one OpenWorkflow document: a workflow, the agents of its LLM nodes and
+the ``openflow/ops`` connector whose functions (``ops.py``) run what templates cannot.
+
+Variables are converted statically: each reference to ``@var`` reads the value the variable has at
+that point of the flow (the workflow input, or the ``new_value`` of the last UPDATE_VARIABLE before
+it; after a CONDITION, the branch that ran; after a FOR_EACH, every iteration's update folded in
+item order). Nodes are converted in dependency order (a stable topological sort of the references),
+so a consumer declared before its producer still runs after it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from owf_magics.formats.openflow.custom import action_name, custom_function
+from owf_magics.formats.openflow.refs import Scope, path_expr, refs_in
+from owf_magics.manifest.loader import LMap, LSeq, Pos
+
+OPS_REF = "connector:openflow/ops@1.0.0"
+OPS_MODULE = "owf_magics.formats.openflow.ops"
+VAR_TYPES = ("string", "number", "boolean", "array", "object", "file", "null", "any")
+OFFLINE = ("echo", "scripted")
+PROVIDERS = ("openai", "anthropic", "grok", *OFFLINE)
+GROK_BASE_URL = "https://api.x.ai/v1"
+#: the embedded vector store and offline embedder (`connectors/vector_store.py`), by node type
+VECTOR_MODULE = "owf_magics.connectors.vector_store"
+VECTOR_NODES = {
+    "TEXT_EMBEDDING": "text_embedding",
+    "VECTOR_INSERT": "vector_insert",
+    "VECTOR_SEARCH": "vector_search",
+    "VECTOR_UPDATE": "vector_update",
+    "VECTOR_DELETE": "vector_delete",
+}
+
+
+def tpl(expr: str) -> str:
+    """A template that is one expression (so its value keeps its type)."""
+    return "{{ " + expr + " }}"
+
+
+def as_map(value: Any) -> Mapping[str, Any]:
+    """`value` when it is a mapping, else an empty one (malformed parts are the validator's)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _pos(node: Any) -> Pos | None:
+    return getattr(node, "pos", None)
+
+
+def _lmap(data: dict[str, Any], pos: Pos | None) -> LMap:
+    out = LMap(data, pos=pos)
+    if pos is not None:
+        out.key_pos = dict.fromkeys(data, pos)
+    return out
+
+
+def _lseq(items: list[Any], pos: Pos | None) -> LSeq:
+    out = LSeq(items, pos=pos)
+    out.item_pos = [getattr(i, "pos", None) or pos for i in items]  # type: ignore[misc]
+    return out
+
+
+def node_deps(node: Mapping[str, Any], ids: set[str]) -> set[str]:
+    """The node ids a node (and its nested nodes) reads."""
+    return {name for name, _ in refs_in(dict(node)) if not name.startswith("@") and name in ids}
+
+
+def topo_order(nodes: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Stable topological order by references (declaration order among independent nodes);
+    nodes in a cycle keep their place (the validator reports the cycle)."""
+    ids = {str(n.get("id")) for n in nodes}
+    deps = {str(n.get("id")): node_deps(n, ids) - {str(n.get("id"))} for n in nodes}
+    done: set[str] = set()
+    out: list[Mapping[str, Any]] = []
+    pending = list(nodes)
+    while pending:
+        for n in pending:
+            if deps[str(n.get("id"))] <= done:
+                break
+        else:
+            n = pending[0]
+        pending.remove(n)
+        done.add(str(n.get("id")))
+        out.append(n)
+    return out
+
+
+def input_spec(var: Mapping[str, Any], is_input: bool) -> dict[str, Any]:
+    """A flow variable as a workflow input with its validation rules."""
+    spec: dict[str, Any] = {}
+    vtype = var.get("type", "string")
+    if vtype in VAR_TYPES:
+        spec["type"] = vtype
+    if var.get("description"):
+        spec["description"] = str(var["description"])
+    if "default" in var:
+        spec["default"] = var["default"]
+    required = var.get("required")
+    spec["required"] = bool(required) if required is not None else is_input and "default" not in var
+    rules = var.get("validation")
+    if isinstance(rules, Mapping):
+        for key in ("pattern", "minLength", "maxLength", "minimum", "maximum", "enum", "format"):
+            if key in rules:
+                spec[key] = rules[key]
+    return spec
+
+
+class FlowConverter:
+    """One flow's conversion (see the module docstring)."""
+
+    def __init__(self, flow: Mapping[str, Any]) -> None:
+        self.flow = flow
+        self.name = str(flow.get("name"))
+        self.version = str(flow.get("version") or "1.0.0")
+        self.kinds: dict[str, str] = {}
+        self.llm_schemas: dict[str, Any] = {}
+        self.agents: list[LMap] = []
+        self.mcp: dict[str, LMap] = {}
+        self.custom: dict[str, str] = {}  # custom node type -> function
+        self._index(flow.get("nodes") or [])
+
+    def _index(self, nodes: list[Any]) -> None:
+        for n in nodes:
+            if not isinstance(n, Mapping):
+                continue
+            self.kinds[str(n.get("id"))] = str(n.get("type"))
+            if n.get("type") == "LLM":
+                self.llm_schemas[str(n.get("id"))] = n.get("output") or {}
+            self._index(list(n.get("each_nodes") or []))
+            for branch in as_map(n.get("branches")).values():
+                if isinstance(branch, Mapping):
+                    self._index(list(branch.get("nodes") or []))
+
+    def node_expr(self, node_id: str, parts: list[str]) -> str | None:
+        kind = self.kinds.get(node_id)
+        if kind is None:
+            return None
+        if kind == "LLM":
+            schema = self.llm_schemas.get(node_id) or {}
+            if parts[:1] == ["output"] and "output" not in schema:
+                parts = parts[1:]  # the protocol's {{llm.output.text}} spelling
+            return path_expr(f"steps.{node_id}__out.output", parts)
+        return path_expr(f"steps.{node_id}.output", parts)
+
+    # -- the document -------------------------------------------------------------------------
+
+    def document(self) -> LMap:
+        flow = self.flow
+        pos = _pos(flow)
+        inputs_listed = [str(i) for i in flow.get("input") or []]
+        variables = [v for v in flow.get("variables") or [] if isinstance(v, Mapping)]
+        scope = Scope({str(v.get("id")): f"inputs.{v.get('id')}" for v in variables}, self.node_expr)
+        steps = self.block(list(flow.get("nodes") or []), scope, top=True)
+        inputs = _lmap(
+            {str(v.get("id")): _lmap(input_spec(v, str(v.get("id")) in inputs_listed), _pos(v)) for v in variables}, pos
+        )
+        outputs = _lmap(
+            {str(o): {"value": "{{ " + scope.variables.get(str(o), "none") + " }}"} for o in flow.get("output") or []},
+            getattr(flow.get("output"), "pos", pos),
+        )
+        wf: dict[str, Any] = {"name": self.name, "version": self.version}
+        if flow.get("description"):
+            wf["description"] = str(flow["description"])
+        wf.update({"inputs": inputs, "steps": steps, "outputs": outputs})
+        meta = {k: flow[k] for k in ("author", "tags", "metadata") if k in flow}
+        if meta:
+            wf["metadata"] = {"openflow": meta}
+        if isinstance(flow.get("timeout"), int | float):
+            wf["timeout"] = float(flow["timeout"]) / 1000
+        wf_map = _lmap(wf, pos)
+        if pos is not None and hasattr(flow, "key_pos"):
+            wf_map.key_pos.update({k: p for k, p in flow.key_pos.items() if k in wf_map})
+        doc: dict[str, Any] = {"connectors": [self.ops_connector(pos), *self.mcp.values()]}
+        if self.agents:
+            doc["agents"] = _lseq(self.agents, pos)
+        doc["workflows"] = _lseq([wf_map], pos)
+        return _lmap(doc, pos)
+
+    def ops_connector(self, pos: Pos | None) -> LMap:
+        def action(name: str) -> dict[str, Any]:
+            return {"name": name, "input": {"type": "object"}, "handler": {"function": f"{OPS_MODULE}.{name}"}}
+
+        names = ("update_variable", "fold", "condition", "llm_output", "foreach_result")
+        actions = [action(n) for n in names]
+        for node_type, function in self.custom.items():
+            actions.append(
+                {"name": action_name(node_type), "input": {"type": "object"}, "handler": {"function": function}}
+            )
+        for name in VECTOR_NODES.values():
+            actions.append(
+                {"name": name, "input": {"type": "object"}, "handler": {"function": f"{VECTOR_MODULE}.{name}"}}
+            )
+        return _lmap(
+            {"name": "ops", "namespace": "openflow", "version": "1.0.0", "kind": "sdk", "actions": actions}, pos
+        )
+
+    # -- nodes --------------------------------------------------------------------------------
+
+    def block(self, nodes: list[Any], scope: Scope, top: bool = False) -> LSeq:
+        ordered = (
+            topo_order([n for n in nodes if isinstance(n, Mapping)])
+            if top
+            else [n for n in nodes if isinstance(n, Mapping)]
+        )
+        out: list[Any] = []
+        for node in ordered:
+            out.extend(self.node(node, scope))
+        return _lseq(out, getattr(nodes, "pos", None))
+
+    def node(self, node: Mapping[str, Any], scope: Scope) -> list[LMap]:
+        kind = node.get("type")
+        nid = str(node.get("id"))
+        pos = _pos(node)
+        base: dict[str, Any] = {"id": nid}
+        if node.get("name"):
+            base["displayName"] = str(node["name"])
+        if isinstance(node.get("timeout"), int | float):
+            base["timeout"] = float(node["timeout"]) / 1000
+        retry = (
+            node.get("retry")
+            if isinstance(node.get("retry"), Mapping)
+            else (node.get("config") or {}).get("retry")
+            if isinstance(node.get("config"), Mapping)
+            else None
+        )
+        if isinstance(retry, Mapping):
+            base["retry"] = self.retry(retry)
+        if isinstance(kind, str) and custom_function(kind) is not None:
+            self.custom[kind] = str(custom_function(kind))
+            data = {
+                "config": scope.translate(dict(as_map(node.get("config")))),
+                "input": scope.translate(node.get("input")),
+            }
+            return [_lmap(self._action(base, action_name(kind), data), pos)]
+        if kind in VECTOR_NODES:
+            data = {
+                "config": scope.translate(dict(as_map(node.get("config")))),
+                "input": scope.translate(dict(as_map(node.get("input")))),
+            }
+            return [_lmap(self._action(base, VECTOR_NODES[str(kind)], data), pos)]
+        method = getattr(self, f"node_{str(kind).lower()}", None)
+        if method is None:
+            return []
+        steps: list[LMap] = [_lmap(s, pos) for s in method(node, nid, base, scope)]
+        return steps
+
+    def retry(self, retry: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"maxAttempts": int(retry.get("max_attempts", 3))}
+        if retry.get("backoff") in ("linear", "exponential", "fixed"):
+            out["backoff"] = retry["backoff"]
+        if isinstance(retry.get("base_delay"), int | float):
+            out["initialDelay"] = float(retry["base_delay"]) / 1000
+        if isinstance(retry.get("max_delay"), int | float):
+            out["maxDelay"] = float(retry["max_delay"]) / 1000
+        if isinstance(retry.get("retry_on"), list):
+            out["retryOn"] = [str(r) for r in retry["retry_on"]]
+        return out
+
+    def _action(self, base: dict[str, Any], action: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {**base, "type": "action", "connector": OPS_REF, "action": action, "input": data}
+
+    def node_update_variable(
+        self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope
+    ) -> list[dict[str, Any]]:
+        config = dict(node.get("config") or {})
+        var = str(config.pop("variable_id", ""))
+        op = str(config.pop("type", "update"))
+        prev = scope.variables.get(var, "none")
+        data = {
+            "variable_id": var,
+            "operation": op,
+            "current": "{{ " + prev + " }}",
+            "value": scope.translate(node.get("value")),
+            "config": scope.translate(config),
+        }
+        scope.variables[var] = f"steps.{nid}.output.new_value"
+        return [self._action(base, "update_variable", data)]
+
+    def node_condition(
+        self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope
+    ) -> list[dict[str, Any]]:
+        raw = as_map(node.get("branches"))
+        branches = []
+        for name, raw_branch in raw.items():
+            b = as_map(raw_branch)
+            entry = {"name": str(name), "condition": b.get("condition")}
+            if "value" in b:
+                entry["value"] = scope.translate(b["value"])
+            branches.append(entry)
+        value = scope.translate((node.get("input") or {}).get("switch_value"))
+        test = self._action(base, "condition", {"value": value, "branches": branches})
+        cases: dict[str, Any] = {}
+        default: Any = []
+        before = dict(scope.variables)
+        after = dict(scope.variables)
+        for name, b in raw.items():
+            inner = scope.child()
+            nodes = list(as_map(b).get("nodes") or [])
+            steps = self.block(nodes, inner)
+            if name == "default":
+                default = steps
+            else:
+                cases[str(name)] = steps
+            for var, expr in inner.variables.items():
+                if expr != before.get(var):
+                    after[var] = (
+                        f"({expr} if steps.{nid}.output.matched_branch == '{name}' else {after.get(var, 'none')})"
+                    )
+        scope.variables.update(after)
+        switch: dict[str, Any] = {"id": f"{nid}__branches", "type": "switch"}
+        switch["value"] = tpl(f"steps.{nid}.output.matched_branch")
+        switch["cases"] = cases
+        if default:
+            switch["default"] = default
+        return [test, switch]
+
+    def node_for_each(
+        self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope
+    ) -> list[dict[str, Any]]:
+        config = as_map(node.get("config"))
+        key = str(config.get("each_key") or "current")
+        items = scope.translate((node.get("input") or {}).get("items"))
+        inner = scope.child(key)
+        each = [n for n in node.get("each_nodes") or [] if isinstance(n, Mapping)]
+        body = list(self.block(each, inner))
+        collected = ", ".join(f"'{n.get('id')}': {self.node_expr(str(n.get('id')), [])}" for n in each)
+        body.append(
+            {
+                "id": f"{nid}__iteration",
+                "type": "transform",
+                "expression": "{{ {'item': item, 'index': index, 'results': {" + collected + "}} }}",
+            }
+        )
+        delay = config.get("delay_between")
+        if isinstance(delay, int | float) and not isinstance(delay, bool) and delay > 0 and not config.get("parallel"):
+            wait = {
+                "id": f"{nid}__delay",
+                "type": "wait",
+                "duration": float(delay) / 1000,
+                "condition": "{{ not isLast }}",
+            }
+            body.insert(len(body) - 1, wait)  # before the collector, whose output is the iteration's
+        loop: dict[str, Any] = {"id": f"{nid}__loop", "type": "forEach", "items": items, "steps": body}
+        if not config.get("parallel"):
+            loop["maxConcurrency"] = 1
+        out_steps = [
+            loop,
+            self._action(base, "foreach_result", {"items": items, "loop": tpl(f"steps.{nid}__loop.output")}),
+        ]
+        for n in each:
+            if n.get("type") != "UPDATE_VARIABLE" or not isinstance(n.get("config"), Mapping):
+                continue
+            var = str(n["config"].get("variable_id"))
+            uid = str(n.get("id"))
+            cfg = {k: v for k, v in n["config"].items() if k not in ("variable_id", "type")}
+            data = {
+                "operation": str(n["config"].get("type", "update")),
+                "current": "{{ " + scope.variables.get(var, "none") + " }}",
+                "loop": tpl(f"steps.{nid}__loop.output"),
+                "update": uid,
+                "config": inner.translate(cfg),
+            }
+            fold_id = f"{nid}__{uid}"
+            out_steps.append(self._action({"id": fold_id}, "fold", data))
+            scope.variables[var] = f"steps.{fold_id}.output.new_value"
+        return out_steps
+
+    def node_llm(self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope) -> list[dict[str, Any]]:
+        config = dict(node.get("config") or {})
+        provider = str(config.get("provider", "echo"))
+        model: dict[str, Any] = {"provider": "openai" if provider == "grok" else provider}
+        if config.get("model"):
+            model["id"] = str(config["model"])
+        for src, dst in (("temperature", "temperature"), ("max_tokens", "maxTokens"), ("top_p", "topP")):
+            if src in config:
+                model[dst] = config[src]
+        for key in ("responses", "pricing"):
+            if key in config:
+                model[key] = config[key]
+        # extensions for OpenAI-compatible endpoints (docs/formats.md): base_url, api_key, max_retries
+        provider_config = {k: config[k] for k in ("base_url", "api_key", "max_retries") if k in config}
+        if provider == "grok":
+            provider_config.setdefault("base_url", GROK_BASE_URL)
+        if "timeout" in config and isinstance(config["timeout"], int | float):
+            provider_config["timeout"] = float(config["timeout"]) / 1000
+        if provider_config:
+            model["providerConfig"] = provider_config
+        mapping = as_map(node.get("prompt_mapping"))
+        texts: list[str] = []
+        system: list[str] = []
+        for m in node.get("messages") or []:
+            if not isinstance(m, Mapping):
+                continue
+            text = str(m.get("text") or m.get("image_url") or m.get("image_path") or "")
+            for k, v in mapping.items():
+                text = text.replace("{{" + str(k) + "}}", str(v))
+            (system if m.get("role") == "system" and "{{" not in text else texts).append(text)
+        agent_name = f"{self.name}-{nid}".replace("_", "-")
+        agent: dict[str, Any] = {"name": agent_name, "namespace": "openflow", "version": self.version, "model": model}
+        toolset = self.mcp_toolset(node, config)
+        if toolset:
+            agent["toolset"] = toolset
+        if system:
+            agent["personality"] = {"systemPrompt": "\n".join(system)}
+        self.agents.append(_lmap(agent, _pos(node)))
+        joined = "\n".join(texts)
+        user = scope.translate(joined)
+        call = {**base, "type": "agent", "agent": f"agent:openflow/{agent_name}@{self.version}", "input": user}
+        schema = as_map(node.get("output"))
+        shaped = self._action(
+            {"id": f"{nid}__out"}, "llm_output", {"content": tpl(f"steps.{nid}.output"), "schema": dict(schema)}
+        )
+        return [call, shaped]
+
+    def mcp_toolset(self, node: Mapping[str, Any], config: Mapping[str, Any]) -> list[Any]:
+        """The node's ``mcp_servers`` as MCP connectors (one per server, shared by name) and the
+        agent's toolset entries, narrowed by ``tools``: ``mcp_servers`` picks servers,
+        ``available_tools`` whitelists, ``filter`` blacklists, ``auto_discover: false`` exposes
+        only ``available_tools``."""
+        servers = config.get("mcp_servers", node.get("mcp_servers"))
+        tools = config.get("tools", node.get("tools"))
+        tools = as_map(tools)
+        wanted = tools.get("mcp_servers")
+        out: list[Any] = []
+        for server in servers if isinstance(servers, list) else []:
+            if not isinstance(server, Mapping) or not server.get("name"):
+                continue
+            name = str(server["name"])
+            if isinstance(wanted, list) and name not in wanted:
+                continue
+            if name not in self.mcp:
+                url = str(server.get("url", ""))
+                mcp: dict[str, Any] = {
+                    "transport": "sse" if url.rstrip("/").endswith("/sse") else "streamable-http",
+                    "endpoint": url,
+                }
+                if isinstance(server.get("timeout"), int):
+                    mcp["timeout"] = server["timeout"]
+                if isinstance(server.get("retry_attempts"), int):
+                    mcp["retry_attempts"] = server["retry_attempts"]
+                conn: dict[str, Any] = {
+                    "type": "connector",
+                    "kind": "mcp-server",
+                    "name": name,
+                    "namespace": "openflow",
+                    "version": "1.0.0",
+                    "mcp": mcp,
+                }
+                if server.get("description"):
+                    conn["description"] = str(server["description"])
+                if isinstance(server.get("auth"), Mapping):
+                    conn["auth"] = dict(server["auth"])
+                self.mcp[name] = _lmap(conn, _pos(server))
+            entry: dict[str, Any] = {"connector": f"connector:openflow/{name}@1.0.0"}
+            available = tools.get("available_tools")
+            if isinstance(available, list):
+                entry["actions"] = [str(t) for t in available]
+            elif tools.get("auto_discover") is False:
+                entry["actions"] = []
+            if isinstance(tools.get("filter"), list):
+                entry["deny"] = [str(t) for t in tools["filter"]]
+            out.append(entry if len(entry) > 1 else entry["connector"])
+        return out
+
+    def node_flow_call(
+        self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope
+    ) -> list[dict[str, Any]]:
+        mapping = as_map(node.get("input_mapping"))
+        if not mapping and isinstance(node.get("input"), Mapping):
+            mapping = node["input"]
+        return [
+            {**base, "type": "workflow", "workflow": str(node.get("flow_id")), "input": scope.translate(dict(mapping))}
+        ]
+
+
+SAFE = re.compile(r"[^A-Za-z0-9_-]")
