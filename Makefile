@@ -91,6 +91,7 @@ bench: setup
 	$(BIN)/python bench/mcp_bench.py
 	$(BIN)/python bench/service_bench.py
 	$(BIN)/python bench/compose_bench.py
+	$(BIN)/python bench/scale_bench.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -503,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     from owf_magics.mcp_cli import add_parser as add_mcp
 
     add_mcp(sub)  # owf mcp tools CONNECTOR_FILE
+    from owf_magics.batch_cli import add_parser as add_map
+
+    add_map(sub)  # owf map FILE --inputs inputs.jsonl [--scheduler ADDRESS]
 
     from owf_magics.agent_cli import add_parser as add_agent
 

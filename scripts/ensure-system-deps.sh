@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs Debian's graphviz (the `dot` command, for SVG graphs) and chromium (for the browser test)
-# when they are missing and we are allowed to. Never fails the setup: without `dot` the graph views
-# fall back to mermaid and text; without chromium the browser test skips and says why.
+# Installs Debian's graphviz (the `dot` command, for SVG graphs), chromium (for the browser test) and
+# postgresql (the server binaries the PostgreSQL store tests start in a temporary directory; the
+# package's own cluster service is not used) when they are missing and we are allowed to. Never
+# fails the setup: without `dot` the graph views fall back to mermaid and text; without chromium the
+# browser test skips and says why; without postgresql the PostgreSQL tests skip and say why.
 set -u
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

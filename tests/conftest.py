@@ -81,3 +81,37 @@ def ow():
     from owf_magics import OpenWorkflow
 
     return OpenWorkflow(state=":memory:")
+
+
+# -- a real PostgreSQL server (tests/pg_server.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the whole session (Debian's binaries, initdb in a temp dir, on
+    127.0.0.1 and a unix socket); skipped, saying why, only where the binaries are not installed."""
+    from tests.pg_server import PostgresServer, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL server (one per test)."""
+    return str(postgres_server.create_database())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request, tmp_path) -> str:
+    """Where a store test keeps its runs: a SQLite file, then a fresh PostgreSQL database (open it
+    with `tests.stores.make_store`); the store's test suite runs once on each."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    return str(request.getfixturevalue("postgres_url"))

@@ -135,10 +135,15 @@ def log_call_blocking(name: str, path: str, hold: str = "") -> dict[str, str]:
 
 @inline
 def committed_steps(path: str) -> list[str]:
-    """The step keys committed to the run store file at `path`, read on a connection of its own
-    (what survives if the process dies now)."""
+    """The step keys committed to the run store at `path` (a SQLite file or a PostgreSQL URL), read
+    on a connection of its own (what survives if the process dies now)."""
     import sqlite3
 
+    if path.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(path) as pg:
+            return sorted(r[0] for r in pg.execute("SELECT step_key FROM steps"))
     conn = sqlite3.connect(path)
     try:
         return sorted(r[0] for r in conn.execute("SELECT step_key FROM steps"))

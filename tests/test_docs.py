@@ -34,6 +34,7 @@ DOC_FILES = (
     "mcp.md",
     "security.md",
     "composition.md",
+    "scale.md",
 )
 WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT", "COMPLEXITY"}
 #: Reserved for unexpected errors: no manifest is meant to produce it (docs/errors.md#internal).

@@ -1,4 +1,4 @@
-"""Group-committed checkpoints on a real SQLite file: a step's record is committed before any step
+"""Group-committed checkpoints on a real SQLite file (and PostgreSQL database): a step's record is committed before any step
 that depends on it starts (seen from another connection, as a resumed process would see it), and
 steps that finish in the same event-loop tick share one transaction."""
 
@@ -14,8 +14,8 @@ actions:
 """
 
 
-def test_a_dependent_starts_only_after_its_predecessors_are_committed(tmp_path):
-    db = tmp_path / "runs.db"
+def test_a_dependent_starts_only_after_its_predecessors_are_committed(store_db):
+    db = store_db  # a SQLite file, then a PostgreSQL database
     ow = OpenWorkflow(state=str(db))
     ow.load(CONNECTOR)
     fan = "\n".join(f"  - {{id: p{i}, connector: probe, action: noop, needs: [a]}}" for i in range(5))

@@ -19,6 +19,7 @@ from owf_magics.errors import OWFError
 from owf_magics.runs.schema import SCHEMA_VERSION
 from owf_magics.runs.store import SQLiteRunStore, StepRecord
 from tests.conftest import ROOT
+from tests.stores import make_store, raw_rows
 
 FLOW = """
 connectors:
@@ -54,9 +55,9 @@ import json, sys
 sys.path.insert(0, {root!r})
 from owf_magics import OpenWorkflow
 from owf_magics.errors import OWFError
-from owf_magics.runs.store import SQLiteRunStore
+from tests.stores import make_store, raw_rows
 from tests.test_leases import FLOW
-ow = OpenWorkflow(state=SQLiteRunStore({db!r}, lease_seconds={lease}))
+ow = OpenWorkflow(state=make_store({db!r}, lease_seconds={lease}))
 ow.load(FLOW)
 mode = {mode!r}
 if mode == "run":
@@ -92,8 +93,8 @@ def logged(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def test_a_run_alive_in_another_process_is_not_resumed_even_with_force(tmp_path):
-    db, log, hold = tmp_path / "runs.db", tmp_path / "calls.log", tmp_path / "hold"
+def test_a_run_alive_in_another_process_is_not_resumed_even_with_force(tmp_path, store_db):
+    db, log, hold = store_db, tmp_path / "calls.log", tmp_path / "hold"
     hold.touch()  # step b blocks the child's event loop while this file exists
     child = subprocess.Popen(
         script(db, "run", lease=1.0, inputs={"log": str(log), "hold": str(hold)}),
@@ -132,8 +133,8 @@ def test_a_run_alive_in_another_process_is_not_resumed_even_with_force(tmp_path)
     ow.close()
 
 
-def test_of_two_concurrent_resumes_exactly_one_proceeds(tmp_path):
-    db, log, hold, go = tmp_path / "runs.db", tmp_path / "calls.log", tmp_path / "hold", tmp_path / "go"
+def test_of_two_concurrent_resumes_exactly_one_proceeds(tmp_path, store_db):
+    db, log, hold, go = store_db, tmp_path / "calls.log", tmp_path / "hold", tmp_path / "go"
     ow = OpenWorkflow(state=str(db))
     ow.load(FLOW)
     r = ow.workflow("approved").execute(inputs={"log": str(log), "hold": str(hold)}, run_id="approved-run")
@@ -176,8 +177,8 @@ def test_of_two_concurrent_resumes_exactly_one_proceeds(tmp_path):
 # -- the store's side ------------------------------------------------------------------------
 
 
-def test_a_running_run_holds_a_lease_until_it_ends_or_waits(tmp_path):
-    with SQLiteRunStore(tmp_path / "runs.db", lease_seconds=60) as s:
+def test_a_running_run_holds_a_lease_until_it_ends_or_waits(tmp_path, store_db):
+    with make_store(store_db, lease_seconds=60) as s:
         rec = s.create_run("r1", "w")
         assert rec.lease_owner == s.owner and s.get_run("r1").lease_alive
         _host, pid, token = s.owner.rsplit(":", 2)
@@ -192,8 +193,8 @@ def test_a_running_run_holds_a_lease_until_it_ends_or_waits(tmp_path):
         assert s.create_run("w1", "w", status="waiting_approval").lease_owner is None
 
 
-def test_the_renewal_thread_runs_only_while_a_lease_is_held(tmp_path):
-    with SQLiteRunStore(tmp_path / "runs.db", lease_seconds=0.3) as s:
+def test_the_renewal_thread_runs_only_while_a_lease_is_held(tmp_path, store_db):
+    with make_store(store_db, lease_seconds=0.3) as s:
         s.create_run("r1", "w")
         thread = s._keeper._thread
         assert thread is not None and thread.is_alive()
@@ -206,10 +207,10 @@ def test_the_renewal_thread_runs_only_while_a_lease_is_held(tmp_path):
         assert s._keeper._thread is not None and s._keeper._thread.is_alive()
 
 
-def test_claims_follow_the_lease(tmp_path):
-    path = tmp_path / "runs.db"
-    holder = SQLiteRunStore(path, lease_seconds=0.3)
-    other = SQLiteRunStore(path)
+def test_claims_follow_the_lease(tmp_path, store_db):
+    path = store_db
+    holder = make_store(path, lease_seconds=0.3)
+    other = make_store(path)
     holder.create_run("r1", "w")
     holder.close()  # no more renewals, as if the process had died
     with pytest.raises(OWFError, match="lease held until") as refused:
@@ -218,7 +219,7 @@ def test_claims_follow_the_lease(tmp_path):
     time.sleep(0.4)
     assert other.claim_run("r1").lease_owner == other.owner  # expired: no force needed
     with pytest.raises(OWFError, match="lease held until"):  # now it is the other's
-        SQLiteRunStore(path).claim_run("r1")
+        make_store(path).claim_run("r1")
     other.set_status("r1", "running")  # keeps its lease; after waiting, running has no lease:
     other.set_status("r1", "waiting_approval")
     other.set_status("r1", "running")
@@ -231,15 +232,15 @@ def test_claims_follow_the_lease(tmp_path):
     other.close()
 
 
-def test_a_lost_lease_stops_the_writes_of_its_old_holder(tmp_path):
-    path = tmp_path / "runs.db"
-    slow = SQLiteRunStore(path, lease_seconds=0.3)
+def test_a_lost_lease_stops_the_writes_of_its_old_holder(tmp_path, store_db):
+    path = store_db
+    slow = make_store(path, lease_seconds=0.3)
     slow.create_run("r1", "w")
     slow._keeper.stop()  # its renewals stall (a frozen process)
     time.sleep(0.4)
-    taker = SQLiteRunStore(path)
+    taker = make_store(path)
     taker.claim_run("r1")
-    conn = sqlite3.connect(path)
+    conn, _ = slow._keeper_connection()
     slow._keeper.renew(conn, None, {"r1"})  # the next renewal finds the lease gone
     conn.close()
     with pytest.raises(OWFError, match="lost its lease"):
@@ -251,13 +252,13 @@ def test_a_lost_lease_stops_the_writes_of_its_old_holder(tmp_path):
     taker.close()
 
 
-def test_a_frozen_holder_checks_its_lease_before_it_writes(tmp_path):
-    path = tmp_path / "runs.db"
-    frozen = SQLiteRunStore(path, lease_seconds=0.3)
+def test_a_frozen_holder_checks_its_lease_before_it_writes(tmp_path, store_db):
+    path = store_db
+    frozen = make_store(path, lease_seconds=0.3)
     frozen.create_run("r1", "w")
     frozen._keeper.stop()  # frozen: no renewal ran, and none noticed the loss
     time.sleep(0.4)
-    taker = SQLiteRunStore(path)
+    taker = make_store(path)
     taker.claim_run("r1")
     with pytest.raises(OWFError, match="lost its lease"):  # its own renewal is late: it checks first
         frozen.checkpoint("r1", StepRecord("a", "a", "success", 1))
@@ -295,22 +296,22 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
     raw.close()
 
 
-def test_one_manifest_source_per_content_hash(tmp_path):
-    with SQLiteRunStore(tmp_path / "runs.db") as s:
+def test_one_manifest_source_per_content_hash(tmp_path, store_db):
+    with make_store(store_db) as s:
         for i in range(3):
             s.create_run(f"r{i}", "w", manifest_source="name: w\nsteps: []\n")
         s.create_run("other", "w", manifest_source="name: v\n")
         assert s.get_run("r2").manifest_source == "name: w\nsteps: []\n"
-        assert s._conn.execute("SELECT COUNT(*) FROM manifests").fetchone()[0] == 2
+        assert raw_rows(s, "SELECT COUNT(*) FROM manifests")[0][0] == 2
         for rid in ("r0", "r1", "r2", "other"):
             s.finish_run(rid, "completed", finished_at=None)
         assert s.prune(-1) == 4
-        assert s._conn.execute("SELECT COUNT(*) FROM manifests").fetchone()[0] == 0
+        assert raw_rows(s, "SELECT COUNT(*) FROM manifests")[0][0] == 0
 
 
-def test_a_group_commit_writes_its_steps_and_events_together_and_numbers_without_gaps(tmp_path):
-    path = tmp_path / "runs.db"
-    a, b = SQLiteRunStore(path), SQLiteRunStore(path)
+def test_a_group_commit_writes_its_steps_and_events_together_and_numbers_without_gaps(tmp_path, store_db):
+    path = store_db
+    a, b = make_store(path), make_store(path)
     a.create_run("r", "w")
     output = {"rows": [1, 2, 3], "text": "ok"}
     completed = {"type": "step.execution.completed", "result": {"status": "success", "output": output}}
@@ -331,8 +332,8 @@ def test_a_group_commit_writes_its_steps_and_events_together_and_numbers_without
 _CLAIMER = """
 import sys, time
 from owf_magics.errors import OWFError
-from owf_magics.runs.store import SQLiteRunStore
-s = SQLiteRunStore(sys.argv[1], lease_seconds=60)
+from tests.stores import make_store, raw_rows
+s = make_store(sys.argv[1], lease_seconds=60)
 while time.time() < float(sys.argv[2]):  # every process claims at the same moment
     time.sleep(0.001)
 try:
@@ -343,9 +344,9 @@ except OWFError as exc:
 """
 
 
-def test_exactly_one_of_several_processes_claims_a_run(tmp_path):
-    path = tmp_path / "runs.db"
-    with SQLiteRunStore(path) as s:
+def test_exactly_one_of_several_processes_claims_a_run(tmp_path, store_db):
+    path = store_db
+    with make_store(path) as s:
         s.create_run("r", "w", status="waiting_approval")
     start = str(time.time() + 2.0)
     procs = [
@@ -360,6 +361,6 @@ def test_exactly_one_of_several_processes_claims_a_run(tmp_path):
         assert p.returncode == 0, err.decode()
         outcomes.append(out.decode().strip())
     assert sorted(o.split()[0] for o in outcomes) == ["lost", "lost", "lost", "won"]
-    with SQLiteRunStore(path) as s:
+    with make_store(path) as s:
         owner = s.get_run("r").lease_owner
     assert all(o == f"lost {owner}" for o in outcomes if o != "won")  # each loser was told who won

@@ -7,17 +7,18 @@ from pathlib import Path
 
 from owf_magics.runs.schema import SCHEMA_VERSION
 from owf_magics.runs.store import SQLiteRunStore
+from tests.stores import make_store
 
 
-def test_messages_per_session_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
-    with SQLiteRunStore(path) as store:
+def test_messages_per_session_survive_reopening(store_db: str) -> None:
+    path = store_db  # a SQLite file, then a PostgreSQL database
+    with make_store(path) as store:
         store.append_messages(
             "s1", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], agent="a"
         )
         store.append_messages("s2", [{"role": "user", "content": "other"}], agent="a")
         store.append_messages("s1", [{"role": "user", "content": "again"}], agent="b")
-    with SQLiteRunStore(path) as store:
+    with make_store(path) as store:
         assert [m["content"] for m in store.get_messages("s1")] == ["hi", "yo", "again"]
         assert [m["content"] for m in store.get_messages("s1", agent="a")] == ["hi", "yo"]
         assert store.get_messages("s2") == [{"role": "user", "content": "other"}]

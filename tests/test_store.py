@@ -25,18 +25,19 @@ from owf_magics.runs.store import (
     scrub,
     step_key,
 )
+from tests.stores import make_store
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SQLiteRunStore(tmp_path / "runs.db")
+def store(tmp_path, store_db):
+    s = make_store(store_db)
     yield s
     s.close()
 
 
-def test_a_run_round_trips_through_a_file(tmp_path):
-    path = tmp_path / "runs.db"
-    with SQLiteRunStore(path) as s:
+def test_a_run_round_trips_through_a_file(tmp_path, store_db):
+    path = store_db
+    with make_store(path) as s:
         rec = s.create_run(
             "r1",
             "digest",
@@ -47,7 +48,7 @@ def test_a_run_round_trips_through_a_file(tmp_path):
             metadata={"user": "me"},
         )
         assert rec.status == "running" and rec.finished_at is None and rec.duration_ms is None
-    with SQLiteRunStore(path) as s:  # a new connection, as a new process would open it
+    with make_store(path) as s:  # a new connection, as a new process would open it
         rec = s.get_run("r1")
         assert rec is not None
         assert (rec.workflow, rec.workflow_version, rec.inputs) == ("digest", "1.2.0", {"topic": "x"})
@@ -301,9 +302,10 @@ def test_many_threads_share_one_store(store):
 _WRITER = textwrap.dedent(
     """
     import sys
-    from owf_magics.runs.store import SQLiteRunStore, StepRecord
+    from owf_magics.runs.store import StepRecord
+    from tests.stores import make_store
     path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    s = SQLiteRunStore(path)
+    s = make_store(path)
     try:
         s.create_run("shared", "w")
     except Exception:
@@ -316,8 +318,8 @@ _WRITER = textwrap.dedent(
 )
 
 
-def test_two_processes_write_one_file(tmp_path):
-    path = tmp_path / "runs.db"
+def test_two_processes_write_one_file(tmp_path, store_db):
+    path = store_db
     procs = [
         subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag, "150"], stderr=subprocess.PIPE)
         for tag in ("p1", "p2")
@@ -325,7 +327,7 @@ def test_two_processes_write_one_file(tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()
-    with SQLiteRunStore(path) as s:
+    with make_store(path) as s:
         events = s.get_events("shared")
         assert [e.seq for e in events] == list(range(1, 301))  # no event lost, no gap, no duplicate
         for tag in ("p1", "p2"):
@@ -338,8 +340,9 @@ def test_two_processes_write_one_file(tmp_path):
 _KILLED = textwrap.dedent(
     """
     import os, sys
-    from owf_magics.runs.store import SQLiteRunStore, StepRecord
-    s = SQLiteRunStore(sys.argv[1])
+    from owf_magics.runs.store import StepRecord
+    from tests.stores import make_store
+    s = make_store(sys.argv[1])
     s.create_run("r", "w")
     s.checkpoint("r", StepRecord("a", "a", "success", output="done"), [{"type": "step.execution.completed"}])
     s.checkpoint("r", StepRecord("b", "b", "running"))
@@ -348,11 +351,11 @@ _KILLED = textwrap.dedent(
 )
 
 
-def test_checkpoints_survive_a_killed_process(tmp_path):
-    path = tmp_path / "runs.db"
+def test_checkpoints_survive_a_killed_process(tmp_path, store_db):
+    path = store_db
     proc = subprocess.run([sys.executable, "-c", _KILLED, str(path)], check=False, capture_output=True, timeout=120)
     assert proc.returncode == 9, proc.stderr.decode()
-    with SQLiteRunStore(path) as s:
+    with make_store(path) as s:
         rec = s.get_run("r")
         assert rec is not None and rec.status == "running"
         steps = s.get_steps("r")
@@ -383,9 +386,9 @@ def test_memory_store_is_usable_from_threads():
     s.close()
 
 
-def test_many_checkpoints_are_all_kept(tmp_path):
+def test_many_checkpoints_are_all_kept(tmp_path, store_db):
     """(Their cost is measured by `make bench`, bench/durable_bench.py, not here.)"""
-    with SQLiteRunStore(tmp_path / "runs.db") as s:
+    with make_store(store_db) as s:
         s.create_run("r", "w")
         n = 300
         for i in range(n):
@@ -414,17 +417,17 @@ def test_input_differences_for_replay():
 _CLAIMER = textwrap.dedent(
     """
     import sys
-    from owf_magics.runs.store import SQLiteRunStore
-    s = SQLiteRunStore(sys.argv[1])
+    from tests.stores import make_store
+    s = make_store(sys.argv[1])
     won = s.set_status("r", "running", expected="waiting_approval")
     print("won" if won else "lost")
     """
 )
 
 
-def test_only_one_process_wins_the_claim_of_a_waiting_run(tmp_path):
-    path = tmp_path / "runs.db"
-    with SQLiteRunStore(path) as s:
+def test_only_one_process_wins_the_claim_of_a_waiting_run(tmp_path, store_db):
+    path = store_db
+    with make_store(path) as s:
         s.create_run("r", "w", status="waiting_approval")
     procs = [
         subprocess.Popen([sys.executable, "-c", _CLAIMER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import sqlite3
 
 from owf_magics.runs.store import SCHEMA_VERSION, SQLiteRunStore
+from tests.stores import make_store
 
 
-def test_labels_can_be_written_before_the_run_and_are_seen_by_another_connection(tmp_path):
-    path = tmp_path / "runs.db"
-    with SQLiteRunStore(path) as a, SQLiteRunStore(path) as b:
+def test_labels_can_be_written_before_the_run_and_are_seen_by_another_connection(tmp_path, store_db):
+    path = store_db
+    with make_store(path) as a, make_store(path) as b:
         a.set_labels("r1", {"tenant": "acme", "note": "x"})
         assert a.get_run("r1") is None  # the run itself comes later
         a.create_run("r1", "wf")
@@ -39,8 +40,8 @@ def test_a_version_2_store_gets_the_labels_table(tmp_path):
         assert s.get_labels("r1") == {"tenant": "acme"}
 
 
-def test_pruning_a_run_removes_its_labels(tmp_path):
-    with SQLiteRunStore(tmp_path / "runs.db") as s:
+def test_pruning_a_run_removes_its_labels(tmp_path, store_db):
+    with make_store(store_db) as s:
         s.create_run("old", "wf")
         s.set_labels("old", {"tenant": "acme"})
         s.finish_run("old", "completed")

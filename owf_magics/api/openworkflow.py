@@ -541,6 +541,51 @@ class OpenWorkflow:
 
     # -- the run queue ---------------------------------------------------------------------------
 
+    def map(
+        self,
+        workflow: Workflow | str,
+        inputs: Iterable[Mapping[str, Any]],
+        *,
+        client: Any = None,
+        cluster: str | None = None,
+        concurrency: int | None = None,
+        chunk_size: int | None = None,
+        prefer_backend: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+        progress: Any = None,
+    ) -> Any:
+        """Run a workflow once per input mapping; returns a `BatchResult` (results in input order,
+        ``.frame``, ``.trace``, ``.usage``, ``retry_failed()``). A failed input never fails the batch.
+
+        Args:
+            workflow: A loaded `Workflow` or its name.
+            inputs: One mapping of inputs per run.
+            client: A ``distributed.Client`` (or a scheduler address) to run on that cluster.
+            cluster: ``"local"``: a ``LocalCluster`` (2 worker processes) started and closed for
+                this call. Neither: in this process.
+            concurrency: Runs at once in this process, or per task on a worker (default 32).
+            chunk_size: Inputs per cluster task (default: about four tasks per worker, at most
+                `concurrency`).
+            prefer_backend: The backend for steps that name none.
+            secrets: Values templates read as ``secrets.NAME`` (shipped with each task to workers).
+            progress: None: a tqdm bar in a terminal or a widget in a notebook; True/False to force;
+                or a callable given ``(done, total)`` after each run (in-process) or task (Dask).
+        """
+        from owf_magics.api.batch import run_batch
+
+        return run_batch(
+            self,
+            workflow,
+            list(inputs),
+            client=client,
+            cluster=cluster,
+            concurrency=concurrency,
+            chunk_size=chunk_size,
+            prefer_backend=prefer_backend,
+            secrets=secrets,
+            progress=progress,
+        )
+
     def submit(
         self,
         workflow: Workflow | str,

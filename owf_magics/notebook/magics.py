@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from owf_magics.manifest.catalog import Loaded
     from owf_magics.runtime.results import RunResult
 
-SUBCOMMANDS = ("list", "show", "run", "resume", "validate", "backends", "tools", "trace", "usage", "help")
+SUBCOMMANDS = ("list", "show", "run", "map", "resume", "validate", "backends", "tools", "trace", "usage", "help")
 
 USAGE = """\
 %%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--secrets VAR]
@@ -46,6 +46,8 @@ USAGE = """\
 %workflow list                     loaded agents, connectors and workflows
 %workflow show [NAME] [--show ...] graph and resolution table of a loaded workflow (default: the last one)
 %workflow run [NAME] [--input K=V] [--inputs VAR] [--secrets VAR] [-o VAR] [--prefer-backend B] [--quiet]
+%workflow map NAME --inputs VAR [--client ADDRESS|VAR] [-o VAR] [--secrets VAR]
+                                   run NAME once per inputs dict in VAR (a list or DataFrame), here or on Dask
 %workflow resume [RUN_ID] [--approve ID] [--reject ID] [--event JSON]
                                    continue a waiting run (default: the last one) with these answers
 %workflow validate [NAME]          check a workflow (all of them without NAME) against what is loaded
@@ -108,6 +110,7 @@ class WorkflowMagics(Magics):
     @argument("--approve", action="append", metavar="ID", help="resume: approve this pending request")
     @argument("--reject", action="append", metavar="ID", help="resume: reject this pending request")
     @argument("--event", metavar="JSON", help="resume: the payload of the event the run waits for")
+    @argument("--client", metavar="ADDRESS", help="map: a Dask scheduler address, or a Client variable")
     @line_cell_magic
     def workflow(self, line: str, cell: str | None = None) -> Any:
         """Define, inspect and run OpenWorkflow manifests.
@@ -247,6 +250,10 @@ class WorkflowMagics(Magics):
             return self._validate(rest)
         if sub == "resume":
             return self._resume(args, rest)
+        if sub == "map":
+            from owf_magics.notebook.batch_magic import map_line
+
+            return map_line(self.ow, self._ns(), args, rest, self._secrets(args))
         if len(rest) > 1:
             raise UsageError(f"%workflow {sub} takes one workflow NAME (quote names with spaces)")
         wf = self._workflow(rest[0]) if rest else self._default_workflow(sub)

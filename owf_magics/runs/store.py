@@ -11,6 +11,7 @@ store can implement the same protocol with the same SQL. `open_store(state)` pic
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sqlite3
@@ -204,6 +205,10 @@ class SQLiteRunStore(RunLabels, RunSessions):
         self._keeper.drop(run_id)  # first, so a renewal never mistakes the release for a loss
         conn.execute(RELEASE_SQL, (run_id, self.owner))
 
+    def _clock(self, conn: sqlite3.Connection) -> float:
+        """The time leases are compared with (a PostgreSQL store asks the database)."""
+        return time.time()
+
     @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
@@ -375,8 +380,8 @@ class SQLiteRunStore(RunLabels, RunSessions):
                 (the message names the process and the time it holds it until), a leaseless
                 ``running`` run without `force`, or a run another process claimed first.
         """
-        now = time.time()
         with self._tx() as conn:
+            now = self._clock(conn)
             won = conn.execute(CLAIM_SQL, (self.owner, now + self.lease_seconds, run_id, now, force)).rowcount
             row = None if won else conn.execute(_RUN_SELECT + " WHERE r.run_id = ?", (run_id,)).fetchone()
         if won:
@@ -737,10 +742,16 @@ def open_store(state: str | os.PathLike[str] | RunStore | None = None) -> RunSto
     Args:
         state: None → ``.owf/runs.db`` under the current directory (created if needed);
             ``":memory:"`` → an in-memory store (nothing on disk); a path → that SQLite file;
+            ``postgresql://...`` → a `PostgresRunStore` (`owf_magics.runs.postgres`);
             a `RunStore` → itself.
     """
     if state is None:
         return SQLiteRunStore(Path.cwd() / DEFAULT_STATE_PATH)
+    if isinstance(state, str) and state.startswith(("postgresql://", "postgres://")):
+        # by name: owf_magics.runs.postgres extends this module (and imports psycopg when used)
+        postgres = importlib.import_module("owf_magics.runs.postgres")
+        store: RunStore = postgres.PostgresRunStore(state)
+        return store
     if isinstance(state, str | os.PathLike):
         return SQLiteRunStore(state)
     if isinstance(state, RunStore):
