@@ -336,6 +336,32 @@ class RateLimiter:
             self._release(state)
         return self.clock.now() - start
 
+    def try_acquire(self, key: str, *, requests: int = 1, tokens: int = 0, messages: int = 0) -> bool:
+        """Take these amounts from `key` now if every bucket has room, else take nothing: False.
+
+        For callers that fail instead of waiting (AgentFlow's ``on_limit: fail``). A key with
+        waiters already in line has no room for someone who does not wait.
+        """
+        from pyrate_limiter import RateItem
+
+        with self._lock:
+            state = self._keys.get(key)
+            if state is None:
+                return True
+            if state.busy:
+                return False
+            amounts = {"requests": requests, "tokens": tokens, "messages": messages}
+            stamp = int(self.clock.now() * 1000)
+            chosen = [
+                (bucket, RateItem("owf", stamp, weight=amounts[dim]))
+                for dim, buckets in state.buckets.items()
+                if amounts[dim] > 0
+                for bucket in buckets
+            ]
+            if any(bucket.waiting(item) for bucket, item in chosen):
+                return False
+            return all(bucket.put(item) for bucket, item in chosen)
+
     async def acquire_all(
         self, keys: Iterable[str], *, requests: int = 1, tokens: int = 0, messages: int = 0, subqueue: str = ""
     ) -> float:

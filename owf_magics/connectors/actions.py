@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from owf_magics.connectors import command, function, http, mcp
+from owf_magics.connectors import command, function, http, image, mcp, queue, router, sql
 from owf_magics.connectors.base import HandlerKind
 from owf_magics.errors import OWFError, UnavailableError
 from owf_magics.manifest.models import (
@@ -29,6 +29,10 @@ HANDLER_KINDS: dict[str, HandlerKind] = {
     "http": http.handle,
     "command": command.handle,
     "mcp": mcp.handle,
+    "sql": sql.handle,
+    "image": image.handle,
+    "queue": queue.handle,
+    "router": router.handle,
 }
 
 

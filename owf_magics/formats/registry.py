@@ -14,6 +14,7 @@ from owf_magics.manifest.loader import SourceDocument
 BUILTIN_FORMATS: tuple[str, ...] = (
     "owf_magics.formats.openflow:OPENFLOW",
     "owf_magics.formats.runner:RUNNER",
+    "owf_magics.formats.agentflow:AGENTFLOW",
 )
 
 

@@ -317,8 +317,12 @@ class KafkaHandler(Strict):
     key: str | None = None
 
 
+#: The fields of `Handler` that name a handler kind, in the order `Handler.kind` looks at them.
+HANDLER_FIELDS: tuple[str, ...] = ("function", "http", "command", "kafka", "mcp", "sql", "image", "queue", "router")
+
+
 class Handler(Strict):
-    """How an action runs: exactly one of ``function``, ``http``, ``command``, ``kafka``, ``mcp``."""
+    """How an action runs: exactly one of the `HANDLER_FIELDS` (``function``, ``http``, ...)."""
 
     function: str | None = None
     http: HttpHandler | None = None
@@ -329,10 +333,18 @@ class Handler(Strict):
     security: JsonDict | None = None
     kafka: KafkaHandler | None = None
     mcp: str | JsonDict | None = None
+    #: SQL against SQLite or PostgreSQL (``connectors/sql.py``): query, params, database
+    sql: JsonDict | None = None
+    #: an image source (``connectors/image.py``), offline unless configured
+    image: JsonDict | None = None
+    #: a named queue with bandwidth limits (``connectors/queue.py``)
+    queue: JsonDict | None = None
+    #: an intent from a text by prefix, keyword, pattern or rule (``connectors/router.py``)
+    router: JsonDict | None = None
 
     @property
     def kind(self) -> str | None:
-        for k in ("function", "http", "command", "kafka", "mcp"):
+        for k in HANDLER_FIELDS:
             if getattr(self, k):
                 return k
         return None

@@ -17,7 +17,7 @@ from owf_magics.manifest.urls import input_in_authority
 from owf_magics.plan.diagnostics import Reporter
 
 #: Every handler kind a manifest can name (``mcp`` also covers a connector's ``mcp:`` server block).
-HANDLER_KIND_NAMES: tuple[str, ...] = ("function", "http", "command", "kafka", "mcp")
+HANDLER_KIND_NAMES: tuple[str, ...] = ("function", "http", "command", "kafka", "mcp", "sql", "image", "queue", "router")
 
 _WHY = {
     "function": "it imports and calls Python code with this process's rights",
@@ -25,6 +25,10 @@ _WHY = {
     "mcp": "it talks to an MCP server, and a stdio server is a program this process starts",
     "http": "it sends requests from this process",
     "kafka": "it talks to a Kafka broker from this process",
+    "sql": "it runs SQL against a database file or server from this process",
+    "image": "it calls an image generation source from this process",
+    "queue": "it waits on a named queue's bandwidth limits",
+    "router": "it classifies text by rules (no I/O)",
 }
 
 

@@ -19,6 +19,7 @@ from owf_magics.manifest.catalog import Catalog, Loaded
 from owf_magics.manifest.loader import LMap, LSeq, position_of
 from owf_magics.manifest.mcp_spec import auth_problems
 from owf_magics.manifest.models import (
+    HANDLER_FIELDS,
     MODEL_FOR_KIND,
     Agent,
     Connector,
@@ -364,11 +365,11 @@ class Validator:
             self._check_schema(action.output, path + ("output",), report)
             h = action.handler
             if h is not None:
-                kinds = [k for k in ("function", "http", "command", "kafka", "mcp") if getattr(h, k)]
+                kinds = [k for k in HANDLER_FIELDS if getattr(h, k)]
                 if len(kinds) != 1:
                     report(
                         "INVALID_VALUE" if kinds else "MISSING_REQUIRED_FIELD",
-                        "a handler needs exactly one of function, http, command, kafka or mcp "
+                        f"a handler needs exactly one of {', '.join(HANDLER_FIELDS)} "
                         f"(found {', '.join(kinds) or 'none'})",
                         path + ("handler",),
                         hint="keep one handler kind per action",

@@ -201,6 +201,30 @@ class RunResult:
         return round(sum(float(r.get("cost_usd") or 0.0) for r in self.usage_rows), 8)
 
     @property
+    def metrics(self) -> dict[str, Any]:
+        """``{execution_time_ms, tokens_used, cost_usd, nodes_executed}``: the run's time, usage and
+        the ids of the steps that completed, in the order they finished (AgentFlow's metrics)."""
+        return {
+            "execution_time_ms": self.duration_ms,
+            "tokens_used": self.total_tokens,
+            "cost_usd": self.cost_usd,
+            "nodes_executed": [sid for sid, s in self.steps.items() if s.status == "success"],
+        }
+
+    @property
+    def error_body(self) -> dict[str, Any] | None:
+        """The unified error format ``{status: "error", message, details}`` of a failed run, else None;
+        ``details`` holds the code, the failed step and the error's own details."""
+        if self.error is None:
+            return None
+        failed = next((sid for sid, s in self.steps.items() if s.status == "failed"), None)
+        return {
+            "status": "error",
+            "message": self.error.message,
+            "details": {"code": self.error.code, "step": failed, **self.error.details},
+        }
+
+    @property
     def summary(self) -> RunSummary:
         """The run summary: called, a few lines of text (status, steps by status, tokens and cost);
         as a mapping, the summary a workflow-runner request reports (``workflow_name``,

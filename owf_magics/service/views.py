@@ -21,10 +21,12 @@ def pending_view(request: Any) -> dict[str, Any]:
 
 
 def nodes_executed(trace_rows: list[dict[str, Any]]) -> list[str]:
-    """Step ids in the order they first ran (each once, however often it ran)."""
+    """Step ids in the order they first ran (each once, however often it ran); a skipped step (a
+    branch not taken, e.g. an AgentFlow router's other targets) did not run."""
     seen: dict[str, None] = {}
     for row in trace_rows:
-        seen.setdefault(str(row.get("step_id")), None)
+        if row.get("status") != "skipped":
+            seen.setdefault(str(row.get("step_id")), None)
     return list(seen)
 
 
