@@ -92,6 +92,7 @@ bench: setup
 	$(BIN)/python bench/service_bench.py
 	$(BIN)/python bench/compose_bench.py
 	$(BIN)/python bench/scale_bench.py
+	$(BIN)/python bench/agentflow_bench.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
