@@ -21,6 +21,8 @@ from owf_magics.manifest.mcp_spec import auth_problems
 from owf_magics.manifest.models import (
     HANDLER_FIELDS,
     MODEL_FOR_KIND,
+    PATTERN_STEPS,
+    PATTERN_TYPES,
     Agent,
     Connector,
     Execution,
@@ -41,6 +43,7 @@ from owf_magics.manifest.refs import Ref, RefError, check_range, installed_versi
 from owf_magics.manifest.schemas import schema_problem
 from owf_magics.plan.diagnostics import Path, Reporter, describe, pydantic_diagnostics
 from owf_magics.plan.graph import BLOCK_FIELDS, Graph, build_graph
+from owf_magics.plan.patterns import ROUND_FIELDS, check_pattern
 from owf_magics.plan.steps import StepScope, step_adapter, walk_steps, walk_steps_at
 from owf_magics.plan.template_checks import (
     NO_SECRETS_IN_OUTPUTS,
@@ -531,6 +534,8 @@ class Validator:
                 agent_runtime = found.model.execution.runtime
         elif isinstance(step, WorkflowStep):
             self._resolve_subworkflow(item, step, path, report)
+        elif isinstance(step, PATTERN_STEPS):
+            check_pattern(self._resolve_agent, step, path, report)
         elif isinstance(step, HandoffStep):
             if step.agent is None and not step.selectAgent:
                 report("MISSING_REQUIRED_FIELD", "a handoff step needs 'agent' or 'selectAgent'", path, step_id=sid)
@@ -635,6 +640,7 @@ class Validator:
         for spath, text in builder.template_strings(info):
             field = spath[rel] if len(spath) > rel else None
             loop_scope = in_loop or (step.forEach is not None and field not in ("forEach", "condition"))
+            loop_scope = loop_scope or (field in ROUND_FIELDS and step.type in PATTERN_TYPES)  # type: ignore[attr-defined]
             if isinstance(step, ForEachStep) and field == "items":
                 loop_scope = in_loop
             where = secret_place(step.type, step.type == "action", field)  # type: ignore[attr-defined]
