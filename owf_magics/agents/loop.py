@@ -11,6 +11,8 @@ from typing import Any
 from owf_magics.agents import events
 from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.providers import Usage, make_model
+from owf_magics.agents.workflow_tools import call as call_workflow
+from owf_magics.agents.workflow_tools import is_workflow_entry, workflow_tools
 from owf_magics.connectors.actions import run_action
 from owf_magics.errors import OWFError
 from owf_magics.manifest.models import (
@@ -44,6 +46,8 @@ def agent_tools(ow: Host, agent: Agent) -> dict[str, Tool]:
     """Toolset connectors as tools named ``<toolPrefix or connector name>_<action>``."""
     tools: dict[str, Tool] = {}
     for entry in agent.toolset:
+        if is_workflow_entry(entry):  # a workflow as a tool: the native loop's (`workflow_tools`)
+            continue
         ref_text = entry if isinstance(entry, str) else entry.connector
         loaded = ow.catalog.connector(parse_ref(ref_text, expected_kind="connector", allow_action=True))
         if loaded is None:
@@ -127,7 +131,9 @@ async def run_agent(
         messages.extend(history[-keep:] if keep else [])
     messages.extend(session_history())  # a session's earlier exchanges (`Agent.execute(session=...)`)
     messages.append({"role": "user", "content": content, "raw": data})
+    flows = workflow_tools(run.host, agent) if any(is_workflow_entry(e) for e in agent.toolset) else {}
     specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
+    specs += [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in flows.values()]
     calls_made = 0
     for turn in range(max_iter):
         if budgets or limit_keys:
@@ -183,8 +189,14 @@ async def run_agent(
                 )
             tool = tools.get(call["name"])
             events.emit(events.TOOL_CALLED, agent=agent.name, tool=call["name"], arguments=call.get("args") or {})
-            if tool is None:
-                result: Any = {"error": f"unknown tool '{call['name']}'", "tools": sorted(tools)}
+            flow = flows.get(call["name"]) if flows else None
+            if tool is None and flow is not None:
+                try:
+                    result: Any = await call_workflow(flow, call.get("args") or {})
+                except OWFError as exc:
+                    result = {"error": exc.message, "code": exc.code}
+            elif tool is None:
+                result = {"error": f"unknown tool '{call['name']}'", "tools": sorted([*tools, *flows])}
             elif call["name"] in confirm and not _confirmed(run, agent, call):
                 result = {"error": "the user rejected this tool call", "tool": call["name"]}
             else:

@@ -14,6 +14,7 @@ from owf_magics.connectors.actions import run_action, validate_action_input
 from owf_magics.connectors.function import call_inline, direct_mode
 from owf_magics.engine.frame import Frame, render_input, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
+from owf_magics.engine.workflow_tools import tools_bound
 from owf_magics.errors import BackendError, OWFError
 from owf_magics.manifest.catalog import Loaded
 from owf_magics.manifest.models import (
@@ -245,7 +246,8 @@ async def agent_step(
         return await invoke_backend(run, frame, step, manifest, data, hooks, acc), None
     if is_runner_agent(agent.model):  # a workflow-runner request (formats/runner)
         return await run_request(run, agent.model, data, step, acc, frame.order.get(step.id, 0)), None
-    return await run_agent(run, agent.model, data, step.id, acc, step), None
+    with tools_bound(run, frame, step.id):
+        return await run_agent(run, agent.model, data, step.id, acc, step), None
 
 
 async def handoff_step(

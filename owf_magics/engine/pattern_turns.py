@@ -23,6 +23,7 @@ from owf_magics.engine.agent_events import sink
 from owf_magics.engine.checkpoints import checkpoint, durable
 from owf_magics.engine.frame import Frame, execution_key
 from owf_magics.engine.trace import trace_step
+from owf_magics.engine.workflow_tools import tools_bound
 from owf_magics.manifest.models import Agent, StepBase
 from owf_magics.manifest.refs import parse_ref
 from owf_magics.runtime.context import CURRENT_KEY, RunContext, StepFailed, now
@@ -130,7 +131,7 @@ async def turn(
     deliver = sink(run, sub, step, 1)
     token = CURRENT_KEY.set(key)
     try:
-        with events.bind(deliver):
+        with events.bind(deliver), tools_bound(run, frame, step.id):
             if role == "speaker" if event is None else event:  # one pattern.round event per speaker turn
                 deliver(
                     ROUND_EVENT,

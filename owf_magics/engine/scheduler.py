@@ -42,6 +42,7 @@ from owf_magics.plan.graph import BlockKey
 from owf_magics.runtime.backend import ExecutionContext
 from owf_magics.runtime.context import (
     CURRENT_KEY,
+    NESTED_WAIT,
     WAIT_FLAGS,
     RunContext,
     StepFailed,
@@ -295,14 +296,15 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
         except StepFailed as exc:
             res, extra = StepResult(step.id, "failed", None, exc.error, attempt, entry.backend), None
         except Waiting as wait:
-            request = open_request(run, key, wait)
+            request = open_request(run, key, wait) if wait.kind != NESTED_WAIT else None
+            if request is None:  # its request is open already, inside: the holder waits too
+                flag_wait()
             res = StepResult(step.id, "waiting", None, None, attempt, entry.backend)
             trace_step(
                 run, frame, step, res, attempt=attempt, started=started, duration=(time.perf_counter() - t0) * 1000
             )
-            step_event(
-                run, frame, step, "step.waiting", attempt, started, request={"id": request.id, "kind": request.kind}
-            )
+            asked = {"id": request.id, "kind": request.kind} if request else {"kind": NESTED_WAIT}
+            step_event(run, frame, step, "step.waiting", attempt, started, request=asked)
             return res, None
         except asyncio.CancelledError:
             res = StepResult(step.id, "canceled", None, StepError("CANCELED", "canceled"), attempt, entry.backend)

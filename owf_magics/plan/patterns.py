@@ -10,6 +10,14 @@ from typing import Any
 from owf_magics.manifest.models import ConcurrentStep, GroupChatStep, MagenticStep, StepBase
 from owf_magics.plan.diagnostics import Path, Reporter
 
+__all__ = ["ROUND_FIELDS", "check_pattern", "is_workflow_entry"]
+
+
+def is_workflow_entry(entry: Any) -> bool:
+    """A ``workflow:NAME`` toolset entry (a workflow as an agent's tool)."""
+    return isinstance(entry, str) and entry.strip().startswith("workflow:")
+
+
 #: The fields whose templates see a round: ``item`` (the last message, or the answers by agent
 #: in an aggregator) and ``index`` (the round, from 0).
 ROUND_FIELDS = frozenset({"termination", "aggregator"})

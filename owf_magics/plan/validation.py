@@ -43,7 +43,7 @@ from owf_magics.manifest.refs import Ref, RefError, check_range, installed_versi
 from owf_magics.manifest.schemas import schema_problem
 from owf_magics.plan.diagnostics import Path, Reporter, describe, pydantic_diagnostics
 from owf_magics.plan.graph import BLOCK_FIELDS, Graph, build_graph
-from owf_magics.plan.patterns import ROUND_FIELDS, check_pattern
+from owf_magics.plan.patterns import ROUND_FIELDS, check_pattern, is_workflow_entry
 from owf_magics.plan.steps import StepScope, step_adapter, walk_steps, walk_steps_at
 from owf_magics.plan.template_checks import (
     NO_SECRETS_IN_OUTPUTS,
@@ -322,6 +322,11 @@ class Validator:
             )
         for i, entry in enumerate(agent.toolset):
             text = entry if isinstance(entry, str) else entry.connector
+            if is_workflow_entry(entry):  # a workflow as a tool (docs/patterns.md)
+                ref = self._parse(text, "workflow", ("toolset", i), report)
+                if ref is not None and self.catalog.workflow(ref) is None:
+                    self._unknown("workflow", ref, text, ("toolset", i), report)
+                continue
             self._resolve_connector(
                 text, ("toolset", i) if isinstance(entry, str) else ("toolset", i, "connector"), report
             )
