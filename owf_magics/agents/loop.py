@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from owf_magics.agents import events
+from owf_magics.agents import events, transfers
 from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.providers import Usage, make_model
 from owf_magics.agents.workflow_tools import call as call_workflow
@@ -134,6 +134,8 @@ async def run_agent(
     flows = workflow_tools(run.host, agent) if any(is_workflow_entry(e) for e in agent.toolset) else {}
     specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
     specs += [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in flows.values()]
+    handoffs = transfers.offered()  # a handoff step allowing transfers (agents/transfers.py)
+    specs += transfers.specs(handoffs)
     calls_made = 0
     for turn in range(max_iter):
         if budgets or limit_keys:
@@ -189,6 +191,8 @@ async def run_agent(
                 )
             tool = tools.get(call["name"])
             events.emit(events.TOOL_CALLED, agent=agent.name, tool=call["name"], arguments=call.get("args") or {})
+            if call["name"] in handoffs:
+                raise transfers.Transferred(handoffs[call["name"]], call.get("args") or {})
             flow = flows.get(call["name"]) if flows else None
             if tool is None and flow is not None:
                 try:

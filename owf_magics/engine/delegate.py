@@ -6,7 +6,7 @@ import functools
 from collections import ChainMap
 from typing import Any
 
-from owf_magics.agents import events
+from owf_magics.agents import events, transfers
 from owf_magics.agents.loop import Accounting, run_agent, turn_hooks
 from owf_magics.agents.multi import is_runner_agent, run_request
 from owf_magics.agents.providers import Usage
@@ -92,6 +92,8 @@ async def handoff(run: RunContext, frame: Frame, step: HandoffStep, scope: dict[
         manifest = loaded.model.model_dump(mode="json", by_alias=True)
         hooks = {"turn_hooks": turn_hooks(run, loaded.model, step)}
         response = await invoke_backend(run, frame, step, manifest, payload, hooks, acc)
+    elif step.maxTransfers:  # agents may pass the conversation on, up to maxTransfers times
+        loaded, response = await transferring(run, step, loaded, payload, acc)
     else:
         response = await run_agent(run, loaded.model, payload, step.id, acc)
     return {
@@ -100,6 +102,30 @@ async def handoff(run: RunContext, frame: Frame, step: HandoffStep, scope: dict[
         "agentResponse": response,
         "conversationId": f"conv_{run.run_id}_{step.id}",
     }
+
+
+async def transferring(
+    run: RunContext, step: HandoffStep, loaded: Loaded[Agent], payload: Any, acc: Accounting
+) -> tuple[Loaded[Agent], Any]:
+    """Run the chosen agent, offering ``transfer_to_<agent>`` tools for the step's other agents
+    while fewer than ``maxTransfers`` transfers happened (docs/patterns.md)."""
+    names = [n for n in [step.agent, *(s.agent for s in step.selectAgent or [])] if n]
+    count = 0
+    while True:
+        others = [n for n in names if n != loaded.name and parse_ref(n, expected_kind="agent").name != loaded.name]
+        with transfers.offer(others if count < (step.maxTransfers or 0) else []):
+            try:
+                return loaded, await run_agent(run, loaded.model, payload, step.id, acc)
+            except transfers.Transferred as moved:
+                target = run.host.catalog.agent(parse_ref(moved.target, expected_kind="agent"))
+                if target is None:
+                    raise StepFailed(StepError("VALIDATION", f"agent '{moved.target}' is not loaded")) from None
+                count += 1
+                reason = moved.arguments.get("reason")
+                events.emit(
+                    events.HANDOFF, agent=target.name, reason=reason, **{"from": loaded.name, "to": target.name}
+                )
+                loaded = target
 
 
 async def invoke_backend(
