@@ -261,3 +261,19 @@ def test_python_builders_compose_with_add_workflow():
     assert r.status == "completed", {k: v.error for k, v in r.steps.items() if v.error}
     assert r.outputs == {"final": "pro 1"}
     assert r.steps["panel/par"].output["final"] == "verdict"
+
+
+def test_other_spellings_load_with_alias_warnings():
+    ow = registry(DEBATERS)
+    ow.load(
+        """
+name: spelled
+steps:
+  - {id: chat, type: group_chat, participants: [pro, con], selection: round_robin, termination: {max_rounds: 2}}
+  - {id: route, type: handoff, agent: pro, max_transfers: 1, input: hi}
+"""
+    )
+    wf = ow.workflow("spelled")
+    assert {w.code for w in wf.warnings} == {"ALIAS"} and len(wf.warnings) == 4
+    assert wf.manifest.steps[1].maxTransfers == 1
+    assert wf.execute().steps["chat"].output["rounds"] == 2
