@@ -10,7 +10,7 @@ from typing import Any
 from owf_magics.manifest.models import ConcurrentStep, GroupChatStep, MagenticStep, StepBase
 from owf_magics.plan.diagnostics import Path, Reporter
 
-__all__ = ["ROUND_FIELDS", "check_pattern", "is_workflow_entry"]
+__all__ = ["ROUND_FIELDS", "check_pattern", "is_workflow_entry", "members_of"]
 
 
 def is_workflow_entry(entry: Any) -> bool:
@@ -66,3 +66,22 @@ def check_pattern(resolve: Callable[[str, Path, Reporter], Any], step: StepBase,
         if isinstance(agg, str) or "agent" in agg:
             name = agg if isinstance(agg, str) else agg["agent"]
             resolve(name, path + ("aggregator",), report)
+
+
+def members_of(raw: Any) -> tuple[str, ...]:
+    """A pattern step's agents as the graph views label them: the manager first, then the
+    participants, then an aggregator agent (an empty tuple for other steps)."""
+    participants = raw.get("participants") if isinstance(raw, dict) else None
+    if not isinstance(participants, list):
+        return ()
+    out = []
+    selection = raw.get("selection")
+    manager = raw.get("manager") or (selection.get("manager") if isinstance(selection, dict) else None)
+    if isinstance(manager, str):
+        out.append(f"{manager} (manager)")
+    out += [p for p in participants if isinstance(p, str)]
+    agg = raw.get("aggregator")
+    agg = agg.get("agent") if isinstance(agg, dict) else agg
+    if isinstance(agg, str):
+        out.append(f"{agg} (aggregator)")
+    return tuple(out)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from owf_magics.notebook.views.pattern_groups import dot_members, mermaid_members, text_members
 from owf_magics.notebook.views.settings import SETTINGS
 
 if TYPE_CHECKING:
@@ -245,6 +246,7 @@ def to_mermaid(
             opener, closer = _MERMAID_SHAPES.get(node.type, ('["', '"]'))
             label = "<br/>".join(mermaid_escape(t) for t in _label_lines(plan, name, overlay, deterministic))
             lines.append(f"{pad}{ids[name]}{opener}{label}{closer}")
+            lines += mermaid_members(node, ids[name], pad, mermaid_escape)  # a pattern step's agents
         elif kind == "open":
             lines.append(f'{pad}subgraph g{gnum}["{mermaid_escape(_group_label(plan, key))}"]')
             gnum += 1
@@ -327,6 +329,7 @@ def to_dot(
             else:
                 attrs.append(f'color="{stroke}"')
             out.append(f"{pad}{ids[name]} [{', '.join(attrs)}];")
+            out += dot_members(node, ids[name], pad, dot_escape)  # a pattern step's agents
         elif kind == "open":
             out.append(f"{pad}subgraph cluster_{gnum} {{")
             out.append(
@@ -398,6 +401,7 @@ def to_text(plan: Plan, overlay: Overlay | None = None, *, deterministic: bool |
             if overlay is not None and name in overlay:
                 text += "  = " + overlay[name].caption(deterministic)
             lines.append(text)
+            lines += text_members(node, pad)
         elif kind == "open":
             lines.append(f"{pad}┆ {_group_label(plan, key)}:")
             depth += 1
