@@ -65,3 +65,16 @@ def test_to_langgraph_gives_the_native_outputs(kind):
     native = wf.execute()
     state = wf.to_langgraph().invoke({"inputs": {}})
     assert native.status == "completed" and state["outputs"] == native.outputs
+
+
+def test_a_group_chat_is_a_loop_in_the_state_graph():
+    pytest.importorskip("langgraph")
+    ow = managed()
+    graph = ow.workflow("debate").to_langgraph()
+    drawn = graph.get_graph()
+    edges = {(e.source, e.target) for e in drawn.edges}
+    assert ("chat", "chat") in edges and ("chat", "chat__done") in edges  # the round loops on itself
+    state = graph.invoke({"inputs": {}})
+    assert state["steps"]["chat"]["output"]["rounds"] == 3
+    turns = [row for row in state["trace"] if row["step_id"] == "chat" and row["iteration"]]
+    assert [row["iteration"] for row in turns] == ["1.0", "1.1", "2.0", "2.1", "3.0", "3.1"]

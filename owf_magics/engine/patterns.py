@@ -41,24 +41,40 @@ async def group_chat(
     run: RunContext, frame: Frame, step: GroupChatStep, scope: dict[str, Any], acc: Accounting
 ) -> tuple[Any, None]:
     """Participants take turns chosen by the selection rule until a termination rule holds."""
+    state: dict[str, Any] = {}
+    while True:
+        state, out = await chat_round(run, frame, step, scope, state)
+        if out is not None:
+            return out, None
+
+
+async def chat_round(
+    run: RunContext, frame: Frame, step: GroupChatStep, scope: dict[str, Any], state: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One round of a group chat from `state` (plain data; ``{}`` before the first): the new state,
+    and the step's output once the chat has ended. The native step loops over it; a compiled
+    LangGraph graph runs it as a node that loops on itself (backends/langgraph_patterns.py)."""
     chat = new_chat(run, frame, step, scope)
+    chat.conversation = [dict(m) for m in state.get("conversation", [])]
+    chat.cursors = dict(state.get("cursors", {}))
+    chat.usage = {k: dict(v) for k, v in state.get("usage", {}).items()}
     term = step.termination
     names = list(step.participants)
-    rounds = 0
-    stopped = "maxRounds"
-    while rounds < term.maxRounds:
-        rounds += 1
-        speaker, why = await select(chat, step, names, rounds)
-        content = await turn(chat, speaker, chat.transcript(), (rounds, ROLE_SPEAK), why=why)
-        chat.conversation.append({"agent": chat.agent(speaker).name, "content": content})
-        if term.phrase and term.phrase in content:
-            stopped = "phrase"
-            break
-        if term.condition is not None and ended(chat, term.condition, scope, rounds):
-            stopped = "condition"
-            break
-    final = chat.conversation[-1]["content"] if chat.conversation else ""
-    return output(chat, final, rounds, terminated=stopped), None
+    rounds = int(state.get("rounds", 0)) + 1
+    speaker, why = await select(chat, step, names, rounds)
+    content = await turn(chat, speaker, chat.transcript(), (rounds, ROLE_SPEAK), why=why)
+    chat.conversation.append({"agent": chat.agent(speaker).name, "content": content})
+    stopped = None
+    if term.phrase and term.phrase in content:
+        stopped = "phrase"
+    elif term.condition is not None and ended(chat, term.condition, scope, rounds):
+        stopped = "condition"
+    elif rounds >= term.maxRounds:
+        stopped = "maxRounds"
+    new = {"conversation": chat.conversation, "cursors": chat.cursors, "usage": chat.usage, "rounds": rounds}
+    if stopped is None:
+        return new, None
+    return new, output(chat, chat.conversation[-1]["content"], rounds, terminated=stopped)
 
 
 async def select(chat: Chat, step: GroupChatStep, names: list[str], rounds: int) -> tuple[str, str]:
