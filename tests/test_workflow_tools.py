@@ -138,3 +138,25 @@ def test_an_approval_inside_the_inner_workflow_makes_the_run_wait_and_resume(tmp
     done = ow.resume(r.run_id, approvals={r.pending[0].id: True})
     assert done.status == "completed" and done.outputs == {"said": "paid"}
     assert handlers.CALLS == {"pay-ada": 1}
+
+
+def test_a_workflow_agent_written_in_yaml_is_a_handoff_target():
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(
+        RESEARCH
+        + """
+---
+type: agent
+name: researcher
+toolset: ["workflow:deep-research"]
+model: {provider: workflow}
+---
+name: desk
+steps:
+  - {id: route, type: handoff, agent: researcher, input: {topic: reefs}}
+outputs: {said: {value: "{{ steps.route.output.agentResponse }}"}}
+"""
+    )
+    r = ow.workflow("desk").execute()
+    assert r.outputs == {"said": "notes on reefs (depth 1)"}
+    assert r.trace.cost_usd.sum() == 0.0  # no model, no cost

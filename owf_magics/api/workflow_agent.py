@@ -57,7 +57,7 @@ def as_agent(wf: Any, name: str | None = None) -> Any:
         "version": wf.version,
         "description": wf.manifest.description or f"Runs the workflow '{wf.name}'",
         "toolset": [f"workflow:{wf.name}@{wf.version}"],
-        "model": {"provider": "workflow", "id": wf.name, "pricing": {"prompt": 0.0, "completion": 0.0}},
+        "model": {"provider": "workflow", "id": wf.name},
     }
     wf.ow.load(doc, name=f"<{wf.name}.as_agent()>")
     return wf.ow.load_agent(agent_name)

@@ -92,10 +92,12 @@ async def handoff(run: RunContext, frame: Frame, step: HandoffStep, scope: dict[
         manifest = loaded.model.model_dump(mode="json", by_alias=True)
         hooks = {"turn_hooks": turn_hooks(run, loaded.model, step)}
         response = await invoke_backend(run, frame, step, manifest, payload, hooks, acc)
-    elif step.maxTransfers:  # agents may pass the conversation on, up to maxTransfers times
-        loaded, response = await transferring(run, step, loaded, payload, acc)
     else:
-        response = await run_agent(run, loaded.model, payload, step.id, acc)
+        with tools_bound(run, frame, step.id):  # agents may pass the conversation on (maxTransfers)
+            if step.maxTransfers:
+                loaded, response = await transferring(run, step, loaded, payload, acc)
+            else:
+                response = await run_agent(run, loaded.model, payload, step.id, acc)
     return {
         "handoffTo": loaded.ref,
         "reason": step.reason,

@@ -55,7 +55,7 @@ from owf_magics.plan.template_checks import (
 from owf_magics.plan.tool_inputs import check_tool_input
 from owf_magics.runtime.registry import BackendRegistry
 
-OFFLINE_PROVIDERS = frozenset({"echo", "scripted"})
+OFFLINE_PROVIDERS = frozenset({"echo", "scripted", "workflow"})  # workflow: docs/patterns.md
 _BRANCH_NAME = re.compile(r"^[A-Za-z_][\w-]*$")
 
 
