@@ -277,3 +277,10 @@ steps:
     assert {w.code for w in wf.warnings} == {"ALIAS"} and len(wf.warnings) == 4
     assert wf.manifest.steps[1].maxTransfers == 1
     assert wf.execute().steps["chat"].output["rounds"] == 2
+
+
+def test_the_stdout_callback_prints_each_round(capsys):
+    ow = registry(DEBATERS, chat_flow(termination={"maxRounds": 2}))
+    ow.workflow("debate").execute(callback="stdout")
+    printed = capsys.readouterr().out
+    assert "chat round 1: pro (roundRobin)" in printed and "chat round 2: con (roundRobin)" in printed
