@@ -448,9 +448,13 @@ def _on_dask(
         options = {**options, "limiter": (handle._address, handle.key)}
         futures = [client.submit(run_chunk, payload, ref, chunk, options, pure=False) for chunk in chunks]
         sizes = {f.key: len(c) for f, c in zip(futures, chunks, strict=True)}
-        for done in dask.as_completed(futures):
+        got: dict[Any, list[RunResult]] = {}
+        # each chunk's results come back as soon as it ends: their transfer and unpickling overlap
+        # the chunks still running instead of all happening after the last one
+        for done, chunk_results in dask.as_completed(futures, with_results=True):
+            got[done.key] = chunk_results
             bar.advance(sizes[done.key])
-        results: list[RunResult] = [r for chunk in client.gather(futures) for r in chunk]
+        results: list[RunResult] = [r for f in futures for r in got[f.key]]
         try:
             stats: dict[str, Any] | None = handle.stats().result(5)
         except Exception:  # the limiter's worker died during the batch
