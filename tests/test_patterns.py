@@ -284,3 +284,43 @@ def test_the_stdout_callback_prints_each_round(capsys):
     ow.workflow("debate").execute(callback="stdout")
     printed = capsys.readouterr().out
     assert "chat round 1: pro (roundRobin)" in printed and "chat round 2: con (roundRobin)" in printed
+
+
+BANK = """
+---
+type: connector
+name: bank
+kind: sdk
+approval: {required: always, timeout: 3600, onTimeout: reject}
+actions:
+  - {name: pay, handler: {function: tests.handlers.count}}
+---
+type: agent
+name: payer
+toolset: [bank]
+model:
+  provider: scripted
+  responses:
+    - tool_calls: [{name: bank_pay, args: {name: pay-ada}}]
+    - content: "paid ada"
+---
+name: office
+steps:
+  - {id: chat, type: groupChat, participants: [pro, payer], termination: {maxRounds: 2}, input: {task: pay}}
+outputs: {final: {value: "{{ steps.chat.output.final }}"}}
+"""
+
+
+def test_an_approval_in_a_turn_makes_the_run_wait_and_resume_without_redoing_earlier_turns(tmp_path):
+    from tests import handlers
+
+    handlers.CALLS.clear()
+    ow = OpenWorkflow(state=str(tmp_path / "runs.db"))
+    ow.load(DEBATERS + BANK)
+    r = ow.workflow("office").execute()
+    assert r.status == "waiting_approval" and [p.kind for p in r.pending] == ["approval"]
+    done = ow.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert done.status == "completed", done.steps["chat"].error
+    assert done.outputs == {"final": "paid ada"} and handlers.CALLS == {"pay-ada": 1}
+    out = done.steps["chat"].output
+    assert [m["content"] for m in out["conversation"]] == ["pro 1", "paid ada"]  # pro's turn was not redone

@@ -26,7 +26,7 @@ from owf_magics.engine.trace import trace_step
 from owf_magics.engine.workflow_tools import tools_bound
 from owf_magics.manifest.models import Agent, StepBase
 from owf_magics.manifest.refs import parse_ref
-from owf_magics.runtime.context import CURRENT_KEY, RunContext, StepFailed, now
+from owf_magics.runtime.context import RunContext, StepFailed, now
 from owf_magics.runtime.results import StepError, StepResult
 
 ROUND_EVENT = "pattern.round"
@@ -129,24 +129,22 @@ async def turn(
     acc = Accounting()
     started, t0 = time.time(), time.perf_counter()
     deliver = sink(run, sub, step, 1)
-    token = CURRENT_KEY.set(key)
-    try:
-        with events.bind(deliver), tools_bound(run, frame, step.id):
-            if role == "speaker" if event is None else event:  # one pattern.round event per speaker turn
-                deliver(
-                    ROUND_EVENT,
-                    {
-                        "timestamp_s": started,
-                        "round": place[0],
-                        "role": role,
-                        "speaker": agent.name,
-                        "agent": agent.name,
-                        "reason": why,
-                    },
-                )
-            answer = await run_agent(run, speaker, prompt, step.id, acc, step)
-    finally:
-        CURRENT_KEY.reset(token)
+    # requests (an approval in a tool) stay keyed by the step (CURRENT_KEY): the step waits, and on
+    # resume the turn finds its answer there
+    with events.bind(deliver), tools_bound(run, frame, step.id):
+        if role == "speaker" if event is None else event:  # one pattern.round event per speaker turn
+            deliver(
+                ROUND_EVENT,
+                {
+                    "timestamp_s": started,
+                    "round": place[0],
+                    "role": role,
+                    "speaker": agent.name,
+                    "agent": agent.name,
+                    "reason": why,
+                },
+            )
+        answer = await run_agent(run, speaker, prompt, step.id, acc, step)
     duration = (time.perf_counter() - t0) * 1000
     chat.cursors[name] = chat.cursors.get(name, 0) + len(acc.turns)
     content = text(answer)
