@@ -41,11 +41,13 @@ async def group_chat(
     run: RunContext, frame: Frame, step: GroupChatStep, scope: dict[str, Any], acc: Accounting
 ) -> tuple[Any, None]:
     """Participants take turns chosen by the selection rule until a termination rule holds."""
-    state: dict[str, Any] = {}
+    chat = new_chat(run, frame, step, scope)
+    rounds = 0
     while True:
-        state, out = await chat_round(run, frame, step, scope, state)
-        if out is not None:
-            return out, None
+        rounds += 1
+        stopped = await one_round(chat, step, scope, rounds)
+        if stopped is not None:
+            return output(chat, chat.conversation[-1]["content"], rounds, terminated=stopped), None
 
 
 async def chat_round(
@@ -58,23 +60,27 @@ async def chat_round(
     chat.conversation = [dict(m) for m in state.get("conversation", [])]
     chat.cursors = dict(state.get("cursors", {}))
     chat.usage = {k: dict(v) for k, v in state.get("usage", {}).items()}
-    term = step.termination
-    names = list(step.participants)
     rounds = int(state.get("rounds", 0)) + 1
-    speaker, why = await select(chat, step, names, rounds)
-    content = await turn(chat, speaker, chat.transcript(), (rounds, ROLE_SPEAK), why=why)
-    chat.conversation.append({"agent": chat.agent(speaker).name, "content": content})
-    stopped = None
-    if term.phrase and term.phrase in content:
-        stopped = "phrase"
-    elif term.condition is not None and ended(chat, term.condition, scope, rounds):
-        stopped = "condition"
-    elif rounds >= term.maxRounds:
-        stopped = "maxRounds"
+    stopped = await one_round(chat, step, scope, rounds)
     new = {"conversation": chat.conversation, "cursors": chat.cursors, "usage": chat.usage, "rounds": rounds}
     if stopped is None:
         return new, None
     return new, output(chat, chat.conversation[-1]["content"], rounds, terminated=stopped)
+
+
+async def one_round(chat: Chat, step: GroupChatStep, scope: dict[str, Any], rounds: int) -> str | None:
+    """Round `rounds`: select, speak; why the chat ends after it (None: it goes on)."""
+    term = step.termination
+    speaker, why = await select(chat, step, step.participants, rounds)
+    content = await turn(chat, speaker, chat.transcript(), (rounds, ROLE_SPEAK), why=why)
+    chat.conversation.append({"agent": chat.agent(speaker).name, "content": content})
+    if term.phrase and term.phrase in content:
+        return "phrase"
+    if term.condition is not None and ended(chat, term.condition, scope, rounds):
+        return "condition"
+    if rounds >= term.maxRounds:
+        return "maxRounds"
+    return None
 
 
 async def select(chat: Chat, step: GroupChatStep, names: list[str], rounds: int) -> tuple[str, str]:
