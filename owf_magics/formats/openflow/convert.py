@@ -22,6 +22,8 @@ OPS_REF = "connector:openflow/ops@1.0.0"
 OPS_MODULE = "owf_magics.formats.openflow.ops"
 NODES_MODULE = "owf_magics.formats.openflow.nodes"
 VAR_TYPES = ("string", "number", "boolean", "array", "object", "file", "null", "any")
+#: The `validation` keys a variable's input keeps (`items`/`properties`: JSON-Schema-like schemas).
+RULE_KEYS = ("pattern", "minLength", "maxLength", "minimum", "maximum", "enum", "format", "items", "properties")
 OFFLINE = ("echo", "scripted")
 PROVIDERS = ("openai", "anthropic", "grok", *OFFLINE)
 #: the LLM node's builtin tools (`tools.builtin_tools`)
@@ -92,8 +94,13 @@ def topo_order(nodes: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return out
 
 
-def input_spec(var: Mapping[str, Any], is_input: bool) -> dict[str, Any]:
-    """A flow variable as a workflow input with its validation rules."""
+def input_spec(var: Mapping[str, Any], is_input: bool) -> LMap:
+    """A flow variable as a workflow input with its validation rules, keeping each rule's line.
+
+    ``validation.items`` and ``validation.properties`` are JSON-Schema-like schemas
+    (`engine.input_rules`); a JSON-Schema ``required: [names]`` list beside ``properties`` marks
+    those properties ``required: true``.
+    """
     spec: dict[str, Any] = {}
     vtype = var.get("type", "string")
     if vtype in VAR_TYPES:
@@ -105,11 +112,24 @@ def input_spec(var: Mapping[str, Any], is_input: bool) -> dict[str, Any]:
     required = var.get("required")
     spec["required"] = bool(required) if required is not None else is_input and "default" not in var
     rules = var.get("validation")
+    key_pos: dict[str, Any] = dict.fromkeys(spec, _pos(var)) | dict(getattr(var, "key_pos", {}))
     if isinstance(rules, Mapping):
-        for key in ("pattern", "minLength", "maxLength", "minimum", "maximum", "enum", "format"):
+        for key in RULE_KEYS:
             if key in rules:
                 spec[key] = rules[key]
-    return spec
+                key_pos[key] = getattr(rules, "key_pos", {}).get(key) or key_pos.get(key)
+        listed = rules.get("required")
+        if isinstance(listed, list) and isinstance(spec.get("properties"), Mapping):
+            props = spec["properties"]
+            marked = LMap(
+                {k: {**v, "required": True} if k in listed and isinstance(v, Mapping) else v for k, v in props.items()},
+                pos=getattr(props, "pos", None),
+            )
+            marked.key_pos = dict(getattr(props, "key_pos", {}))
+            spec["properties"] = marked
+    out = LMap(spec, pos=_pos(var))
+    out.key_pos = {k: p for k, p in key_pos.items() if k in spec and p is not None}
+    return out
 
 
 class FlowConverter:
@@ -161,9 +181,7 @@ class FlowConverter:
         variables = [v for v in flow.get("variables") or [] if isinstance(v, Mapping)]
         scope = Scope({str(v.get("id")): f"inputs.{v.get('id')}" for v in variables}, self.node_expr)
         steps = self.block(list(flow.get("nodes") or []), scope, top=True)
-        inputs = _lmap(
-            {str(v.get("id")): _lmap(input_spec(v, str(v.get("id")) in inputs_listed), _pos(v)) for v in variables}, pos
-        )
+        inputs = _lmap({str(v.get("id")): input_spec(v, str(v.get("id")) in inputs_listed) for v in variables}, pos)
         outputs = _lmap(
             {str(o): {"value": "{{ " + scope.variables.get(str(o), "none") + " }}"} for o in flow.get("output") or []},
             getattr(flow.get("output"), "pos", pos),
