@@ -295,7 +295,7 @@ class Executor:
             {
                 "type": final,
                 "timestamp": now(),
-                "payload": {"status": status, "run_id": self.run_id}
+                "payload": {"status": status, "run_id": self.run_id, "outputs": result.outputs}
                 | ({"last_agent": run.last_agent} if run.last_agent else {}),
                 "metadata": {"duration_ms": result.duration_ms, "pending": [p.id for p in run.pending]},
             },
