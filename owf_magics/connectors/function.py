@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from owf_magics.errors import UnavailableError
 from owf_magics.manifest.models import Handler
 from owf_magics.runtime.backend import ExecutionContext
-from owf_magics.runtime.context import RunContext
+from owf_magics.runtime.context import CURRENT_KEY, RunContext
 from owf_magics.runtime.scratch import scratch
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -137,6 +137,7 @@ def handler_context(run: RunContext, step_id: str) -> ExecutionContext:
     store = run.store if run.store is not None else getattr(run.host, "store", None)
     metadata: dict[str, Any] = {"sessions": store} if hasattr(store, "append_messages") else {}
     metadata["scratch"] = scratch(run)  # made on first use, removed when the run ends
+    metadata["step_key"] = CURRENT_KEY.get()  # e.g. "loop[2].step": which iteration calls
     return ExecutionContext(
         run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline, metadata=metadata
     )

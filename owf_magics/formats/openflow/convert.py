@@ -26,6 +26,15 @@ VAR_TYPES = ("string", "number", "boolean", "array", "object", "file", "null", "
 RULE_KEYS = ("pattern", "minLength", "maxLength", "minimum", "maximum", "enum", "format", "items", "properties")
 OFFLINE = ("echo", "scripted")
 PROVIDERS = ("openai", "anthropic", "grok", *OFFLINE)
+#: the ops connector's actions that call `nodes.py`
+NODE_FUNCTIONS = (
+    "document_splitter",
+    "conversation_memory",
+    "seed_variables",
+    "collect_variables",
+    "fold_memory",
+    "fold_variables",
+)
 #: the LLM node's builtin tools (`tools.builtin_tools`)
 BUILTIN_TOOLS = ("set_variable", "get_variable")
 #: nested FLOW_CALLs a run may make (the SDK's limit)
@@ -239,7 +248,7 @@ class FlowConverter:
             actions.append(
                 {"name": action_name(node_type), "input": {"type": "object"}, "handler": {"function": function}}
             )
-        for name in ("document_splitter", "conversation_memory", "seed_variables", "collect_variables"):
+        for name in NODE_FUNCTIONS:
             actions.append(
                 {"name": name, "input": {"type": "object"}, "handler": {"function": f"{NODES_MODULE}.{name}"}}
             )
@@ -416,11 +425,16 @@ class FlowConverter:
         each = [n for n in node.get("each_nodes") or [] if isinstance(n, Mapping)]
         body = list(self.block(each, inner))
         collected = ", ".join(f"'{n.get('id')}': {self.node_expr(str(n.get('id')), [])}" for n in each)
+        setters = [str(n.get("id")) for n in each if n.get("type") == "LLM" and self.sets_variables(n)]
+        # what each LLM node's builtin set_variable started from and ended with, per iteration
+        pairs = [(i, f"steps.{i}__seed.output.variables", f"steps.{i}__vars.output.variables") for i in setters]
+        tables = ", ".join(f"'{i}': " + "{'seed': " + seed + ", 'set': " + got + "}" for i, seed, got in pairs)
+        extra = ", 'variables': {" + tables + "}" if setters else ""
         body.append(
             {
                 "id": f"{nid}__iteration",
                 "type": "transform",
-                "expression": "{{ {'item': item, 'index': index, 'results': {" + collected + "}} }}",
+                "expression": "{{ {'item': item, 'index': index, 'results': {" + collected + "}" + extra + "} }}",
             }
         )
         delay = config.get("delay_between")
@@ -455,7 +469,43 @@ class FlowConverter:
             fold_id = f"{nid}__{uid}"
             out_steps.append(self._action({"id": fold_id}, "fold", data))
             scope.variables[var] = f"steps.{fold_id}.output.new_value"
+        out_steps.extend(self.fold_memory_and_tools(nid, each, setters, scope, inner))
         return out_steps
+
+    def sets_variables(self, node: Mapping[str, Any]) -> bool:
+        return "set_variable" in self.builtin_tools(node, as_map(node.get("config")))
+
+    def fold_memory_and_tools(
+        self, nid: str, each: list[Mapping[str, Any]], setters: list[str], scope: Scope, inner: Scope
+    ) -> list[dict[str, Any]]:
+        """After a FOR_EACH: each CONVERSATION_MEMORY node's operations and each LLM node's
+        ``set_variable`` calls applied in item order (`nodes.fold_memory`, `nodes.fold_variables`),
+        as UPDATE_VARIABLE's are (`ops.fold`)."""
+        out: list[dict[str, Any]] = []
+        loop = tpl(f"steps.{nid}__loop.output")
+        for n in each:
+            config = as_map(n.get("config"))
+            var = str(config.get("variable_id") or "")
+            if n.get("type") != "CONVERSATION_MEMORY" or not var:
+                continue
+            uid = str(n.get("id"))
+            cfg = {k: v for k, v in config.items() if k not in ("variable_id", "operation")}
+            data = {
+                "operation": str(config.get("operation", "append")),
+                "current": "{{ " + scope.variables.get(var, "none") + " }}",
+                "loop": loop,
+                "update": uid,
+                "config": inner.translate(cfg),
+            }
+            out.append(self._action({"id": f"{nid}__{uid}"}, "fold_memory", data))
+            scope.variables[var] = f"steps.{nid}__{uid}.output.messages"
+        for uid in setters:
+            values = {var: "{{ " + expr + " }}" for var, expr in scope.variables.items()}
+            fold_id = f"{nid}__{uid}__vars"
+            out.append(self._action({"id": fold_id}, "fold_variables", {"current": values, "loop": loop, "node": uid}))
+            for var in list(scope.variables):
+                scope.variables[var] = f"steps.{fold_id}.output.variables.{var}"
+        return out
 
     def node_llm(self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope) -> list[dict[str, Any]]:
         config = dict(node.get("config") or {})
