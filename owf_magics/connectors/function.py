@@ -138,6 +138,7 @@ def handler_context(run: RunContext, step_id: str) -> ExecutionContext:
     metadata: dict[str, Any] = {"sessions": store} if hasattr(store, "append_messages") else {}
     metadata["scratch"] = scratch(run)  # made on first use, removed when the run ends
     metadata["step_key"] = CURRENT_KEY.get()  # e.g. "loop[2].step": which iteration calls
+    metadata["files_root"] = getattr(run.host, "files_root", None)  # where `file` inputs must be
     return ExecutionContext(
         run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline, metadata=metadata
     )

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from owf_magics.formats.openflow.custom import action_name, custom_function
+from owf_magics.formats.openflow.images import has_images, image_messages
 from owf_magics.formats.openflow.refs import Scope, path_expr, refs_in
 from owf_magics.manifest.loader import LMap, LSeq, Pos
 
@@ -252,6 +253,8 @@ class FlowConverter:
             actions.append(
                 {"name": name, "input": {"type": "object"}, "handler": {"function": f"{NODES_MODULE}.{name}"}}
             )
+        parts = f"{NODES_MODULE.rsplit('.', 1)[0]}.images.message_parts"  # an LLM node's image messages
+        actions.append({"name": "message_parts", "input": {"type": "object"}, "handler": {"function": parts}})
         for name in VECTOR_NODES.values():
             actions.append(
                 {"name": name, "input": {"type": "object"}, "handler": {"function": f"{VECTOR_MODULE}.{name}"}}
@@ -551,21 +554,29 @@ class FlowConverter:
         self.agents.append(_lmap(agent, _pos(node)))
         joined = "\n".join(texts)
         user = scope.translate(joined)
+        if has_images(node):  # text and image parts, built at run time (images.py)
+            data = {"messages": image_messages(node, scope.translate, mapping)}
+            parts = self._action({"id": f"{nid}__parts"}, "message_parts", data)
+            user = tpl(f"steps.{nid}__parts.output.parts")
         call = {**base, "type": "agent", "agent": f"agent:openflow/{agent_name}@{self.version}", "input": user}
         schema = as_map(node.get("output"))
         shaped = self._action(
             {"id": f"{nid}__out"}, "llm_output", {"content": tpl(f"steps.{nid}.output"), "schema": dict(schema)}
         )
+        if has_images(node):
+            call["needs"] = [f"{nid}__parts"]
+            if not builtin:
+                return [parts, call, shaped]
         if not builtin:
             return [call, shaped]
         values = {var: "{{ " + expr + " }}" for var, expr in scope.variables.items()}
         seed = self._action({"id": f"{nid}__seed"}, "seed_variables", {"node": nid, "values": values})
-        call["needs"] = [f"{nid}__seed"]
+        call["needs"] = [*call.get("needs", []), f"{nid}__seed"]
         collect = {**self._action({"id": f"{nid}__vars"}, "collect_variables", {"node": nid}), "needs": [nid]}
         if "set_variable" in builtin:
             for var in list(scope.variables):
                 scope.variables[var] = f"steps.{nid}__vars.output.variables.{var}"
-        return [seed, call, shaped, collect]
+        return [seed, *([parts] if has_images(node) else []), call, shaped, collect]
 
     def builtin_tools(self, node: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
         tools = as_map(config.get("tools", node.get("tools")))
