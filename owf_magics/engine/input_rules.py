@@ -20,7 +20,6 @@ import datetime
 import os
 import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +83,30 @@ def _format_ok(fmt: str, value: str) -> bool:
     return True  # formats we do not know are not checked (as JSON Schema does)
 
 
-def _get(spec: Any, key: str) -> Any:
-    return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
+#: The keys of an input (or schema) that `check_value` reads.
+RULE_KEYS = (
+    "type", "enum", "pattern", "format", "minLength", "maxLength", "minimum", "maximum", "items", "properties",
+    "required",
+)  # fmt: skip
+
+
+_RULES: dict[int, tuple[Any, dict[str, Any]]] = {}  # id(InputSpec) -> (the spec, its rules)
+
+
+def rules_of(spec: Any) -> dict[str, Any]:
+    """The rules an `InputSpec` (or a schema mapping) sets, as a plain dict (unset ones left out);
+    an `InputSpec`'s are worked out once (loaded models do not change)."""
+    if isinstance(spec, dict):
+        return spec
+    found = _RULES.get(id(spec))
+    if found is not None and found[0] is spec:
+        return found[1]
+    out = {k: v for k in RULE_KEYS if (v := getattr(spec, k, None)) is not None}
+    out.pop("required", None)  # an input's `required` is whether it must be given, checked elsewhere
+    if len(_RULES) > 10_000:  # many registries come and go (tests, services): start afresh
+        _RULES.clear()
+    _RULES[id(spec)] = (spec, out)
+    return out
 
 
 def type_ok(declared: str | None, value: Any) -> bool:
@@ -133,66 +154,74 @@ def check_value(
     `typed`: also check ``type`` and ``enum`` (the top-level input's are checked by the caller).
     `prefix` is the rule path so far (``items.``, ``properties.name.``).
     """
-    if value is None or depth > MAX_DEPTH:
+    rules = rules_of(spec)
+    if value is None or not rules or depth > MAX_DEPTH:
         return
-    label = f"input '{name}'" if where == name else f"input '{name}' at {where}"
-    declared = _get(spec, "type")
+    if len(rules) == 1 and "type" in rules and rules["type"] != "file" and (not typed or type_ok(rules["type"], value)):
+        return  # only a type, and it is right (or not asked)
+
+    def add(rule: str, problem: str) -> None:  # made per call, used only on a violation
+        label = f"input '{name}'" if where == name else f"input '{name}' at {where}"
+        out.append(Violation(name, prefix + rule, f"{label}{problem}", where))
+
+    get = rules.get
+    declared = get("type")
     if typed:
         if isinstance(declared, str) and not type_ok(declared, value):
-            got = type(value).__name__
-            out.append(Violation(name, f"{prefix}type", f"{label} must be {declared}, got {got}", where))
+            add("type", f" must be {declared}, got {type(value).__name__}")
             return
-        enum = _get(spec, "enum")
+        enum = get("enum")
         if isinstance(enum, list) and value not in enum:
-            out.append(Violation(name, f"{prefix}enum", f"{label} must be one of {enum}, got {value!r}", where))
+            add("enum", f" must be one of {enum}, got {value!r}")
     if declared == "file" and isinstance(value, str):
-        _, why = resolve_file(value, files_root)
+        why = resolve_file(value, files_root)[1]
         if why is not None:
-            out.append(Violation(name, f"{prefix}file", f"{label}: file {value!r} {why}", where))
-    if isinstance(value, str | list):
+            add("file", f": file {value!r} {why}")
+    if isinstance(value, (str, list)):
         unit = "characters" if isinstance(value, str) else "items"
-        low, high = _get(spec, "minLength"), _get(spec, "maxLength")
+        low, high = get("minLength"), get("maxLength")
         if isinstance(low, int) and len(value) < low:
-            out.append(Violation(name, f"{prefix}minLength", f"{label} must have at least {low} {unit}", where))
+            add("minLength", f" must have at least {low} {unit}")
         if isinstance(high, int) and len(value) > high:
-            out.append(Violation(name, f"{prefix}maxLength", f"{label} must have at most {high} {unit}", where))
+            add("maxLength", f" must have at most {high} {unit}")
     if isinstance(value, str):
-        pattern = _get(spec, "pattern")
+        pattern = get("pattern")
         if isinstance(pattern, str):
             try:
                 matched = re.search(pattern, value) is not None
             except re.error:
                 matched = True  # an invalid pattern is reported at load
             if not matched:
-                out.append(Violation(name, f"{prefix}pattern", f"{label} must match the pattern {pattern!r}", where))
-        fmt = _get(spec, "format")
+                add("pattern", f" must match the pattern {pattern!r}")
+        fmt = get("format")
         if isinstance(fmt, str) and not _format_ok(fmt, value):
-            out.append(Violation(name, f"{prefix}format", f"{label} is not a valid {fmt}", where))
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        low, high = _get(spec, "minimum"), _get(spec, "maximum")
+            add("format", f" is not a valid {fmt}")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high = get("minimum"), get("maximum")
         if isinstance(low, int | float) and value < low:
-            out.append(Violation(name, f"{prefix}minimum", f"{label} must be at least {low:g}", where))
+            add("minimum", f" must be at least {low:g}")
         if isinstance(high, int | float) and value > high:
-            out.append(Violation(name, f"{prefix}maximum", f"{label} must be at most {high:g}", where))
-    items = _get(spec, "items")
-    if isinstance(value, list) and isinstance(items, Mapping):
+            add("maximum", f" must be at most {high:g}")
+    items = get("items")
+    if isinstance(value, list) and isinstance(items, dict):
+        if items.keys() == {"type"} and items["type"] != "file" and all(type_ok(items["type"], v) for v in value):
+            return  # the common case: typed items, all fine (a list has no properties to check)
         for i, item in enumerate(value):
             check_value(
                 name, f"{where}[{i}]", items, item, out, files_root=files_root, prefix=f"{prefix}items.",
                 typed=True, depth=depth + 1,
             )  # fmt: skip
-    props = _get(spec, "properties")
-    if isinstance(value, dict) and isinstance(props, Mapping):
-        listed = _get(spec, "required") if isinstance(spec, Mapping) else None
+    props = get("properties")
+    if isinstance(value, dict) and isinstance(props, dict):
+        listed = get("required")
         required = set(listed) if isinstance(listed, list) else set()
         for key, sub in props.items():
             rule = f"{prefix}properties.{key}."
             if key not in value:
-                if key in required or (isinstance(sub, Mapping) and sub.get("required") is True):
-                    message = f"{label} is missing the required property '{key}'"
-                    out.append(Violation(name, f"{rule}required", message, where))
+                if key in required or (isinstance(sub, dict) and sub.get("required") is True):
+                    add(f"properties.{key}.required", f" is missing the required property '{key}'")
                 continue
-            if isinstance(sub, Mapping):
+            if isinstance(sub, dict):
                 check_value(
                     name, f"{where}.{key}", sub, value[key], out, files_root=files_root, prefix=rule,
                     typed=True, depth=depth + 1,
