@@ -114,3 +114,42 @@ def test_on_error_gets_the_error_and_a_failing_hook_does_not_stop_the_flow() -> 
     assert res.status == "failed" and [n for n, _ in errors] == ["bad"]
     error = errors[0][1]
     assert isinstance(error, OWFError) and error.code == res.steps["bad"].error.code  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("backend", ["native", "langchain"])
+def test_a_condition_starts_before_its_branch_nodes_and_ends_after_them(backend: str) -> None:
+    seen: list[tuple[str, str]] = []
+    hooks = FlowHooks(
+        before_node=lambda c: seen.append(("before", c["node"]["id"])),
+        after_node=lambda c: seen.append(("after", c["node"]["id"])),
+    )
+    ow = OpenWorkflow(state=":memory:")
+    ow.load(FLOWS / "conditional.json")
+    res = ow.workflow("conditional_logic").execute(inputs={"score": 90}, callback=hooks, prefer_backend=backend)
+    assert res.status == "completed"
+    grader = [e for e in seen if e[1] in ("grader", "set_a")]
+    assert grader == [("before", "grader"), ("before", "set_a"), ("after", "set_a"), ("after", "grader")]
+    assert len([e for e in seen if e[0] == "before"]) == len([e for e in seen if e[0] == "after"])
+
+
+def test_a_failing_helper_step_is_its_nodes_error(tmp_path: Path) -> None:
+    errors: list[str] = []
+    flow = {
+        "name": "pic",
+        "version": "1.0.0",
+        "variables": [{"id": "out", "default": ""}],
+        "output": ["out"],
+        "nodes": [
+            {
+                "id": "see",
+                "type": "LLM",
+                "config": {"provider": "echo", "model": "e"},
+                "messages": [{"type": "image", "role": "user", "image_path": "missing.png"}],
+                "output": {"text": {"type": "string"}},
+            }
+        ],
+    }
+    ow = OpenWorkflow(state=":memory:", files_root=tmp_path)
+    ow.load(flow)
+    res = ow.workflow("pic").execute(callback=FlowHooks(on_error=lambda c: errors.append(c["node"]["id"])))
+    assert res.status == "failed" and errors == ["see"]

@@ -15,11 +15,12 @@ Each hook gets one context, a dict with the SDK's keys (``FlowHooks`` in the Typ
 ``node`` is the node's definition from the flow when ``FlowHooks(flow=...)`` is given (the flow
 as a dict or its file), else ``{"id": node_id}``; ``flowId`` is the run id; ``event`` the
 engine's event the hook was called on. Only the flow's nodes are reported: the helper steps the
-conversion adds (ids with ``__``) are folded into their node (an LLM node is done when its
-output is parsed). ``after_node`` and ``on_error`` return ``"CONTINUE"`` (or None) or ``"STOP"``:
-STOP cancels the run (status ``canceled``; steps not started never run, a step already on its
-way ends canceled and its hooks are not called). A hook that raises is logged and ignored, as
-in the SDK.
+conversion adds (ids with ``__``) are folded into their node: a node starts with its first
+step (a CONDITION's test, before its branch nodes), an LLM node is done when its output is
+parsed, a failing helper step is the node's error. ``after_node`` and ``on_error`` return
+``"CONTINUE"`` (or None) or ``"STOP"``: STOP cancels the run (status ``canceled``; steps not
+started never run, a step already on its way ends canceled and its hooks are not called). A
+hook that raises is logged and ignored, as in the SDK.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class FlowHooks:
     node_outputs: dict[str, Any] = field(default_factory=dict)
     _nodes: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
     _pending: dict[str, float] = field(default_factory=dict, repr=False)  # LLM nodes awaiting __out
+    _started: set[tuple[str, str]] = field(default_factory=set, repr=False)  # (iteration, node)
 
     def node(self, node_id: str) -> dict[str, Any]:
         if self._nodes is None:
@@ -106,16 +108,20 @@ class FlowHooks:
         step = str(event.get("step_id") or "").rsplit(".", 1)[-1]
         if not step or self.stopped_at is not None:
             return
-        node, helper = step, False
-        if step.endswith(OUTPUT_SUFFIX):
-            node, helper = step[: -len(OUTPUT_SUFFIX)], True
-        if "__" in node or (helper and kind == "step.started"):
+        if kind == "step.started":  # a node starts with its first step (a CONDITION's test...)
+            started = (str(event.get("iteration") or ""), step.split("__", 1)[0])
+            if started not in self._started:
+                self._started.add(started)
+                node_def = self.node(started[1])
+                self._call(self.before_node, {"node": node_def, "flowId": run_id, "event": event})
             return
+        node = step.split("__", 1)[0]
+        helper = step == node + OUTPUT_SUFFIX
+        if step != node and not helper and kind != "step.failed":
+            return  # a helper step's completion: the node is not done yet
         base = {"node": self.node(node), "flowId": run_id, "event": event}
         decision: Any = None
-        if kind == "step.started":
-            self._call(self.before_node, base)
-        elif kind == "step.execution.completed":
+        if kind == "step.execution.completed":
             took = float((event.get("execution") or {}).get("duration_ms") or 0.0)
             if event.get("step_type") == "agent" and not helper:  # an LLM node: done once parsed
                 self._pending[node] = took
