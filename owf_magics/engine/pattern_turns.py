@@ -26,6 +26,7 @@ from owf_magics.engine.trace import trace_step
 from owf_magics.engine.workflow_tools import tools_bound
 from owf_magics.manifest.models import Agent, StepBase
 from owf_magics.manifest.refs import parse_ref
+from owf_magics.manifest.render import redact
 from owf_magics.runtime.context import RunContext, StepFailed, now
 from owf_magics.runtime.results import StepError, StepResult
 
@@ -169,7 +170,7 @@ async def turn(
     _account(chat, agent.name, usage, acc.cost)
     if run.store is not None:
         run.seen.setdefault(key, {})["usage"] = usage or None
-        run.seen[key]["input"] = prompt
+        run.seen[key]["input"] = redact(prompt, run.secrets) if run.secrets else prompt
         checkpoint(run, sub, step, res)
         await durable(run)  # the turn is durable before the next one starts
     return content
