@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -324,3 +325,36 @@ def test_an_approval_in_a_turn_makes_the_run_wait_and_resume_without_redoing_ear
     assert done.outputs == {"final": "paid ada"} and handlers.CALLS == {"pay-ada": 1}
     out = done.steps["chat"].output
     assert [m["content"] for m in out["conversation"]] == ["pro 1", "paid ada"]  # pro's turn was not redone
+
+
+def test_a_magentic_run_waiting_in_round_2_resumes_with_the_plan_and_round_1_served_from_the_store(tmp_path):
+    from tests import handlers
+
+    handlers.CALLS.clear()
+    lead = scripted(
+        "lead", "PLAN", ledger("researcher", "look"), ledger("payer", "pay"), ledger("payer", "", done=True), "all paid"
+    )
+    payer = BANK.split("---\nname: office", maxsplit=1)[0].replace("name: payer", "name: payer\ndescription: pays")
+    ow = OpenWorkflow(state=str(tmp_path / "runs.db"))
+    ow.load(lead + scripted("researcher", "found it") + payer)
+    ow.load(
+        """
+name: settle
+steps:
+  - {id: team, type: magentic, manager: lead, participants: [researcher, payer], input: {task: settle}}
+outputs: {final: {value: "{{ steps.team.output.final }}"}}
+"""
+    )
+    r = ow.workflow("settle").execute()
+    assert r.status == "waiting_approval"
+    turns = r.trace[(r.trace.step_id == "team") & (r.trace.iteration != "")]
+    assert list(turns.iteration) == ["0.0", "1.0", "1.1", "2.0"]  # plan, round 1, round 2's ledger
+    done = ow.resume(r.run_id, approvals={r.pending[0].id: True})
+    assert done.status == "completed" and done.outputs == {"final": "all paid"}
+    out = done.steps["team"].output
+    assert out["task_ledger"] == "PLAN" and [m["agent"] for m in out["conversation"]] == ["researcher", "payer"]
+    assert handlers.CALLS == {"pay-ada": 1}
+    rows = done.trace[(done.trace.step_id == "team") & (done.trace.iteration != "")]
+    assert list(rows.iteration) == ["0.0", "1.0", "1.1", "2.0", "2.1", "3.0", "3.3"]
+    called = Counter(e["iteration"] for e in done.events if e["type"] == "agent.turn.completed")
+    assert [called[it] for it in ("0.0", "1.0", "1.1", "2.0")] == [1, 1, 1, 1]  # each model asked once in all
