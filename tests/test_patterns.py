@@ -358,3 +358,12 @@ outputs: {final: {value: "{{ steps.team.output.final }}"}}
     assert list(rows.iteration) == ["0.0", "1.0", "1.1", "2.0", "2.1", "3.0", "3.3"]
     called = Counter(e["iteration"] for e in done.events if e["type"] == "agent.turn.completed")
     assert [called[it] for it in ("0.0", "1.0", "1.1", "2.0")] == [1, 1, 1, 1]  # each model asked once in all
+
+
+def test_a_pattern_steps_token_budget_spans_all_its_turns():
+    ow = registry(DEBATERS, chat_flow(termination={"maxRounds": 6}, guardrails={"maxTokens": 40}))
+    r = ow.workflow("debate").execute()
+    error = r.steps["chat"].error
+    assert r.status == "failed" and error.code == "CANCELED" and error.details["reason"] == "budget"
+    turns = r.trace[(r.trace.step_id == "chat") & (r.trace.iteration != "")]
+    assert list(turns.iteration) == ["1.1", "2.1"]  # 15 tokens a turn: a third would cross 40

@@ -103,7 +103,13 @@ NO_USAGE = Accounting()  # shared by the steps that call no model; only agent st
 
 
 async def run_agent(
-    run: RunContext, agent: Agent, data: Any, step_id: str, acc: Accounting, step: StepBase | None = None
+    run: RunContext,
+    agent: Agent,
+    data: Any,
+    step_id: str,
+    acc: Accounting,
+    step: StepBase | None = None,
+    step_budget: Any = None,
 ) -> Any:
     """The native agent loop: model turns, tool calls through connectors, guardrails, usage.
 
@@ -112,7 +118,7 @@ async def run_agent(
     cross one fails the step with code CANCELED, ``details.reason == "budget"``).
     """
     model = make_model(agent.model)
-    budgets, limit_keys = agent_limits(run, agent, step)
+    budgets, limit_keys = agent_limits(run, agent, step, step_budget)
     tools = agent_tools(run.host, agent)
     config = agent.execution.config if agent.execution else {}
     max_iter = int(config.get("maxIterations", config.get("max_iterations")) or 10)
@@ -249,8 +255,11 @@ def remember(run: RunContext, agent: Agent, data: Any, answer: Any) -> None:
     )
 
 
-def agent_limits(run: RunContext, agent: Agent, step: StepBase | None) -> tuple[list[Any], list[str]]:
-    """The budgets an agent step spends from, and the rate-limit keys it waits on."""
+def agent_limits(
+    run: RunContext, agent: Agent, step: StepBase | None, shared: Any = None
+) -> tuple[list[Any], list[str]]:
+    """The budgets an agent step spends from, and the rate-limit keys it waits on (`shared`: the
+    step's budget when several agent calls spend it, as a pattern step's turns do)."""
     budgets: list[Any] = []
     keys: list[str] = []
     guard = getattr(step, "guardrails", None) if step is not None else None
@@ -258,7 +267,7 @@ def agent_limits(run: RunContext, agent: Agent, step: StepBase | None) -> tuple[
         from owf_magics.agents.limits import agent_budget, agent_key, limit_spec, step_budget
 
         if step is not None:
-            budgets.append(step_budget(step))
+            budgets.append(shared if shared is not None else step_budget(step))
         budgets.append(agent_budget(agent.policies, agent=agent.name))
         budgets.append(run.budget)
         budgets = [b for b in budgets if b is not None]

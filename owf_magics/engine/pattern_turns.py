@@ -47,6 +47,13 @@ class Chat:
     cursors: dict[str, int] = field(default_factory=dict)
     agents: dict[str, Agent] = field(default_factory=dict)
     usage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget: Any = None  # the step's guardrails.maxCost/maxTokens, spent by all its turns
+
+    def __post_init__(self) -> None:
+        if self.step.guardrails is not None:
+            from owf_magics.agents.limits import step_budget
+
+            self.budget = step_budget(self.step)
 
     def agent(self, name: str) -> Agent:
         """A participant (or manager) by the name the step gives it."""
@@ -102,6 +109,8 @@ async def turn(
         chat.cursors[name] = chat.cursors.get(name, 0) + int(out.get("turns", 0))
         kept: dict[str, Any] = rec.usage or {}
         _account(chat, out.get("agent", agent.name), kept, float(kept.get("cost_usd", 0.0) or 0.0))
+        if chat.budget is not None and kept:  # what the turns before the stop spent still counts
+            chat.budget.record(int(kept.get("total_tokens", 0)), float(kept.get("cost_usd", 0.0) or 0.0))
         res = StepResult(step.id, "success", out, None, 1, frame.plan.entries[step.id].backend)
         total = (
             Usage(int(kept.get("prompt_tokens", 0)), int(kept.get("completion_tokens", 0)), bool(kept.get("estimated")))
@@ -145,7 +154,7 @@ async def turn(
                     "reason": why,
                 },
             )
-        answer = await run_agent(run, speaker, prompt, step.id, acc, step)
+        answer = await run_agent(run, speaker, prompt, step.id, acc, step, chat.budget)
     duration = (time.perf_counter() - t0) * 1000
     chat.cursors[name] = chat.cursors.get(name, 0) + len(acc.turns)
     content = text(answer)
