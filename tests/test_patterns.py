@@ -367,3 +367,14 @@ def test_a_pattern_steps_token_budget_spans_all_its_turns():
     assert r.status == "failed" and error.code == "CANCELED" and error.details["reason"] == "budget"
     turns = r.trace[(r.trace.step_id == "chat") & (r.trace.iteration != "")]
     assert list(turns.iteration) == ["1.1", "2.1"]  # 15 tokens a turn: a third would cross 40
+
+
+def test_an_invalid_pattern_step_still_reports_unknown_participants_and_reads_item_in_its_condition():
+    ow = registry(DEBATERS)
+    with pytest.raises(ManifestError) as err:
+        ow.load(
+            "name: bad\nsteps:\n  - id: chat\n    type: groupChat\n    participants: [pro, ghost]\n"
+            "    termination: {maxRounds: 0, condition: \"{{ item.content == 'x' }}\"}\n"
+        )
+    found = {(d.code, d.line) for d in err.value.diagnostics}
+    assert found == {("INVALID_VALUE", 6), ("UNKNOWN_REFERENCE", 5)}

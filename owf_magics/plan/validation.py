@@ -184,6 +184,10 @@ class Validator:
             step_id=sid,
             inherited_runtime=agent_runtime,
         )
+        if data.get("type") in PATTERN_TYPES and isinstance(data.get("participants"), list):
+            for j, name in enumerate(data["participants"]):  # docs/patterns.md
+                if isinstance(name, str):
+                    self._resolve_agent(name, path + ("participants", j), report)
         opaque = data.get("type") == "transform" and data.get("language") in ("jq", "jsonpath", "javascript", "python")
         for key, value in data.items():
             if key in BLOCK_FIELDS or key in ("id", "type", "displayName", "description", "needs"):
@@ -191,6 +195,7 @@ class Validator:
             if key == "expression" and opaque:
                 continue
             loop = in_loop or ("forEach" in data and key not in ("forEach", "condition"))
+            loop = loop or (key in ROUND_FIELDS and data.get("type") in PATTERN_TYPES)
             where = secret_place(data.get("type"), isinstance(data.get("connector"), str), key)
             check_templates(value, path + (key,), scope, report, sid, in_loop=loop, in_catch=in_catch, secrets=where)
 
