@@ -5,9 +5,11 @@ our embeddings (its default ONNX embedder would fetch weights into ~/.cache/chro
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 from owf_magics import OpenWorkflow
 from owf_magics.connectors.vector_store import vector_delete, vector_insert, vector_search, vector_update
 from owf_magics.errors import UnavailableError
+from tests.local_http import serve
 
 FLOWS = Path(__file__).parent / "openflow"
 DOCS = [
@@ -23,22 +26,43 @@ DOCS = [
     {"id": "tides", "text": "Tides follow the moon around the earth"},
     {"id": "bread", "text": "Bread rises when yeast ferments sugar"},
 ]
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 STORES = [
     "local",
-    pytest.param(
-        "chroma",
-        marks=pytest.mark.skipif(
-            __import__("importlib").util.find_spec("langchain_chroma") is None, reason="langchain-chroma not installed"
-        ),
-    ),
+    pytest.param("chroma", marks=pytest.mark.skipif(not _has("langchain_chroma"), reason="no langchain-chroma")),
+    pytest.param("pinecone", marks=pytest.mark.skipif(not _has("langchain_pinecone"), reason="no langchain-pinecone")),
 ]
 
 
-def rag_flow(provider: str) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def pinecone_host() -> Iterator[str]:
+    """A local server speaking Pinecone's data-plane API (tests/pinecone_server.py)."""
+    from tests.pinecone_server import STORE, PineconeHandler
+
+    STORE.clear()
+    with serve(PineconeHandler) as base:
+        yield base
+
+
+def store_config(store: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """What a node's config adds for `store` (the Pinecone server's host and key)."""
+    if store != "pinecone":
+        return {}
+    from tests.pinecone_server import API_KEY
+
+    return {"host": request.getfixturevalue("pinecone_host"), "api_key": API_KEY}
+
+
+def rag_flow(provider: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     flow = json.loads((FLOWS / "vector_rag.json").read_text())
     for node in flow["nodes"]:
         if node["type"] in ("VECTOR_INSERT", "VECTOR_SEARCH"):
-            node["config"]["provider"] = provider
+            node["config"].update({"provider": provider, **(extra or {})})
     return flow
 
 
@@ -74,11 +98,11 @@ SEARCH_ONLY = {
 @pytest.mark.parametrize("store", STORES)
 @pytest.mark.parametrize("backend", ["native", "langchain"])
 def test_insert_then_search_returns_the_inserted_document_first(
-    tmp_path: Path, store: str, backend: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store: str, backend: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     ow = OpenWorkflow(state=":memory:")
-    ow.load(rag_flow(store))
+    ow.load(rag_flow(store, {**store_config(store, request), "namespace": f"{backend}-{tmp_path.name}"}))
     res = ow.workflow("vector_rag").execute(
         inputs={"docs": DOCS, "query": "what do owls hunt at night?", "store": str(tmp_path / "db")},
         prefer_backend=backend,
@@ -92,7 +116,7 @@ def test_insert_then_search_returns_the_inserted_document_first(
     assert not (tmp_path / "home" / ".cache").exists()  # no model was downloaded
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("langchain_chroma") is None, reason="no langchain-chroma")
+@pytest.mark.skipif(not _has("langchain_chroma"), reason="no langchain-chroma")
 def test_chroma_answers_again_from_a_new_process_on_the_same_directory(tmp_path: Path) -> None:
     db = tmp_path / "db"
     ow = OpenWorkflow(state=":memory:")
@@ -129,7 +153,7 @@ def test_chroma_answers_again_from_a_new_process_on_the_same_directory(tmp_path:
 
 
 @pytest.mark.parametrize("store", STORES)
-def test_the_same_semantics_on_every_store(tmp_path: Path, store: str) -> None:
+def test_the_same_semantics_on_every_store(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
     """Upsert, search with scores, update (metadata merged, values kept or replaced), delete
     (the ids that were there), filters, thresholds and namespaces, on each store."""
     config: dict[str, Any] = {
@@ -138,6 +162,7 @@ def test_the_same_semantics_on_every_store(tmp_path: Path, store: str) -> None:
         "namespace": "n1",
         "path": str(tmp_path),
         "dimensions": 8,
+        **store_config(store, request),
     }
     one = [1.0, 0, 0, 0, 0, 0, 0, 0]
     inserted = vector_insert(
@@ -177,8 +202,7 @@ def test_the_same_semantics_on_every_store(tmp_path: Path, store: str) -> None:
 
 @pytest.mark.parametrize(("store", "package"), [("pinecone", "langchain-pinecone"), ("weaviate", "langchain-weaviate")])
 def test_a_store_whose_package_is_missing_names_it(tmp_path: Path, store: str, package: str) -> None:
-    pytest.importorskip("usearch")
-    if __import__("importlib").util.find_spec(package.replace("-", "_")) is not None:
+    if _has(package.replace("-", "_")):
         pytest.skip(f"{package} is installed")
     with pytest.raises(UnavailableError) as err:
         vector_insert({"provider": store, "index_name": "kb"}, {"embeddings": [{"id": "a", "values": [1.0]}]})

@@ -95,9 +95,9 @@ def open_store(config: Mapping[str, Any], embedder: Embedder) -> Iterator[Store]
     name, namespace = _names(config)
     with _lock(f"{provider}:{config.get('path')}:{config.get('url')}:{name}:{namespace}"):
         if provider == "chroma":
-            yield LangChainStore(_chroma(config, vectors), vectors, with_values=True)
+            yield ChromaStore(_chroma(config, vectors), vectors)
         elif provider == "pinecone":
-            yield LangChainStore(_pinecone(config, vectors), vectors)
+            yield PineconeStore(_pinecone(config, vectors), vectors, config.get("namespace"))
         else:
             yield LangChainStore(_weaviate(config, vectors), vectors)
 
@@ -265,10 +265,6 @@ class LangChainStore:
         self.store.add_texts(texts, metadatas=metadatas, ids=ids)
 
     def get(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        if self.with_values:  # Chroma returns the stored vectors too
-            got = self.store.get(ids=ids, include=["embeddings", "metadatas", "documents"])
-            rows = zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=False)
-            return {i: {"metadata": dict(m or {}), "values": [float(x) for x in v], "text": d} for i, v, m, d in rows}
         return {
             str(d.id): {"metadata": dict(d.metadata), "values": None, "text": d.page_content}
             for d in self.store.get_by_ids(ids)
@@ -301,6 +297,47 @@ class LangChainStore:
                 }
             )
         return out
+
+
+class ChromaStore(LangChainStore):
+    """Chroma through ``langchain-chroma``, whose ``get`` returns the stored vectors too."""
+
+    def __init__(self, store: Any, vectors: Any) -> None:
+        super().__init__(store, vectors, with_values=True)
+
+    def get(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        got = self.store.get(ids=ids, include=["embeddings", "metadatas", "documents"])
+        rows = zip(got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=False)
+        return {i: {"metadata": dict(m or {}), "values": [float(x) for x in v], "text": d} for i, v, m, d in rows}
+
+
+class PineconeStore(LangChainStore):
+    """Pinecone through ``langchain-pinecone``, which has no ``get_by_ids`` (records are fetched
+    from its index) and scales cosine to ``(cos + 1) / 2`` (scores are turned back into cosine)."""
+
+    def __init__(self, store: Any, vectors: Any, namespace: Any) -> None:
+        super().__init__(store, vectors, with_values=True)
+        self.namespace = str(namespace) if namespace else None
+
+    def get(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        found = self.store.index.fetch(ids=ids, namespace=self.namespace).vectors or {}
+        out = {}
+        for vid, record in found.items():
+            metadata = dict(record.metadata or {})
+            out[str(vid)] = {
+                "metadata": metadata,
+                "values": [float(x) for x in record.values],
+                "text": metadata.get("text"),
+            }
+        return out
+
+    def search(self, vector: list[float], k: int) -> list[dict[str, Any]]:
+        hits = super().search(vector, k)
+        for hit in hits:
+            hit["score"] = round(2 * hit["score"] - 1, 6)
+        return hits
 
 
 def _chroma(config: Mapping[str, Any], vectors: Any) -> Any:
