@@ -5,6 +5,7 @@ chat-completions server on 127.0.0.1 with exact usage."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +144,20 @@ def test_a_registry_provider_goes_through_init_chat_model() -> None:
     assert (row["prompt_tokens"], row["completion_tokens"]) == (17, 4)
     (req,) = chat_server.REQUESTS
     assert req["path"].startswith("/openai/deployments/dep1/chat/completions")
+
+
+def test_validate_check_backends_names_a_missing_provider_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from owf_magics.cli import main
+
+    bedrock = tmp_path / "bedrock.yaml"
+    bedrock.write_text("type: agent\nname: rock\nmodel: {provider: bedrock, id: anthropic.claude-3}\n")
+    compatible = tmp_path / "local.yaml"
+    compatible.write_text("type: agent\nname: loc\nmodel: {provider: openai_compatible, id: m}\n")
+    assert main(["validate", str(bedrock)]) == 0  # LangChain knows it: loading accepts it
+    capsys.readouterr()
+    assert main(["validate", str(bedrock), "--check-backends"]) == 1
+    out = capsys.readouterr().out
+    assert "PROVIDER_UNAVAILABLE" in out and "pip install langchain-aws" in out and "agent:local/rock@1.0.0" in out
+    assert main(["validate", str(compatible), "--check-backends"]) == 0
