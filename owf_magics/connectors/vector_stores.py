@@ -79,10 +79,16 @@ def open_store(config: Mapping[str, Any], embedder: Embedder) -> Iterator[Store]
     if provider in ("local", "default", "usearch"):
         name, namespace = _names(config)
         key = str(Path(str(config.get("path") or DEFAULT_PATH)).resolve() / name / namespace)
+        if not installed("usearch"):
+            raise UnavailableError(
+                "the embedded vector store needs the usearch package",
+                details={"provider": provider, "package": "usearch", "suggestion": "pip install 'owf-magics[vectors]'"},
+            )
         with _lock(key):
-            index = VectorIndex(dict(config))
-            yield LocalStore(index, bool(config.get("dimensions")))
-            index.save()
+            store = LocalStore(VectorIndex(dict(config)), bool(config.get("dimensions")))
+            yield store
+            if store.changed:
+                store.index.save()
         return
     module = VECTOR_STORES[provider]
     if module and not installed(module):
@@ -99,7 +105,11 @@ def open_store(config: Mapping[str, Any], embedder: Embedder) -> Iterator[Store]
         elif provider == "pinecone":
             yield PineconeStore(_pinecone(config, vectors), vectors, config.get("namespace"))
         else:
-            yield LangChainStore(_weaviate(config, vectors), vectors)
+            client, weaviate_store = _weaviate(config, vectors)
+            try:
+                yield LangChainStore(weaviate_store, vectors)
+            finally:
+                client.close()
 
 
 class VectorIndex:
@@ -183,6 +193,7 @@ class LocalStore:
     def __init__(self, index: Any, fixed: bool) -> None:
         self.index = index
         self.fixed = fixed  # config.dimensions given
+        self.changed = False
         self.dims: int | None = index.dims
 
     @property
@@ -193,6 +204,7 @@ class LocalStore:
         if items and not self.index.records and not self.fixed:  # an empty index takes the vectors' size
             self.index.resize(len(items[0]["values"]))
             self.dims = self.index.dims
+        self.changed = self.changed or bool(items)
         for item in items:
             self.index.upsert(str(item["id"]), item["values"], item.get("metadata"))
 
@@ -200,7 +212,9 @@ class LocalStore:
         return {i: dict(self.index.records[i]) for i in ids if i in self.index.records}
 
     def delete(self, ids: list[str]) -> list[str]:
-        return [i for i in ids if self.index.delete(i)]
+        deleted = [i for i in ids if self.index.delete(i)]
+        self.changed = self.changed or bool(deleted)
+        return deleted
 
     def search(self, vector: list[float], k: int) -> list[dict[str, Any]]:
         return list(self.index.search(vector, max(1, k)))
@@ -391,7 +405,7 @@ def _pinecone(config: Mapping[str, Any], vectors: Any) -> Any:
     )
 
 
-def _weaviate(config: Mapping[str, Any], vectors: Any) -> Any:
+def _weaviate(config: Mapping[str, Any], vectors: Any) -> tuple[Any, Any]:
     import weaviate
     from langchain_weaviate import WeaviateVectorStore
 
@@ -405,6 +419,5 @@ def _weaviate(config: Mapping[str, Any], vectors: Any) -> Any:
     client = weaviate.connect_to_weaviate_cloud(cluster_url=str(url), auth_credentials=auth)
     name, namespace = _names(config)
     index = re.sub(r"[^A-Za-z0-9_]", "_", name + ("" if namespace == "_" else f"_{namespace}"))
-    return WeaviateVectorStore(
-        client=client, index_name=index[:1].upper() + index[1:], text_key="text", embedding=vectors
-    )
+    index = index[:1].upper() + index[1:]  # a Weaviate class name
+    return client, WeaviateVectorStore(client=client, index_name=index, text_key="text", embedding=vectors)
