@@ -115,6 +115,8 @@ def test_grok_defaults_to_its_endpoint_and_a_compatible_provider_needs_a_url(mon
     with pytest.raises(UnavailableError) as err:
         make_model(ModelSpec(provider="grok", id="grok-4"))
     assert "XAI_API_KEY" in err.value.details["suggestion"]
+    grok = make_model(ModelSpec(provider="grok", id="grok-4", providerConfig={"api_key": "k"}))
+    assert grok.chat.openai_api_base == "https://api.x.ai/v1"  # its endpoint unless base_url says otherwise
     with pytest.raises(UnavailableError) as err:
         make_model(ModelSpec(provider="azure", id="gpt-4o", providerConfig={"api_key": "k"}))
     assert "base_url" in err.value.details["suggestion"]
