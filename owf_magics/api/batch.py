@@ -284,7 +284,8 @@ def run_chunk(
 
 
 class _Progress:
-    """Progress of a batch: a callable, or tqdm (a bar in a terminal, a widget in a notebook)."""
+    """Progress of a batch: a callable, or tqdm's text bar (on stderr; in a notebook too, where a
+    widget bar would be stored at 0% by a headless run and read as nothing where widgets cannot live)."""
 
     def __init__(self, progress: bool | Progress | None, total: int, desc: str) -> None:
         self.total, self.done = total, 0
@@ -293,7 +294,7 @@ class _Progress:
         show = progress is True or (progress is None and _interactive())
         if show:
             try:
-                from tqdm.auto import tqdm
+                from tqdm import tqdm
 
                 self.bar = tqdm(total=total, desc=desc, unit="run")
             except ImportError:  # pragma: no cover - tqdm is in the dask extra

@@ -22,7 +22,7 @@ from owf_magics.errors import ManifestError, OWFError, did_you_mean
 from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject, parse_show
 from owf_magics.notebook.errors import CellManifestError, WorkflowRunError, read_source, short
 from owf_magics.notebook.views import GraphView, ResolutionView, shown_frame
-from owf_magics.notebook.views.tables import html_table, text_table
+from owf_magics.notebook.views.tables import html_table, register_frames, text_table
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -318,7 +318,7 @@ class WorkflowMagics(Magics):
         else:
             if self.last_result is None:
                 raise UsageError(f"no run yet: run a workflow first, then %workflow {which}")
-            result, name = self.last_result, "_"
+            result, name = self.last_result, "_owf_last"
         df = result.trace if which == "trace" else result.usage
         frame = shown_frame(df, f"{name}.{which}")
         display(frame)
@@ -431,19 +431,31 @@ class WorkflowMagics(Magics):
         plan = self._plan(wf, prefer)
         try:
             result = run_with_view(
-                wf, plan, inputs, prefer, settings=self.settings, quiet=quiet, secrets=self._secrets(args)
+                wf,
+                plan,
+                inputs,
+                prefer,
+                settings=self.settings,
+                quiet=quiet,
+                secrets=self._secrets(args),
+                name=args.output,
+                bind=lambda continued: self._bind(continued, args.output),
             )
         except ManifestError as exc:
             raise CellManifestError(exc, self._lookup_for(wf)) from None
         except OWFError as exc:  # a backend not installed, inputs that do not match...
             raise short(exc) from None
-        self.last_result = result
-        self._ns()["_owf_last"] = result
-        if args.output:
-            self._ns()[args.output] = result
+        self._bind(result, args.output)
         if result.status not in ("completed", "waiting_approval"):
             raise WorkflowRunError(result, wf, self._lookup_for(wf), args.output)
         return None
+
+    def _bind(self, result: RunResult, output: str | None) -> None:
+        """The last run, and -o VAR: bound after a run, and again when the live view continues it."""
+        self.last_result = result
+        self._ns()["_owf_last"] = result
+        if output:
+            self._ns()[output] = result
 
     def _resume(self, args: Any, rest: list[str]) -> Any:
         from IPython.display import display
@@ -460,6 +472,8 @@ class WorkflowMagics(Magics):
         if run_id is None:
             raise UsageError("%workflow resume needs a RUN_ID (no run yet in this kernel)")
         approvals, event = resume_answers(args.approve, args.reject, args.event)
+        if not approvals and event is None and self._unanswered(run_id):
+            return None
         try:
             result = self.ow.resume(run_id, approvals=approvals, event=event, secrets=self._secrets(args))
         except OWFError as exc:
@@ -470,10 +484,25 @@ class WorkflowMagics(Magics):
             self._ns()[args.output] = result
         wf = self.ow.workflow(result.workflow)
         if not (args.quiet or self.settings.quiet):
-            display(RunView(result, wf.plan()))
+            display(RunView(result, wf.plan(), name=args.output))
         if result.status not in ("completed", "waiting_approval"):
             raise WorkflowRunError(result, wf, self._lookup_for(wf), args.output)
         return None
+
+    def _unanswered(self, run_id: str) -> bool:
+        """A waiting run resumed without answers: say what it waits for, change nothing."""
+        from owf_magics.notebook.views.display import pending_lines
+
+        try:
+            stored = self.ow.run(run_id)
+        except OWFError as exc:
+            raise short(exc) from None
+        if stored.status != "waiting_approval":
+            return False  # a run that stopped otherwise (a crash) continues without answers
+        print(f"run {run_id} is waiting; nothing was changed (resume it with the answers below)")
+        for line in pending_lines(stored):
+            print(f"  {line}")
+        return True
 
 
 def _check_output_name(args: Any) -> None:
@@ -541,6 +570,7 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     configurables: list[Any] = ip.configurables
     configurables.append(settings)
     install_completer(ip, magics)
+    register_frames(ip)  # the project's DataFrames display truncated (head and tail), others as pandas does
     setattr(ip, "_owf_magics", magics)  # noqa: B010 - the shell has no such attribute to type
 
 

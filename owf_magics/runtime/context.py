@@ -84,9 +84,10 @@ def to_step_error(exc: BaseException) -> StepError:
 class StepFailed(Exception):
     """Raised inside the executor to carry a step's error up to the block that runs it."""
 
-    def __init__(self, error: StepError) -> None:
+    def __init__(self, error: StepError, attempts: int = 0) -> None:
         super().__init__(error.message)
         self.error = error
+        self.attempts = attempts  # a `try` step's body passes, when it failed after retrying them
 
 
 @dataclass(slots=True)
@@ -162,6 +163,11 @@ W3C_TRACE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("owf_w
 
 
 WAIT_FLAGS: contextvars.ContextVar[tuple[list[bool], ...]] = contextvars.ContextVar("owf_wait_flags", default=())
+
+#: Inside the body of a `try` step with a retry policy: the last attempt number of each step
+#: execution so far (by execution key), so a retried body's steps count on (attempt 2, 3...) in
+#: their trace rows, events and ``attempts``. None elsewhere (and such steps take no direct path).
+TRY_ATTEMPTS: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("owf_try_attempts", default=None)
 
 
 def find_request(run: RunContext, key: str, kind: str, match: Mapping[str, Any]) -> Any:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from owf_magics.runtime.display import mimebundle, shown_frame
+from owf_magics.runtime.display import frames_shown, mimebundle
+from owf_magics.runtime.frames import typed_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +48,11 @@ USAGE_COLUMNS = (
 )
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps`` (nouns whose plural adds an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class RunSummary(dict[str, Any]):
     """`RunResult.summary`: a mapping that gives the text summary when called."""
 
@@ -78,7 +84,9 @@ class StepResult:
     """The outcome of one step (the last iteration or attempt, for loops and retries)."""
 
     step_id: str
-    status: str = "pending"  # success | failed | skipped | waiting | canceled
+    # success | failed | skipped | waiting (asked for an approval or event, or holds a step that
+    # did) | pending (never started: it runs after a waiting step) | canceled
+    status: str = "pending"
     output: Any = None
     error: StepError | None = None
     attempts: int = 0
@@ -144,7 +152,9 @@ class RunResult:
         """Pickled (a batch run's result coming back from a worker) with its rows and events built."""
         if self._lazy is not None:
             self._materialise()
-        return dict(self.__dict__)
+        state = dict(self.__dict__)
+        state.pop("_frames", None)  # built again from the rows when read
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -177,20 +187,28 @@ class RunResult:
 
     @property
     def trace(self) -> pd.DataFrame:
-        """One row per step execution (iterations and retries included).
+        """One row per step execution (iterations and retries included), as a plain DataFrame.
 
-        A DataFrame that displays truncated, with a footer saying how to see every row.
+        The same frame while the rows do not change. In a notebook it displays truncated (head
+        and tail), with the run id once and a footer naming the variable (`owf_magics.runtime.frames`).
         """
-        import pandas as pd
-
-        return shown_frame(pd.DataFrame(self.trace_rows, columns=list(TRACE_COLUMNS)), "res.trace")
+        return self._frame("trace", self.trace_rows, TRACE_COLUMNS)
 
     @property
     def usage(self) -> pd.DataFrame:
-        """Token usage per step and model (displayed like `trace`)."""
-        import pandas as pd
+        """Token usage per step and model (a plain DataFrame, displayed like `trace`)."""
+        return self._frame("usage", self.usage_rows, USAGE_COLUMNS)
 
-        return shown_frame(pd.DataFrame(self.usage_rows, columns=list(USAGE_COLUMNS)), "res.usage")
+    def _frame(self, kind: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+        cache: dict[str, tuple[int, int, Any]] = self.__dict__.setdefault("_frames", {})
+        hit = cache.get(kind)
+        if hit is not None and hit[0] == id(rows) and hit[1] == len(rows):
+            frame: pd.DataFrame = hit[2]
+            return frame
+        frame = typed_frame(rows, columns, kind=kind, run_id=self.run_id)
+        cache[kind] = (id(rows), len(rows), frame)
+        frames_shown()
+        return frame
 
     @property
     def total_tokens(self) -> int:

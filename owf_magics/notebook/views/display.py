@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from owf_magics.notebook.views.graph import Overlay, backend_colours, overlay_from_result, to_mermaid, to_svg, to_text
 from owf_magics.notebook.views.settings import MASK, SETTINGS
-from owf_magics.notebook.views.tables import frame_bundle, resolution_html, resolution_text
+from owf_magics.notebook.views.tables import frame_bundle, frame_name, resolution_html, resolution_text
 
 if TYPE_CHECKING:
     from owf_magics.plan.resolution import Plan
@@ -161,19 +161,23 @@ class RunView:
     Args:
         result: The run.
         plan: The plan it ran (for the graph); without it the graph is left out.
+        name: The variable the run is bound to (its trace's footer says ``NAME.trace``); by
+            default the namespace is searched for it.
     """
 
-    def __init__(self, result: RunResult, plan: Plan | None = None) -> None:
+    def __init__(self, result: RunResult, plan: Plan | None = None, *, name: str | None = None) -> None:
         self.result = result
         self.plan = plan
+        self.name = name
 
     def outputs_text(self) -> str:
         return json.dumps(self.result.outputs, indent=2, ensure_ascii=False, default=str)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         r = self.result
-        trace = frame_bundle(r.trace, "res.trace")
-        usage = frame_bundle(r.usage, "res.usage")
+        name = self.name or frame_name(r)
+        trace = frame_bundle(r.trace, f"{name}.trace" if name else None)
+        usage = frame_bundle(r.usage, f"{name}.usage" if name else None)
         plain = [summary_text(r), "outputs:", self.outputs_text(), *pending_lines(r)]
         parts = [
             f'<div class="owf-run"><p><b>{html.escape(summary_text(r))}</b></p>',

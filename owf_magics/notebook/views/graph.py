@@ -93,6 +93,8 @@ class StepState:
             parts.append(f"{self.duration_ms:.0f} ms")
         if self.tokens:
             parts.append(f"{self.tokens} tokens")
+        if self.attempts > 1:  # retried: every attempt is a trace row
+            parts.append(f"{self.attempts} attempts")
         return " · ".join(parts)
 
 
