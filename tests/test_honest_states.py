@@ -107,7 +107,7 @@ def test_only_steps_that_ask_wait_and_sub_workflow_steps_carry_their_parent(ow):
     assert r.status == "waiting_approval"
     assert {k: s.status for k, s in r.steps.items()} == {"do_it": "waiting", "notify": "pending"}
     assert rows(r, "step_id", "status", "parent") == [("do_it", "waiting", ""), ("do_it/pay", "waiting", "do_it")]
-    assert "(1 pending, 1 waiting)" in r.summary_text()
+    assert "(1 waiting, 1 pending)" in r.summary_text()
     done = ow.resume(r.run_id, approvals={r.pending[0].id: True})
     assert done.status == "completed"
     assert {k: s.status for k, s in done.steps.items()} == {"do_it": "success", "notify": "success"}

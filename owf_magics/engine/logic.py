@@ -13,7 +13,16 @@ from typing import Any
 from owf_magics.agents.loop import Accounting
 from owf_magics.connectors.function import SYNC
 from owf_magics.engine.direct import StepFacts, direct_step, facts, hold, runs_direct, skip
-from owf_magics.engine.frame import Frame, children_views, descendants, last_output, loop_frame, map_items, view
+from owf_magics.engine.frame import (
+    Frame,
+    at_item,
+    children_views,
+    descendants,
+    last_output,
+    loop_frame,
+    map_items,
+    view,
+)
 from owf_magics.engine.scheduler import run_block
 from owf_magics.errors import UnavailableError
 from owf_magics.manifest.models import (
@@ -73,15 +82,17 @@ async def for_each(
         results = each_direct(run, frame, key, items, members)
     else:
         results = await map_items(items, step.maxConcurrency, lambda i, item: body(run, frame, key, items, i, item))
-    errors = [r.pop("_error") for r in results if "_error" in r]
+    failures = [(i, r.pop("_error")) for i, r in enumerate(results) if "_error" in r]
+    errors = [e for _, e in failures]
     out = {
         "results": results,
         "successCount": sum(1 for r in results if r["status"] == "success"),
         "errorCount": len(errors),
         "totalCount": len(results),
     }
-    if errors and not step.continueOnError:
-        raise StepFailed(errors[0])
+    if failures and not step.continueOnError:
+        index, first = failures[0]
+        raise StepFailed(at_item(first, index, items[index]))  # which item failed, not only how
     return out, {"results": results}
 
 

@@ -22,6 +22,7 @@ from owf_magics.engine.direct import awaited_step, direct_step, facts, hold, run
 from owf_magics.engine.frame import (
     VIEW_KEYS,
     Frame,
+    at_item,
     execution_key,
     loop_frame,
     map_items,
@@ -232,13 +233,14 @@ async def run_inline_loop(run: RunContext, frame: Frame, step: StepBase) -> Step
     outputs = [r.output for r, _ in outcomes]
     failed = [r for r, _ in outcomes if r.status == "failed"]
     status = "failed" if failed and not (mod.continueOnError or step.continueOnError) else "success"
+    first = next((i for i, (r, _) in enumerate(outcomes) if r.status == "failed"), None)
     if status == "success" and any(r.status == "waiting" for r, _ in outcomes):
         status = "waiting"
     res = StepResult(
         step.id,
         status,
         outputs,
-        failed[0].error if failed else None,
+        at_item(failed[0].error, first, items[first]) if failed and failed[0].error and first is not None else None,
         attempts=sum(r.attempts for r, _ in outcomes),
         backend=entry.backend,
     )

@@ -23,6 +23,7 @@ from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject, par
 from owf_magics.notebook.errors import CellManifestError, WorkflowRunError, read_source, short
 from owf_magics.notebook.views import GraphView, ResolutionView, shown_frame
 from owf_magics.notebook.views.tables import html_table, register_frames, text_table
+from owf_magics.runtime.results import plural
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -334,7 +335,9 @@ class WorkflowMagics(Magics):
             except ManifestError as exc:
                 raise CellManifestError(exc, self._lookup_for(wf)) from None
             missing = [sid for sid in plan.order if not plan[sid].available]
-            text = f"ok: {wf.name} v{wf.version}: {len(plan)} steps, backends {', '.join(plan.backends_used())}"
+            text = (
+                f"ok: {wf.name} v{wf.version}: {plural(len(plan), 'step')}, backends {', '.join(plan.backends_used())}"
+            )
             if missing:
                 text += f"; not installed for: {', '.join(missing)}"
             if wf.warnings:
@@ -391,7 +394,13 @@ class WorkflowMagics(Magics):
             self._display_yaml(wf)
 
     def _display_yaml(self, wf: Workflow) -> None:
-        display(_Yaml(wf))
+        display(_Yaml(wf, self._cell_text(wf)))
+
+    def _cell_text(self, wf: Workflow) -> str | None:
+        """The text of the cell that defined `wf`, as written (comments and all), without its
+        ``%%workflow`` line; None for a workflow that did not come from a cell."""
+        text = self.item_sources.get(_item_key(wf.item))
+        return text.split("\n", 1)[1] if text is not None and "\n" in text else text
 
     def _inputs(self, args: Any, wf: Workflow) -> dict[str, Any]:
         from owf_magics.api import input_pairs
@@ -463,7 +472,7 @@ class WorkflowMagics(Magics):
         from owf_magics.api import resume_answers
 
         _check_output_name(args)
-        from owf_magics.notebook.views.display import RunView
+        from owf_magics.notebook.views.display import RunView, still_waiting
 
         if len(rest) > 1:
             raise UsageError("%workflow resume takes one RUN_ID")
@@ -472,37 +481,19 @@ class WorkflowMagics(Magics):
         if run_id is None:
             raise UsageError("%workflow resume needs a RUN_ID (no run yet in this kernel)")
         approvals, event = resume_answers(args.approve, args.reject, args.event)
-        if not approvals and event is None and self._unanswered(run_id):
-            return None
         try:
+            if not approvals and event is None and still_waiting(self.ow, run_id):
+                return None  # without answers: what it waits for is printed, nothing changes
             result = self.ow.resume(run_id, approvals=approvals, event=event, secrets=self._secrets(args))
         except OWFError as exc:
             raise short(exc) from None
-        self.last_result = result
-        self._ns()["_owf_last"] = result
-        if args.output:
-            self._ns()[args.output] = result
+        self._bind(result, args.output)
         wf = self.ow.workflow(result.workflow)
         if not (args.quiet or self.settings.quiet):
             display(RunView(result, wf.plan(), name=args.output))
         if result.status not in ("completed", "waiting_approval"):
             raise WorkflowRunError(result, wf, self._lookup_for(wf), args.output)
         return None
-
-    def _unanswered(self, run_id: str) -> bool:
-        """A waiting run resumed without answers: say what it waits for, change nothing."""
-        from owf_magics.notebook.views.display import pending_lines
-
-        try:
-            stored = self.ow.run(run_id)
-        except OWFError as exc:
-            raise short(exc) from None
-        if stored.status != "waiting_approval":
-            return False  # a run that stopped otherwise (a crash) continues without answers
-        print(f"run {run_id} is waiting; nothing was changed (resume it with the answers below)")
-        for line in pending_lines(stored):
-            print(f"  {line}")
-        return True
 
 
 def _check_output_name(args: Any) -> None:
@@ -535,10 +526,10 @@ class _Table:
 
 
 class _Yaml:
-    """A workflow's canonical manifest as YAML."""
+    """A workflow's YAML: its cell's own text when it came from one, else its canonical manifest."""
 
-    def __init__(self, wf: Workflow) -> None:
-        self.text = yaml.safe_dump(
+    def __init__(self, wf: Workflow, text: str | None = None) -> None:
+        self.text = text or yaml.safe_dump(
             wf.manifest.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True),
             sort_keys=False,
             allow_unicode=True,

@@ -78,7 +78,32 @@ def to_step_error(exc: BaseException) -> StepError:
         return StepError("TIMEOUT", "the step exceeded its timeout", {})
     if isinstance(exc, asyncio.CancelledError):
         return StepError("CANCELED", "the step was canceled", {})
-    return StepError("BACKEND_ERROR", f"{type(exc).__name__}: {exc}", {"original_error": type(exc).__name__})
+    details: dict[str, Any] = {"original_error": type(exc).__name__}
+    trace = user_traceback(exc)
+    if trace:
+        details["traceback"] = trace
+    return StepError("BACKEND_ERROR", f"{type(exc).__name__}: {exc}", details)
+
+
+def user_traceback(exc: BaseException, limit: int = 30) -> str | None:
+    """The traceback into the user's code (a handler function and what it called), without the
+    engine's and the standard library's frames; None when no frame of it is the user's."""
+    import os
+    import sysconfig
+    import traceback
+
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # owf_magics/
+    paths = sysconfig.get_paths()
+    libraries = (ours, paths["stdlib"] + os.sep, paths["purelib"] + os.sep, paths["platlib"] + os.sep)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(ours)]
+    # from the user's first frame on (what their function called, libraries included)
+    first = next((i for i, f in enumerate(frames) if not f.filename.startswith(libraries)), None)
+    if first is None:
+        return None
+    frames = frames[first:]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames[-limit:])]
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip()
 
 
 class StepFailed(Exception):

@@ -6,6 +6,7 @@ pandas DataFrames on first access (pandas is imported only then).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,23 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+#: The order step statuses are counted in, in a run's summary line.
+STATUS_ORDER = ("success", "waiting", "pending", "failed", "skipped", "canceled")
+
+
+def status_phrase(status: str, steps: Mapping[str, StepResult]) -> str:
+    """``completed (4 success)``; ``completed with 1 caught failure (12 success, 2 skipped, 1
+    failed)`` when a failure was caught (a try, continueOnError) and the run still completed."""
+    counts: dict[str, int] = {}
+    for s in steps.values():
+        counts[s.status] = counts.get(s.status, 0) + 1
+    known = [k for k in STATUS_ORDER if k in counts] + sorted(k for k in counts if k not in STATUS_ORDER)
+    parts = ", ".join(f"{counts[k]} {k}" for k in known)
+    caught = counts.get("failed", 0) if status == "completed" else 0
+    head = f"{status} with {plural(caught, 'caught failure')}" if caught else status
+    return f"{head} ({parts})"
+
+
 class RunSummary(dict[str, Any]):
     """`RunResult.summary`: a mapping that gives the text summary when called."""
 
@@ -73,7 +91,12 @@ class StepError:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
+        """The error as templates, events and the store see it: without the user's traceback
+        (``details["traceback"]``, kept for the person reading the result, not for the workflow)."""
+        details = self.details
+        if "traceback" in details:
+            details = {k: v for k, v in details.items() if k != "traceback"}
+        return {"code": self.code, "message": self.message, "details": details}
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -106,7 +129,7 @@ class RunResult:
         workflow: The workflow's name.
         status: ``completed``, ``failed``, ``waiting_approval`` or ``canceled``.
         outputs: The workflow's declared outputs (empty when none are declared).
-        steps: Every executed (or skipped) step by id.
+        steps: Every executed (or skipped) step by id, in plan order.
         events: Telemetry events, in deterministic order.
         error: Why the run failed, when it did.
         last_agent: The agent that acted last (after handoffs, the one handed to); None without agents.
@@ -132,6 +155,7 @@ class RunResult:
         self.last_agent: str | None = None  # the agent that acted last, where agents ran
         self.outputs = outputs
         self.steps = steps
+        self.finished = list(steps)  # step ids in the order they finished (`metrics`)
         self._events = events
         self._trace_rows = trace_rows if trace_rows is not None else []
         self.usage_rows = usage_rows if usage_rows is not None else []
@@ -226,7 +250,11 @@ class RunResult:
             "execution_time_ms": self.duration_ms,
             "tokens_used": self.total_tokens,
             "cost_usd": self.cost_usd,
-            "nodes_executed": [sid for sid, s in self.steps.items() if s.status == "success"],
+            "nodes_executed": [
+                sid
+                for sid in getattr(self, "finished", self.steps)
+                if sid in self.steps and self.steps[sid].status == "success"
+            ],
         }
 
     @property
@@ -265,11 +293,7 @@ class RunResult:
 
     def summary_text(self) -> str:
         """A few lines: status, steps by status, tokens and cost."""
-        counts: dict[str, int] = {}
-        for s in self.steps.values():
-            counts[s.status] = counts.get(s.status, 0) + 1
-        parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        text = f"run {self.run_id} of '{self.workflow}': {self.status} ({parts}); "
+        text = f"run {self.run_id} of '{self.workflow}': {status_phrase(self.status, self.steps)}; "
         text += f"{self.total_tokens} tokens, ${self.cost_usd:.6f}"
         if self.last_agent:
             text += f"; last agent {self.last_agent}"
@@ -282,4 +306,4 @@ class RunResult:
         return mimebundle(self)
 
     def __repr__(self) -> str:
-        return f"<RunResult {self.run_id} {self.workflow!r} {self.status}: {len(self.steps)} steps>"
+        return f"<RunResult {self.run_id} {self.workflow!r} {self.status}: {plural(len(self.steps), 'step')}>"

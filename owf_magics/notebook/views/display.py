@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from owf_magics.notebook.views.graph import Overlay, backend_colours, overlay_from_result, to_mermaid, to_svg, to_text
 from owf_magics.notebook.views.settings import MASK, SETTINGS
 from owf_magics.notebook.views.tables import frame_bundle, frame_name, resolution_html, resolution_text
+from owf_magics.runtime.results import status_phrase
 
 if TYPE_CHECKING:
     from owf_magics.plan.resolution import Plan
@@ -104,11 +105,7 @@ def run_id_text(result: RunResult) -> str:
 
 def summary_text(result: RunResult) -> str:
     """One line: status, steps by status, tokens and cost (the run id masked when deterministic)."""
-    counts: dict[str, int] = {}
-    for s in result.steps.values():
-        counts[s.status] = counts.get(s.status, 0) + 1
-    parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    text = f"run {run_id_text(result)} of '{result.workflow}': {result.status} ({parts}); "
+    text = f"run {run_id_text(result)} of '{result.workflow}': {status_phrase(result.status, result.steps)}; "
     text += f"{result.total_tokens} tokens, ${result.cost_usd:.6f}"
     if not SETTINGS.deterministic:
         text += f"; {result.duration_ms:.0f} ms"
@@ -155,6 +152,28 @@ def pending_lines(result: RunResult) -> list[str]:
     return lines
 
 
+def still_waiting(ow: Any, run_id: str) -> bool:
+    """``%workflow resume`` without answers: a waiting run says what it waits for (printed) and
+    nothing changes (True); any other run continues without answers (False)."""
+    stored = ow.run(run_id)
+    if stored.status != "waiting_approval":
+        return False  # a run that stopped otherwise (a crash) continues without answers
+    print(f"run {run_id} is waiting; nothing was changed (resume it with the answers below)")
+    for line in pending_lines(stored):
+        print(f"  {line}")
+    return True
+
+
+def handler_tracebacks(result: RunResult) -> list[tuple[str, str]]:
+    """(step id, traceback) of each failed step whose error came from the user's code."""
+    out = []
+    for sid, step in result.steps.items():
+        text = step.error.details.get("traceback") if step.status == "failed" and step.error else None
+        if isinstance(text, str) and text:
+            out.append((sid, text))
+    return out
+
+
 class RunView:
     """A finished run, statically: summary, outputs, the graph with each step's state, trace and usage.
 
@@ -184,6 +203,13 @@ class RunView:
             f"<details open><summary>Output</summary><pre>{html.escape(self.outputs_text())}</pre></details>",
             *(f"<p class='owf-pending'>{html.escape(line)}</p>" for line in pending_lines(r)),
         ]
+        for sid, text in handler_tracebacks(r):  # folded: the error line is in the summary already
+            where = f"{name or '<result>'}.steps[{sid!r}].error.details['traceback']"
+            plain += [f"traceback of step '{sid}' ({where}):", text]
+            parts.append(
+                f"<details class='owf-traceback'><summary>traceback of step '{html.escape(sid)}' into your code"
+                f"</summary><pre>{html.escape(text)}</pre></details>"
+            )
         if self.plan is not None:
             graph = GraphView(self.plan, overlay_from_result(r))
             plain += ["graph:", graph.text()]
