@@ -156,8 +156,10 @@ def still_waiting(ow: Any, run_id: str) -> bool:
     """``%workflow resume`` without answers: a waiting run says what it waits for (printed) and
     nothing changes (True); any other run continues without answers (False)."""
     stored = ow.run(run_id)
-    if stored.status != "waiting_approval":
+    if stored.status != "waiting_approval" or not stored.pending:
         return False  # a run that stopped otherwise (a crash) continues without answers
+    if any(p.kind == "time" for p in stored.pending):
+        return False  # a wait until a time continues when resumed without answers (docs/durable.md)
     print(f"run {run_id} is waiting; nothing was changed (resume it with the answers below)")
     for line in pending_lines(stored):
         print(f"  {line}")
