@@ -149,3 +149,27 @@ def test_the_run_view_names_the_variable_it_is_bound_to(shell):
         shell.run_cell(f"%%workflow --run -o mine\n{LOOP}")
     plain = cap.outputs[-1].data["text/plain"]
     assert "every row: print(mine.trace.to_string())" in plain
+
+
+def test_every_frame_the_project_returns_is_typed_the_same_way(tmp_path):
+    ow = OpenWorkflow(state=str(tmp_path / "runs.db"))
+    ow.load(FAILING)
+    ow.load(LOOP)
+    ow.load("""
+name: score
+inputs: {n: {type: integer}}
+steps: [{id: s, type: transform, expression: "{{ inputs.n * 2 }}"}]
+outputs: {score: {value: "{{ steps.s.output.result }}"}}
+""")
+    ow.workflow("loop").execute()
+    ow.workflow("broken").execute()
+    runs = ow.runs()
+    assert type(runs) is pd.DataFrame and runs["error_code"].dtype == object
+    assert list(runs["error_code"]) == [None, None]  # both completed (the failure is caught)
+    assert runs["steps"].dtype == "int64" and runs["duration_ms"].dtype == "float64"
+    batch = ow.map("score", [{"n": 1}, {"n": 2}, {"n": "x"}], progress=False)
+    frame = batch.frame
+    assert list(frame["error_code"]) == [None, None, "VALIDATION"]
+    assert frame["tokens"].dtype == "int64" and frame["score"].dtype.kind in "if"  # an output keeps numbers
+    for df in (frame, batch.trace, batch.usage, runs):
+        pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(df)), df)

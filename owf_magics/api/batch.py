@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from owf_magics.errors import OWFError
+from owf_magics.runtime.frames import typed_frame
 from owf_magics.runtime.results import RunResult, StepError
 
 if TYPE_CHECKING:
@@ -94,8 +95,6 @@ class BatchResult:
     def frame(self) -> pd.DataFrame:
         """One row per run: index, run_id, status, each output (flattened to its key), duration_ms,
         tokens, cost_usd, error_code."""
-        import pandas as pd
-
         rows = []
         for i, r in enumerate(self.results):
             row: dict[str, Any] = {
@@ -110,13 +109,11 @@ class BatchResult:
             for key, value in (r.outputs or {}).items():
                 row[key if key not in _FIXED_COLUMNS else f"output.{key}"] = value
             rows.append(row)
-        return pd.DataFrame(rows)
+        return typed_frame(rows, kind="batch")  # one dtype per column, None for a missing text
 
     def _concat(self, attr: str) -> pd.DataFrame:
-        import pandas as pd
-
         rows = [{"index": i, "run_id": r.run_id, **row} for i, r in enumerate(self.results) for row in getattr(r, attr)]
-        return pd.DataFrame(rows)
+        return typed_frame(rows, kind=attr.removesuffix("_rows"))
 
     @property
     def trace(self) -> pd.DataFrame:

@@ -17,7 +17,31 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: Columns that hold counts (int64, a missing count is 0).
-INT_COLUMNS = frozenset({"attempt", "prompt_tokens", "completion_tokens", "total_tokens", "tokens", "index"})
+INT_COLUMNS = frozenset(
+    {"attempt", "prompt_tokens", "completion_tokens", "total_tokens", "tokens", "index", "steps", "pending"}
+)
+#: Columns that hold text (object, None when missing); a column in no set here (a batch's outputs)
+#: keeps the dtype pandas infers when that is a number or a flag, else it is text.
+TEXT_COLUMNS = frozenset(
+    {
+        "run_id",
+        "step_id",
+        "type",
+        "backend",
+        "backend_source",
+        "status",
+        "iteration",
+        "parent",
+        "fragment",
+        "started_at",
+        "finished_at",
+        "error_code",
+        "provider",
+        "model",
+        "workflow",
+        "workflow_version",
+    }
+)
 #: Columns that hold amounts (float64, NaN when missing).
 FLOAT_COLUMNS = frozenset({"duration_ms", "cost_usd"})
 #: Columns that hold flags (bool, a missing flag is False).
@@ -57,6 +81,11 @@ def typed_frame(
         elif name in BOOL_COLUMNS:
             df[col] = series.where(series.notna(), False).astype(bool)
         else:
+            if name not in TEXT_COLUMNS:
+                inferred = series.infer_objects()
+                if inferred.dtype.kind in "biuf":  # numbers or flags: pandas' dtype (NaN when missing)
+                    df[col] = inferred
+                    continue
             empty = "" if name in EMPTY_TEXT else None
             missing = series.isna()
             if missing.any():
