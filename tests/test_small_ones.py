@@ -137,3 +137,18 @@ def test_the_cell_shows_the_traceback_folded_and_yaml_as_written(shell):
     with capture_output() as cap:
         shell.run_cell(f"%%workflow --show yaml\n{body}")
     assert cap.outputs[-1].data["text/plain"] == body
+
+
+def test_a_long_output_is_folded_and_a_wide_trace_scrolls_in_its_box(shell):
+    body = """
+name: many
+steps: [{id: each, type: transform, expression: "{{ item }}", forEach: "{{ range(40) | list }}"}]
+outputs: {all: {value: "{{ steps.each.output }}"}}
+"""
+    with capture_output() as cap:
+        assert shell.run_cell(f"%%workflow --run -o res\n{body}").success
+    data = cap.outputs[-1].data
+    assert "more lines: res.outputs" in data["text/plain"]
+    assert len(data["text/plain"].split("outputs:\n", 1)[1].split("\ngraph:")[0].splitlines()) == 21
+    assert "<details><summary>Output (" in data["text/html"]  # folded, every line still there
+    assert 'class="owf-frame-box" style="max-width:100%;overflow-x:auto"' in data["text/html"]

@@ -327,10 +327,11 @@ def run_with_view(
     secrets: Mapping[str, str] | None = None,
     name: str | None = None,
     bind: Callable[[RunResult], None] | None = None,
+    source: str | None = None,
 ) -> RunResult:
     """Run `wf` and show it: live widgets where they can be drawn, a static summary otherwise
     (`name`: the variable the result will be bound to; `bind`: called with a run continued from
-    the view's Approve / Reject buttons)."""
+    the view's Approve / Reject buttons; `source`: the cell's text, for the YAML tab)."""
     from IPython.display import display
 
     mode = getattr(settings, "widgets", "auto")
@@ -343,7 +344,7 @@ def run_with_view(
         def resume(run_id: str, approvals: dict[str, bool]) -> RunResult:
             return ow.resume(run_id, approvals=approvals, secrets=secrets)
 
-        view = LiveRunView(plan, _source_text(wf), resume=resume, name=name)
+        view = LiveRunView(plan, source or _source_text(wf), resume=resume, name=name)
         view.bind = bind
         view.handle = display(view.bundle(), raw=True, display_id=True)
         try:

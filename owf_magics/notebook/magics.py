@@ -449,6 +449,7 @@ class WorkflowMagics(Magics):
                 secrets=self._secrets(args),
                 name=args.output,
                 bind=lambda continued: self._bind(continued, args.output),
+                source=self._cell_text(wf),
             )
         except ManifestError as exc:
             raise CellManifestError(exc, self._lookup_for(wf)) from None

@@ -85,6 +85,16 @@ def to_step_error(exc: BaseException) -> StepError:
     return StepError("BACKEND_ERROR", f"{type(exc).__name__}: {exc}", details)
 
 
+def _users(filename: str, libraries: tuple[str, ...]) -> bool:
+    """A frame of the user's code: a file of theirs (not a library's, not a compiled module's
+    ``jq.pyx``), or a cell of terminal IPython (``<ipython-input-...>``)."""
+    import os
+
+    if filename.startswith("<ipython-input"):
+        return True
+    return os.path.isabs(filename) and not filename.startswith(libraries)
+
+
 def user_traceback(exc: BaseException, limit: int = 30) -> str | None:
     """The traceback into the user's code (a handler function and what it called), without the
     engine's and the standard library's frames; None when no frame of it is the user's."""
@@ -97,7 +107,7 @@ def user_traceback(exc: BaseException, limit: int = 30) -> str | None:
     libraries = (ours, paths["stdlib"] + os.sep, paths["purelib"] + os.sep, paths["platlib"] + os.sep)
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(ours)]
     # from the user's first frame on (what their function called, libraries included)
-    first = next((i for i, f in enumerate(frames) if not f.filename.startswith(libraries)), None)
+    first = next((i for i, f in enumerate(frames) if _users(f.filename, libraries)), None)
     if first is None:
         return None
     frames = frames[first:]

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from owf_magics.runtime.results import RunResult
 
 MERMAID_MIME = "text/vnd.mermaid"
+#: Lines of a run's outputs shown as text before the rest is left to ``VAR.outputs``.
+OUTPUT_LINES = 20
 
 
 class GraphView:
@@ -194,15 +196,28 @@ class RunView:
     def outputs_text(self) -> str:
         return json.dumps(self.result.outputs, indent=2, ensure_ascii=False, default=str)
 
+    def outputs_parts(self, name: str | None) -> tuple[str, str]:
+        """The outputs as text (at most `OUTPUT_LINES` lines, then where to read the rest) and as
+        HTML (all of them, folded when long: a forEach's results take no half screen)."""
+        text = self.outputs_text()
+        lines = text.splitlines()
+        where = f"{name}.outputs" if name else "the result's .outputs"
+        if len(lines) <= OUTPUT_LINES:
+            return text, f"<details open><summary>Output</summary><pre>{html.escape(text)}</pre></details>"
+        short = "\n".join([*lines[:OUTPUT_LINES], f"… {len(lines) - OUTPUT_LINES} more lines: {where}"])
+        page = f"<details><summary>Output ({len(lines)} lines)</summary><pre>{html.escape(text)}</pre></details>"
+        return short, page
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         r = self.result
         name = self.name or frame_name(r)
         trace = frame_bundle(r.trace, f"{name}.trace" if name else None)
         usage = frame_bundle(r.usage, f"{name}.usage" if name else None)
-        plain = [summary_text(r), "outputs:", self.outputs_text(), *pending_lines(r)]
+        outputs_plain, outputs_html = self.outputs_parts(name)
+        plain = [summary_text(r), "outputs:", outputs_plain, *pending_lines(r)]
         parts = [
             f'<div class="owf-run"><p><b>{html.escape(summary_text(r))}</b></p>',
-            f"<details open><summary>Output</summary><pre>{html.escape(self.outputs_text())}</pre></details>",
+            outputs_html,
             *(f"<p class='owf-pending'>{html.escape(line)}</p>" for line in pending_lines(r)),
         ]
         for sid, text in handler_tracebacks(r):  # folded: the error line is in the summary already

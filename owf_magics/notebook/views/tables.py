@@ -178,7 +178,10 @@ def frame_bundle(df: pd.DataFrame, name: str | None, *, max_rows: int | None = N
     head_line = f"{caption}\n" if caption else ""
     return {
         "text/plain": f"{head_line}{plain}\n[{footer}]",
-        "text/html": html_table(rows, columns, css_class="owf-frame", caption=caption, footer=footer, row_style=style),
+        # a wide trace scrolls inside its box instead of running off the page
+        "text/html": '<div class="owf-frame-box" style="max-width:100%;overflow-x:auto">'
+        + html_table(rows, columns, css_class="owf-frame", caption=caption, footer=footer, row_style=style)
+        + "</div>",
     }
 
 
