@@ -173,3 +173,14 @@ outputs: {score: {value: "{{ steps.s.output.result }}"}}
     assert frame["tokens"].dtype == "int64" and frame["score"].dtype.kind in "if"  # an output keeps numbers
     for df in (frame, batch.trace, batch.usage, runs):
         pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(df)), df)
+
+
+def test_a_trace_read_in_a_shell_without_the_extension_still_displays_truncated():
+    ip = InteractiveShell.instance()
+    try:
+        ip.user_ns["ow"] = OpenWorkflow(state=False)
+        ip.user_ns["LOOP"] = LOOP
+        data = shown(ip, "ow.load(LOOP)\nr = ow.workflow('loop').execute()\nr.trace")
+        assert "every row: print(r.trace.to_string())" in data["text/plain"]
+    finally:
+        InteractiveShell.clear_instance()

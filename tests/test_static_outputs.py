@@ -48,6 +48,8 @@ def test_a_run_cell_leaves_summary_graph_and_trace_beside_the_widget(monkeypatch
     nb.cells = [
         nbformat.v4.new_code_cell("%load_ext owf_magics"),
         nbformat.v4.new_code_cell(f"%%workflow --run -o res\n{DIGEST}"),
+        nbformat.v4.new_code_cell("import pickle\ntype(pickle.loads(pickle.dumps(res.trace))).__name__"),
+        nbformat.v4.new_code_cell("t = res.trace\nt"),
     ]
     execute(nb, ROOT)
     [data] = shown(nb.cells[1])
@@ -63,6 +65,11 @@ def test_a_run_cell_leaves_summary_graph_and_trace_beside_the_widget(monkeypatch
     models = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
     assert data[WIDGET]["model_id"] in models
     assert unreadable(nb) == []
+    # the trace is a plain DataFrame in the kernel too, shown with the run once and its own name
+    assert shown(nb.cells[2])[0]["text/plain"] == "'DataFrame'"
+    [trace] = shown(nb.cells[3])
+    assert trace["text/plain"].startswith("run …\n") and trace["text/plain"].endswith("[5 rows]")
+    assert "<caption>run …</caption>" in trace["text/html"]
 
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
