@@ -140,3 +140,14 @@ def test_resume_without_answers_says_what_it_waits_for_and_changes_nothing(shell
     with capture_output():
         shell.run_line_magic("workflow", f"resume {rp.run_id} --approve {rp.pending[0].id} -o rp")
     assert shell.user_ns["rp"].status == "completed" and handlers.CALLS == {"pay": 1, "notify": 1}
+
+
+def test_the_live_view_shows_a_retried_step_succeeding_with_its_attempts(ow):
+    from owf_magics.notebook.live import LiveRunView
+
+    wf = ow.workflow("retry_step")
+    view = LiveRunView(wf.plan())
+    wf.execute(callback=view.on_event)
+    state = view.states["call"]
+    assert (state.status, state.attempts) == ("success", 3)
+    assert "3 attempts" in view.graph.value

@@ -163,13 +163,16 @@ class LiveRunView:
         before = self.states.get(sid)
         duration = float(execution.get("duration_ms") or 0.0)
         status = "success" if ok else "failed"
+        attempt = int(event.get("attempt") or 1)
         if before is not None:  # another iteration or attempt of the same step: add up, keep a failure
             duration += before.duration_ms or 0.0
             tokens_total = before.tokens + tokens
-            status = "failed" if before.status == "failed" and status == "success" else status
+            retried = attempt > 1 and before.status == "failed"
+            status = "failed" if before.status == "failed" and status == "success" and not retried else status
+            attempt = max(attempt, before.attempts)
         else:
             tokens_total = tokens
-        self.states[sid] = StepState(status, duration, tokens_total)
+        self.states[sid] = StepState(status, duration, tokens_total, attempt)  # the graph says '3 attempts'
         self.tokens += tokens
         self.progress.value = min(self.progress.max, len([s for s in self.states if s in self.plan.entries]))
         self.counts.value = f"{self.tokens} tokens so far"
