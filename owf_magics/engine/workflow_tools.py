@@ -38,7 +38,7 @@ def runner(run: RunContext, frame: Frame, step_id: str) -> Runner:
         part = name if calls[name] == 1 else f"{name}#{calls[name]}"
         parent = frame.prefix + step_id
         plan = run.host.plan_loaded(loaded, frame.plan.prefer_backend)
-        entries = {sid: dataclasses.replace(e, parent=e.parent or parent) for sid, e in plan.entries.items()}
+        entries = {sid: dataclasses.replace(e, parent=e.parent or f"/{parent}") for sid, e in plan.entries.items()}
         plan = dataclasses.replace(plan, entries=entries, memo={})
         inputs = resolve_inputs(loaded.model, args)
         base = frame.order.get(step_id, 0)
