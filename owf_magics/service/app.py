@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from owf_magics._version import __version__
-from owf_magics.service import errors, routes
+from owf_magics.service import errors, resources, routes
 from owf_magics.service.auth import TokenChecker
 from owf_magics.service.config import ServiceConfig
 from owf_magics.service.runner import RunService
@@ -125,7 +125,10 @@ def create_app(config: ServiceConfig, service: RunService | None = None) -> Fast
             "workflows": len(svc.ow.workflows()),
         }
 
+    app.include_router(resources.published)
     app.include_router(routes.workflows)
     app.include_router(routes.runs)
     app.include_router(routes.queues)
+    app.include_router(resources.source_routes)
+    app.include_router(resources.queue_routes)
     return app

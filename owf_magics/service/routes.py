@@ -92,19 +92,19 @@ async def execute(body: ExecuteRequest, request: Request, who: Run, wait: Wait =
     svc = _service(request)
     if body.manifest is None and body.workflow is None:
         raise ApiError(422, "give `workflow` (a loaded workflow's name) or `manifest` (manifests to run)")
-    inline = None
+    inline = published = None
     if body.manifest is not None:
         wf, ow = await _off_loop_if_large(request, svc.inline, body.manifest, body.workflow)
         inline = (ow, manifests.as_text(body.manifest))
     else:
         assert body.workflow is not None
-        wf = svc.workflow(body.workflow, body.version)
+        wf, published = await asyncio.to_thread(svc.named, who, body.workflow, body.version)
     try:
         # inputs are checked before anything is queued, so `?wait=false` answers a bad input with
         # 400 whether or not the run would have started before the answer (no race with the queue)
         resolve_inputs(wf.item.model, body.inputs or {})
         started = await asyncio.to_thread(
-            svc.start, who, wf, body.inputs, prefer_backend=body.prefer_backend, inline=inline
+            svc.start, who, wf, body.inputs, prefer_backend=body.prefer_backend, inline=inline, published=published
         )
     except BaseException:
         if inline is not None:
@@ -135,7 +135,7 @@ def list_workflows(request: Request, who: Read) -> list[dict[str, Any]]:
     "/{name}",
     response_model=WorkflowDetail,
     responses={404: ERRORS[422] | {"description": "no such workflow"}},
-    summary="A workflow's inputs, outputs, plan and graph (mermaid)",
+    summary="A workflow (published in the caller's tenant, else loaded): inputs, outputs, plan, graph",
 )
 def get_workflow(
     name: Annotated[str, Path(min_length=1, max_length=512)],
@@ -144,7 +144,7 @@ def get_workflow(
     version: Annotated[str | None, Query(max_length=128)] = None,
     prefer_backend: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
-    return workflow_detail(_service(request).workflow(name, version), prefer_backend)
+    return workflow_detail(_service(request).named(who, name, version)[0], prefer_backend)
 
 
 # -- /runs ----------------------------------------------------------------------------------------
