@@ -60,6 +60,7 @@ OPERATIONS = [
     "GET /queues",
     "GET /queues/{workflow}/{queue_id}",
     "PUT /queues/{workflow}/{queue_id}",
+    "GET /metrics",
 ]
 
 
@@ -80,7 +81,7 @@ def unified_errors(response, case) -> None:
 
 
 #: Operations without parameters or a body have no invalid requests to generate.
-WITHOUT_INPUT = {"GET /health", "GET /workflows", "GET /queue", "GET /sources", "GET /queues"}
+WITHOUT_INPUT = {"GET /health", "GET /workflows", "GET /queue", "GET /sources", "GET /queues", "GET /metrics"}
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
     (label, GenerationMode.NEGATIVE) for label in OPERATIONS if label not in WITHOUT_INPUT
 ]

@@ -107,3 +107,42 @@ def test_a_manifest_with_problems_is_not_published(servers):
         assert c.get("/workflows/broken/versions").status_code == 404
         r = c.post("/workflows", json={"manifest": greeter("one", "x")})
         assert r.status_code == 422 and "semantic version" in r.json()["message"]
+
+
+def test_owf_publish_and_ow_publish(servers, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from owf_magics import OpenWorkflow
+    from owf_magics.errors import OWFError
+    from tests.conftest import ROOT
+
+    a, b = servers
+    bearer = token(tenant="umbrella", scope=WRITE)
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "greeter.yaml").write_text(greeter("3.1.0", "ahoy"))
+    env = {**os.environ, "OWF_TOKEN": bearer, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "owf_magics.cli", "publish", str(tmp_path / "flows"), "--server", a.url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "published greeter@3.1.0" in done.stdout
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 1 and "CONFLICT" in again.stderr
+    (tmp_path / "flows" / "broken.yaml").write_text("name: broken\nsteps: [{id: a, type: transfrom}]\n")
+    bad = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 1 and "broken.yaml:2" in bad.stderr  # checked here, nothing sent
+
+    ow = OpenWorkflow(state=False)
+    ow.load(greeter("3.2.0", "howdy"))
+    answer = ow.publish("greeter", server=b.url, token=bearer)
+    assert answer["workflows"] == [{"name": "greeter", "version": "3.2.0"}]
+    with pytest.raises(OWFError) as exc:
+        ow.publish("greeter", server=b.url, token=bearer)
+    assert exc.value.code == "CONFLICT" and exc.value.details["status"] == 409
+    with pytest.raises(OWFError) as exc:
+        ow.publish("greeter", server=b.url, token=token(tenant="umbrella", scope=ALL_SCOPES))
+    assert exc.value.code == "FORBIDDEN"
+    with a.client(bearer) as c:
+        assert [v["version"] for v in c.get("/workflows/greeter/versions").json()] == ["3.2.0", "3.1.0"]
+        assert c.post("/workflows/execute", json={"workflow": "greeter"}).json()["outputs"] == {"text": "howdy world"}

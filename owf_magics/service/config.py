@@ -106,6 +106,12 @@ class ServiceConfig:
                 code="VALIDATION",
                 details={"suggestion": "--host 127.0.0.1, or configure a key and drop --insecure-dev"},
             )
+        if self.log_level not in ("critical", "error", "warning", "info", "debug"):
+            raise OWFError(
+                f"log level {self.log_level!r} is not one of critical, error, warning, info, debug",
+                code="VALIDATION",
+                details={"suggestion": "OWF_LOG_LEVEL=info (or --log-level)"},
+            )
         if self.max_body_bytes < 1024 or self.max_runs < 1:
             raise OWFError("--max-body-bytes must be at least 1024 and --max-runs at least 1", code="VALIDATION")
 

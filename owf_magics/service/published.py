@@ -91,7 +91,7 @@ class Published:
                 is not semver, or a literal credential on a server without ``OWF_SECRET_KEY``.
         """
         text = manifests.as_text(manifest)
-        ow = manifests.new_registry(False, allow_handlers=self.allow_handlers)
+        ow = manifests.new_registry(False, allow_handlers=self.allow_handlers, safe=manifests.PUBLISHED_HANDLERS)
         try:
             items = manifests.load(ow, sources.attach(text, self.source_configs(who.tenant, decrypt=False)))
             warnings = list(ow.warnings)
@@ -195,7 +195,7 @@ class Published:
             for field, value in config.items():
                 if sources.is_credential(field) and isinstance(value, str) and value:
                     secrets[f"source.{sid}.{field}"] = value
-        ow = manifests.new_registry(self.store, allow_handlers=self.allow_handlers)
+        ow = manifests.new_registry(self.store, allow_handlers=self.allow_handlers, safe=manifests.PUBLISHED_HANDLERS)
         try:
             manifests.load(ow, sources.attach(text, configs))
         except BaseException:

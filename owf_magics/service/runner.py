@@ -30,6 +30,7 @@ from owf_magics.service import manifests
 from owf_magics.service.auth import Principal
 from owf_magics.service.config import ServiceConfig
 from owf_magics.service.errors import ApiError
+from owf_magics.service.observability import Metrics, RunObserver
 from owf_magics.service.published import Published, split_ref
 
 log = logging.getLogger("owf_magics.service")
@@ -65,6 +66,8 @@ class RunService:
         self.ow = OpenWorkflow(state=config.state, max_concurrent_runs=config.max_runs, env=config.env or None)
         if config.paths:
             self.ow.load_many([Path(p) for p in config.paths])
+            for w in self.ow.warnings:  # literal credentials, say: on every start, in the log
+                log.warning("%s", w.format())
         self.store: Any = self.ow.store
         if not callable(getattr(self.store, "set_labels", None)):
             raise OWFError(
@@ -74,6 +77,8 @@ class RunService:
         self.keyring = Keyring(config.secret_keys)
         self.published = Published(self.store, allow_handlers=config.allow_handlers, keyring=self.keyring)
         self.queue = RunQueue(config.max_runs, name="owf-serve-runs")
+        self.metrics = Metrics()
+        self.metrics.watch_queue(self.queue.queue_status)
         self.handles: dict[str, RunHandle[Any]] = {}  # this worker's runs (finished ones are dropped)
         self.resuming: set[str] = set()  # runs resumed in a worker thread (they cannot be interrupted)
         self.interrupted: set[str] = set()  # runs stopped by a shutdown (left resumable)
@@ -208,10 +213,13 @@ class RunService:
         if published is not None:
             secrets = published.secrets
         given = dict(inputs)
+        observer = RunObserver(self.metrics, run_id, wf.name, who.tenant)
 
         async def work() -> Any:
             try:
-                return await wf.aexecute(given, prefer_backend, secrets, run_id=run_id)
+                result = await wf.aexecute(given, prefer_backend, secrets, observer, run_id=run_id)
+                observer.finished(result)
+                return result
             finally:
                 if owned is not None:
                     manifests.release(owned)
@@ -251,10 +259,15 @@ class RunService:
                 raise
             secrets = {}
 
+        record = self.store.get_run(run_id)
+        observer = RunObserver(self.metrics, run_id, record.workflow if record else "", labels.get("tenant"))
+
         def work() -> Any:
             self.resuming.add(run_id)
             try:
-                return ow.resume(run_id, dict(approvals), event, secrets=secrets, force=force)
+                result = ow.resume(run_id, dict(approvals), event, secrets=secrets, force=force)
+                observer.finished(result)
+                return result
             finally:
                 self.resuming.discard(run_id)
                 if owned is not None:
