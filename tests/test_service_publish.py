@@ -146,3 +146,23 @@ def test_owf_publish_and_ow_publish(servers, tmp_path):
     with a.client(bearer) as c:
         assert [v["version"] for v in c.get("/workflows/greeter/versions").json()] == ["3.2.0", "3.1.0"]
         assert c.post("/workflows/execute", json={"workflow": "greeter"}).json()["outputs"] == {"text": "howdy world"}
+
+
+def test_two_servers_on_one_postgresql_store(tmp_path, postgres_url):
+    pytest.importorskip("psycopg")
+    a = start(tmp_path, state=postgres_url, name="pg-a")
+    b = start(tmp_path, state=postgres_url, name="pg-b")
+    try:
+        acme = token(tenant="acme", scope=WRITE)
+        with a.client(acme) as ca, b.client(acme) as cb:
+            assert ca.post("/workflows", json={"manifest": greeter("1.0.0", "hello")}).status_code == 201
+            assert cb.post("/workflows", json={"manifest": greeter("1.0.0", "again")}).status_code == 409
+            assert cb.post("/workflows", json={"manifest": greeter("2.0.0", "hi")}).status_code == 201
+            old = ca.post("/workflows/execute", json={"workflow": "greeter@^1", "inputs": {"who": "pg"}})
+            assert old.json()["outputs"] == {"text": "hello pg"}
+            assert cb.post("/workflows/execute", json={"workflow": "greeter"}).json()["outputs"] == {"text": "hi world"}
+        with b.client(token(tenant="globex", scope=WRITE)) as other:
+            assert other.post("/workflows/execute", json={"workflow": "greeter"}).status_code == 404
+    finally:
+        a.stop()
+        b.stop()
