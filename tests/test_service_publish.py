@@ -166,3 +166,31 @@ def test_two_servers_on_one_postgresql_store(tmp_path, postgres_url):
     finally:
         a.stop()
         b.stop()
+
+
+WAITER = """
+name: waiter
+version: {version}
+steps:
+  - {{id: w, type: wait, until: {{event: go}}}}
+  - {{id: after, type: transform, expression: "{word} {{{{ steps.w.output.eventReceived.n }}}}", needs: [w]}}
+outputs: {{said: {{value: "{{{{ steps.after.output.result }}}}"}}}}
+"""
+
+
+def test_a_published_run_resumes_on_the_other_server_with_its_snapshot_after_delete(servers):
+    a, b = servers
+    acme = token(tenant="hooli", scope=WRITE)
+    with a.client(acme) as ca, b.client(acme) as cb:
+        assert ca.post("/workflows", json={"manifest": WAITER.format(version="1.0.0", word="first")}).status_code == 201
+        waiting = ca.post("/workflows/execute", json={"workflow": "waiter"}).json()
+        assert waiting["status"] == "waiting_approval", waiting
+        assert ca.delete("/workflows/waiter/1.0.0").status_code == 204
+        assert (
+            cb.post("/workflows", json={"manifest": WAITER.format(version="1.0.0", word="second")}).status_code == 201
+        )
+        done = cb.post(f"/runs/{waiting['execution_id']}/resume", json={"event": {"n": 7}})
+        assert done.status_code == 200, done.text
+        assert done.json()["outputs"] == {"said": "first 7"}  # the snapshot it started with
+    with b.client(token(tenant="globex", scope=WRITE)) as other:
+        assert other.post(f"/runs/{waiting['execution_id']}/resume", json={"event": {"n": 1}}).status_code == 404
