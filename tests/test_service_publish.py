@@ -59,6 +59,8 @@ def test_published_on_one_server_runs_on_the_other_by_range(servers):
         assert cb.get(f"/runs/{old['execution_id']}").json()["workflow_version"] == "1.0.0"
         assert cb.get(f"/runs/{new['execution_id']}").json()["workflow_version"] == "2.0.0"
 
+        (summary,) = [w for w in cb.get("/workflows").json() if w["name"] == "greeter"]
+        assert (summary["version"], summary["published"]) == ("2.0.0", True)
         listed = cb.get("/workflows/greeter/versions").json()
         assert [v["version"] for v in listed] == ["2.0.0", "1.0.0"]
         assert listed[0]["published_by"] == "alice"

@@ -168,6 +168,21 @@ class Published:
             )
         return next(d for d in rows if d.version == best)
 
+    def newest(self, who: Principal) -> list[Workflow]:
+        """The newest published version of each of the tenant's workflows (one that no longer
+        loads, say because a source it names was deleted, is left out)."""
+        best: dict[str, Definition] = {}
+        for d in self.store.definitions(who.tenant):
+            if d.name not in best or _semver(d) > _semver(best[d.name]):
+                best[d.name] = d
+        out = []
+        for d in sorted(best.values(), key=lambda d: d.name):
+            try:
+                out.append(self.workflow(d)[0])
+            except (OWFError, ApiError):
+                continue
+        return out
+
     def delete(self, who: Principal, name: str, version: str) -> None:
         if not self.store.delete_definition(who.tenant, name, version):
             raise ApiError(404, f"no published workflow '{name}' version {version}", {"name": name, "version": version})

@@ -126,9 +126,15 @@ async def execute(body: ExecuteRequest, request: Request, who: Run, wait: Wait =
     return JSONResponse(result_view(result))
 
 
-@workflows.get("", response_model=list[WorkflowSummary], summary="The workflows loaded at start-up")
+@workflows.get(
+    "",
+    response_model=list[WorkflowSummary],
+    summary="The workflows loaded at start-up, then the tenant's published ones",
+)
 def list_workflows(request: Request, who: Read) -> list[dict[str, Any]]:
-    return [workflow_summary(wf) for wf in _service(request).ow.workflows()]
+    svc = _service(request)
+    loaded = [workflow_summary(wf) for wf in svc.ow.workflows()]
+    return loaded + [workflow_summary(wf) | {"published": True} for wf in svc.published.newest(who)]
 
 
 @workflows.get(
