@@ -515,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     from owf_magics.publish_cli import add_parser as add_publish
 
     add_publish(sub)  # owf publish PATHS --server URL; owf keys generate | rotate
+    from owf_magics.sessions_cli import add_parser as add_sessions
+
+    add_sessions(sub)  # owf sessions list | prune
 
     p = sub.add_parser("serve", help="serve the workflows over HTTP (JWT, server-sent events; docs/service.md)")
     _service_command().add_arguments(p)
