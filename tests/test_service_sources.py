@@ -36,7 +36,7 @@ pytest.importorskip("langchain_openai")
 API_KEY = "sk-test-4f1d9c2b7a6e5d3c1b0a"
 NEW_KEY = "sk-test-rotated-9e8d7c6b5a4f"
 LITERAL = "tok-literal-2c4e6a8b0d1f3e5a"
-SCOPES = f"{ALL_SCOPES} workflows:write sources:read sources:write"
+SCOPES = f"{ALL_SCOPES} workflows:write sources:read sources:write metrics:read"
 SEEN: list[dict[str, Any]] = []
 
 
@@ -132,6 +132,16 @@ def test_a_source_key_is_used_by_a_published_spec_on_another_server_and_never_sh
             cb.put("/sources/gpt", json={"kind": "llm", "config": {**config, "api_key": NEW_KEY}})
             assert ca.post("/workflows/execute", json={"workflow": "translator"}).json()["status"] == "completed"
             assert SEEN[-1]["authorization"] == f"Bearer {NEW_KEY}"
+            # three runs on server a, 6 tokens each (the server's usage): counted under the workflow
+            from prometheus_client.parser import text_string_to_metric_families
+
+            got = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(ca.get("/metrics").text)
+                for s in family.samples
+            }
+            assert got[("owf_tokens_total", (("workflow", "translator"),))] == 18
+            assert got[("owf_runs_total", (("status", "completed"), ("workflow", "translator")))] == 3
 
             # another tenant sees none of it
             with a.client(token(tenant="globex", scope=SCOPES)) as other:
