@@ -102,3 +102,28 @@ def test_a_bad_log_level_stops_the_start(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 2 and "OWF_LOG_LEVEL" in done.stderr
+
+
+def test_the_rate_limiter_counts_what_waits_in_a_queue():
+    import asyncio
+
+    from owf_magics.agents.limits import ManualClock, RateLimiter
+
+    async def scenario() -> list[int]:
+        limiter = RateLimiter(ManualClock())
+        limiter.set_limit("queue:wf/q1", messages_per_second=1)
+        counts = [limiter.waiting("queue:wf/q1"), limiter.waiting("queue:other")]
+        await limiter.acquire("queue:wf/q1", messages=1)  # takes the only room
+        waiters = [asyncio.create_task(limiter.acquire("queue:wf/q1", messages=1)) for _ in range(3)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        counts.append(limiter.waiting("queue:wf/q1"))  # one admitted and sleeping, two in line
+        for _ in range(3):
+            limiter.clock.advance(1.0)
+            for _ in range(20):
+                await asyncio.sleep(0)
+        await asyncio.gather(*waiters)
+        counts.append(limiter.waiting("queue:wf/q1"))
+        return counts
+
+    assert asyncio.run(scenario()) == [0, 0, 3, 0]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from owf_magics.errors import ManifestError
 from owf_magics.runs.crypto import Keyring, generate_key
@@ -133,8 +134,6 @@ def test_a_source_key_is_used_by_a_published_spec_on_another_server_and_never_sh
             assert ca.post("/workflows/execute", json={"workflow": "translator"}).json()["status"] == "completed"
             assert SEEN[-1]["authorization"] == f"Bearer {NEW_KEY}"
             # three runs on server a, 6 tokens each (the server's usage): counted under the workflow
-            from prometheus_client.parser import text_string_to_metric_families
-
             got = {
                 (s.name, tuple(sorted(s.labels.items()))): s.value
                 for family in text_string_to_metric_families(ca.get("/metrics").text)
@@ -173,6 +172,16 @@ def test_a_source_key_is_used_by_a_published_spec_on_another_server_and_never_sh
                 steps = cb.get(f"/runs/{r['execution_id']}").json()["steps"]
                 waits.append(steps["queue__q1"]["output"]["waited_s"])
             assert waits[1] > 0.3, waits  # one message a second: the second one waited its turn
+            assert cb.get("/queues/translator/q1").json()["waiting"] == 0  # both passed
+            depth = [
+                s
+                for family in text_string_to_metric_families(cb.get("/metrics").text)
+                for s in family.samples
+                if s.name == "owf_agentflow_queue_waiting"
+            ]
+            assert [(s.labels, s.value) for s in depth] == [
+                ({"tenant": "acme", "workflow": "translator", "queue": "q1"}, 0)
+            ]
     finally:
         a.stop()
         b.stop()

@@ -116,6 +116,23 @@ class Metrics:
         self.running.set_function(lambda: float(len(status().running)))
         self.queued.set_function(lambda: float(len(status().queued)))
 
+    def watch_agentflow_queues(self, waiting: Any) -> None:
+        """Export `waiting()` (``(tenant, workflow, queue, count)`` rows) at each scrape."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        class Waiting:
+            def collect(self) -> Any:
+                family = GaugeMetricFamily(
+                    "owf_agentflow_queue_waiting",
+                    "messages waiting for room in an AgentFlow queue of a published workflow (this worker)",
+                    labels=["tenant", "workflow", "queue"],
+                )
+                for tenant, workflow, queue, count in waiting():
+                    family.add_metric([tenant, workflow, queue], count)
+                yield family
+
+        self.registry.register(Waiting())
+
     def text(self) -> bytes:
         from prometheus_client import generate_latest
 

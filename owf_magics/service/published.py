@@ -42,6 +42,7 @@ class Loaded:
     signature: tuple[Any, ...]
     queues: dict[tuple[str, str], dict[str, Any]]  # (workflow, queue id) -> the queue's spec
     applied: dict[tuple[str, str], dict[str, Any]]  # bandwidth set through the API, as applied
+    tenant: str = ""
 
 
 def split_ref(name: str, version: str | None) -> tuple[str, str | None]:
@@ -216,7 +217,7 @@ class Published:
         except BaseException:
             manifests.release(ow)
             raise
-        entry = Loaded(ow, secrets, signature, _queues(ow), {})
+        entry = Loaded(ow, secrets, signature, _queues(ow), {}, tenant_key(tenant))
         self._apply_bandwidth(entry, tenant)
         with self._lock:
             old = self._cache.pop(snapshot_id, None)
@@ -261,6 +262,7 @@ class Published:
                         "on_limit": spec.get("on_limit", "wait"),
                         "subqueues": list(spec.get("subqueues") or []),
                         "adjusted": bw is not None,
+                        "waiting": entry.ow.rate_limiter.waiting(f"queue:{spec.get('key') or spec.get('id')}"),
                     }
                 )
         return out
@@ -279,6 +281,17 @@ class Published:
         for entry in entries:
             self._apply_bandwidth(entry, who.tenant)
         return next(q for q in self.queues(who) if q["workflow"] == workflow and q["id"] == queue_id)
+
+    def waiting(self) -> list[tuple[str, str, str, int]]:
+        """``(tenant, workflow, queue id, messages waiting)`` for every queue loaded on this worker."""
+        with self._lock:
+            entries = list(self._cache.items())
+        out = []
+        for _, entry in entries:
+            for (wf, qid), spec in entry.queues.items():
+                key = f"queue:{spec.get('key') or spec.get('id')}"
+                out.append((entry.tenant, wf, qid, int(entry.ow.rate_limiter.waiting(key))))
+        return out
 
     def _apply_bandwidth(self, entry: Loaded, tenant: str | None) -> None:
         if not entry.queues:

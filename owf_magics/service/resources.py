@@ -105,6 +105,7 @@ class QueueView(BaseModel):
     on_limit: str
     subqueues: list[Any]
     adjusted: bool
+    waiting: int = Field(0, description="messages waiting for room in this worker")
 
 
 # -- /workflows ------------------------------------------------------------------------------------

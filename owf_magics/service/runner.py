@@ -79,6 +79,7 @@ class RunService:
         self.queue = RunQueue(config.max_runs, name="owf-serve-runs")
         self.metrics = Metrics()
         self.metrics.watch_queue(self.queue.queue_status)
+        self.metrics.watch_agentflow_queues(self.published.waiting)
         self.handles: dict[str, RunHandle[Any]] = {}  # this worker's runs (finished ones are dropped)
         self.resuming: set[str] = set()  # runs resumed in a worker thread (they cannot be interrupted)
         self.interrupted: set[str] = set()  # runs stopped by a shutdown (left resumable)
