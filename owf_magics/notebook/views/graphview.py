@@ -134,8 +134,8 @@ class GraphView:
 
     def html(self) -> str:
         svg = self.svg_text()
-        if svg is not None:
-            body = svg
+        if svg is not None:  # at its own size (front ends shrink images to the page): the container scrolls
+            body = svg.replace("<svg ", '<svg style="max-width:none" ', 1)
             note = ""
         else:
             body = f'<pre class="owf-mermaid">{html.escape(self.mermaid())}</pre>'
@@ -145,7 +145,7 @@ class GraphView:
             )
         return (
             f'<div class="owf-graph">{_legend(self.plan, self.overlay is not None)}'
-            '<div class="owf-graph-scroll" style="overflow:auto;max-width:100%;max-height:560px;'
+            '<div class="owf-graph-scroll" style="overflow:auto;contain:inline-size;max-width:100%;max-height:560px;'
             'border:1px solid #e5e7eb;border-radius:4px;resize:vertical">'
             f'<div class="owf-graph-canvas">{body}</div></div>{note}{self._closed_html()}</div>'
         )
