@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -162,6 +163,17 @@ def test_the_tour_runs_in_jupyterlab_in_chromium(lab):
     assert (artifacts / "browser-tour.png").stat().st_size > 10_000
 
 
+NESTED = """workflows:
+  - name: child
+    inputs: {v: {type: number}}
+    steps:
+      - {id: double, type: transform, expression: "{{ inputs.v * 2 }}"}
+  - name: parent
+    steps:
+      - {id: call, type: workflow, workflow: child, input: {v: 21}}
+"""
+
+
 def _fifty_step_notebook(path: Path) -> None:
     """A notebook that defines and runs a 50-step chain, then shows its graph on its own."""
     import nbformat
@@ -175,6 +187,15 @@ def _fifty_step_notebook(path: Path) -> None:
         nbformat.v4.new_code_cell("%load_ext owf_magics"),
         nbformat.v4.new_code_cell(f"%%workflow fifty --run -o res\nworkflows:\n  - name: fifty\n    steps:\n{steps}\n"),
         nbformat.v4.new_code_cell("%workflow show fifty --show graph"),
+        nbformat.v4.new_code_cell(f"%%workflow parent --quiet\n{NESTED}"),
+        # JupyterLab's own mermaid renderer draws the mermaid form: sub-workflow group, tooltips
+        nbformat.v4.new_code_cell(
+            "from IPython.display import display\n"
+            "from owf_magics.notebook.magics import registry\n"
+            "from owf_magics.notebook.views import GraphView\n"
+            "view = GraphView(registry().workflow('parent').plan(), xray=True, show_reasons=True)\n"
+            "display({'text/vnd.mermaid': view.mermaid()}, raw=True)"
+        ),
     ]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
@@ -216,12 +237,12 @@ def test_a_fifty_step_workflow_scrolls_in_its_container_and_the_trace_fits_the_p
             page = browser.new_page(viewport={"width": width, "height": 1000})
             page.goto(f"{base}/lab/tree/fifty.ipynb?token={token}")
             page.wait_for_selector(".jp-Notebook", timeout=60_000)
-            with contextlib.suppress(Exception):
-                page.click(".jp-Dialog button.jp-mod-accept", timeout=5_000)
+            with contextlib.suppress(Exception):  # the notebook names its kernel: a dialog is unlikely
+                page.click(".jp-Dialog button.jp-mod-accept", timeout=1_500)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
             page.click('.lm-MenuBar-itemLabel >> text="Run"', timeout=10_000)
             page.click('.lm-Menu-itemLabel >> text="Run All Cells"', timeout=10_000)
-            # the last cell's graph (outside the run's widget) means every cell ran
+            # the third cell's graph (outside the run's widget)
             static = ".jp-OutputArea-output > .owf-graph .owf-graph-scroll, .jp-RenderedHTMLCommon .owf-graph-scroll"
             page.wait_for_selector(static, state="attached", timeout=90_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
@@ -240,6 +261,14 @@ def test_a_fifty_step_workflow_scrolls_in_its_container_and_the_trace_fits_the_p
             assert legend["y"] < box.bounding_box()["y"]  # the legend sits on top
             assert box.locator("svg title").filter(has_text="global default").count() >= 50  # reasons on hover
 
+            # JupyterLab draws mermaid as an <img> of the SVG it made (strict security)
+            mermaid = page.locator(".jp-RenderedMermaid img").last
+            mermaid.wait_for(state="attached", timeout=30_000)
+            drawn = urllib.parse.unquote(mermaid.get_attribute("src") or "")
+            assert "<svg" in drawn and "Syntax error" not in drawn
+            for text in ("call → child v1.0.0", "double", "why: global default"):
+                assert text in drawn, text
+            box.scroll_into_view_if_needed(timeout=10_000)
             page.screenshot(path=str(shot))
             ink = page.evaluate(_COUNT_INK, __import__("base64").b64encode(shot.read_bytes()).decode())
             # the run's live view: its Graph tab scrolls too, its Trace tab renders inside the page width
