@@ -10,6 +10,7 @@ other backend names take one of the remaining four by a stable hash of the name.
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 
 #: Okabe-Ito colours (the black is left out: it is the labels' colour).
 OKABE_ITO: dict[str, str] = {
@@ -41,6 +42,7 @@ def colour_name(backend: str) -> str:
     return OTHERS[zlib.crc32(backend.encode()) % len(OTHERS)]
 
 
+@lru_cache(maxsize=256)
 def backend_colours(backend: str) -> tuple[str, str]:
     """(fill, stroke) for a backend: the fill a light tint of its colour, the stroke a dark shade."""
     base = OKABE_ITO[colour_name(backend)]

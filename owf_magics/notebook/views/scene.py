@@ -190,7 +190,12 @@ def _add(
 
 
 def groups_by_block(plan: Plan) -> dict[BlockKey, Group]:
+    """The plan's groups by block (kept in the plan's memo: a plan never changes)."""
+    cached: dict[BlockKey, Group] | None = plan.memo.get("view_groups")
+    if cached is not None:
+        return cached
     out: dict[BlockKey, Group] = {}
+    plan.memo["view_groups"] = out
     for g in plan.graph.groups:
         block = g.id.split("/", 1)[1] if "/" in g.id else g.kind
         out[(g.owner, block)] = g
