@@ -447,3 +447,37 @@ def deterministic():
     SETTINGS.deterministic = True
     yield
     SETTINGS.deterministic = saved
+
+
+# -- a real kernel (nbclient): what a headless run stores ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_kernel_stores_the_graph_container_sub_workflow_details_and_exports(tmp_path):
+    import nbclient
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    sources = [
+        "%load_ext owf_magics",
+        f"%%workflow parity-subflow --run --file flows/sub.yaml\n{SUBFLOW}",
+        "%workflow load flows",
+        "%workflow show parity-subflow --format mermaid --xray",
+        "%workflow show parity-subflow --format png -o picture\nlen(picture) > 1000" if HAS_DOT else "True",
+    ]
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    _, run_cell, load, mermaid, png = nb.cells
+    assert (tmp_path / "flows" / "sub.yaml").read_text(encoding="utf-8") == SUBFLOW
+    page = "".join(o.get("data", {}).get("text/html", "") for o in run_cell.outputs)
+    assert 'class="owf-graph-scroll"' in page and '<details class="owf-subworkflow">' in page
+    assert page.index('class="owf-legend"') < page.index('class="owf-graph-scroll"')
+    assert "loaded 2 workflows from flows: parity-child, parity-subflow" in load.outputs[0].text
+    assert 'subgraph g0["call → parity-child v1.0.0"]' in mermaid.outputs[0].text
+    if HAS_DOT:
+        kinds = [set(o.get("data", {})) for o in png.outputs]
+        assert any("image/png" in k for k in kinds)
+        assert png.outputs[-1]["data"]["text/plain"] == "True"
