@@ -358,6 +358,18 @@ def test_cell_file_diagnostics_point_at_the_file_and_line(shell, tmp_path):
     assert (tmp_path / "bad.yaml").read_text(encoding="utf-8") == bad
 
 
+def test_a_run_error_of_a_file_cell_quotes_the_file_s_line(shell, tmp_path):
+    failing = (
+        "workflows:\n  - name: failing\n    steps:\n      - id: t\n        type: transform\n"
+        "        language: jq\n        input: {a: 1}\n        expression: '.a | error'\n"
+    )
+    result, cap = run(shell, f"%%workflow --file fail.yaml --run --quiet\n{failing}")
+    assert not result.success
+    shown = cap.stdout + cap.stderr + str(result.error_in_exec)
+    assert "fail.yaml:4, step 't'" in shown
+    assert "> 4 |       - id: t" in shown  # the file's line 4, not the cell's
+
+
 def test_workflow_load_reads_a_file_and_a_directory(shell, tmp_path):
     (tmp_path / "many").mkdir()
     (tmp_path / "many" / "a.yaml").write_text(chain(3, "alpha"), encoding="utf-8")

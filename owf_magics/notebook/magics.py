@@ -166,13 +166,12 @@ class WorkflowMagics(Magics):
         show = self._show(args)
         source_name = f"<cell {wanted}>" if wanted else "<cell>"
         self.sources[source_name] = f"%%workflow {line}\n{cell}"
-        offset = 1
-        if args.file:  # the cell is that file now: diagnostics say flow.yaml:LINE
-            source_name, offset = write_cell_file(args.file, cell), 0
-            self.sources[source_name] = cell
+        load_name, offset = source_name, 1
+        if args.file:  # the cell is that file now: diagnostics say flow.yaml:LINE and quote the file
+            load_name, offset = write_cell_file(args.file, cell), 0
         saved = self.ow._catalog, self.ow.warnings  # a cell that fails registers nothing
         try:
-            items = self.ow.load(cell, name=source_name, line_offset=offset)
+            items = self.ow.load(cell, name=load_name, line_offset=offset)
         except ManifestError as exc:
             raise CellManifestError(exc, read_source(self.sources)) from None
         workflows = [i for i in items if i.kind == "workflow"]
@@ -446,7 +445,9 @@ class WorkflowMagics(Magics):
 
     def _lookup_for(self, wf: Workflow) -> Any:
         text = self.item_sources.get(_item_key(wf.item))
-        return read_source({**self.sources, wf.item.file: text} if text is not None else self.sources)
+        if text is not None and wf.item.file.startswith("<"):  # else a file (--file): read from disk
+            return read_source({**self.sources, wf.item.file: text})
+        return read_source(self.sources)
 
     def _secrets(self, args: Any) -> dict[str, str] | None:
         if not args.secrets:
