@@ -257,6 +257,14 @@ def test_a_fifty_step_workflow_scrolls_in_its_container_and_the_trace_fits_the_p
             moved = box.evaluate("e => { e.scrollLeft = 600; return e.scrollLeft; }")
             assert moved > 0
             assert box.bounding_box()["x"] + box.bounding_box()["width"] <= width
+            # the zoom buttons scale the drawing inside the box
+            graph = box.locator("xpath=..")  # the .owf-graph holding the legend and the box
+            before = box.evaluate("e => e.scrollWidth")
+            graph.locator("button[title='zoom in']").click(timeout=10_000)
+            assert box.evaluate("e => e.scrollWidth") > 1.2 * before
+            graph.locator("button[title='actual size']").click(timeout=10_000)
+            assert abs(box.evaluate("e => e.scrollWidth") - before) <= 2
+            box.evaluate("e => { e.scrollLeft = 600; }")
             legend = page.locator(".owf-legend").last.bounding_box()
             assert legend["y"] < box.bounding_box()["y"]  # the legend sits on top
             assert box.locator("svg title").filter(has_text="global default").count() >= 50  # reasons on hover
