@@ -11,6 +11,7 @@ Each function takes the `WorkflowMagics` (typed Any: importing it here would be 
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from IPython.display import SVG, Image, display
 
 from owf_magics.errors import ManifestError, OWFError, did_you_mean
 from owf_magics.notebook.errors import CellManifestError, read_source
-from owf_magics.notebook.views.graphview import GraphView
+from owf_magics.notebook.views.graphview import GraphView, graph_options
 from owf_magics.notebook.views.scene import warm_subplans
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ def xray_value(args: Any) -> bool | int | None:
 def graph_settings(args: Any) -> dict[str, Any]:
     """The graph options a magic line asks for (for `graph_options`)."""
     return {"xray": xray_value(args), "show_reasons": True if getattr(args, "reasons", False) else None}
+
+
+def graph_scope(args: Any) -> AbstractContextManager[None]:
+    """While one magic line runs, graph views (static and live) follow its --xray and --reasons."""
+    return graph_options(**graph_settings(args))
 
 
 def write_cell_file(path_text: str, cell: str) -> str:

@@ -21,9 +21,8 @@ from IPython.display import display
 from owf_magics.errors import ManifestError, OWFError, did_you_mean
 from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject, parse_show
 from owf_magics.notebook.errors import CellManifestError, WorkflowRunError, read_source, short
-from owf_magics.notebook.files_magic import graph_settings, load_line, show_format, warm, write_cell_file
+from owf_magics.notebook.files_magic import graph_scope, load_line, show_format, warm, write_cell_file
 from owf_magics.notebook.views import GraphView, ResolutionView, shown_frame
-from owf_magics.notebook.views.graphview import graph_options
 from owf_magics.notebook.views.tables import html_table, text_table
 
 if TYPE_CHECKING:
@@ -33,20 +32,8 @@ if TYPE_CHECKING:
     from owf_magics.manifest.catalog import Loaded
     from owf_magics.runtime.results import RunResult
 
-SUBCOMMANDS: tuple[str, ...] = (
-    "list",
-    "show",
-    "run",
-    "map",
-    "resume",
-    "validate",
-    "backends",
-    "tools",
-    "trace",
-    "usage",
-    "help",
-)
-SUBCOMMANDS += ("load",)  # files_magic
+SUBCOMMANDS: tuple[str, ...] = ("list", "show", "run", "map", "resume", "validate", "backends", "tools", "trace")
+SUBCOMMANDS += ("usage", "help", "load")
 
 USAGE = """\
 %%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--secrets VAR]
@@ -56,9 +43,8 @@ USAGE = """\
     Validates and registers the manifests for later cells, then shows the graph and the
     backend-resolution table of the workflow NAME (default: the cell's only or first workflow).
     With --run it also executes it and shows the result; -o VAR binds the RunResult.
-    Running the cell again replaces what it defined before. --file flow.yaml also writes the cell
-    to that file (diagnostics then point at it). Graphs: --xray [DEPTH] opens sub-workflows,
-    --reasons writes why each step's backend was chosen in its label.
+    Running the cell again replaces what it defined before. --file PATH also writes it to PATH;
+    --xray [DEPTH] opens sub-workflows in the graph, --reasons says why each step's backend.
 
 %workflow list                     loaded agents, connectors and workflows
 %workflow show [NAME] [--show ...] graph and resolution table of a loaded workflow (default: the last one)
@@ -150,7 +136,7 @@ class WorkflowMagics(Magics):
         except ValueError as exc:
             raise UsageError(f"cannot split the magic's arguments: {exc}") from None
         args = self.workflow.parser.parse_args(argv)
-        with graph_options(**graph_settings(args)):
+        with graph_scope(args):
             if cell is None:
                 return self._line(args, line)
             return self._cell(args, line, cell)
