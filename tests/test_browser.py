@@ -267,14 +267,14 @@ def test_a_fifty_step_workflow_scrolls_in_its_container_and_the_trace_fits_the_p
             box.evaluate("e => { e.scrollLeft = 600; }")
             legend = page.locator(".owf-legend").last.bounding_box()
             assert legend["y"] < box.bounding_box()["y"]  # the legend sits on top
-            assert box.locator("svg title").filter(has_text="global default").count() >= 50  # reasons on hover
+            assert box.locator("svg title").filter(has_text="backend native: ").count() >= 50  # reasons on hover
 
             # JupyterLab draws mermaid as an <img> of the SVG it made (strict security)
             mermaid = page.locator(".jp-RenderedMermaid img").last
             mermaid.wait_for(state="attached", timeout=30_000)
             drawn = urllib.parse.unquote(mermaid.get_attribute("src") or "")
             assert "<svg" in drawn and "Syntax error" not in drawn
-            for text in ("call → child v1.0.0", "double", "why: global default"):
+            for text in ("call → child v1.0.0", "double", "why: "):
                 assert text in drawn, text
             box.scroll_into_view_if_needed(timeout=10_000)
             page.screenshot(path=str(shot))

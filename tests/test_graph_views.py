@@ -53,7 +53,7 @@ workflows:
     execution: {backend: native}
     steps:
       - {id: by_step, type: transform, expression: "{{ 1 }}", execution: {backend: native}}
-      - {id: by_agent, type: agent, agent: helper, input: {q: hi}}
+      - {id: by_agent, type: agent, agent: helper, input: {q: hi}, needs: [by_step]}
       - {id: by_workflow, type: transform, expression: "{{ 2 }}"}
   - name: plain
     steps:
@@ -240,29 +240,42 @@ def test_svg_legend_is_on_top_of_the_drawing(ow):
 # -- the resolution reason ---------------------------------------------------------------------------
 
 
+def _long(entry) -> str:
+    """What the tooltip says of a step's reason (the words when the plan has them)."""
+    return getattr(entry, "explanation", None) or entry.reason
+
+
 def test_reasons_in_labels_on_request_and_in_mermaid_tooltips(ow):
     ow.load(REASONS)
     why, plain = ow.workflow("why").plan(), ow.workflow("plain").plan(prefer_backend="native")
-    assert "why: step override" not in to_mermaid(why)
+    default = ow.workflow("plain").plan()
+    # five rules, five different reasons: each label says its own
+    reasons = {sid: p[sid].reason for p in (why, plain, default) for sid in p}
+    assert {why["by_step"].source, why["by_agent"].source, why["by_workflow"].source} == {"step", "agent", "workflow"}
+    assert (plain["by_default"].source, default["by_default"].source) == ("prefer", "default")
+    assert len({why["by_step"].reason, why["by_agent"].reason, why["by_workflow"].reason}) == 3
+    assert plain["by_default"].reason != default["by_default"].reason
+    assert "why: " not in to_mermaid(why)
     labelled = to_mermaid(why, show_reasons=True)
-    for reason in ("step override", "agent default", "workflow default"):
-        assert f"why: {reason}" in labelled
-    assert "why: --prefer-backend" in to_mermaid(plain, show_reasons=True)
-    assert "why: global default" in to_mermaid(ow.workflow("plain").plan(), show_reasons=True)
-    tips = re.findall(r'click (\S+) callback "([^"]*)"', to_mermaid(why))
-    assert dict(tips)["n1"] == "by_agent · agent · backend native: agent default"
-    assert "(global default)" in to_text(ow.workflow("plain").plan(), show_reasons=True)
+    for sid in ("by_step", "by_agent", "by_workflow"):
+        assert f"why: {reasons[sid]}" in labelled
+    assert f"why: {plain['by_default'].reason}" in to_mermaid(plain, show_reasons=True)
+    assert f"why: {default['by_default'].reason}" in to_mermaid(default, show_reasons=True)
+    tips = dict(re.findall(r'click (\S+) callback "([^"]*)"', to_mermaid(why)))
+    assert tips["n1"] == f"by_agent · agent · backend native: {_long(why['by_agent'])}"
+    assert f"({default['by_default'].reason})" in to_text(default, show_reasons=True)
 
 
 @needs_dot
 def test_svg_titles_say_why_each_backend_on_hover(ow):
     ow.load(REASONS)
-    svg = GraphView(ow.workflow("why").plan()).svg_text()
+    plan = ow.workflow("why").plan()
+    svg = GraphView(plan).svg_text()
     root = ET.fromstring(svg)
     titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}title")]
-    assert "by_step · transform\nbackend native: step override" in titles
-    assert "by_workflow · transform\nbackend native: workflow default" in titles
-    assert "by_step → by_agent" not in titles  # no edge there; edges are named by step ids:
+    assert f"by_step · transform\nbackend native: {_long(plan['by_step'])}" in titles
+    assert f"by_workflow · transform\nbackend native: {_long(plan['by_workflow'])}" in titles
+    assert "by_step → by_agent" in titles  # edges are named by step ids, not graphviz's n0->n1
     assert not [t for t in titles if re.fullmatch(r"n\d+(->n\d+)?", t or "")]
 
 
@@ -437,7 +450,8 @@ def test_show_xray_and_reasons_reach_the_cell_s_graph(shell):
     assert result.success, result.error_in_exec
     bundle = cap.outputs[0].data
     assert 'subgraph g0["call → parity-child v1.0.0"]' in bundle["text/vnd.mermaid"]
-    assert "why: global default" in bundle["text/vnd.mermaid"]
+    reason = shell._owf_magics.ow.workflow("parity-subflow").plan()["call"].reason
+    assert f"why: {reason}" in bundle["text/vnd.mermaid"]
     # without the flags, the next cell's graph is closed again: the options last one line
     result, cap = run(shell, "%workflow show parity-subflow --show graph")
     assert "subgraph" not in cap.outputs[0].data["text/vnd.mermaid"]

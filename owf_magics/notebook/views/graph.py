@@ -160,7 +160,8 @@ def tooltip(node: SceneNode, overlay: Overlay | None = None, deterministic: bool
     entry = node.plan.entries.get(node.sid)
     lines = [f"{node.full_id} · {gnode.type}"]
     if entry is not None:
-        why = f"backend {entry.backend}: {entry.reason}"
+        # the reason in words where the plan has them (``explanation``), else its short form
+        why = f"backend {entry.backend}: {getattr(entry, 'explanation', None) or entry.reason}"
         if not entry.available:
             why += f" (not installed; missing {', '.join(entry.missing) or entry.backend})"
         lines.append(why)
