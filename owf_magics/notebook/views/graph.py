@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from owf_magics.notebook.views.palette import BUILT_IN, backend_colours
 from owf_magics.notebook.views.scene import ROOT, Scene, SceneNode, SubPlans, build_scene
 from owf_magics.notebook.views.settings import SETTINGS
+from owf_magics.runtime.results import plural
 
 if TYPE_CHECKING:
     from owf_magics.plan.resolution import Plan
@@ -86,6 +87,8 @@ class StepState:
             parts.append(f"{self.duration_ms:.0f} ms")
         if self.tokens:
             parts.append(f"{self.tokens} tokens")
+        if self.attempts > 1:  # retried: every attempt is a trace row
+            parts.append(f"{self.attempts} attempts")
         return " · ".join(parts)
 
 
@@ -447,7 +450,7 @@ def to_text(
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     inner = len(scene.nodes) - len(plan)
     more = f", {inner} more in sub-workflows" if inner > 0 else ""
-    lines = [f"{plan.workflow} v{plan.version}: {len(plan)} steps{more} ({summary})"]
+    lines = [f"{plan.workflow} v{plan.version}: {plural(len(plan), 'step')}{more} ({summary})"]
     depth = 0
     for kind, name, label in scene.events:
         pad = "  " * (depth + 1)
