@@ -1,0 +1,125 @@
+"""A batch chunk's results on the wire (owf_magics.api.batch_wire): pickled as `PackedRuns`, they
+come back as RunResults whose every public attribute equals the worker's, trace rows and events
+included (built when first read); what the packer does not know travels as it is."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+
+import pytest
+
+from owf_magics import OpenWorkflow
+from owf_magics.api.batch_wire import PackedRuns, fewer_collections, unpacked
+from owf_magics.runtime.results import RunResult, StepResult
+
+CONNECTOR = """
+connector: {name: batchy, kind: sdk}
+actions:
+  - {name: nap, handler: {function: tests.batch_handlers.nap}}
+  - {name: refuse, handler: {function: tests.batch_handlers.refuse}}
+"""
+
+FLOW = """
+name: mixed
+inputs: {n: {type: integer}}
+outputs:
+  square: {value: "{{ steps.fetch.output.square }}"}
+  label: {value: "{{ steps.label.output.result }}"}
+steps:
+  - {id: fetch, connector: batchy, action: nap, input: {n: "{{ inputs.n }}"}}
+  - {id: check, connector: batchy, action: refuse, input: {n: "{{ inputs.n }}"}, needs: [fetch]}
+  - {id: label, type: transform, expression: "item-{{ inputs.n }}", needs: [check]}
+  - {id: each, type: forEach, items: "{{ [1, 2] }}", steps: [{id: inner, type: transform, expression: "{{ item }}"}]}
+"""
+
+PUBLIC = (
+    "run_id",
+    "workflow",
+    "status",
+    "outputs",
+    "steps",
+    "events",
+    "trace_rows",
+    "usage_rows",
+    "error",
+    "pending",
+    "duration_ms",
+    "last_agent",
+    "total_tokens",
+    "cost_usd",
+    "metrics",
+    "error_body",
+)
+
+
+class Special(StepResult):
+    """A step result of some other kind (pickled by reference)."""
+
+    __slots__ = ()
+
+
+@pytest.fixture
+def results():
+    ow = OpenWorkflow(state=False)
+    ow.load(CONNECTOR)
+    ow.load(FLOW)
+    # inputs 0 and 7 fail (a step raises), "x" is refused (a wrong type): three kinds of result
+    batch = ow.map("mixed", [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 7}, {"n": "x"}], progress=False)
+    assert batch.statuses == {"completed": 2, "failed": 3}
+    yield batch.results
+    ow.close()
+
+
+def public(r: RunResult) -> dict[str, object]:
+    return {name: getattr(r, name) for name in PUBLIC} | {"summary": r.summary_text(), "str": repr(r)}
+
+
+def test_packed_results_come_back_equal_in_every_public_attribute(results):
+    plain = pickle.loads(pickle.dumps(results))  # how they travelled before: each RunResult pickled
+    back = pickle.loads(pickle.dumps(PackedRuns(results)))
+    assert isinstance(back, list) and all(type(r) is RunResult for r in back)
+    assert [public(r) for r in back] == [public(r) for r in plain]
+    assert back[3].error is not None and back[3].steps["check"].error is not None  # errors rebuilt
+    assert back[1].events[0]["type"] == "run.started" and back[1].trace_rows[0]["step_id"] == "fetch"
+    assert back[4].events == [] and back[4].error.code == "VALIDATION"  # refused: no events
+    assert len({r.events[-1]["event_id"] for r in back[:4]}) == 4
+
+
+def test_trace_rows_and_events_are_built_only_when_read(results):
+    back = pickle.loads(pickle.dumps(PackedRuns(results)))
+    assert all(r._lazy is not None for r in back)  # nothing built yet
+    rows = back[2].trace_rows
+    assert back[2]._lazy is None and rows == results[2].trace_rows
+    assert back[1]._lazy is not None  # the others still wait
+
+
+def test_a_repacked_result_travels_again(results):
+    """A result rebuilt from the wire pickles again (a retry's batch, a result sent on)."""
+    once = pickle.loads(pickle.dumps(PackedRuns(results)))
+    twice = pickle.loads(pickle.dumps(PackedRuns(once)))
+    again = pickle.loads(pickle.dumps(once))
+    assert [public(r) for r in twice] == [public(r) for r in again] == [public(r) for r in results]
+
+
+def test_what_the_packer_does_not_know_travels_as_it_is(results):
+    first = results[1]
+    first.steps["fetch"] = Special("fetch", "success", {"n": 1}, None, 1, "native", 1.0)
+    first.session = {"id": "s1"}  # an attribute of its own (an agent run's session)
+    back = pickle.loads(pickle.dumps(PackedRuns(results)))
+    assert type(back[1].steps["fetch"]) is Special and back[1].session == {"id": "s1"}
+    assert public(back[1]) == public(first)
+
+
+def test_a_chunk_never_pickled_is_the_list_itself(results):
+    assert unpacked(PackedRuns(results)) is results
+    assert unpacked(tuple(results)) == results
+
+
+def test_fewer_collections_raises_the_threshold_and_restores_it():
+    before = gc.get_threshold()
+    with fewer_collections():
+        with fewer_collections():  # nested (two chunks on one worker's threads): one restore
+            assert gc.get_threshold()[0] == max(before[0], fewer_collections.THRESHOLD)
+        assert gc.get_threshold()[0] == max(before[0], fewer_collections.THRESHOLD)
+    assert gc.get_threshold() == before
