@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from owf_magics.api.batch_wire import PackedRuns, fewer_collections, unpacked
+from owf_magics.api.batch_wire import Opaque, PackedRuns, fewer_collections, unpacked
 from owf_magics.errors import OWFError
 from owf_magics.runtime.results import RunResult, StepError
 
@@ -279,19 +279,20 @@ def _registry(payload: Mapping[str, Any]) -> Any:
 def run_chunk(
     payload: Mapping[str, Any],
     workflow: tuple[str, str],
-    items: Sequence[tuple[int, str, Mapping[str, Any]]],
+    items: Sequence[tuple[int, str, Mapping[str, Any]]] | Opaque,
     options: Mapping[str, Any],
 ) -> list[RunResult] | PackedRuns:
     """A cluster task: run some inputs of a batch on this worker (the registry from `payload`); with
     ``options["packed"]`` the results travel back as one compact pickle (`owf_magics.api.batch_wire`)."""
     ow = _registry(payload)
+    todo: Sequence[tuple[int, str, Mapping[str, Any]]] = items.value if isinstance(items, Opaque) else items
     if options.get("limiter") is not None:  # the batch's one rate limiter (a Dask actor)
         from owf_magics.api.batch_limits import install
 
         install(ow, options["limiter"])
     wf = ow.workflow(*workflow)
     with fewer_collections():
-        results: list[RunResult] = _blocking(_run_many(ow, wf, items, options))
+        results: list[RunResult] = _blocking(_run_many(ow, wf, todo, options))
     return PackedRuns(results) if options.get("packed") else results
 
 
@@ -453,7 +454,7 @@ def _on_dask(
         limiter = client.submit(BatchLimiter, actor=True, pure=False)  # rate limits shared by every worker
         handle = limiter.result()  # held until the batch ends; tasks get its address, not a dependency
         options = {**options, "limiter": (handle._address, handle.key), "packed": True}
-        futures = [client.submit(run_chunk, payload, ref, chunk, options, pure=False) for chunk in chunks]
+        futures = [client.submit(run_chunk, payload, ref, Opaque(chunk), options, pure=False) for chunk in chunks]
         sizes = {f.key: len(c) for f, c in zip(futures, chunks, strict=True)}
         got: dict[Any, list[RunResult]] = {}
         # each chunk's results come back as soon as it ends: their transfer and unpickling overlap

@@ -21,7 +21,7 @@ from typing import Any
 
 from owf_magics.runtime.results import RunResult, StepError, StepResult
 
-__all__ = ["PackedRuns", "fewer_collections", "pack", "unpack", "unpacked"]
+__all__ = ["Opaque", "PackedRuns", "fewer_collections", "pack", "unpack", "unpacked"]
 
 #: What a `RunResult` keeps in its ``__dict__``; anything else (an agent run's ``session``) travels as it is.
 _KNOWN = frozenset(
@@ -53,6 +53,19 @@ class PackedRuns:
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return unpack, pack(self.results)
+
+
+class Opaque:
+    """A task argument Dask passes on as it is: a chunk's inputs given as a list would be walked
+    value by value (looking for futures in them) on every submit, tens of microseconds an input."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return Opaque, (self.value,)
 
 
 def unpacked(value: Any) -> list[RunResult]:
