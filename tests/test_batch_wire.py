@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import gc
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,46 +63,102 @@ class Special(StepResult):
 
 
 @pytest.fixture
-def results():
+def registry():
     ow = OpenWorkflow(state=False)
     ow.load(CONNECTOR)
     ow.load(FLOW)
-    # inputs 0 and 7 fail (a step raises), "x" is refused (a wrong type): three kinds of result
-    batch = ow.map("mixed", [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 7}, {"n": "x"}], progress=False)
-    assert batch.statuses == {"completed": 2, "failed": 3}
-    yield batch.results
+    yield ow
     ow.close()
+
+
+def fresh(ow: OpenWorkflow, **options: object) -> list[RunResult]:
+    """Five results whose rows are not built yet: inputs 0 and 7 fail (a step raises), "x" is
+    refused (a wrong type)."""
+    batch = ow.map("mixed", [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 7}, {"n": "x"}], progress=False, **options)
+    assert batch.statuses == {"completed": 2, "failed": 3}
+    return batch.results
+
+
+@pytest.fixture
+def results(registry):
+    return fresh(registry)
 
 
 def public(r: RunResult) -> dict[str, object]:
     return {name: getattr(r, name) for name in PUBLIC} | {"summary": r.summary_text(), "str": repr(r)}
 
 
+SCRIPT = """
+import pickle, sys
+from owf_magics import OpenWorkflow
+from owf_magics.api.batch_wire import PackedRuns
+ow = OpenWorkflow(state=False)
+ow.load(sys.argv[1])
+ow.load(sys.argv[2])
+batch = ow.map("mixed", [{"n": 0}, {"n": 1}, {"n": 2}, {"n": 7}, {"n": "x"}], progress=False)
+kinds = [type(r.deferred).__name__ for r in batch.results]
+packed = pickle.dumps(PackedRuns(batch.results))
+plain = pickle.dumps(batch.results)  # how results travelled before: each pickled, rows built
+sys.stdout.buffer.write(pickle.dumps((kinds, packed, plain)))
+"""
+
+
+def test_a_runs_log_travels_and_builds_the_same_rows_and_events(tmp_path):
+    """Outside the test suite's secret canary (which gives every run a secret, so rows travel), a
+    run's rows are not built on the worker: its compact log travels and the client builds them."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, CONNECTOR, FLOW], cwd=root, capture_output=True, check=True, timeout=60
+    )
+    kinds, packed, plain = pickle.loads(done.stdout)
+    assert kinds == ["Bookkeeping"] * 4 + ["NoneType"]  # four runs send their log, the refused one nothing
+    back, want = pickle.loads(packed), pickle.loads(plain)
+    assert [r.deferred is not None for r in back] == [True] * 5  # nothing built yet
+    assert [public(r) for r in back] == [public(r) for r in want]
+    assert back[3].error is not None and back[3].steps["check"].error is not None  # errors rebuilt
+    assert [e["type"] for e in back[1].events][:2] == ["run.started", "step.started"]
+    assert back[4].events == [] and back[4].error.code == "VALIDATION"  # refused: no events
+    assert len(packed) < len(plain)
+
+
 def test_packed_results_come_back_equal_in_every_public_attribute(results):
-    plain = pickle.loads(pickle.dumps(results))  # how they travelled before: each RunResult pickled
     back = pickle.loads(pickle.dumps(PackedRuns(results)))
+    plain = pickle.loads(pickle.dumps(results))
     assert isinstance(back, list) and all(type(r) is RunResult for r in back)
     assert [public(r) for r in back] == [public(r) for r in plain]
-    assert back[3].error is not None and back[3].steps["check"].error is not None  # errors rebuilt
-    assert back[1].events[0]["type"] == "run.started" and back[1].trace_rows[0]["step_id"] == "fetch"
-    assert back[4].events == [] and back[4].error.code == "VALIDATION"  # refused: no events
-    assert len({r.events[-1]["event_id"] for r in back[:4]}) == 4
+    assert back[1].trace_rows[0]["step_id"] == "fetch"
 
 
-def test_trace_rows_and_events_are_built_only_when_read(results):
+def test_rows_built_already_travel_as_rows(results):
+    """A result whose rows were read before it is packed (or pickled before) sends them as they are."""
+    want = [public(r) for r in results]  # reads every attribute: the rows are built
     back = pickle.loads(pickle.dumps(PackedRuns(results)))
-    assert all(r._lazy is not None for r in back)  # nothing built yet
+    assert [public(r) for r in back] == want
+
+
+def test_a_run_with_secrets_sends_its_redacted_rows_never_its_log(registry):
+    ran = fresh(registry, secrets={"TOKEN": "s3cr3t-value"})
+    back = pickle.loads(pickle.dumps(PackedRuns(ran)))
+    assert [public(r) for r in back] == [public(r) for r in ran]
+    assert b"s3cr3t-value" not in pickle.dumps(PackedRuns(fresh(registry, secrets={"TOKEN": "s3cr3t-value"})))
+
+
+def test_trace_rows_and_events_are_built_only_when_read(registry):
+    ran = fresh(registry)
+    back = pickle.loads(pickle.dumps(PackedRuns(ran)))
+    assert all(r.deferred is not None for r in back)  # nothing built yet
     rows = back[2].trace_rows
-    assert back[2]._lazy is None and rows == results[2].trace_rows
-    assert back[1]._lazy is not None  # the others still wait
+    assert back[2].deferred is None and rows == ran[2].trace_rows
+    assert back[1].deferred is not None  # the others still wait
 
 
-def test_a_repacked_result_travels_again(results):
+def test_a_repacked_result_travels_again(registry):
     """A result rebuilt from the wire pickles again (a retry's batch, a result sent on)."""
-    once = pickle.loads(pickle.dumps(PackedRuns(results)))
+    ran = fresh(registry)
+    once = pickle.loads(pickle.dumps(PackedRuns(ran)))
     twice = pickle.loads(pickle.dumps(PackedRuns(once)))
     again = pickle.loads(pickle.dumps(once))
-    assert [public(r) for r in twice] == [public(r) for r in again] == [public(r) for r in results]
+    assert [public(r) for r in twice] == [public(r) for r in again] == [public(r) for r in ran]
 
 
 def test_what_the_packer_does_not_know_travels_as_it_is(results):

@@ -1,24 +1,31 @@
 """How a batch chunk's results travel from a Dask worker back to the client: one compact pickle.
 
-A `RunResult` pickled as it is costs the worker its trace rows and events as dicts (every key
+A `RunResult` pickled as it is costs the worker its trace rows and events built as dicts (every key
 written again for every row) and costs the client an object per key, row, step and error. A task
-returns `PackedRuns` instead: pickled, it becomes one columnar record per run (rows as tuples of
-values beside a table of the chunk's distinct key tuples, steps and errors as tuples) and it
-unpickles straight into the list of `RunResult`s. The client builds each run's steps, outputs and
-usage rows at once and its trace rows and events only when they are first read (`RunResult.defer`),
-so a batch whose trace nobody reads never builds them. Every public attribute of the rebuilt
-results equals the worker's (tests/test_batch_wire.py); a result with anything the packer does not
-know (a `StepResult` subclass, an extra attribute) keeps it as it is.
+returns `PackedRuns` instead: pickled, it becomes one record per run and unpickles straight into
+the list of `RunResult`s. A run's trace rows and events travel as a blob the client turns into rows
+only when they are first read (`RunResult.defer`): the engine's compact log of the run (the same
+records `engine.trace.Bookkeeping` builds them from on the worker, its steps and plan entries sent
+once per chunk), or, for a run whose rows were built already or that holds secrets, the rows as
+tuples of values beside a table of the chunk's distinct key tuples. Steps, outputs, usage rows and
+errors are rebuilt at once. Every public attribute of the rebuilt results equals the worker's
+(tests/test_batch_wire.py); a result with anything the packer does not know (a `StepResult`
+subclass, an extra attribute) keeps it as it is.
 """
 
 from __future__ import annotations
 
 import gc
+import io
+import itertools
 import pickle
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from owf_magics.engine.trace import Bookkeeping
+from owf_magics.manifest.models import StepBase
+from owf_magics.plan.resolution import PlanEntry
 from owf_magics.runtime.results import RunResult, StepError, StepResult
 
 __all__ = ["Opaque", "PackedRuns", "fewer_collections", "pack", "unpack", "unpacked"]
@@ -87,14 +94,65 @@ class _Rows:
         return _dicts(self.keys, trace), _dicts(self.keys, events)
 
 
+class _Log:
+    """A packed run's compact log (its steps and plan entries by number in the chunk's table),
+    built into trace rows and events by `Bookkeeping` when first read, with the same event ids."""
+
+    __slots__ = ("blob", "next_event", "run_id", "table")
+
+    def __init__(self, table: Sequence[Any], blob: bytes, run_id: str, next_event: int) -> None:
+        self.table, self.blob, self.run_id, self.next_event = table, blob, run_id, next_event
+
+    def build(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        loader = pickle.Unpickler(io.BytesIO(self.blob))
+        loader.persistent_load = self.table.__getitem__  # type: ignore[method-assign]
+        log = loader.load()
+        return Bookkeeping(log, self.run_id, {}, itertools.count(self.next_event)).build()
+
+
+class _LogPickler(pickle.Pickler):
+    """Pickles a run's log with its steps and plan entries as numbers in one table per chunk."""
+
+    def __init__(self, file: io.BytesIO, table: list[Any], numbers: dict[int, int]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.table, self.numbers = table, numbers
+
+    def persistent_id(self, obj: Any) -> int | None:
+        if isinstance(obj, (StepBase, PlanEntry)):
+            n = self.numbers.get(id(obj))
+            if n is None:
+                n = self.numbers[id(obj)] = len(self.table)
+                self.table.append(obj)
+            return n
+        return None
+
+
+def _log_blob(r: RunResult, table: list[Any], numbers: dict[int, int]) -> tuple[bytes, int] | None:
+    """The run's compact log and the number of its next event, when it can travel so."""
+    lazy = r.deferred
+    if type(lazy) is not Bookkeeping or lazy.secrets:  # built already, or secrets to redact: rows
+        return None
+    out = io.BytesIO()
+    try:
+        _LogPickler(out, table, numbers).dump(lazy.log)
+    except Exception:  # something in the log that does not pickle on its own: send the rows
+        return None
+    n = next(lazy.seq)
+    lazy.seq = itertools.count(n)  # as it was: the rows built here later get the same event ids
+    return out.getvalue(), n
+
+
 def _dicts(keys: Sequence[tuple[str, ...]], rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     # a row is its values then its key tuple's number: zip stops at the last key
     return [dict(zip(keys[row[-1]], row, strict=False)) for row in rows]
 
 
-def pack(results: Sequence[RunResult]) -> tuple[list[tuple[str, ...]], list[tuple[Any, ...]]]:
-    """``(key tuples, one record per run)``: what `unpack` rebuilds the results from."""
+def pack(results: Sequence[RunResult]) -> tuple[list[tuple[str, ...]], list[Any], list[tuple[Any, ...]]]:
+    """``(key tuples, steps and plan entries, one record per run)``: what `unpack` rebuilds the
+    results from."""
     numbers: dict[tuple[str, ...], int] = {}
+    table: list[Any] = []
+    shared: dict[int, int] = {}
 
     def rows(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         out = []
@@ -110,6 +168,9 @@ def pack(results: Sequence[RunResult]) -> tuple[list[tuple[str, ...]], list[tupl
     for r in results:
         state = r.__dict__
         extra = {k: v for k, v in state.items() if k not in _KNOWN} or None
+        wire: Any = _log_blob(r, table, shared)
+        if wire is None:
+            wire = pickle.dumps((rows(r.trace_rows), rows(r.events)), protocol=pickle.HIGHEST_PROTOCOL)
         records.append(
             (
                 r.run_id,
@@ -117,7 +178,7 @@ def pack(results: Sequence[RunResult]) -> tuple[list[tuple[str, ...]], list[tupl
                 r.status,
                 r.outputs,
                 _steps(r.steps),
-                pickle.dumps((rows(r.trace_rows), rows(r.events)), protocol=pickle.HIGHEST_PROTOCOL),
+                wire,
                 rows(r.usage_rows),
                 _error(r.error),
                 r.pending or None,
@@ -126,10 +187,10 @@ def pack(results: Sequence[RunResult]) -> tuple[list[tuple[str, ...]], list[tupl
                 extra,
             )
         )
-    return list(numbers), records
+    return list(numbers), table, records
 
 
-def unpack(keys: list[tuple[str, ...]], records: list[tuple[Any, ...]]) -> list[RunResult]:
+def unpack(keys: list[tuple[str, ...]], table: list[Any], records: list[tuple[Any, ...]]) -> list[RunResult]:
     """The results `pack` packed, in the same order."""
     out = []
     with fewer_collections():  # thousands of small objects that all live on
@@ -148,7 +209,7 @@ def unpack(keys: list[tuple[str, ...]], records: list[tuple[Any, ...]]) -> list[
                 duration_ms=duration,
             )
             r.last_agent = agent
-            r.defer(_Rows(keys, blob))
+            r.defer(_Rows(keys, blob) if type(blob) is bytes else _Log(table, blob[0], run_id, blob[1]))
             if extra:
                 r.__dict__.update(extra)
             out.append(r)
