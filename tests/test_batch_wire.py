@@ -49,6 +49,7 @@ PUBLIC = (
     "pending",
     "duration_ms",
     "last_agent",
+    "finished",
     "total_tokens",
     "cost_usd",
     "metrics",
@@ -132,8 +133,10 @@ def test_packed_results_come_back_equal_in_every_public_attribute(results):
 def test_rows_built_already_travel_as_rows(results):
     """A result whose rows were read before it is packed (or pickled before) sends them as they are."""
     want = [public(r) for r in results]  # reads every attribute: the rows are built
+    frame = results[1].trace  # and cached as a DataFrame, which does not travel
     back = pickle.loads(pickle.dumps(PackedRuns(results)))
     assert [public(r) for r in back] == want
+    assert "_frames" not in vars(back[1]) and back[1].trace.equals(frame)
 
 
 def test_a_run_with_secrets_sends_its_redacted_rows_never_its_log(registry):

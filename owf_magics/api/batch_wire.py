@@ -167,7 +167,10 @@ def pack(results: Sequence[RunResult]) -> tuple[list[tuple[str, ...]], list[Any]
     records = []
     for r in results:
         state = r.__dict__
-        extra = {k: v for k, v in state.items() if k not in _KNOWN} or None
+        extra = {k: v for k, v in state.items() if k not in _KNOWN}
+        if extra.get("finished") == list(r.steps):  # the finish order is the plan's: built again
+            del extra["finished"]
+        extra.pop("_frames", None)  # cached DataFrames, built again from the rows when read
         wire: Any = _log_blob(r, table, shared)
         if wire is None:
             wire = pickle.dumps((rows(r.trace_rows), rows(r.events)), protocol=pickle.HIGHEST_PROTOCOL)
@@ -184,7 +187,7 @@ def pack(results: Sequence[RunResult]) -> tuple[list[tuple[str, ...]], list[Any]
                 r.pending or None,
                 r.duration_ms,
                 r.last_agent,
-                extra,
+                extra or None,
             )
         )
     return list(numbers), table, records
