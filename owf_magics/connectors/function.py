@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -75,9 +76,38 @@ class FunctionCall:
         return self.fn(**input, **kwargs)
 
 
+#: target -> (its module, the attribute path, the function, its `FunctionCall`): a run resolves
+#: its handlers again (a notebook may have redefined one), and a hit costs two lookups, not an import.
+_RESOLVED: dict[str, tuple[Any, tuple[str, ...], Any, FunctionCall]] = {}
+
+
 def prepare_function(target: str, fn: Any = None) -> FunctionCall:
     """Resolve a handler and inspect its signature (once per function object)."""
-    return _prepare(fn if fn is not None else resolve_function(target))
+    if fn is not None:
+        return _prepare(fn)
+    hit = _RESOLVED.get(target)
+    if hit is not None:
+        module, path, known, call = hit
+        if sys.modules.get(module.__name__) is module:
+            obj = module
+            try:
+                for part in path:
+                    obj = getattr(obj, part)
+            except AttributeError:
+                obj = None
+            if obj is known:  # the same function object as last time
+                return call
+    fn = resolve_function(target)
+    call = _prepare(fn)
+    name, sep, attr = target.partition(":")
+    if not sep:
+        name, _, attr = target.rpartition(".")
+    module = sys.modules.get(name)
+    if module is not None and attr:
+        if len(_RESOLVED) >= 4096:
+            _RESOLVED.clear()
+        _RESOLVED[target] = (module, tuple(attr.split(".")), fn, call)
+    return call
 
 
 def _prepare(fn: Any) -> FunctionCall:

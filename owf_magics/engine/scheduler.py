@@ -71,8 +71,7 @@ async def run_block(run: RunContext, frame: Frame, key: BlockKey) -> StepError |
     if not sched.members:
         return None
     block = _Block(run, frame, sched)
-    waits = block.waits
-    roots = [sid for sid in sched.members if not waits[sid]]
+    roots = sched.roots
     tasks = block.tasks
     leaves: dict[int, str] = {}  # task index -> the awaited step it runs without a chain around it
     after, models = sched.after, frame.models
@@ -119,7 +118,7 @@ class _Block:
         self.run = run
         self.frame = frame
         self.sched = sched
-        self.waits = dict(sched.waits)
+        self.waits: dict[str, int] = sched.waits.copy()  # a proxied dict: copied in C
         self.blocked: set[str] = set()
         self.held: set[str] = set()  # waiting for something from outside, or after a step that is
         self.failures: dict[str, StepError] = {}
@@ -138,6 +137,7 @@ class _Block:
         run, frame, blocked, held, waits = self.run, self.frame, self.blocked, self.held, self.waits
         after = self.sched.after
         models = frame.models
+        known = frame.plan.memo.get("facts") or {}  # `facts`' table, read here without its call
         while sid is not None:
             step = models[sid]
             if sid in blocked:
@@ -145,9 +145,13 @@ class _Block:
             elif sid in held:
                 hold(frame, step)
             else:
-                found = facts(frame, step)
+                hit = known.get(id(step))
+                found = hit[1] if hit is not None and hit[0] is step else facts(frame, step)
                 try:
-                    mode = runs_direct(run, found) if found.direct is not None else 0
+                    if found.direct is None or run.recorded:
+                        mode = 0
+                    else:
+                        mode = SYNC if found.ready is None else found.ready(run)
                     if mode == SYNC:
                         res = direct_step(run, frame, step, found)
                     elif mode:
