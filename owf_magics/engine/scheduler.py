@@ -11,6 +11,9 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from gc import disable as gc_disable
+from gc import enable as gc_enable
+from gc import isenabled as gc_enabled
 from typing import Any
 
 from owf_magics.agents import events as agent_events
@@ -134,48 +137,72 @@ class _Block:
             self.held.add(sid)
 
     async def chain(self, sid: str | None) -> None:
+        """Run `sid`, then each step it makes ready (the first here, the others in tasks).
+
+        While consecutive steps run without waiting (direct steps: transforms, ``@inline``
+        handlers), the garbage collector is paused: nothing else runs on the loop meanwhile, and
+        what those steps allocate (results, views, records) lives until the run ends, so a
+        collection then could only walk it (10-20% of a long chain). It resumes before anything
+        is awaited and when the chain ends, and is left alone when the program turned it off.
+        """
         run, frame, blocked, held, waits = self.run, self.frame, self.blocked, self.held, self.waits
         after = self.sched.after
         models = frame.models
         known = frame.plan.memo.get("facts") or {}  # `facts`' table, read here without its call
-        while sid is not None:
-            step = models[sid]
-            if sid in blocked:
-                skip(run, frame, step, "an earlier step failed")
-            elif sid in held:
-                hold(frame, step)
-            else:
-                hit = known.get(id(step))
-                found = hit[1] if hit is not None and hit[0] is step else facts(frame, step)
-                try:
-                    if found.direct is None or run.recorded:
-                        mode = 0
-                    else:
-                        mode = SYNC if found.ready is None else found.ready(run)
-                    if mode == SYNC:
-                        res = direct_step(run, frame, step, found)
-                    elif mode:
-                        res = await awaited_step(run, frame, step, found)
-                    else:
-                        res = await run_step(run, frame, step)
-                except BaseException:
-                    blocked.add(sid)
-                    raise
-                self.ended(sid, res)
-            if run.uncommitted:  # its checkpoint is committed before anything after it starts
-                await durable(run)
-            ready = []
-            for nxt in after[sid]:
+        paused = False
+        try:
+            while sid is not None:
+                step = models[sid]
                 if sid in blocked:
-                    blocked.add(nxt)
+                    skip(run, frame, step, "an earlier step failed")
                 elif sid in held:
-                    held.add(nxt)
-                waits[nxt] -= 1
-                if not waits[nxt]:
-                    ready.append(nxt)
-            for other in ready[1:]:
-                self.tasks.append(asyncio.create_task(self.chain(other)))
-            sid = ready[0] if ready else None
+                    hold(frame, step)
+                else:
+                    hit = known.get(id(step))
+                    found = hit[1] if hit is not None and hit[0] is step else facts(frame, step)
+                    try:
+                        if found.direct is None or run.recorded:
+                            mode = 0
+                        else:
+                            mode = SYNC if found.ready is None else found.ready(run)
+                        if mode == SYNC:
+                            if not paused and gc_enabled():
+                                gc_disable()
+                                paused = True
+                            res = direct_step(run, frame, step, found)
+                        else:
+                            if paused:
+                                gc_enable()
+                                paused = False
+                            if mode:
+                                res = await awaited_step(run, frame, step, found)
+                            else:
+                                res = await run_step(run, frame, step)
+                    except BaseException:
+                        blocked.add(sid)
+                        raise
+                    self.ended(sid, res)
+                if run.uncommitted:  # its checkpoint is committed before anything after it starts
+                    if paused:
+                        gc_enable()
+                        paused = False
+                    await durable(run)
+                nexts = after[sid]
+                if sid in blocked:
+                    blocked.update(nexts)
+                elif sid in held:
+                    held.update(nexts)
+                sid = None
+                for nxt in nexts:
+                    left = waits[nxt] = waits[nxt] - 1
+                    if not left:
+                        if sid is None:
+                            sid = nxt
+                        else:  # ready together: they overlap
+                            self.tasks.append(asyncio.create_task(self.chain(nxt)))
+        finally:
+            if paused:
+                gc_enable()
 
 
 async def run_step(run: RunContext, frame: Frame, step: StepBase) -> StepResult:
