@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,7 @@ from owf_magics.manifest.models import (
     AgentStep,
     IfStep,
     StepBase,
+    TransformStep,
 )
 from owf_magics.manifest.render import TemplateError, render, truthy
 from owf_magics.plan.graph import BlockKey
@@ -160,11 +162,18 @@ class _Block:
                 else:
                     hit = known.get(id(step))
                     found = hit[1] if hit is not None and hit[0] is step else facts(frame, step)
+                    if found.direct is None or run.recorded:
+                        mode = 0
+                        chained = self.chainable(step)
+                        if chained is not None:  # it and the steps after it in one invocation
+                            if paused:
+                                gc_enable()
+                                paused = False
+                            sid = await self.segment(chained, sid)
+                            continue
+                    else:
+                        mode = SYNC if found.ready is None else found.ready(run)
                     try:
-                        if found.direct is None or run.recorded:
-                            mode = 0
-                        else:
-                            mode = SYNC if found.ready is None else found.ready(run)
                         if mode == SYNC:
                             if not paused and gc_enabled():
                                 gc_disable()
@@ -203,6 +212,69 @@ class _Block:
         finally:
             if paused:
                 gc_enable()
+
+    def chainable(self, step: StepBase) -> tuple[str, Any] | None:
+        """``(backend, its arun_chain)`` when `step` is a leaf step handed whole to a backend that
+        runs consecutive steps as one invocation (`owf_magics.backends.langchain_chain`)."""
+        if type(step) not in CHAIN_KINDS or step.forEach is not None or self.run.recorded:
+            return None
+        backend = self.frame.plan.entries[step.id].backend
+        if backend == "native" or facts(self.frame, step).direct is not None:
+            return None
+        runner = getattr(self.run.host.backend(backend), "arun_chain", None)
+        return (backend, runner) if runner is not None else None
+
+    async def segment(self, chained: tuple[str, Any], sid: str) -> str | None:
+        """Run `sid` and the chainable steps that follow it one by one on the same backend, in
+        one `arun_chain` call; each step as `chain` runs it (result, checkpoint, what it makes
+        ready). Returns the step the chain goes on with, if any."""
+        run, frame, models = self.run, self.frame, self.frame.models
+        outer = contextvars.copy_context()  # steps that start in tasks run outside the backend's node
+        goes_on: list[str | None] = [None]
+
+        def link(current: str) -> Any:
+            async def one() -> Any:
+                try:
+                    res = await run_step(run, frame, models[current])
+                except BaseException:
+                    self.blocked.add(current)
+                    raise
+                self.ended(current, res)
+                if run.uncommitted:
+                    await durable(run)
+                nxt = self.advance(current, outer)
+                if nxt is not None and nxt not in self.blocked and nxt not in self.held:
+                    more = self.chainable(models[nxt])
+                    if more is not None and more[0] == chained[0]:
+                        return link(nxt)
+                goes_on[0] = nxt
+                return None
+
+            return one
+
+        await chained[1](link(sid))
+        return goes_on[0]
+
+    def advance(self, sid: str, context: contextvars.Context | None = None) -> str | None:
+        """What `sid` ending makes ready: the first is returned, the others start in tasks."""
+        nexts = self.sched.after[sid]
+        if sid in self.blocked:
+            self.blocked.update(nexts)
+        elif sid in self.held:
+            self.held.update(nexts)
+        first = None
+        waits = self.waits
+        for nxt in nexts:
+            left = waits[nxt] = waits[nxt] - 1
+            if not left:
+                if first is None:
+                    first = nxt
+                else:
+                    self.tasks.append(asyncio.create_task(self.chain(nxt), context=context))
+        return first
+
+
+CHAIN_KINDS = (ActionStep, TransformStep)  # leaf steps a backend's chain may run (not agents)
 
 
 async def run_step(run: RunContext, frame: Frame, step: StepBase) -> StepResult:
