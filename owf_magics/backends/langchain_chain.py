@@ -13,6 +13,7 @@ checkpoints, waits, failures), so runs give the same results, rows and events.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -57,5 +58,15 @@ def chain_graph() -> Any:
 
 
 async def run_chain(first: ChainStep) -> None:
-    """Run `first` and every step it leads to, a superstep each, in one graph invocation."""
-    await chain_graph().ainvoke(first, _CONFIG)
+    """Run `first` and every step it leads to, a superstep each, in one graph invocation.
+
+    A step that cancels the task it runs in (an OpenFlow hook's STOP cancels the current task)
+    cancels the node's task here: LangGraph reports that as its own error, and the engine gets the
+    cancellation back, as it would outside the graph.
+    """
+    try:
+        await chain_graph().ainvoke(first, _CONFIG)
+    except Exception as exc:
+        if isinstance(exc.__cause__, asyncio.CancelledError):
+            raise asyncio.CancelledError(*exc.__cause__.args) from exc
+        raise

@@ -221,7 +221,10 @@ class _Block:
         backend = self.frame.plan.entries[step.id].backend
         if backend == "native" or facts(self.frame, step).direct is not None:
             return None
-        runner = getattr(self.run.host.backend(backend), "arun_chain", None)
+        try:
+            runner = getattr(self.run.host.backend(backend), "arun_chain", None)
+        except Exception:  # not available: the step's own path reports it
+            return None
         return (backend, runner) if runner is not None else None
 
     async def segment(self, chained: tuple[str, Any], sid: str) -> str | None:
