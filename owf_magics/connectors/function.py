@@ -10,7 +10,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from owf_magics.errors import UnavailableError
@@ -59,15 +59,12 @@ class FunctionCall:
     whole: bool  # takes the input as one argument (input/data/payload/args) instead of keywords
     wants_context: bool
     maybe_async: bool  # a callable object, whose __call__ may return an awaitable
+    #: `SYNC`, `ASYNC` or 0 (see `direct_mode`), worked out once (read for every step)
+    mode: int = field(init=False, compare=False)
 
-    @property
-    def mode(self) -> int:
-        """`SYNC`, `ASYNC` or 0 (see `direct_mode`)."""
-        if self.maybe_async:
-            return 0
-        if self.is_async:
-            return ASYNC
-        return SYNC if self.inline else 0
+    def __post_init__(self) -> None:
+        mode = 0 if self.maybe_async else ASYNC if self.is_async else SYNC if self.inline else 0
+        object.__setattr__(self, "mode", mode)
 
     def __call__(self, input: Any, context: ExecutionContext | None) -> Any:
         kwargs = {"context": context} if self.wants_context else {}

@@ -242,7 +242,8 @@ def action_direct(frame: Frame, step: ActionStep) -> Any:
         return call.mode if call is not None else direct_mode(run, target)
 
     def run_direct(run: RunContext, frame: Frame, step: ActionStep, scope: dict[str, Any], key: str) -> Any:
-        data = render_input(step.input, scope, step.id)
+        given = step.input
+        data = {} if not given and type(given) is dict else render_input(given, scope, step.id)
         if run.store is not None:
             run.seen.setdefault(key, {})["input"] = redact(data, run.secrets) if run.secrets else data
         if schema:  # defaults and the JSON Schema (an action without one takes its input as it is)

@@ -190,7 +190,8 @@ class _Block:
                     except BaseException:
                         blocked.add(sid)
                         raise
-                    self.ended(sid, res)
+                    if res.status != "success":  # `ended` acts on failures and waits
+                        self.ended(sid, res)
                 if run.uncommitted:  # its checkpoint is committed before anything after it starts
                     if paused:
                         gc_enable()
