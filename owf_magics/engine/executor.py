@@ -53,6 +53,7 @@ from owf_magics.runtime.context import (
 )
 from owf_magics.runtime.records import UnstorableValue, check_storable, storable_events, storable_records
 from owf_magics.runtime.results import RunResult, StepError, StepResult
+from owf_magics.runtime.scratch import cleanup as cleanup_scratch
 
 #: ``gc.freeze()`` once per process, at the first run (``OWF_GC_FREEZE=0`` turns it off): the
 #: imported libraries, the catalog and the plan are long-lived, and a full collection that walked
@@ -157,6 +158,9 @@ class Executor:
             if isinstance(exc, KeyboardInterrupt):  # the user wants out: recorded, then let through
                 raise
             return result
+        finally:  # the run's scratch directory goes whatever the outcome (a resume makes a new one)
+            if self._live is not None:
+                cleanup_scratch(self._live[0])
 
     def _crashed(self, exc: BaseException, run: RunContext, frame: Frame | None) -> RunResult:
         """The result (and stored record) of a run stopped by an unexpected exception."""
@@ -197,7 +201,7 @@ class Executor:
             self.plan.check_available()
             memo["available"] = True
         wf = self.item.model
-        inputs = resolve_inputs(wf, self.inputs)
+        inputs = resolve_inputs(wf, self.inputs, files_root=getattr(self.ow, "files_root", None), item=self.item)
         pool = self.ow.thread_pool()
         env = self.ow.environment if self.ow.environment is not None else os.environ
         for name in {*self.plan.memo.get("env_names", ()), *getattr(self.ow, "env", ())}:
@@ -293,6 +297,7 @@ class Executor:
             run.last_agent,
             result.duration_ms,
             [p.id for p in run.pending] if run.pending else [],
+            result.outputs,
         )
         if run.log is not None:
             result.defer(Bookkeeping(run.log, run.run_id, run.secrets, run.event_seq))
@@ -430,13 +435,20 @@ def _run_started(kind: str, at: float, name: str, run_id: str, version: str) -> 
 
 
 def _run_ended(
-    status: str, at: float, run_id: str, last_agent: str | None, duration_ms: float, pending: list[str]
+    status: str,
+    at: float,
+    run_id: str,
+    last_agent: str | None,
+    duration_ms: float,
+    pending: list[str],
+    outputs: dict[str, Any],
 ) -> dict[str, Any]:
     """The run's last event: ``run.completed``, ``run.failed``, ``run.canceled`` or ``run.waiting``."""
     return {
         "type": _FINAL.get(status, "run.failed"),
         "timestamp": stamp(at),
-        "payload": {"status": status, "run_id": run_id} | ({"last_agent": last_agent} if last_agent else {}),
+        "payload": {"status": status, "run_id": run_id, "outputs": outputs}
+        | ({"last_agent": last_agent} if last_agent else {}),
         "metadata": {"duration_ms": duration_ms, "pending": pending},
     }
 

@@ -129,6 +129,7 @@ class RunContext:
     trigger: dict[str, Any] = field(default_factory=dict)  # what started the run (templates: trigger.*)
     last_agent: str | None = None  # the agent that acted last (handoffs move it; RunResult.last_agent)
     env_copy: dict[str, str] | None = None  # `env` as a dict, read once per run (backends' context)
+    scratch: Any = None  # the run's scratch directory (runtime.scratch.Scratch), made on first use
     # lazy bookkeeping: with no callback and no store nobody reads events or trace rows while the
     # run goes on, so steps append compact records here and `engine.trace.build` turns them into
     # rows and events (in the same order, with the same ids) when the result is read
