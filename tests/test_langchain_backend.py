@@ -311,22 +311,37 @@ outputs:
 """)
     import langgraph.pregel
 
+    from owf_magics.backends.langchain import LangChainBackend
+    from owf_magics.backends.langchain_chain import IN_CHAIN
+
     seen = []
+    steps = []
     real = langgraph.pregel.Pregel.ainvoke
+    real_step = LangChainBackend.arun_step
 
     async def spy(self, *args, **kwargs):
         seen.append(self.name)
         return await real(self, *args, **kwargs)
 
+    async def spy_step(self, native, context):
+        steps.append((context.node_id, IN_CHAIN.get()))
+        return await real_step(self, native, context)
+
     langgraph.pregel.Pregel.ainvoke = spy
+    LangChainBackend.arun_step = spy_step
     try:
         r = ow.workflow("mix").execute(prefer_backend="langgraph")
     finally:
         langgraph.pregel.Pregel.ainvoke = real
+        LangChainBackend.arun_step = real_step
     assert r.status == "completed"
     assert r.outputs["size"] == "big" and [x["output"]["result"] for x in r.outputs["doubled"]] == [2, 4, 6]
-    # add, branch, big, each, and three iterations of twice: each ran inside a LangGraph graph
-    assert seen.count("owf-step") == 7
+    # add, branch, big, each, and three iterations of twice: each ran inside a LangGraph graph,
+    # its own one-node graph (the containers) or the node of a chain of leaf steps
+    assert sorted(steps) == sorted(
+        [("add", True), ("branch", False), ("big", True), ("each", False)] + [("twice", True)] * 3
+    )
+    assert seen.count("owf-step") == 2 and seen.count("owf-chain") == 5
     assert set(r.trace.backend) == {"langchain"}
 
 

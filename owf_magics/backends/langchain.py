@@ -22,6 +22,7 @@ from owf_magics.agents.content import message_content
 from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.loop import agent_tools
 from owf_magics.backends.langchain_agents import AgentCache
+from owf_magics.backends.langchain_chain import IN_CHAIN, ChainStep, run_chain
 from owf_magics.backends.langchain_events import events_handler, user_handlers
 from owf_magics.backends.langchain_parts import (
     AGENT_TYPES,
@@ -149,9 +150,17 @@ class LangChainBackend(Backend):
         return result
 
     async def arun_step(self, native: Callable[[], Awaitable[Any]], context: ExecutionContext) -> Any:
-        """Run a logic step (or an action's native handler) as the node of a one-node LangGraph graph."""
+        """Run a logic step (or an action's native handler) as the node of a one-node LangGraph graph
+        (or right here inside the node of a chain of such steps: `langchain_chain`)."""
         _check_runtime({}, context)
+        if IN_CHAIN.get():
+            return await _within_deadline(native(), context)
         return await _within_deadline(self._graph().ainvoke(native), context)
+
+    async def arun_chain(self, first: ChainStep) -> None:
+        """Run consecutive steps handed to this backend as one LangGraph invocation: `first` runs
+        a step and returns the next (or None), a superstep each (`langchain_chain.run_chain`)."""
+        await run_chain(first)
 
     # -- steps ---------------------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from owf_magics.errors import UnavailableError
@@ -59,15 +60,12 @@ class FunctionCall:
     whole: bool  # takes the input as one argument (input/data/payload/args) instead of keywords
     wants_context: bool
     maybe_async: bool  # a callable object, whose __call__ may return an awaitable
+    #: `SYNC`, `ASYNC` or 0 (see `direct_mode`), worked out once (read for every step)
+    mode: int = field(init=False, compare=False)
 
-    @property
-    def mode(self) -> int:
-        """`SYNC`, `ASYNC` or 0 (see `direct_mode`)."""
-        if self.maybe_async:
-            return 0
-        if self.is_async:
-            return ASYNC
-        return SYNC if self.inline else 0
+    def __post_init__(self) -> None:
+        mode = 0 if self.maybe_async else ASYNC if self.is_async else SYNC if self.inline else 0
+        object.__setattr__(self, "mode", mode)
 
     def __call__(self, input: Any, context: ExecutionContext | None) -> Any:
         kwargs = {"context": context} if self.wants_context else {}
@@ -76,9 +74,38 @@ class FunctionCall:
         return self.fn(**input, **kwargs)
 
 
+#: target -> (its module, the attribute path, the function, its `FunctionCall`): a run resolves
+#: its handlers again (a notebook may have redefined one), and a hit costs two lookups, not an import.
+_RESOLVED: dict[str, tuple[Any, tuple[str, ...], Any, FunctionCall]] = {}
+
+
 def prepare_function(target: str, fn: Any = None) -> FunctionCall:
     """Resolve a handler and inspect its signature (once per function object)."""
-    return _prepare(fn if fn is not None else resolve_function(target))
+    if fn is not None:
+        return _prepare(fn)
+    hit = _RESOLVED.get(target)
+    if hit is not None:
+        module, path, known, call = hit
+        if sys.modules.get(module.__name__) is module:
+            obj = module
+            try:
+                for part in path:
+                    obj = getattr(obj, part)
+            except AttributeError:
+                obj = None
+            if obj is known:  # the same function object as last time
+                return call
+    fn = resolve_function(target)
+    call = _prepare(fn)
+    name, sep, attr = target.partition(":")
+    if not sep:
+        name, _, attr = target.rpartition(".")
+    module = sys.modules.get(name)
+    if module is not None and attr:
+        if len(_RESOLVED) >= 4096:
+            _RESOLVED.clear()
+        _RESOLVED[target] = (module, tuple(attr.split(".")), fn, call)
+    return call
 
 
 def _prepare(fn: Any) -> FunctionCall:

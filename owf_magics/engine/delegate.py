@@ -90,7 +90,7 @@ async def handoff(run: RunContext, frame: Frame, step: HandoffStep, scope: dict[
     payload = render(step.input, scope) if step.input is not None else {"reason": step.reason, **context}
     events.emit(events.HANDOFF, agent=loaded.name, reason=step.reason, **{"from": run.last_agent, "to": loaded.name})
     if frame.plan[step.id].backend != "native":  # the chosen agent runs on the step's backend
-        manifest = loaded.model.model_dump(mode="json", by_alias=True)
+        manifest = manifest_of(frame, loaded.model)
         hooks = {"turn_hooks": turn_hooks(run, loaded.model, step)}
         response = await invoke_backend(run, frame, step, manifest, payload, hooks, acc)
     else:
@@ -150,15 +150,20 @@ async def invoke_backend(
     and rate limits, see `turn_hooks`). A result's ``usage`` list (one dict per model turn:
     provider, model, prompt_tokens, completion_tokens, estimated, cost_usd) is recorded in the
     trace, the usage table and the step's event exactly like native usage.
+
+    `manifest` may be shared by every step of the plan (`manifest_of`): read it, never change it.
     """
     entry = frame.plan[step.id]
     backend = run.host.backend(entry.backend)
+    env = run.env_copy
+    if env is None:  # reading os.environ into a dict costs ~15 µs: once per run, then a dict copy
+        env = run.env_copy = dict(run.env)
     ctx = ExecutionContext(
         run_id=run.run_id,
         workflow_id=frame.plan.workflow,
         node_id=step.id,
         secrets=dict(run.secrets),
-        environment=dict(run.env),
+        environment=dict(env),
         trace_id=W3C_TRACE_ID.get() or run.run_id,
         deadline=run.deadline,
         metadata={
@@ -186,6 +191,21 @@ async def invoke_backend(
     if isinstance(result, dict):
         backend_usage(run, step, acc, result.get("usage"))
     return result.get("output", result) if isinstance(result, dict) else result
+
+
+def manifest_of(frame: Frame, model: Any) -> dict[str, Any]:
+    """A connector's or agent's manifest as the backend contract hands it (JSON, by alias), dumped
+    once per plan and model instead of on every step (models do not change once loaded)."""
+    memo = frame.plan.memo
+    table: dict[int, tuple[Any, dict[str, Any]]] | None = memo.get("manifests")
+    if table is None:
+        table = memo["manifests"] = {}
+    hit = table.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
+    dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+    table[id(model)] = (model, dumped)
+    return dumped
 
 
 def backend_usage(run: RunContext, step: StepBase, acc: Accounting | None, turns: Any) -> None:
@@ -225,7 +245,7 @@ async def action_step(
     conn: Loaded[Connector] = frame.plan.targets[step.id]
     if frame.plan[step.id].backend != "native":
         native = functools.partial(run_action, run, conn.model, step.action, data, step.id)
-        manifest = conn.model.model_dump(mode="json", by_alias=True)
+        manifest = manifest_of(frame, conn.model)
         metadata = {"action": step.action, "native": native}
         return await invoke_backend(run, frame, step, manifest, data, metadata, acc), None
     return await run_action(run, conn.model, step.action, data, step.id), None
@@ -252,7 +272,8 @@ def action_direct(frame: Frame, step: ActionStep) -> Any:
         return call.mode if call is not None else direct_mode(run, target)
 
     def run_direct(run: RunContext, frame: Frame, step: ActionStep, scope: dict[str, Any], key: str) -> Any:
-        data = render_input(step.input, scope, step.id)
+        given = step.input
+        data = {} if not given and type(given) is dict else render_input(given, scope, step.id)
         if run.store is not None:
             run.seen.setdefault(key, {})["input"] = redact(data, run.secrets) if run.secrets else data
         if schema:  # defaults and the JSON Schema (an action without one takes its input as it is)
@@ -270,7 +291,7 @@ async def agent_step(
     data = render_input(step.input, scope, step.id, credentials=False)  # no secret in a prompt
     record_input(run, data)
     if frame.plan[step.id].backend != "native":
-        manifest = agent.model.model_dump(mode="json", by_alias=True)
+        manifest = manifest_of(frame, agent.model)
         hooks = {"turn_hooks": turn_hooks(run, agent.model, step)}
         return await invoke_backend(run, frame, step, manifest, data, hooks, acc), None
     if is_runner_agent(agent.model):  # a workflow-runner request (formats/runner)

@@ -32,7 +32,7 @@ from owf_magics.engine import kinds as _kinds  # noqa: F401  (fills STEP_KINDS)
 from owf_magics.engine.checkpoints import finish
 from owf_magics.engine.frame import Frame, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
-from owf_magics.engine.trace import Bookkeeping
+from owf_magics.engine.trace import Bookkeeping, emit_later
 from owf_magics.errors import OWFError
 from owf_magics.manifest.budget import LIMITS
 from owf_magics.manifest.budget import deadline as template_deadline
@@ -49,6 +49,7 @@ from owf_magics.runtime.context import (
     new_run_id,
     now,
     redact_error,
+    stamp,
 )
 from owf_magics.runtime.records import UnstorableValue, check_storable, storable_events, storable_records
 from owf_magics.runtime.results import RunResult, StepError, StepResult
@@ -231,14 +232,15 @@ class Executor:
             self._create_record(store, wf, inputs, resume)
             run.run_id = self.run_id
         self._live = (run, None)  # from here on the run ends in a terminal state
-        run.emit(
+        emit_later(
+            run,
             (-1,),
-            {
-                "type": "run.resumed" if resume is not None and resume.continuing else "run.started",
-                "timestamp": now(),
-                "payload": {"workflow": wf.name, "run_id": self.run_id},
-                "metadata": {"workflow_version": wf.version},
-            },
+            _run_started,
+            "run.resumed" if resume is not None and resume.continuing else "run.started",
+            time.time(),
+            wf.name,
+            self.run_id,
+            wf.version,
         )
         if "models" not in memo:  # once per plan: step models by id, and each step's rank in graph order
             memo["models"] = step_models(wf)
@@ -286,20 +288,17 @@ class Executor:
         result.steps = _plan_ordered(result.steps, frame.plan.order)  # res.steps reads as the graph does
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         result.last_agent = run.last_agent
-        final = {
-            "completed": "run.completed",
-            "canceled": "run.canceled",
-            "waiting_approval": "run.waiting",
-        }.get(status, "run.failed")
-        run.emit(
+        emit_later(
+            run,
             (10**9,),
-            {
-                "type": final,
-                "timestamp": now(),
-                "payload": {"status": status, "run_id": self.run_id, "outputs": result.outputs}
-                | ({"last_agent": run.last_agent} if run.last_agent else {}),
-                "metadata": {"duration_ms": result.duration_ms, "pending": [p.id for p in run.pending]},
-            },
+            _run_ended,
+            status,
+            time.time(),
+            self.run_id,
+            run.last_agent,
+            result.duration_ms,
+            [p.id for p in run.pending] if run.pending else [],
+            result.outputs,
         )
         if run.log is not None:
             result.defer(Bookkeeping(run.log, run.run_id, run.secrets, run.event_seq))
@@ -421,6 +420,38 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 
 def _first(kv: tuple[Any, Any]) -> Any:
     return kv[0]
+
+
+_FINAL = {"completed": "run.completed", "canceled": "run.canceled", "waiting_approval": "run.waiting"}
+
+
+def _run_started(kind: str, at: float, name: str, run_id: str, version: str) -> dict[str, Any]:
+    """The ``run.started`` (or ``run.resumed``) event."""
+    return {
+        "type": kind,
+        "timestamp": stamp(at),
+        "payload": {"workflow": name, "run_id": run_id},
+        "metadata": {"workflow_version": version},
+    }
+
+
+def _run_ended(
+    status: str,
+    at: float,
+    run_id: str,
+    last_agent: str | None,
+    duration_ms: float,
+    pending: list[str],
+    outputs: dict[str, Any],
+) -> dict[str, Any]:
+    """The run's last event: ``run.completed``, ``run.failed``, ``run.canceled`` or ``run.waiting``."""
+    return {
+        "type": _FINAL.get(status, "run.failed"),
+        "timestamp": stamp(at),
+        "payload": {"status": status, "run_id": run_id, "outputs": outputs}
+        | ({"last_agent": last_agent} if last_agent else {}),
+        "metadata": {"duration_ms": duration_ms, "pending": pending},
+    }
 
 
 def _plan_ordered(steps: dict[str, StepResult], order: Any) -> dict[str, StepResult]:

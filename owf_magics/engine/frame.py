@@ -91,7 +91,7 @@ def view(res: StepResult, extra: Mapping[str, Any] | None = None) -> dict[str, A
 
 def put_result(frame: Frame, res: StepResult, extra: Mapping[str, Any] | None = None) -> None:
     frame.results[res.step_id] = res
-    frame.views[res.step_id] = view(res, extra)
+    frame.views.maps[0][res.step_id] = view(res, extra)  # what ChainMap's __setitem__ does, without its call
 
 
 def execution_key(frame: Frame, step_id: str) -> str:
@@ -238,6 +238,8 @@ def render_input(
 
     `credentials` is False where no field may hold a secret (an agent's prompt, say).
     """
+    if not value and type(value) is dict:  # no input (the default): a new empty dict, as below
+        return {}
     if isinstance(value, str):
         trusted = credentials and bool(TRUSTED_SECRET_KEYS.search(path))
         if not trusted and "secrets" in value and "{{" in value:

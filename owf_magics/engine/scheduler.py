@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from gc import disable as gc_disable
+from gc import enable as gc_enable
+from gc import isenabled as gc_enabled
 from typing import Any
 
 from owf_magics.agents import events as agent_events
@@ -37,6 +41,7 @@ from owf_magics.manifest.models import (
     AgentStep,
     IfStep,
     StepBase,
+    TransformStep,
 )
 from owf_magics.manifest.render import TemplateError, render, truthy
 from owf_magics.plan.graph import BlockKey
@@ -74,8 +79,7 @@ async def run_block(run: RunContext, frame: Frame, key: BlockKey) -> StepError |
     if not sched.members:
         return None
     block = _Block(run, frame, sched)
-    waits = block.waits
-    roots = [sid for sid in sched.members if not waits[sid]]
+    roots = sched.roots
     tasks = block.tasks
     leaves: dict[int, str] = {}  # task index -> the awaited step it runs without a chain around it
     after, models = sched.after, frame.models
@@ -122,7 +126,7 @@ class _Block:
         self.run = run
         self.frame = frame
         self.sched = sched
-        self.waits = dict(sched.waits)
+        self.waits: dict[str, int] = sched.waits.copy()  # a proxied dict: copied in C
         self.blocked: set[str] = set()
         self.held: set[str] = set()  # waiting for something from outside, or after a step that is
         self.failures: dict[str, StepError] = {}
@@ -138,43 +142,148 @@ class _Block:
             self.held.add(sid)
 
     async def chain(self, sid: str | None) -> None:
+        """Run `sid`, then each step it makes ready (the first here, the others in tasks).
+
+        While consecutive steps run without waiting (direct steps: transforms, ``@inline``
+        handlers), the garbage collector is paused: nothing else runs on the loop meanwhile, and
+        what those steps allocate (results, views, records) lives until the run ends, so a
+        collection then could only walk it (10-20% of a long chain). It resumes before anything
+        is awaited and when the chain ends, and is left alone when the program turned it off.
+        """
         run, frame, blocked, held, waits = self.run, self.frame, self.blocked, self.held, self.waits
         after = self.sched.after
         models = frame.models
-        while sid is not None:
-            step = models[sid]
-            if sid in blocked:
-                skip(run, frame, step, "an earlier step failed")
-            elif sid in held:
-                hold(frame, step)
-            else:
-                found = facts(frame, step)
-                try:
-                    mode = runs_direct(run, found) if found.direct is not None else 0
-                    if mode == SYNC:
-                        res = direct_step(run, frame, step, found)
-                    elif mode:
-                        res = await awaited_step(run, frame, step, found)
-                    else:
-                        res = await run_step(run, frame, step)
-                except BaseException:
-                    blocked.add(sid)
-                    raise
-                self.ended(sid, res)
-            if run.uncommitted:  # its checkpoint is committed before anything after it starts
-                await durable(run)
-            ready = []
-            for nxt in after[sid]:
+        known = frame.plan.memo.get("facts") or {}  # `facts`' table, read here without its call
+        paused = False
+        try:
+            while sid is not None:
+                step = models[sid]
                 if sid in blocked:
-                    blocked.add(nxt)
+                    skip(run, frame, step, "an earlier step failed")
                 elif sid in held:
-                    held.add(nxt)
-                waits[nxt] -= 1
-                if not waits[nxt]:
-                    ready.append(nxt)
-            for other in ready[1:]:
-                self.tasks.append(asyncio.create_task(self.chain(other)))
-            sid = ready[0] if ready else None
+                    hold(frame, step)
+                else:
+                    hit = known.get(id(step))
+                    found = hit[1] if hit is not None and hit[0] is step else facts(frame, step)
+                    if found.direct is None or run.recorded:
+                        mode = 0
+                        chained = self.chainable(step)
+                        if chained is not None:  # it and the steps after it in one invocation
+                            if paused:
+                                gc_enable()
+                                paused = False
+                            sid = await self.segment(chained, sid)
+                            continue
+                    elif TRY_ATTEMPTS.get() is not None:  # a retried try body: `runs_direct` says why
+                        mode = 0
+                    else:
+                        mode = SYNC if found.ready is None else found.ready(run)
+                    try:
+                        if mode == SYNC:
+                            if not paused and gc_enabled():
+                                gc_disable()
+                                paused = True
+                            res = direct_step(run, frame, step, found)
+                        else:
+                            if paused:
+                                gc_enable()
+                                paused = False
+                            if mode:
+                                res = await awaited_step(run, frame, step, found)
+                            else:
+                                res = await run_step(run, frame, step)
+                    except BaseException:
+                        blocked.add(sid)
+                        raise
+                    if res.status != "success":  # `ended` acts on failures and waits
+                        self.ended(sid, res)
+                if run.uncommitted:  # its checkpoint is committed before anything after it starts
+                    if paused:
+                        gc_enable()
+                        paused = False
+                    await durable(run)
+                nexts = after[sid]
+                if sid in blocked:
+                    blocked.update(nexts)
+                elif sid in held:
+                    held.update(nexts)
+                sid = None
+                for nxt in nexts:
+                    left = waits[nxt] = waits[nxt] - 1
+                    if not left:
+                        if sid is None:
+                            sid = nxt
+                        else:  # ready together: they overlap
+                            self.tasks.append(asyncio.create_task(self.chain(nxt)))
+        finally:
+            if paused:
+                gc_enable()
+
+    def chainable(self, step: StepBase) -> tuple[str, Any] | None:
+        """``(backend, its arun_chain)`` when `step` is a leaf step handed whole to a backend that
+        runs consecutive steps as one invocation (`owf_magics.backends.langchain_chain`)."""
+        if type(step) not in CHAIN_KINDS or step.forEach is not None or self.run.recorded:
+            return None
+        backend = self.frame.plan.entries[step.id].backend
+        if backend == "native" or facts(self.frame, step).direct is not None:
+            return None
+        try:
+            runner = getattr(self.run.host.backend(backend), "arun_chain", None)
+        except Exception:  # not available: the step's own path reports it
+            return None
+        return (backend, runner) if runner is not None else None
+
+    async def segment(self, chained: tuple[str, Any], sid: str) -> str | None:
+        """Run `sid` and the chainable steps that follow it one by one on the same backend, in
+        one `arun_chain` call; each step as `chain` runs it (result, checkpoint, what it makes
+        ready). Returns the step the chain goes on with, if any."""
+        run, frame, models = self.run, self.frame, self.frame.models
+        outer = contextvars.copy_context()  # steps that start in tasks run outside the backend's node
+        goes_on: list[str | None] = [None]
+
+        def link(current: str) -> Any:
+            async def one() -> Any:
+                try:
+                    res = await run_step(run, frame, models[current])
+                except BaseException:
+                    self.blocked.add(current)
+                    raise
+                self.ended(current, res)
+                if run.uncommitted:
+                    await durable(run)
+                nxt = self.advance(current, outer)
+                if nxt is not None and nxt not in self.blocked and nxt not in self.held:
+                    more = self.chainable(models[nxt])
+                    if more is not None and more[0] == chained[0]:
+                        return link(nxt)
+                goes_on[0] = nxt
+                return None
+
+            return one
+
+        await chained[1](link(sid))
+        return goes_on[0]
+
+    def advance(self, sid: str, context: contextvars.Context | None = None) -> str | None:
+        """What `sid` ending makes ready: the first is returned, the others start in tasks."""
+        nexts = self.sched.after[sid]
+        if sid in self.blocked:
+            self.blocked.update(nexts)
+        elif sid in self.held:
+            self.held.update(nexts)
+        first = None
+        waits = self.waits
+        for nxt in nexts:
+            left = waits[nxt] = waits[nxt] - 1
+            if not left:
+                if first is None:
+                    first = nxt
+                else:
+                    self.tasks.append(asyncio.create_task(self.chain(nxt), context=context))
+        return first
+
+
+CHAIN_KINDS = (ActionStep, TransformStep)  # leaf steps a backend's chain may run (not agents)
 
 
 async def run_step(run: RunContext, frame: Frame, step: StepBase) -> StepResult:

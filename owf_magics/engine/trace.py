@@ -9,6 +9,7 @@ order, when `RunResult.trace_rows` or `RunResult.events` is first read.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from owf_magics.agents.providers import Usage
@@ -23,7 +24,17 @@ from owf_magics.runtime.context import (
 )
 from owf_magics.runtime.results import StepResult
 
-_EVENT, _STARTED, _DONE, _RAN, _PLACED = 0, 1, 2, 3, 4
+_EVENT, _STARTED, _DONE, _RAN, _PLACED, _LATER = 0, 1, 2, 3, 4, 5
+
+
+def emit_later(run: RunContext, key: tuple[Any, ...], build: Callable[..., dict[str, Any]], *args: Any) -> None:
+    """The event ``build(*args)``, built when events are read (at once when someone reads them
+    as the run goes on): a run's own events cost a tuple, not three dicts, when nobody looks."""
+    log = run.log
+    if log is not None:
+        log.append((_LATER, key, build, args))
+    else:
+        run.emit(key, build(*args))
 
 
 def trace_step(
@@ -275,6 +286,8 @@ class Bookkeeping:
             elif tag == _STARTED:
                 _, key, step, entry, prefix, timestamp = rec
                 add(key, _event(run_id, key, step, entry, prefix, "step.started", timestamp, {}))
+            elif tag == _LATER:
+                add(rec[1], rec[2](*rec[3]))
             else:
                 add(rec[1], rec[2])
         self.log = []

@@ -215,5 +215,7 @@ def redactor(secrets: Mapping[str, Any] | Iterable[Any]) -> Redactor | None:
 
 def redact(value: Any, secrets: Mapping[str, Any] | Iterable[Any]) -> Any:
     """`value` with every secret value and its encodings replaced by ``***`` (see the module)."""
+    if not secrets and isinstance(secrets, dict | list | tuple):  # nothing to hide: no compile, no walk
+        return value
     fn = redactor(secrets)
     return value if fn is None else fn(value)

@@ -85,6 +85,7 @@ class Schedule:
     members: tuple[str, ...]
     waits: Mapping[str, int]
     after: Mapping[str, tuple[str, ...]]
+    roots: tuple[str, ...] = ()  # the members that wait for nothing in the block, in order
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ class Graph:
             inside = frozenset(members)
             waits = {sid: sum(1 for d in self.deps.get(sid, ()) if d in inside) for sid in members}
             after = {sid: tuple(d for d in self.dependents.get(sid, ()) if d in inside) for sid in members}
-            sched = self._schedules[key] = Schedule(members, MappingProxyType(waits), MappingProxyType(after))
+            roots = tuple(sid for sid in members if not waits[sid])
+            sched = self._schedules[key] = Schedule(members, MappingProxyType(waits), MappingProxyType(after), roots)
         return sched
 
     def children(self, step_id: str | None, block: str = "steps") -> tuple[str, ...]:

@@ -44,10 +44,18 @@ class Host(Protocol):
 _run_counter = itertools.count(1)
 
 
+_id_second: list[Any] = [0, ""]  # [whole second, its run id prefix]: formatted once per second
+
+
 def new_run_id() -> str:
-    """Timestamp plus a process-wide sequence number (the OpenFlow protocol's format)."""
-    stamp = now()  # 2026-11-21T20:18:56.123Z
-    return f"{stamp[0:4]}{stamp[5:7]}{stamp[8:10]}_{stamp[11:13]}{stamp[14:16]}{stamp[17:19]}_{next(_run_counter):06d}"
+    """Timestamp plus a process-wide sequence number (the OpenFlow protocol's format):
+    ``20261121_201856_000001``."""
+    whole = int(time.time())
+    cached = _id_second
+    if whole != cached[0]:
+        cached = [whole, time.strftime("%Y%m%d_%H%M%S_", time.gmtime(whole))]
+        _id_second[:] = cached
+    return f"{cached[1]}{next(_run_counter):06d}"
 
 
 _second: list[Any] = [0, ""]  # [whole second, its text]: formatted once per second
@@ -156,6 +164,7 @@ class RunContext:
     budget: Any = None  # the workflow's policies.cost, for the whole run
     trigger: dict[str, Any] = field(default_factory=dict)  # what started the run (templates: trigger.*)
     last_agent: str | None = None  # the agent that acted last (handoffs move it; RunResult.last_agent)
+    env_copy: dict[str, str] | None = None  # `env` as a dict, read once per run (backends' context)
     scratch: Any = None  # the run's scratch directory (runtime.scratch.Scratch), made on first use
     # lazy bookkeeping: with no callback and no store nobody reads events or trace rows while the
     # run goes on, so steps append compact records here and `engine.trace.build` turns them into
