@@ -129,10 +129,19 @@ async def run_agent(
     messages.append({"role": "user", "content": content, "raw": data})
     specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
     calls_made = 0
+    sent = 0
     for turn in range(max_iter):
         if budgets or limit_keys:
             await before_turn(run, agent, messages, budgets, limit_keys, step_id)
-        events.emit(events.TURN_STARTED, agent=agent.name, turn=turn + 1, model=model.name)
+        if events.active():  # the messages this turn adds, readable later from the run's events
+            events.emit(
+                events.TURN_STARTED,
+                agent=agent.name,
+                turn=turn + 1,
+                model=model.name,
+                prompt=turn_prompt(messages, sent),
+            )
+        sent = len(messages)
         reply = await model.respond(messages, specs, turn)
         cost = 0.0
         if reply.usage is not None:
@@ -220,7 +229,25 @@ def turn_fields(agent: str, turn: int, model: str, provider: str, reply: Any, co
         "estimated": usage.estimated if usage else True,
         "cost_usd": 0.0 if math.isnan(cost) else cost,
         "tool_calls": [c["name"] for c in reply.tool_calls],
+        "completion": reply.content
+        if reply.content is None or isinstance(reply.content, str)
+        else json.dumps(reply.content, default=str),
     }
+
+
+def turn_prompt(messages: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+    """The messages a model turn adds to the conversation (role and text; tool calls by name)."""
+    out = []
+    for m in messages[start:]:
+        entry: dict[str, Any] = {"role": m.get("role")}
+        content = m.get("content")
+        entry["content"] = content if content is None or isinstance(content, str) else json.dumps(content, default=str)
+        if m.get("tool_calls"):
+            entry["tool_calls"] = [c.get("name") for c in m["tool_calls"]]
+        if m.get("name"):
+            entry["name"] = m["name"]
+        out.append(entry)
+    return out
 
 
 def remember(run: RunContext, agent: Agent, data: Any, answer: Any) -> None:

@@ -21,6 +21,7 @@ from IPython.display import display
 from owf_magics.errors import ManifestError, OWFError, did_you_mean
 from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject, parse_show
 from owf_magics.notebook.errors import CellManifestError, WorkflowRunError, read_source, short
+from owf_magics.notebook.history_magic import HISTORY_SUBCOMMANDS, HISTORY_USAGE, history_line
 from owf_magics.notebook.views import GraphView, ResolutionView, shown_frame
 from owf_magics.notebook.views.tables import html_table, text_table
 
@@ -31,9 +32,10 @@ if TYPE_CHECKING:
     from owf_magics.manifest.catalog import Loaded
     from owf_magics.runtime.results import RunResult
 
-SUBCOMMANDS = ("list", "show", "run", "map", "resume", "validate", "backends", "tools", "trace", "usage", "help")
+SUBCOMMANDS: tuple[str, ...] = ("list", "show", "run", "map", "resume", "validate", "backends", "tools", "trace")
+SUBCOMMANDS += ("usage", "help", *HISTORY_SUBCOMMANDS)
 
-USAGE = """\
+USAGE = f"""\
 %%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--secrets VAR]
            [--prefer-backend B] [--show graph,resolution,yaml] [--quiet]
 <YAML: one or more agent, connector and workflow documents>
@@ -56,7 +58,7 @@ USAGE = """\
 %workflow trace [VAR]              the trace of a run (default: the last run)
 %workflow usage [VAR]              token usage and cost of a run (default: the last run)
 %workflow help                     this text
-
+{HISTORY_USAGE}
 Settings: %config OWF (deterministic, prefer_backend, state, show, max_rows, widgets, svg, direction, quiet),
 or [tool.owf_magics] in pyproject.toml.
 """
@@ -111,6 +113,7 @@ class WorkflowMagics(Magics):
     @argument("--reject", action="append", metavar="ID", help="resume: reject this pending request")
     @argument("--event", metavar="JSON", help="resume: the payload of the event the run waits for")
     @argument("--client", metavar="ADDRESS", help="map: a Dask scheduler address, or a Client variable")
+    @argument("--from", dest="from_step", metavar="STEP", help="fork: the first step to run again")
     @line_cell_magic
     def workflow(self, line: str, cell: str | None = None) -> Any:
         """Define, inspect and run OpenWorkflow manifests.
@@ -250,6 +253,8 @@ class WorkflowMagics(Magics):
             return self._validate(rest)
         if sub == "resume":
             return self._resume(args, rest)
+        if sub in HISTORY_SUBCOMMANDS:
+            return history_line(self, args, sub, rest)
         if sub == "map":
             from owf_magics.notebook.batch_magic import map_line
 
