@@ -94,6 +94,8 @@ def test_completion_in_a_workflow_cell_is_answered_by_the_kernel():
         assert head + "        type: transform" in complete(head + "        type: tra")
         assert complete(head + "        agent: agent:demo/su") == [head + "        agent: agent:demo/summarizer@1.0.0"]
         assert head + '        input: "{{ steps.first' in complete(head + '        input: "{{ steps.fi')
+        assert complete(head + "      - {id: b, connector: no") == [head + "      - {id: b, connector: notes"]
+        assert complete("%workflow run ") == ['%workflow run "Research Digest"']
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
