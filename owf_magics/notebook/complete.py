@@ -230,8 +230,6 @@ def _last_steps(magics: Any) -> list[str]:
 def line_candidates(before: str, magics: Any) -> tuple[str, list[str], bool] | None:
     """What the word before the cursor on a ``%workflow`` line may become:
     ``(word, options, ordered)``, or None when the line is not a ``%workflow`` line."""
-    from owf_magics.notebook.magics import SUBCOMMANDS
-
     m = re.match(r"^\s*%workflow\s+(.*)$", before)
     if not m:
         return None
@@ -244,7 +242,7 @@ def line_candidates(before: str, magics: Any) -> tuple[str, list[str], bool] | N
     if word.startswith("-"):
         return word, _flags(magics), False
     if not words:
-        return word, list(SUBCOMMANDS), False
+        return word, list(getattr(magics, "subcommands", ())), False
     sub = words[0]
     if words[-1] == "--from":
         return word, _last_steps(magics), False

@@ -19,6 +19,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from owf_magics.errors import ManifestError, OWFError, did_you_mean
+from owf_magics.notebook.cells import CellTracker
 from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject, parse_show
 from owf_magics.notebook.errors import CellManifestError, WorkflowRunError, read_source, short
 from owf_magics.notebook.history_magic import HISTORY_SUBCOMMANDS, HISTORY_USAGE, history_line
@@ -75,6 +76,8 @@ class _CellRecord:
 class WorkflowMagics(Magics):
     """``%%workflow`` / ``%workflow``: define, look at and run OpenWorkflow manifests."""
 
+    subcommands = SUBCOMMANDS  # what the completer offers after %workflow
+
     def __init__(self, shell: InteractiveShell, settings: OWF) -> None:
         super().__init__(shell)
         self.settings = settings
@@ -86,6 +89,7 @@ class WorkflowMagics(Magics):
         self.cells: dict[str, _CellRecord] = {}
         self.last_result: RunResult | None = None
         self.last_workflow: Workflow | None = None
+        self.tracker = CellTracker(shell)
 
     @property
     def ow(self) -> OpenWorkflow:
@@ -143,7 +147,7 @@ class WorkflowMagics(Magics):
             )
         wanted = args.words[0] if args.words else None
         show = self._show(args)
-        source_name = f"<cell {wanted}>" if wanted else "<cell>"
+        source_name = self.tracker.source_name()
         self.sources[source_name] = f"%%workflow {line}\n{cell}"
         saved = self.ow._catalog, self.ow.warnings  # a cell that fails registers nothing
         try:
@@ -207,6 +211,8 @@ class WorkflowMagics(Magics):
     def _cell_key(self, wanted: str | None, items: list[Loaded[Any]], workflows: list[Loaded[Any]]) -> str:
         """Which earlier cell this one replaces: its NAME; else the front end's cell id (JupyterLab
         sends one with each execution); else the workflows it defines; else everything it defines."""
+        if self.tracker.cell_id:
+            return f"cell-id:{self.tracker.cell_id}"
         if wanted:
             return wanted
         header = getattr(self.shell, "parent_header", None) or {}
@@ -222,7 +228,8 @@ class WorkflowMagics(Magics):
         before = self.cells.get(key)
         now = {_item_key(i) for i in items}
         if before is not None:
-            stale = [i for i in before.items if _item_key(i) not in now]
+            elsewhere = {_item_key(i) for k, rec in self.cells.items() if k != key for i in rec.items}
+            stale = [i for i in before.items if _item_key(i) not in now | elsewhere]
             if stale:
                 self.ow.unload(stale)
         self.cells[key] = _CellRecord(list(items))
@@ -546,6 +553,7 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     configurables: list[Any] = ip.configurables
     configurables.append(settings)
     install_completer(ip, magics)
+    magics.tracker.install()
     setattr(ip, "_owf_magics", magics)  # noqa: B010 - the shell has no such attribute to type
 
 
@@ -563,6 +571,7 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
     if magics.settings in configurables:
         configurables.remove(magics.settings)
     uninstall_completer(ip)
+    magics.tracker.uninstall()
     setattr(ip, "_owf_magics", None)  # noqa: B010 - see load_ipython_extension
 
 
