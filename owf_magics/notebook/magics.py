@@ -572,6 +572,8 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
         configurables.remove(magics.settings)
     uninstall_completer(ip)
     magics.tracker.uninstall()
+    if magics._ow is not None:  # its run store and threads go with it
+        magics._ow.close()
     setattr(ip, "_owf_magics", None)  # noqa: B010 - see load_ipython_extension
 
 
