@@ -115,6 +115,9 @@ def test_workflow_lines_complete_subcommands_names_flags_and_runs(shell):
     assert "%workflow inspect summarize" in applied(shell, "%workflow inspect su")
     assert applied(shell, "%workflow fork first --from sea") == ["%workflow fork first --from search"]
     assert applied(shell, "%workflow trace fi") == ["%workflow trace first"]
+    # the %%workflow line: a loaded workflow's NAME, flags
+    assert applied(shell, "%%workflow Res") == ['%%workflow "Research Digest"']
+    assert applied(shell, "%%workflow --ru") == ["%%workflow --run"]
     # workflow names, not Python keywords or file names
     assert applied(shell, "%workflow run ") == ['%workflow run "Research Digest"']
 

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import pickle
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -291,3 +292,58 @@ def test_timeline_inspect_and_cost_magics(shell):
     assert "2 runs of 'team'" in cap.outputs[-1].data["text/plain"]
     result, _ = line(shell, "inspect nosuch a")
     assert isinstance(result.error_in_exec, UsageError)
+
+
+def test_step_io_gives_every_execution_its_input_and_output(ow):
+    res = ow.workflow("team").execute()
+    io = h.step_io(ow, res)
+    rows = {(r.step_id, r.iteration): r for r in io.itertuples()}
+    assert rows[("plan", "")].input == {"task": "plan TEA"} and rows[("plan", "")].output == "plan: 3"
+    assert rows[("sq", "1")].output == {"result": 1}
+    assert set(io["status"]) == {"success"}
+
+
+def test_inspect_without_a_step_lists_every_input_and_output(shell):
+    result, cap = line(shell, "inspect -o io")
+    assert result.success, result.error_in_exec
+    assert "plan TEA" not in cap.outputs[-1].data["text/plain"]  # the last run is b: coffee
+    assert '{"task": "plan COFFEE"}' in cap.outputs[-1].data["text/plain"]
+    assert list(shell.user_ns["io"]["step_id"])[:3] == ["prep", "plan", "write"]
+
+
+@pytest.mark.slow
+def test_history_cells_leave_static_outputs_under_nbclient(tmp_path):
+    import nbclient
+    import nbformat
+
+    root = Path(__file__).resolve().parent.parent
+    nb = nbformat.v4.new_notebook()
+    sources = [
+        "%load_ext owf_magics",
+        f"%config OWF.state = {str(tmp_path / 'runs.db')!r}",
+        f"%%workflow team --quiet --run -o a\n{TEAM}",
+        "%workflow run team --quiet --input topic=coffee -o b",
+        "%workflow runs team",
+        "%workflow diff a b",
+        "%workflow fork a --from write --quiet -o f",
+        "%workflow timeline a",
+        "%workflow inspect plan a",
+        "%workflow cost team",
+    ]
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(root)}}
+    ).execute()
+    shown = {s.split()[1]: c.outputs for s, c in zip(sources[4:], nb.cells[4:], strict=True)}
+    for name, outputs in shown.items():
+        data = [o for o in outputs if o.output_type == "display_data"]
+        if name == "fork":
+            assert data == []  # --quiet
+            continue
+        assert data and "text/plain" in data[-1]["data"], name
+        assert "application/vnd.jupyter.widget-view+json" not in data[-1]["data"], name
+    assert "2 stored runs" in shown["runs"][-1]["data"]["text/plain"]
+    assert "prep: output" in shown["diff"][-1]["data"]["text/plain"]
+    assert shown["timeline"][-1]["data"]["image/svg+xml"].startswith("<svg")
+    assert "completion:\nplan: 3" in shown["inspect"][-1]["data"]["text/plain"]
+    assert "planner" in shown["cost"][-1]["data"]["text/plain"]

@@ -30,6 +30,7 @@ __all__ = [
     "resolve_run",
     "runs_table",
     "step_details",
+    "step_io",
     "timeline",
 ]
 
@@ -420,6 +421,23 @@ def step_details(
         "turns": turns,
         "iterations": [] if iteration else [v["iteration"] for v in execs.values() if v["iteration"]],
     }
+
+
+def step_io(ow: OpenWorkflow | None, result: RunResult) -> pd.DataFrame:
+    """One row per step execution (a loop's iterations apart): ``step_id, iteration, status,
+    attempts, input, output, tokens, cost_usd, duration_ms``; ``input`` is the resolved input the
+    run store recorded (None for a run that is not stored, or a step that takes none)."""
+    import pandas as pd
+
+    records = _records(ow, result)
+    rows = []
+    for key, cur in _executions(result, records).items():
+        rec = records.get(key)
+        rows.append({**cur, "input": rec.input if rec is not None else None})
+    columns = ["step_id", "iteration", "status", "attempts", "input", "output", "tokens", "cost_usd", "duration_ms"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.attrs.update({"run_id": result.run_id})
+    return frame
 
 
 def cost_rollup(results: RunResult | Iterable[RunResult], by: tuple[str, ...] = ROLLUP_KEYS) -> pd.DataFrame:

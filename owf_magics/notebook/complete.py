@@ -230,10 +230,10 @@ def _last_steps(magics: Any) -> list[str]:
 def line_candidates(before: str, magics: Any) -> tuple[str, list[str], bool] | None:
     """What the word before the cursor on a ``%workflow`` line may become:
     ``(word, options, ordered)``, or None when the line is not a ``%workflow`` line."""
-    m = re.match(r"^\s*%workflow\s+(.*)$", before)
+    m = re.match(r"^\s*(%%?)workflow\s+(.*)$", before)
     if not m:
         return None
-    rest = m.group(1)
+    cell, rest = m.group(1) == "%%", m.group(2)
     if rest.count('"') % 2:  # inside a quoted name
         head, word = rest[: rest.rfind('"')], rest[rest.rfind('"') :]
     else:
@@ -241,6 +241,8 @@ def line_candidates(before: str, magics: Any) -> tuple[str, list[str], bool] | N
     words = head.split()
     if word.startswith("-"):
         return word, _flags(magics), False
+    if cell:  # %%workflow [NAME] [flags]: the NAME of a loaded workflow, or a flag
+        return (word, [_quoted(w.name) for w in magics.ow.workflows()], False) if not words else None
     if not words:
         return word, list(getattr(magics, "subcommands", ())), False
     sub = words[0]
@@ -278,7 +280,7 @@ def _matcher(magics: Any) -> Any:
             before = ""
         ordered = False
         found: tuple[str, list[str]] | None = None
-        in_body = text.lstrip().startswith("%%workflow") and context.cursor_line > 0
+        in_body = text.lstrip().startswith("%%workflow") and context.cursor_line > text.count("\n", 0, text.find("%%"))
         try:
             if in_body:
                 found = candidates(text, before, magics, context.cursor_line)

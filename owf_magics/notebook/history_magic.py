@@ -33,7 +33,8 @@ HISTORY_USAGE = """\
 %workflow fork RUN --from STEP [-o VAR] [--secrets VAR]
                                    a new run: steps before STEP keep RUN's results, STEP and after run again
 %workflow timeline [RUN]           the run's steps as a waterfall picture (SVG)
-%workflow inspect STEP [RUN]       a step's input, output, error and its agent turns (prompt and completion)
+%workflow inspect [STEP [RUN]]     a step's input, output, error and its agent turns (prompt and completion);
+                                   without STEP: every step's input and output in short
 %workflow cost [RUN|NAME]          tokens and cost per agent, provider and model (NAME: all its stored runs)
     RUN: a run id, a unique part of one, or a variable holding a RunResult; default: the last run
 """
@@ -125,11 +126,21 @@ def _timeline(magics: Any, args: Any, rest: list[str]) -> Any:
     return view.frame
 
 
-def _inspect(magics: Any, args: Any, rest: list[str]) -> dict[str, Any]:
+def _inspect(magics: Any, args: Any, rest: list[str]) -> Any:
     from owf_magics.api.run_history import step_details
 
-    if not rest or len(rest) > 2:
-        raise UsageError("%workflow inspect STEP [RUN]: which step? (STEP[ITERATION] for one loop iteration)")
+    if len(rest) > 2:
+        raise UsageError("%workflow inspect [STEP [RUN]]: one step (STEP[ITERATION] for one loop iteration)")
+    if not rest:  # every step of the last run, its input and output in short
+        from owf_magics.api.run_history import step_io
+
+        result = _run(magics, None, "inspect")
+        frame = step_io(magics.ow, result)
+        columns = ("step_id", "iteration", "status", "attempts", "input", "output")
+        caption = f"inputs and outputs of run {MASK if SETTINGS.deterministic else result.run_id}; "
+        caption += "%workflow inspect STEP for one in full"
+        display(_Rows(frame.to_dict("records"), columns, "owf-step-io", caption))
+        return frame
     step, _, iteration = rest[0].partition("[")
     result = _run(magics, rest[1] if len(rest) > 1 else None, "inspect")
     details = step_details(magics.ow, result, step, iteration.rstrip("]") or None)
