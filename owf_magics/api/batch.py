@@ -51,6 +51,9 @@ class BatchResult:
         batch_id: The prefix of the batch's run ids.
         duration_ms: Wall time of the batch.
         dashboard: The Dask dashboard's address when the batch ran on a cluster that has one.
+        limiter: On a cluster, what the batch's shared rate limiter did (``reservations``: how many
+            limited calls it paced, ``keys``: which limiter keys); None in-process, or when the
+            limiter was lost (each worker then used its own).
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class BatchResult:
         where: str,
         dashboard: str | None = None,
         rerun: Callable[[list[int]], BatchResult] | None = None,
+        limiter: dict[str, Any] | None = None,
     ) -> None:
         self.results = results
         self.inputs = inputs
@@ -72,6 +76,7 @@ class BatchResult:
         self.duration_ms = duration_ms
         self.where = where
         self.dashboard = dashboard
+        self.limiter = limiter
         self._rerun = rerun
 
     def __len__(self) -> int:
@@ -275,6 +280,10 @@ def run_chunk(
 ) -> list[RunResult]:
     """A cluster task: run some inputs of a batch on this worker (the registry from `payload`)."""
     ow = _registry(payload)
+    if options.get("limiter") is not None:  # the batch's one rate limiter (a Dask actor)
+        from owf_magics.api.batch_limits import install
+
+        install(ow, options["limiter"])
     wf = ow.workflow(*workflow)
     results: list[RunResult] = _blocking(_run_many(ow, wf, items, options))
     return results
@@ -373,14 +382,14 @@ def run_batch(
 
     started = time.perf_counter()
     bar = _Progress(progress, len(items), f"{wf.name}")
-    dashboard = None
+    dashboard = limiter = None
     try:
         if client is None and cluster is None:
             where = "in-process"
             results = _blocking(_run_many(ow, wf, items, options, bar.advance))
         else:
             where = "on Dask"
-            results, dashboard = _on_dask(ow, wf, items, options, client, chunk_size, bar)
+            results, dashboard, limiter = _on_dask(ow, wf, items, options, client, chunk_size, bar)
     finally:
         bar.close()
     return BatchResult(
@@ -392,6 +401,7 @@ def run_batch(
         where=where,
         dashboard=dashboard,
         rerun=rerun,
+        limiter=limiter,
     )
 
 
@@ -403,7 +413,7 @@ def _on_dask(
     client: Any,
     chunk_size: int | None,
     bar: _Progress,
-) -> tuple[list[RunResult], str | None]:
+) -> tuple[list[RunResult], str | None, dict[str, Any] | None]:
     try:
         import distributed
     except ImportError as exc:  # pragma: no cover - the dask extra is in dev
@@ -431,12 +441,25 @@ def _on_dask(
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         payload = manifest_payload(ow)
         ref = (wf.name, wf.version)
+        from owf_magics.api.batch_limits import BatchLimiter
+
+        limiter = client.submit(BatchLimiter, actor=True, pure=False)  # rate limits shared by every worker
+        handle = limiter.result()  # held until the batch ends; tasks get its address, not a dependency
+        options = {**options, "limiter": (handle._address, handle.key)}
         futures = [client.submit(run_chunk, payload, ref, chunk, options, pure=False) for chunk in chunks]
         sizes = {f.key: len(c) for f, c in zip(futures, chunks, strict=True)}
-        for done in dask.as_completed(futures):
+        got: dict[Any, list[RunResult]] = {}
+        # each chunk's results come back as soon as it ends: their transfer and unpickling overlap
+        # the chunks still running instead of all happening after the last one
+        for done, chunk_results in dask.as_completed(futures, with_results=True):
+            got[done.key] = chunk_results
             bar.advance(sizes[done.key])
-        results: list[RunResult] = [r for chunk in client.gather(futures) for r in chunk]
-        return results, dashboard
+        results: list[RunResult] = [r for f in futures for r in got[f.key]]
+        try:
+            stats: dict[str, Any] | None = handle.stats().result(5)
+        except Exception:  # the limiter's worker died during the batch
+            stats = None
+        return results, dashboard, stats
     finally:
         for thing in reversed(own):
             thing.close()
