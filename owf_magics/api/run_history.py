@@ -148,7 +148,7 @@ def _records(ow: OpenWorkflow | None, result: RunResult) -> dict[str, Any]:
 def _executions(result: RunResult, records: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Per step execution (step id and iteration): last status, output, attempts, and summed tokens,
     cost and duration over its attempts. Steps a replay or fork served from the record they were
-    copied from have no trace row: their stored `records` give them (duration 0)."""
+    copied from have no trace row: their stored `records` give them (duration None)."""
     out: dict[str, dict[str, Any]] = {}
     for row in result.trace_rows:
         key = _key(row.get("step_id"), row.get("iteration"))
@@ -196,7 +196,7 @@ def _executions(result: RunResult, records: Mapping[str, Any] | None = None) -> 
                 "attempts": rec.attempts,
                 "tokens": int(usage.get("total_tokens") or 0),
                 "cost_usd": float(usage.get("cost_usd") or 0.0),
-                "duration_ms": 0.0,
+                "duration_ms": None,  # served from the record, not run: no time of its own
             }
         elif key in out and out[key]["output"] is None:
             out[key]["output"] = rec.output
@@ -205,7 +205,8 @@ def _executions(result: RunResult, records: Mapping[str, Any] | None = None) -> 
             out[sid]["output"] = step.output
     for cur in out.values():
         cur["cost_usd"] = round(cur["cost_usd"], 8)
-        cur["duration_ms"] = round(cur["duration_ms"], 3)
+        if cur["duration_ms"] is not None:
+            cur["duration_ms"] = round(cur["duration_ms"], 3)
     return out
 
 
@@ -226,7 +227,7 @@ def diff_runs(
     run_b: RunResult | str,
     *,
     duration_tolerance: float = 0.5,
-    min_duration_ms: float = 10.0,
+    min_duration_ms: float = 100.0,
     include_same: bool = False,
     namespace: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
@@ -236,7 +237,8 @@ def diff_runs(
     the fields that differ and ``<field>_a`` / ``<field>_b`` columns. A step that ran in one run
     only has status ``None`` in the other. Durations always vary a little, so a duration differs
     only when it changed by more than `duration_tolerance` (a fraction of the longer one) and by
-    more than `min_duration_ms`. The frame's ``attrs`` name the two runs.
+    more than `min_duration_ms`; a step a replay or fork served from its record has no duration
+    (None) and is not compared on it. The frame's ``attrs`` name the two runs.
 
     Args:
         run_a: A `RunResult`, a stored run id (or a unique prefix/suffix), or a variable name in
@@ -262,6 +264,8 @@ def diff_runs(
             if f == "output":
                 differs = not _same_output(va, vb)
             elif f == "duration_ms":
+                if va is None or vb is None:  # a step served from a record has no time to compare
+                    continue
                 gap = abs(float(va) - float(vb))
                 differs = gap > min_duration_ms and gap > duration_tolerance * max(float(va), float(vb))
             elif f == "cost_usd":
