@@ -168,8 +168,10 @@ def test_timeline_saves_svg_only(ow, tmp_path):
         view.save(tmp_path / "t.png")
 
 
-def test_agent_turns_keep_the_prompt_and_completion_text_also_when_read_back(ow):
-    res = ow.workflow("team").execute()
+@pytest.mark.parametrize("backend", ["native", "langchain"])
+def test_agent_turns_keep_the_prompt_and_completion_text_also_when_read_back(ow, backend):
+    res = ow.workflow("team").execute(prefer_backend=backend)
+    assert res.status == "completed" and res.steps["plan"].backend == backend
     for source in (res, ow.run(res.run_id)):
         turns = h.agent_turns(source)
         plan = turns[turns["step_id"] == "plan"]
