@@ -262,7 +262,9 @@ def test_diff_magic_takes_variables_and_ids(shell):
     assert d[d["step_id"] == "prep"].iloc[0]["changed"] == "output"
     assert set(d["changed"]) <= {"output", "duration_ms"}  # the first run's loop may be slower (warm-up)
     text = cap.outputs[-1].data["text/plain"]
-    assert f"runs {a.run_id} (A) and {b.run_id} (B): {len(d)} step" in text
+    assert f"runs {a.run_id} (A) and {b.run_id} (B): {len(d)} step" in text and (
+        "1 step differs" in text or "steps differ" in text
+    )
     assert 'output: A {"result": "TEA"}  |  B {"result": "COFFEE"}' in text
     assert 'style="background:#fde7d9"' in cap.outputs[-1].data["text/html"]
     result, cap = line(shell, "diff a")

@@ -231,7 +231,7 @@ class DiffView:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         rows = self.frame.to_dict("records")
         head = f"runs {self.a} (A) and {self.b} (B): "
-        head += f"{len(rows)} step{'s' if len(rows) != 1 else ''} differ" if rows else "no step differs"
+        head += (f"{len(rows)} steps differ" if len(rows) != 1 else "1 step differs") if rows else "no step differs"
         plain = [head]
         out = [f'<div class="owf-diff"><p><b>{html.escape(head)}</b></p>']
         if rows:
@@ -293,7 +293,8 @@ class StepView:
         for t in d.get("turns") or []:
             title = f"turn {t['turn']} · {t['agent']} · {t['provider']}/{t['model']} · {t['total_tokens']} tokens"
             prompt = "\n".join(_message(m) for m in t.get("prompt") or [])
-            body = f"prompt:\n{prompt or '(not recorded)'}\n\ncompletion:\n{t.get('completion') or ''}"
+            answer = t.get("completion") or ("(none: the turn called tools)" if t.get("tool_calls") else "")
+            body = f"prompt:\n{prompt or '(not recorded)'}\n\ncompletion:\n{answer}"
             if t.get("tool_calls"):
                 body += f"\n\ntool calls: {', '.join(t['tool_calls'])}"
             sections.append((title, body))
