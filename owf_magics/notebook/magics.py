@@ -209,8 +209,9 @@ class WorkflowMagics(Magics):
         return None
 
     def _cell_key(self, wanted: str | None, items: list[Loaded[Any]], workflows: list[Loaded[Any]]) -> str:
-        """Which earlier cell this one replaces: its NAME; else the front end's cell id (JupyterLab
-        sends one with each execution); else the workflows it defines; else everything it defines."""
+        """Which earlier cell this one replaces: the front end's cell id (JupyterLab, Notebook 7 and
+        VS Code send one, IPython hands it to `CellTracker`), so an edited cell replaces its renamed
+        workflow; else its NAME; else the workflows it defines; else everything it defines."""
         if self.tracker.cell_id:
             return f"cell-id:{self.tracker.cell_id}"
         if wanted:
