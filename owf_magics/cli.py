@@ -510,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     from owf_magics.agent_cli import add_parser as add_agent
 
     add_agent(sub)  # owf agent run REF [PATHS...]
+    from owf_magics.sessions_cli import add_parser as add_sessions
+
+    add_sessions(sub)  # owf sessions list | prune
 
     p = sub.add_parser("serve", help="serve the workflows over HTTP (JWT, server-sent events; docs/service.md)")
     _service_command().add_arguments(p)

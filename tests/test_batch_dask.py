@@ -97,3 +97,19 @@ def test_cluster_local_starts_and_closes_a_cluster_for_the_call(tmp_path):
     assert [r.outputs["square"] for r in batch.results] == [n * n for n in range(8)]
     assert "on Dask" in repr(batch)
     ow.close()
+
+
+def test_file_inputs_on_the_cluster_use_the_registrys_files_root(client, tmp_path):
+    """The workers' registries get the same files_root (their working directory may differ)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "a.txt").write_text("x")
+    flow = (
+        "name: filed\ninputs: {doc: {type: file}}\nsteps:\n  - {id: t, type: transform, template: '{{ inputs.doc }}'}\n"
+    )
+    flow += "outputs: {path: {value: '{{ inputs.doc }}'}}\n"
+    ow = OpenWorkflow(state=False, files_root=root)
+    ow.load(flow)
+    batch = ow.map("filed", [{"doc": "a.txt"}, {"doc": "../outside.txt"}], client=client)
+    assert [r.status for r in batch.results] == ["completed", "failed"]
+    assert batch.results[0].outputs == {"path": str(root / "a.txt")}

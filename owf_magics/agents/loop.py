@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from owf_magics.agents import events
+from owf_magics.agents.content import message_content
 from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.providers import Usage, make_model
 from owf_magics.connectors.actions import run_action
@@ -114,7 +115,7 @@ async def run_agent(
     behavior = agent.guardrails.behavior if agent.guardrails else None
     max_calls = behavior.maxToolCalls if behavior and behavior.maxToolCalls is not None else None
     confirm = set(behavior.requireConfirmation) if behavior else set()
-    content = data if isinstance(data, str) else json.dumps(data, default=str, sort_keys=True)
+    content = message_content(data)  # text, or text and image parts (agents/content.py)
     messages: list[dict[str, Any]] = []
     system = system_prompt(agent)
     if system:

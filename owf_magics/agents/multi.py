@@ -22,6 +22,7 @@ from owf_magics.agents.providers import make_model
 from owf_magics.connectors.actions import run_action
 from owf_magics.errors import OWFError
 from owf_magics.manifest.models import Agent, Connector, StepBase
+from owf_magics.manifest.normalize import parse_duration
 from owf_magics.manifest.refs import parse_ref
 from owf_magics.manifest.schemas import schema_validator
 from owf_magics.runtime.context import RunContext, StepFailed
@@ -315,12 +316,24 @@ def session_items(run: RunContext, session_id: str, limit: int) -> list[dict[str
     return list(kept[-limit:]) if limit else []
 
 
-def save_session(run: RunContext, session_id: str, new: list[dict[str, Any]], agent: str) -> None:
+def save_session(
+    run: RunContext, session_id: str, new: list[dict[str, Any]], agent: str, retention: Any = None
+) -> None:
+    """Append a request's items; then apply the request's ``session.retention`` to that session
+    (``max_items``: the newest kept; ``max_age``: older ones dropped, with a run store)."""
+    keep = retention if isinstance(retention, Mapping) else {}
+    max_items, age = keep.get("max_items"), keep.get("max_age")
+    max_age = parse_duration(age) if age is not None else None
     store = session_store(run)
     if store is not None:
         store.append_messages(session_id, new, agent=agent, run_id=run.run_id)
+        if (max_items is not None or max_age is not None) and hasattr(store, "prune_sessions"):
+            store.prune_sessions(max_items=max_items, max_age=max_age, session_id=session_id)
         return
-    _MEMORY_SESSIONS.setdefault(run.host, {}).setdefault(session_id, []).extend(new)
+    kept = _MEMORY_SESSIONS.setdefault(run.host, {}).setdefault(session_id, [])
+    kept.extend(new)
+    if isinstance(max_items, int):
+        del kept[: max(0, len(kept) - max_items)]
 
 
 async def run_request(
@@ -351,7 +364,7 @@ async def run_request(
         exc.error.details["summary"] = summary
         raise
     if session_id:
-        save_session(run, session_id, [clean(i) for i in items[start:]], state.last_agent)
+        save_session(run, session_id, [clean(i) for i in items[start:]], state.last_agent, session.get("retention"))
     summary["final_output"] = output
     summary["last_response_id"] = f"resp_{run.run_id}_{state.turns}"
     summary["last_agent"] = state.last_agent

@@ -19,6 +19,7 @@ import concurrent.futures
 import hashlib
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -250,8 +251,10 @@ def manifest_payload(ow: Any) -> dict[str, Any]:
         state = str(path) if path is not None else None
     elif state is not None and state is not False:
         state = str(state)
-    key = hashlib.sha256(json.dumps([sources, state, sorted(ow.env)]).encode()).hexdigest()
-    return {"key": key, "sources": sources, "state": state, "env": sorted(ow.env)}
+    root = getattr(ow, "files_root", None)  # `file` inputs: the same root on every worker
+    root = os.path.abspath(root) if root is not None else None
+    key = hashlib.sha256(json.dumps([sources, state, sorted(ow.env), root]).encode()).hexdigest()
+    return {"key": key, "sources": sources, "state": state, "env": sorted(ow.env), "files_root": root}
 
 
 _REGISTRIES: dict[str, Any] = {}
@@ -265,7 +268,7 @@ def _registry(payload: Mapping[str, Any]) -> Any:
     with _REGISTRIES_LOCK:
         ow = _REGISTRIES.get(payload["key"])
         if ow is None:
-            ow = OpenWorkflow(state=payload["state"], env=payload["env"])
+            ow = OpenWorkflow(state=payload["state"], env=payload["env"], files_root=payload.get("files_root"))
             for text in payload["sources"]:
                 ow.load(text)
             _REGISTRIES[payload["key"]] = ow

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from owf_magics.api.guard import load_failure
+from owf_magics.api.sessions import SessionMethods
 from owf_magics.api.workflow import Callback, Source, Workflow
 from owf_magics.connectors.http_limits import HttpLimits
 from owf_magics.errors import (
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from owf_magics.runtime.results import RunResult
 
 
-class OpenWorkflow:
+class OpenWorkflow(SessionMethods):  # sessions(), prune_sessions(): api/sessions.py
     """A registry of agents, connectors and workflows, and the backends that run them.
 
     Args:
@@ -93,6 +94,7 @@ class OpenWorkflow:
         http_limits: HttpLimits | Mapping[str, Any] | None = None,
         env: Iterable[str] | None = None,
         template_limits: TemplateLimits | Mapping[str, Any] | None = None,
+        files_root: str | os.PathLike[str] | None = None,  # where `file` inputs must be (default: cwd)
     ) -> None:
         from owf_magics.agents.providers import Prices
 
@@ -104,7 +106,7 @@ class OpenWorkflow:
         self.prices = Prices(prices)
         self.allow_handlers = allowed_handlers(allow_handlers)
         self.http_limits = HttpLimits.of(http_limits)
-        self.state = state
+        self.state, self.files_root = state, files_root
         self.max_concurrent_runs = max_concurrent_runs
         self.environment = environment
         self._catalog = Catalog()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from owf_magics._version import __version__
 from owf_magics.agents import events
+from owf_magics.agents.content import message_content
 from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.loop import agent_tools
 from owf_magics.backends.langchain_agents import AgentCache
@@ -203,7 +204,7 @@ class LangChainBackend(Backend):
         built = self._agents.get(manifest, context)  # the agent's graph, model and tools, built once
         agent, options, model, graph = built.agent, built.options, built.model, built.graph
         raw = context.metadata.get("raw_input", input)
-        content = raw if isinstance(raw, str) else json.dumps(raw, default=str, sort_keys=True)
+        content = message_content(raw)  # text, or text and image parts (agents/content.py)
         memory_on = (agent.memory is not None and agent.memory.type == "buffer") or options.memory_type == "buffer"
         store = self._memory_store(context)
         key = f"{agent.namespace or 'local'}/{agent.name}"

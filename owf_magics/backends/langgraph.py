@@ -420,9 +420,9 @@ class _Compiler:
         return out
 
     async def _inputs_node(self, state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
-
+        root = getattr(self.ow, "files_root", None)  # where `file` inputs must be (engine/input_rules)
         return {
-            "inputs": resolve_inputs(self.wf, state.get("inputs") or {}),
+            "inputs": resolve_inputs(self.wf, state.get("inputs") or {}, files_root=root),
             "steps": {},
             "scope": {},
             "fanout": {},

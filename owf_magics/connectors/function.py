@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 from owf_magics.errors import UnavailableError
 from owf_magics.manifest.models import Handler
 from owf_magics.runtime.backend import ExecutionContext
-from owf_magics.runtime.context import RunContext
+from owf_magics.runtime.context import CURRENT_KEY, RunContext
+from owf_magics.runtime.scratch import scratch
 
 F = TypeVar("F", bound=Callable[..., Any])
 SYNC, ASYNC = 1, 2  # how `direct_mode` says a handler runs on the loop
@@ -134,7 +135,10 @@ def handler_context(run: RunContext, step_id: str) -> ExecutionContext:
     """The context a handler asking for ``context`` gets; ``metadata["sessions"]`` is the run
     store when it keeps sessions (``append_messages``/``get_messages``/``clear_session``)."""
     store = run.store if run.store is not None else getattr(run.host, "store", None)
-    metadata = {"sessions": store} if hasattr(store, "append_messages") else {}
+    metadata: dict[str, Any] = {"sessions": store} if hasattr(store, "append_messages") else {}
+    metadata["scratch"] = scratch(run)  # made on first use, removed when the run ends
+    metadata["step_key"] = CURRENT_KEY.get()  # e.g. "loop[2].step": which iteration calls
+    metadata["files_root"] = getattr(run.host, "files_root", None)  # where `file` inputs must be
     return ExecutionContext(
         run_id=run.run_id, node_id=step_id, secrets=dict(run.secrets), deadline=run.deadline, metadata=metadata
     )

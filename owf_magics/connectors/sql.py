@@ -63,7 +63,14 @@ def run_postgres(dsn: str, query: str, params: Sequence[Any] | Mapping[str, Any]
             "the db source asks for PostgreSQL but psycopg 3 is not installed",
             details={"suggestion": "pip install 'psycopg[binary]'"},
         ) from exc
-    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+    try:
+        conn = psycopg.connect(dsn)
+    except psycopg.OperationalError as exc:  # AgentFlow's SourceConnectionError (docs/formats.md)
+        raise UnavailableError(
+            f"cannot connect to the PostgreSQL source: {exc}".strip(),
+            details={"error": "SourceConnectionError", "suggestion": "check the source's connection_string"},
+        ) from exc
+    with conn, conn.cursor() as cur:
         cur.execute(query, params or None)
         columns = [d.name for d in cur.description or ()]
         rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()] if columns else []

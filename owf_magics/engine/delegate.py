@@ -54,7 +54,8 @@ async def subworkflow(
             )
         )
     child_plan = run.host.plan_loaded(target, frame.plan.prefer_backend)
-    inputs = resolve_inputs(target.model, render(step.input, scope))
+    files_root = getattr(run.host, "files_root", None)
+    inputs = resolve_inputs(target.model, render(step.input, scope), files_root=files_root, item=target)
     sub = Frame(
         child_plan,
         step_models(target.model),

@@ -52,6 +52,7 @@ from owf_magics.runtime.context import (
 )
 from owf_magics.runtime.records import UnstorableValue, check_storable, storable_events, storable_records
 from owf_magics.runtime.results import RunResult, StepError, StepResult
+from owf_magics.runtime.scratch import cleanup as cleanup_scratch
 
 #: ``gc.freeze()`` once per process, at the first run (``OWF_GC_FREEZE=0`` turns it off): the
 #: imported libraries, the catalog and the plan are long-lived, and a full collection that walked
@@ -156,6 +157,9 @@ class Executor:
             if isinstance(exc, KeyboardInterrupt):  # the user wants out: recorded, then let through
                 raise
             return result
+        finally:  # the run's scratch directory goes whatever the outcome (a resume makes a new one)
+            if self._live is not None:
+                cleanup_scratch(self._live[0])
 
     def _crashed(self, exc: BaseException, run: RunContext, frame: Frame | None) -> RunResult:
         """The result (and stored record) of a run stopped by an unexpected exception."""
@@ -196,7 +200,7 @@ class Executor:
             self.plan.check_available()
             memo["available"] = True
         wf = self.item.model
-        inputs = resolve_inputs(wf, self.inputs)
+        inputs = resolve_inputs(wf, self.inputs, files_root=getattr(self.ow, "files_root", None), item=self.item)
         pool = self.ow.thread_pool()
         env = self.ow.environment if self.ow.environment is not None else os.environ
         for name in {*self.plan.memo.get("env_names", ()), *getattr(self.ow, "env", ())}:
@@ -291,7 +295,7 @@ class Executor:
             {
                 "type": final,
                 "timestamp": now(),
-                "payload": {"status": status, "run_id": self.run_id}
+                "payload": {"status": status, "run_id": self.run_id, "outputs": result.outputs}
                 | ({"last_agent": run.last_agent} if run.last_agent else {}),
                 "metadata": {"duration_ms": result.duration_ms, "pending": [p.id for p in run.pending]},
             },

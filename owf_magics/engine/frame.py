@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from owf_magics.engine.input_rules import rule_problems
+from owf_magics.engine.input_rules import Violation, check_value, resolve_file
 from owf_magics.errors import OWFError
 from owf_magics.manifest.models import (
     StepBase,
@@ -153,10 +153,17 @@ async def map_items(items: list[Any], limit: int | None, fn: Callable[[int, Any]
     return list(await asyncio.gather(*(guarded(i, item) for i, item in enumerate(items))))
 
 
-def resolve_inputs(wf: Any, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Declared defaults filled in, required inputs checked, basic types checked."""
+def resolve_inputs(wf: Any, given: Mapping[str, Any], *, files_root: Any = None, item: Any = None) -> dict[str, Any]:
+    """Declared defaults filled in, required inputs checked, types and rules checked
+    (`engine.input_rules`); a ``file`` input becomes its resolved path under `files_root`.
+
+    A problem raises ``VALIDATION`` with ``details.problems`` (sentences) and
+    ``details.violations`` (input, rule, where, and the manifest's file and line when `item`, the
+    loaded workflow, is given).
+    """
     out = dict(given)
-    problems = []
+    problems: list[str] = []
+    found: list[Violation] = []
     for name in given:
         if name not in wf.inputs:  # a misspelt input would otherwise be ignored, and a default used
             from owf_magics.errors import did_you_mean
@@ -164,34 +171,37 @@ def resolve_inputs(wf: Any, given: Mapping[str, Any]) -> dict[str, Any]:
             best = did_you_mean(name, list(wf.inputs))
             hint = f" (did you mean '{best}'?)" if best else f" (it declares {', '.join(wf.inputs) or 'none'})"
             problems.append(f"the workflow declares no input '{name}'{hint}")
-    types: dict[str, type | tuple[type, ...]] = {
-        "string": str,
-        "number": (int, float),
-        "integer": int,
-        "boolean": bool,
-        "array": list,
-        "object": dict,
-    }
     for name, spec in wf.inputs.items():
         if name not in out:
             if spec.default is not None:
                 out[name] = spec.default
             elif spec.required:
                 problems.append(f"input '{name}' is required")
+                found.append(Violation(name, "required", f"input '{name}' is required", name))
+                continue
             else:
                 out[name] = None
-            continue
+                continue
+            if spec.type != "file":  # a default is trusted, but a default file must exist too
+                continue
         value = out[name]
-        expected = types.get(spec.type or "")
-        if expected is not None and value is not None:
-            ok = isinstance(value, expected) and not (spec.type in ("number", "integer") and isinstance(value, bool))
-            if not ok:
-                problems.append(f"input '{name}' must be {spec.type}, got {type(value).__name__}")
-        if spec.enum is not None and value not in spec.enum:
-            problems.append(f"input '{name}' must be one of {spec.enum}, got {value!r}")
-        problems.extend(rule_problems(name, spec, value))
+        before = len(found)
+        check_value(name, name, spec, value, found, files_root=files_root, typed=True)
+        if spec.type == "file" and isinstance(value, str) and len(found) == before:
+            out[name] = resolve_file(value, files_root)[0]
+    problems.extend(v.message for v in found if v.rule != "required")
     if problems:
-        raise OWFError("; ".join(problems), code="VALIDATION", details={"problems": problems})
+        violations = [v.to_dict() for v in found]
+        if item is not None:
+            from owf_magics.engine.input_lines import locate
+
+            locate(item, violations)
+            broken = [v for v in violations if v["rule"] != "required"]  # the last of `problems`, in order
+            problems[len(problems) - len(broken) :] = [
+                (f"{v['file']}:{v['line']}: " if v.get("line") else "") + f"{v['message']} (rule {v['rule']})"
+                for v in broken
+            ]
+        raise OWFError("; ".join(problems), code="VALIDATION", details={"problems": problems, "violations": violations})
     return out
 
 

@@ -120,6 +120,7 @@ class RunContext:
     budget: Any = None  # the workflow's policies.cost, for the whole run
     trigger: dict[str, Any] = field(default_factory=dict)  # what started the run (templates: trigger.*)
     last_agent: str | None = None  # the agent that acted last (handoffs move it; RunResult.last_agent)
+    scratch: Any = None  # the run's scratch directory (runtime.scratch.Scratch), made on first use
     # lazy bookkeeping: with no callback and no store nobody reads events or trace rows while the
     # run goes on, so steps append compact records here and `engine.trace.build` turns them into
     # rows and events (in the same order, with the same ids) when the result is read

@@ -102,7 +102,7 @@ async def execute(body: ExecuteRequest, request: Request, who: Run, wait: Wait =
     try:
         # inputs are checked before anything is queued, so `?wait=false` answers a bad input with
         # 400 whether or not the run would have started before the answer (no race with the queue)
-        resolve_inputs(wf.item.model, body.inputs or {})
+        resolve_inputs(wf.item.model, body.inputs or {}, files_root=getattr(wf.ow, "files_root", None), item=wf.item)
         started = await asyncio.to_thread(
             svc.start, who, wf, body.inputs, prefer_backend=body.prefer_backend, inline=inline
         )

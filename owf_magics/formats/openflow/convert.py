@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from owf_magics.formats.openflow.custom import action_name, custom_function
+from owf_magics.formats.openflow.images import has_images, image_messages
 from owf_magics.formats.openflow.refs import Scope, path_expr, refs_in
 from owf_magics.manifest.loader import LMap, LSeq, Pos
 
@@ -22,8 +23,19 @@ OPS_REF = "connector:openflow/ops@1.0.0"
 OPS_MODULE = "owf_magics.formats.openflow.ops"
 NODES_MODULE = "owf_magics.formats.openflow.nodes"
 VAR_TYPES = ("string", "number", "boolean", "array", "object", "file", "null", "any")
+#: The `validation` keys a variable's input keeps (`items`/`properties`: JSON-Schema-like schemas).
+RULE_KEYS = ("pattern", "minLength", "maxLength", "minimum", "maximum", "enum", "format", "items", "properties")
 OFFLINE = ("echo", "scripted")
 PROVIDERS = ("openai", "anthropic", "grok", *OFFLINE)
+#: the ops connector's actions that call `nodes.py`
+NODE_FUNCTIONS = (
+    "document_splitter",
+    "conversation_memory",
+    "seed_variables",
+    "collect_variables",
+    "fold_memory",
+    "fold_variables",
+)
 #: the LLM node's builtin tools (`tools.builtin_tools`)
 BUILTIN_TOOLS = ("set_variable", "get_variable")
 #: nested FLOW_CALLs a run may make (the SDK's limit)
@@ -92,8 +104,13 @@ def topo_order(nodes: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return out
 
 
-def input_spec(var: Mapping[str, Any], is_input: bool) -> dict[str, Any]:
-    """A flow variable as a workflow input with its validation rules."""
+def input_spec(var: Mapping[str, Any], is_input: bool) -> LMap:
+    """A flow variable as a workflow input with its validation rules, keeping each rule's line.
+
+    ``validation.items`` and ``validation.properties`` are JSON-Schema-like schemas
+    (`engine.input_rules`); a JSON-Schema ``required: [names]`` list beside ``properties`` marks
+    those properties ``required: true``.
+    """
     spec: dict[str, Any] = {}
     vtype = var.get("type", "string")
     if vtype in VAR_TYPES:
@@ -105,11 +122,24 @@ def input_spec(var: Mapping[str, Any], is_input: bool) -> dict[str, Any]:
     required = var.get("required")
     spec["required"] = bool(required) if required is not None else is_input and "default" not in var
     rules = var.get("validation")
+    key_pos: dict[str, Any] = dict.fromkeys(spec, _pos(var)) | dict(getattr(var, "key_pos", {}))
     if isinstance(rules, Mapping):
-        for key in ("pattern", "minLength", "maxLength", "minimum", "maximum", "enum", "format"):
+        for key in RULE_KEYS:
             if key in rules:
                 spec[key] = rules[key]
-    return spec
+                key_pos[key] = getattr(rules, "key_pos", {}).get(key) or key_pos.get(key)
+        listed = rules.get("required")
+        if isinstance(listed, list) and isinstance(spec.get("properties"), Mapping):
+            props = spec["properties"]
+            marked = LMap(
+                {k: {**v, "required": True} if k in listed and isinstance(v, Mapping) else v for k, v in props.items()},
+                pos=getattr(props, "pos", None),
+            )
+            marked.key_pos = dict(getattr(props, "key_pos", {}))
+            spec["properties"] = marked
+    out = LMap(spec, pos=_pos(var))
+    out.key_pos = {k: p for k, p in key_pos.items() if k in spec and p is not None}
+    return out
 
 
 class FlowConverter:
@@ -161,9 +191,7 @@ class FlowConverter:
         variables = [v for v in flow.get("variables") or [] if isinstance(v, Mapping)]
         scope = Scope({str(v.get("id")): f"inputs.{v.get('id')}" for v in variables}, self.node_expr)
         steps = self.block(list(flow.get("nodes") or []), scope, top=True)
-        inputs = _lmap(
-            {str(v.get("id")): _lmap(input_spec(v, str(v.get("id")) in inputs_listed), _pos(v)) for v in variables}, pos
-        )
+        inputs = _lmap({str(v.get("id")): input_spec(v, str(v.get("id")) in inputs_listed) for v in variables}, pos)
         outputs = _lmap(
             {str(o): {"value": "{{ " + scope.variables.get(str(o), "none") + " }}"} for o in flow.get("output") or []},
             getattr(flow.get("output"), "pos", pos),
@@ -221,10 +249,12 @@ class FlowConverter:
             actions.append(
                 {"name": action_name(node_type), "input": {"type": "object"}, "handler": {"function": function}}
             )
-        for name in ("document_splitter", "conversation_memory", "seed_variables", "collect_variables"):
+        for name in NODE_FUNCTIONS:
             actions.append(
                 {"name": name, "input": {"type": "object"}, "handler": {"function": f"{NODES_MODULE}.{name}"}}
             )
+        parts = f"{NODES_MODULE.rsplit('.', 1)[0]}.images.message_parts"  # an LLM node's image messages
+        actions.append({"name": "message_parts", "input": {"type": "object"}, "handler": {"function": parts}})
         for name in VECTOR_NODES.values():
             actions.append(
                 {"name": name, "input": {"type": "object"}, "handler": {"function": f"{VECTOR_MODULE}.{name}"}}
@@ -398,11 +428,16 @@ class FlowConverter:
         each = [n for n in node.get("each_nodes") or [] if isinstance(n, Mapping)]
         body = list(self.block(each, inner))
         collected = ", ".join(f"'{n.get('id')}': {self.node_expr(str(n.get('id')), [])}" for n in each)
+        setters = [str(n.get("id")) for n in each if n.get("type") == "LLM" and self.sets_variables(n)]
+        # what each LLM node's builtin set_variable started from and ended with, per iteration
+        pairs = [(i, f"steps.{i}__seed.output.variables", f"steps.{i}__vars.output.variables") for i in setters]
+        tables = ", ".join(f"'{i}': " + "{'seed': " + seed + ", 'set': " + got + "}" for i, seed, got in pairs)
+        extra = ", 'variables': {" + tables + "}" if setters else ""
         body.append(
             {
                 "id": f"{nid}__iteration",
                 "type": "transform",
-                "expression": "{{ {'item': item, 'index': index, 'results': {" + collected + "}} }}",
+                "expression": "{{ {'item': item, 'index': index, 'results': {" + collected + "}" + extra + "} }}",
             }
         )
         delay = config.get("delay_between")
@@ -437,7 +472,43 @@ class FlowConverter:
             fold_id = f"{nid}__{uid}"
             out_steps.append(self._action({"id": fold_id}, "fold", data))
             scope.variables[var] = f"steps.{fold_id}.output.new_value"
+        out_steps.extend(self.fold_memory_and_tools(nid, each, setters, scope, inner))
         return out_steps
+
+    def sets_variables(self, node: Mapping[str, Any]) -> bool:
+        return "set_variable" in self.builtin_tools(node, as_map(node.get("config")))
+
+    def fold_memory_and_tools(
+        self, nid: str, each: list[Mapping[str, Any]], setters: list[str], scope: Scope, inner: Scope
+    ) -> list[dict[str, Any]]:
+        """After a FOR_EACH: each CONVERSATION_MEMORY node's operations and each LLM node's
+        ``set_variable`` calls applied in item order (`nodes.fold_memory`, `nodes.fold_variables`),
+        as UPDATE_VARIABLE's are (`ops.fold`)."""
+        out: list[dict[str, Any]] = []
+        loop = tpl(f"steps.{nid}__loop.output")
+        for n in each:
+            config = as_map(n.get("config"))
+            var = str(config.get("variable_id") or "")
+            if n.get("type") != "CONVERSATION_MEMORY" or not var:
+                continue
+            uid = str(n.get("id"))
+            cfg = {k: v for k, v in config.items() if k not in ("variable_id", "operation")}
+            data = {
+                "operation": str(config.get("operation", "append")),
+                "current": "{{ " + scope.variables.get(var, "none") + " }}",
+                "loop": loop,
+                "update": uid,
+                "config": inner.translate(cfg),
+            }
+            out.append(self._action({"id": f"{nid}__{uid}"}, "fold_memory", data))
+            scope.variables[var] = f"steps.{nid}__{uid}.output.messages"
+        for uid in setters:
+            values = {var: "{{ " + expr + " }}" for var, expr in scope.variables.items()}
+            fold_id = f"{nid}__{uid}__vars"
+            out.append(self._action({"id": fold_id}, "fold_variables", {"current": values, "loop": loop, "node": uid}))
+            for var in list(scope.variables):
+                scope.variables[var] = f"steps.{fold_id}.output.variables.{var}"
+        return out
 
     def node_llm(self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope) -> list[dict[str, Any]]:
         config = dict(node.get("config") or {})
@@ -483,21 +554,29 @@ class FlowConverter:
         self.agents.append(_lmap(agent, _pos(node)))
         joined = "\n".join(texts)
         user = scope.translate(joined)
+        if has_images(node):  # text and image parts, built at run time (images.py)
+            data = {"messages": image_messages(node, scope.translate, mapping)}
+            parts = self._action({"id": f"{nid}__parts"}, "message_parts", data)
+            user = tpl(f"steps.{nid}__parts.output.parts")
         call = {**base, "type": "agent", "agent": f"agent:openflow/{agent_name}@{self.version}", "input": user}
         schema = as_map(node.get("output"))
         shaped = self._action(
             {"id": f"{nid}__out"}, "llm_output", {"content": tpl(f"steps.{nid}.output"), "schema": dict(schema)}
         )
+        if has_images(node):
+            call["needs"] = [f"{nid}__parts"]
+            if not builtin:
+                return [parts, call, shaped]
         if not builtin:
             return [call, shaped]
         values = {var: "{{ " + expr + " }}" for var, expr in scope.variables.items()}
         seed = self._action({"id": f"{nid}__seed"}, "seed_variables", {"node": nid, "values": values})
-        call["needs"] = [f"{nid}__seed"]
+        call["needs"] = [*call.get("needs", []), f"{nid}__seed"]
         collect = {**self._action({"id": f"{nid}__vars"}, "collect_variables", {"node": nid}), "needs": [nid]}
         if "set_variable" in builtin:
             for var in list(scope.variables):
                 scope.variables[var] = f"steps.{nid}__vars.output.variables.{var}"
-        return [seed, call, shaped, collect]
+        return [seed, *([parts] if has_images(node) else []), call, shaped, collect]
 
     def builtin_tools(self, node: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
         tools = as_map(config.get("tools", node.get("tools")))

@@ -196,7 +196,14 @@ _LOCK = threading.Lock()
 
 
 def _key(context: Any, node: str | None = None) -> tuple[str, str]:
-    return (str(getattr(context, "run_id", "")), str(node or getattr(context, "node_id", "")))
+    """The table of one LLM node in one run and loop iteration: the step key's iterations (``[2]``
+    in ``think__seed[2]``, ``outer.think[1][2]``, from ``context.metadata["step_key"]``) keep
+    parallel iterations apart."""
+    step_key = str((getattr(context, "metadata", None) or {}).get("step_key") or "")
+    head, _, last = step_key.rpartition(".")
+    at = last.find("[")
+    where = (head + "." if head else "", last[at:] if at >= 0 else "")
+    return (str(getattr(context, "run_id", "")), where[0] + str(node or getattr(context, "node_id", "")) + where[1])
 
 
 def seed_variables(node: str = "", values: Any = None, context: Any = None) -> dict[str, Any]:
@@ -223,3 +230,71 @@ def get_variable(name: str = "", context: Any = None) -> dict[str, Any]:
 def collect_variables(node: str = "", context: Any = None) -> dict[str, Any]:
     with _LOCK:
         return {"variables": _TABLES.pop(_key(context, node), {})}
+
+
+# -- what a FOR_EACH's iterations did, folded after the loop (as `ops.fold` does for UPDATE_VARIABLE)
+
+
+def _iterations(loop: Any) -> list[dict[str, Any]]:
+    """Each iteration's collected row (``{item, index, results, variables?}``), in item order;
+    iterations that did not finish give nothing."""
+    rows = loop.get("results") if isinstance(loop, dict) else None
+    out: list[dict[str, Any]] = []
+    for row in rows or []:
+        output = row.get("output") if isinstance(row, dict) else None
+        result = output.get("result") if isinstance(output, dict) else None
+        if isinstance(result, dict):
+            out.append(result)
+    return out
+
+
+def fold_memory(
+    operation: str = "append",
+    current: Any = None,
+    loop: Any = None,
+    update: str = "",
+    config: Any = None,
+    context: Any = None,
+) -> dict[str, Any]:
+    """A memory variable after a FOR_EACH: the node ``update``'s operation of each iteration applied
+    in item order to the value before the loop (an append appends each iteration's message, a load
+    or deserialize takes the list it gave, a clear empties, a slice slices). A memory kept in a
+    session (``config.session_id``) is the session's list, which the iterations already wrote."""
+    config = dict(config) if isinstance(config, dict) else {}
+    session = config.get("session_id")
+    if session not in (None, ""):
+        store = (getattr(context, "metadata", None) or {}).get("sessions") or _PROCESS_SESSIONS
+        with _SESSION_LOCK:
+            kept = [dict(m) for m in store.get_messages(f"openflow:{session}")]
+        return {"messages": kept, "message_count": len(kept), "session_id": str(session)}
+    messages = list(current) if isinstance(current, list) else []
+    for row in _iterations(loop):
+        out = (row.get("results") or {}).get(update)
+        if not isinstance(out, dict):
+            continue  # the node did not run in that iteration (a branch not taken)
+        if operation == "append" and isinstance(out.get("last_message"), dict):
+            messages = _memory("append", messages, out["last_message"], config)["messages"]
+        elif operation in ("load", "deserialize"):
+            messages = list(out.get("messages") or [])
+        elif operation == "clear":
+            messages = []
+        elif operation == "slice":
+            messages = _memory("slice", messages, None, config)["messages"]
+    return {"messages": messages, "message_count": len(messages)}
+
+
+def fold_variables(current: Any = None, loop: Any = None, node: str = "") -> dict[str, Any]:
+    """The flow's variables after a FOR_EACH whose LLM node ``node`` has ``set_variable``: what each
+    iteration's calls changed (its table against the values it was seeded with) applied in item
+    order to `current`, the values after the loop otherwise (the last iteration that set a
+    variable wins)."""
+    values = dict(current) if isinstance(current, dict) else {}
+    for row in _iterations(loop):
+        tables = (row.get("variables") or {}).get(node)
+        if not isinstance(tables, dict):
+            continue
+        seed, table = tables.get("seed") or {}, tables.get("set") or {}
+        for name, value in table.items() if isinstance(table, dict) else ():
+            if not isinstance(seed, dict) or name not in seed or value != seed[name]:
+                values[name] = value
+    return {"variables": values}

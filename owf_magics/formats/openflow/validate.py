@@ -148,6 +148,12 @@ class FlowValidator:
                 fmt = rules.get("format")
                 if fmt is not None and fmt not in FORMATS:
                     self.add("INVALID_VALUE", f"format {fmt!r} is not one of {', '.join(FORMATS)}", rules, "format")
+                for key in ("items", "properties"):  # JSON-Schema-like sub-schemas (engine/input_rules)
+                    if key in rules and not isinstance(rules[key], Mapping):
+                        self.add("INVALID_TYPE", f"validation '{key}' must be an object (a schema)", rules, key)
+                listed = rules.get("required")
+                if listed is not None and not (isinstance(listed, list) and all(isinstance(k, str) for k in listed)):
+                    self.add("INVALID_TYPE", "validation 'required' must list property names", rules, "required")
                 pattern = rules.get("pattern")
                 if pattern is not None:
                     try:

@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from owf_magics.errors import Diagnostic, DiagnosticBag
 from owf_magics.manifest.loader import SourceDocument, position_of
+from owf_magics.manifest.normalize import parse_duration
 
 STDOUT_MODES = ("stdout", "stdout_verbose")
 CALLBACK_MODES = ("", "http", *STDOUT_MODES)
@@ -103,6 +104,20 @@ def check_session(c: Checker, session: Mapping[str, Any]) -> None:
             )
     count(c, session.get("history_size"), ("session", "history_size"))
     count(c, session.get("max_turns"), ("session", "max_turns"))
+    check_retention(c, mapping(c, session.get("retention"), ("session", "retention")))
+
+
+def check_retention(c: Checker, retention: Mapping[str, Any]) -> None:
+    """``session.retention: {max_items, max_age}`` (ours): a count, a duration (``30d``, seconds)."""
+    for key in retention:
+        if key not in ("max_items", "max_age"):
+            c.add("UNKNOWN_FIELD", f"session.retention has no field '{key}'", ("session", "retention", key),
+                  "use max_items and/or max_age")  # fmt: skip
+    count(c, retention.get("max_items"), ("session", "retention", "max_items"))
+    age = retention.get("max_age")
+    if age is not None and parse_duration(age) is None:
+        path = ("session", "retention", "max_age")
+        c.add("INVALID_VALUE", f"session.retention.max_age {age!r} is not a duration", path, "seconds, or '30d', '12h'")
 
 
 def check_callback(c: Checker, callback: Any) -> None:
