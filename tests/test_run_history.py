@@ -368,3 +368,20 @@ def test_history_cells_leave_static_outputs_under_nbclient(tmp_path):
     assert shown["timeline"][-1]["data"]["image/svg+xml"].startswith("<svg")
     assert "completion:\nplan: 3" in shown["inspect"][-1]["data"]["text/plain"]
     assert "planner" in shown["cost"][-1]["data"]["text/plain"]
+
+
+def test_an_image_in_a_prompt_is_named_not_copied_into_the_events(tmp_path):
+    ow = OpenWorkflow(state=str(tmp_path / "runs.db"))
+    ow.load(
+        "agents:\n  - {name: eye, model: {provider: scripted, responses: [{content: a cat}]}}\n"
+        "workflows:\n  - name: look\n    steps:\n"
+        "      - id: see\n        agent: eye\n        input:\n"
+        "          - {type: text, text: what is this?}\n"
+        "          - {type: image_url, image_url: {url: 'data:image/png;base64," + "A" * 4000 + "'}}\n"
+    )
+    res = ow.workflow("look").execute()
+    assert res.status == "completed", res.error
+    [turn] = h.agent_turns(ow.run(res.run_id)).to_dict("records")
+    assert turn["prompt"] == [{"role": "user", "content": "what is this?\n[image data:image/png, 4022 characters]"}]
+    assert "AAAA" not in str(ow.run(res.run_id).events)
+    ow.close()

@@ -236,13 +236,35 @@ def turn_fields(agent: str, turn: int, model: str, provider: str, reply: Any, co
     }
 
 
+def _prompt_text(content: Any) -> str | None:
+    """A message's content as text for the turn's event: image parts by their URL, an inline image
+    (``data:`` URL) by its type and size, so an event never carries the image itself."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        out = []
+        for part in content:
+            if part.get("type") == "text":
+                out.append(str(part.get("text", "")))
+            elif part.get("type") == "image_url":
+                url = str((part.get("image_url") or {}).get("url", ""))
+                out.append(
+                    f"[image {url.split(';', maxsplit=1)[0]}, {len(url)} characters]"
+                    if url.startswith("data:")
+                    else f"[image {url}]"
+                )
+            else:
+                out.append(json.dumps(part, default=str))
+        return "\n".join(out)
+    return json.dumps(content, default=str)
+
+
 def turn_prompt(messages: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
     """The messages a model turn adds to the conversation (role and text; tool calls by name)."""
     out = []
     for m in messages[start:]:
         entry: dict[str, Any] = {"role": m.get("role")}
-        content = m.get("content")
-        entry["content"] = content if content is None or isinstance(content, str) else json.dumps(content, default=str)
+        entry["content"] = _prompt_text(m.get("content"))
         if m.get("tool_calls"):
             entry["tool_calls"] = [c.get("name") for c in m["tool_calls"]]
         if m.get("name"):
