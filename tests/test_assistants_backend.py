@@ -47,6 +47,27 @@ workflows:
     assert info.installed and "openai-agents" in info.frameworks
 
 
+def test_a_required_tool_choice_reaches_the_agents_sdk_and_is_reset_after_the_call(ow):
+    REQUESTS.clear()
+    ow.load(CALC)
+    with serve(Handler) as base:
+        ow.load(f"""
+agents:
+  - name: forced
+    toolset: [calculator]
+    execution: {{backend: assistants}}
+    model: {{provider: openai, id: m, params: {{tool_choice: required}},
+             providerConfig: {{base_url: "{base}/v1", api_key: sk-test}}}}
+workflows:
+  - name: hosted
+    steps: [{{id: q, type: agent, agent: forced, input: "2 + 3?"}}]
+""")
+        r = ow.workflow("hosted").execute()
+    assert r.status == "completed", r.error
+    assert REQUESTS[0]["tool_choice"] == "required"
+    assert REQUESTS[1].get("tool_choice") in (None, "auto")
+
+
 def test_offline_providers_are_unavailable_on_assistants(ow):
     ow.load("""
 agents: [{name: parrot, model: {provider: echo}, execution: {backend: assistants}}]

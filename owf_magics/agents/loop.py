@@ -11,7 +11,7 @@ from typing import Any
 from owf_magics.agents import events
 from owf_magics.agents.content import message_content
 from owf_magics.agents.history import earlier as session_history
-from owf_magics.agents.providers import Usage, make_model
+from owf_magics.agents.providers import Usage, make_model, required_tool_missed, tool_choice
 from owf_magics.connectors.actions import run_action
 from owf_magics.errors import OWFError
 from owf_magics.manifest.models import (
@@ -144,6 +144,8 @@ async def run_agent(
             )
         sent = len(messages)
         reply = await model.respond(messages, specs, turn)
+        if not reply.tool_calls and tool_choice(agent.model, messages) == "required":
+            raise StepFailed(required_tool_missed(sorted(tools)))
         cost = 0.0
         if reply.usage is not None:
             acc.turns.append(reply.usage)

@@ -16,6 +16,7 @@ from typing import Any
 
 from owf_magics.errors import BackendError, UnavailableError
 from owf_magics.manifest.models import ModelSpec
+from owf_magics.runtime.results import StepError
 
 OFFLINE = ("echo", "scripted")
 
@@ -102,8 +103,28 @@ class ScriptedModel(Model):
         return Reply(content=r.content, tool_calls=calls, usage=usage)
 
 
-_PACKAGES = {"openai": "langchain-openai", "anthropic": "langchain-anthropic"}
 _KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def tool_choice(spec: ModelSpec, messages: list[dict[str, Any]]) -> str | None:
+    """The turn's tool choice from ``model.params.tool_choice`` (``auto``, ``none``, ``required``
+    or a tool's name). ``required`` (OpenFlow's ``tool_selection: manual``) holds until the model
+    has called a tool in this invocation, so it can then answer; None lets the provider choose."""
+    choice = spec.params.get("tool_choice")
+    if not isinstance(choice, str) or not choice or choice == "auto":
+        return None
+    if choice in ("required", "any") and any(m.get("role") == "tool" for m in messages):
+        return None
+    return "required" if choice == "any" else choice
+
+
+def required_tool_missed(tools: list[str]) -> StepError:
+    """The step error when a model answers without the tool call ``tool_choice: required`` asks for."""
+    return StepError(
+        "VALIDATION",
+        "the model answered without calling a tool, and its tool_choice is 'required'",
+        {"tool_choice": "required", "tools": tools},
+    )
 
 
 class LangChainChatModel(Model):
@@ -138,15 +159,15 @@ class LangChainChatModel(Model):
                 lc.append(ToolMessage(m["content"], tool_call_id=m.get("tool_call_id") or ""))
         chat = self.chat
         if tools:
-            chat = chat.bind_tools(
-                [
-                    {
-                        "type": "function",
-                        "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]},
-                    }
-                    for t in tools
-                ]
-            )
+            specs = [
+                {
+                    "type": "function",
+                    "function": {"name": t["name"], "description": t["description"], "parameters": t["parameters"]},
+                }
+                for t in tools
+            ]
+            choice = tool_choice(self.spec, messages)
+            chat = chat.bind_tools(specs, tool_choice=choice) if choice else chat.bind_tools(specs)
         if self.streaming:
             msg: Any = None
             from owf_magics.agents import events
@@ -167,47 +188,106 @@ class LangChainChatModel(Model):
         return Reply(content=None if calls else content, tool_calls=calls, usage=usage)
 
 
+def _unavailable(provider: str, message: str, package: str | None = None, **details: Any) -> UnavailableError:
+    info: dict[str, Any] = {"provider": provider, **details}
+    if package:
+        info["package"] = package
+        info.setdefault("suggestion", f"pip install {package}")
+    return UnavailableError(message, details=info)
+
+
 def make_model(spec: ModelSpec) -> Model:
-    """The model for a manifest's ``model`` block; raises UNAVAILABLE with the install hint."""
+    """The model for a manifest's ``model`` block: the offline providers, OpenAI and the
+    OpenAI-compatible ones through a base URL (``manifest/providers.py``), any other provider
+    LangChain's ``init_chat_model`` knows. Raises UNAVAILABLE naming the package to install."""
     if spec.provider == "echo":
         return EchoModel(spec)
     if spec.provider == "scripted":
         return ScriptedModel(spec)
+    from owf_magics.manifest import providers as registry
+
+    provider = spec.provider
     config = dict(spec.providerConfig)
     streaming = bool(config.pop("streaming", False))
-    package = _PACKAGES.get(spec.provider, f"langchain-{spec.provider}")
-    key = _KEYS.get(spec.provider)
+    module = registry.chat_module(provider)
+    if module is None:
+        raise _unavailable(
+            provider,
+            f"model provider '{provider}' is not one LangChain's init_chat_model knows",
+            suggestion="name a provider of init_chat_model (openai, anthropic, bedrock, mistralai...), or "
+            "openai_compatible with providerConfig.base_url",
+        )
+    package = registry.package_of(module)
+    if not registry.installed(module):
+        raise _unavailable(provider, f"model provider '{provider}' needs the {package} package", package)
+    params: dict[str, Any] = {"model": spec.id}
+    for value, name in ((spec.temperature, "temperature"), (spec.maxTokens, "max_tokens"), (spec.topP, "top_p")):
+        if value is not None:
+            params[name] = value
+    if provider == "openai" or provider in registry.COMPATIBLE:
+        chat = _openai_chat(spec, config, params, streaming)
+    else:
+        if not registry.installed("langchain"):
+            raise _unavailable(provider, f"model provider '{provider}' needs the langchain package", "langchain")
+        import os
+
+        env = _KEYS.get(provider)
+        if env and not (config.get("api_key") or os.environ.get(env)):
+            raise _unavailable(
+                provider,
+                f"model provider '{provider}' needs an API key",
+                suggestion=f"set {env}, or providerConfig.api_key",
+            )
+        from langchain.chat_models import init_chat_model
+
+        try:
+            chat = init_chat_model(model_provider=provider, **params, **config)
+        except ImportError as exc:
+            raise _unavailable(provider, f"model provider '{provider}' needs the {package} package", package) from exc
+        except Exception as exc:  # the provider's own checks (a missing key or setting)
+            raise _unavailable(
+                provider,
+                f"model provider '{provider}' could not be configured: {exc}",
+                suggestion="set the provider's key and settings in the environment or model.providerConfig",
+            ) from exc
+    return LangChainChatModel(spec, chat, streaming)
+
+
+def _openai_chat(spec: ModelSpec, config: dict[str, Any], params: dict[str, Any], streaming: bool) -> Any:
+    """ChatOpenAI for ``openai`` and the OpenAI-compatible providers (``grok``, ``azure``,
+    ``openai_compatible``), which need a base URL (their default, or ``providerConfig.base_url``)."""
     import os
 
-    if key and not (config.get("api_key") or os.environ.get(key)):
-        raise UnavailableError(
-            f"model provider '{spec.provider}' needs an API key",
-            details={"provider": spec.provider, "suggestion": f"set {key}, or providerConfig.api_key"},
+    from owf_magics.manifest import providers as registry
+
+    provider = spec.provider
+    if provider in registry.COMPATIBLE:
+        base_url = registry.compatible_params(provider, config, registry.COMPATIBLE)
+        if not base_url:
+            raise _unavailable(
+                provider,
+                f"model provider '{provider}' needs a base URL",
+                suggestion="set model.providerConfig.base_url (OpenFlow: config.base_url)",
+            )
+        config["base_url"] = base_url
+        env = registry.COMPATIBLE_KEYS.get(provider)
+        key = config.get("api_key") or (os.environ.get(env) if env else None)
+        if not key and provider != "openai_compatible":
+            raise _unavailable(provider, f"model provider '{provider}' needs an API key", suggestion=f"set {env}")
+        config["api_key"] = key or os.environ.get("OPENAI_API_KEY") or "unused"  # local servers need none
+    elif not (config.get("api_key") or os.environ.get(_KEYS["openai"])):
+        raise _unavailable(
+            provider,
+            f"model provider '{provider}' needs an API key",
+            suggestion=f"set {_KEYS['openai']}, or providerConfig.api_key",
         )
-    chat: Any
-    try:
-        if spec.provider == "openai":
-            from langchain_openai import ChatOpenAI
+    from langchain_openai import ChatOpenAI
 
-            params: dict[str, Any] = {"model": spec.id, **config}
-            if spec.temperature is not None:
-                params["temperature"] = spec.temperature
-            if spec.maxTokens is not None:
-                params["max_tokens"] = spec.maxTokens
-            if streaming:  # the exact usage in the last chunk; tokens as they come (agent.message.delta)
-                params["stream_usage"] = True
-                params["streaming"] = True
-            chat = ChatOpenAI(**params)
-        else:
-            from langchain.chat_models import init_chat_model
-
-            chat = init_chat_model(spec.id, model_provider=spec.provider, **config)
-    except ImportError as exc:
-        raise UnavailableError(
-            f"model provider '{spec.provider}' needs the {package} package",
-            details={"provider": spec.provider, "suggestion": f"pip install {package}"},
-        ) from exc
-    return LangChainChatModel(spec, chat, streaming)
+    params = {**params, **config}
+    if streaming:  # the exact usage in the last chunk; tokens as they come (agent.message.delta)
+        params["stream_usage"] = True
+        params["streaming"] = True
+    return ChatOpenAI(**params)
 
 
 class Prices:

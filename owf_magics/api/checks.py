@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from owf_magics.api.provider_checks import provider_problems
 from owf_magics.manifest.catalog import Loaded
 
 
@@ -41,6 +42,7 @@ def check_backends(ow: Any, items: list[Loaded[Any]], warnings: list[Any]) -> li
     problems: list[dict[str, Any]] = []
     registry = ow.backend_registry
     for item in items:
+        problems.extend(provider_problems(item))  # a model provider whose package is missing
         for name, runtime, step_id in declared_backends(item):
             where = {"ref": item.ref, "step_id": step_id, "file": item.file, "line": None}
             if not registry.is_known(name):

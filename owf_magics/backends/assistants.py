@@ -97,7 +97,14 @@ class AssistantsBackend(Backend):
         self, manifest: dict[str, Any], input: dict[str, Any], context: ExecutionContext
     ) -> dict[str, Any]:
         from agents import Agent as SDKAgent
-        from agents import FunctionTool, MaxTurnsExceeded, OpenAIChatCompletionsModel, RunConfig, Runner
+        from agents import (
+            FunctionTool,
+            MaxTurnsExceeded,
+            ModelSettings,
+            OpenAIChatCompletionsModel,
+            RunConfig,
+            Runner,
+        )
         from openai import AsyncOpenAI
 
         from owf_magics.agents.providers import Usage, cost_of
@@ -150,7 +157,13 @@ class AssistantsBackend(Backend):
                         strict_json_schema=False,
                     )
                 )
+        # model.params.tool_choice (OpenFlow's tool_selection: manual): the SDK resets it after a tool call
+        choice = spec.params.get("tool_choice") if tools else None
+        settings = ModelSettings()
+        if isinstance(choice, str) and choice:
+            settings = ModelSettings(tool_choice="required" if choice == "any" else choice)
         sdk_agent = SDKAgent(
+            model_settings=settings,
             name=agent.name,
             instructions=system_prompt(agent) or None,
             tools=tools,

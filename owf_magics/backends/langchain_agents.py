@@ -130,6 +130,7 @@ def build_agent(manifest: Mapping[str, Any], context: ExecutionContext, *, limit
         native_unknown_tools,
         no_confirmations,
     )
+    from owf_magics.backends.langchain_tool_choice import tool_choice_middleware
     from owf_magics.manifest.models import Agent
 
     agent = Agent.model_validate(manifest)
@@ -141,6 +142,9 @@ def build_agent(manifest: Mapping[str, Any], context: ExecutionContext, *, limit
     system = system_prompt(agent)
     names = [t.name for t in tools]
     middleware = [_turn_limits(system)] if limited else []
+    choice = tool_choice_middleware(agent.model, names)  # model.params.tool_choice (OpenFlow tool_selection)
+    if choice is not None:
+        middleware.append(choice)
     graph = create_agent(chat, tools, system_prompt=system or None, middleware=middleware, name=agent.name)
     if tools and not _answer_unknown_tools(graph, names):  # a LangGraph without the seam: the middleware
         middleware.insert(0, native_unknown_tools(names))

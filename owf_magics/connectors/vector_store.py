@@ -1,66 +1,42 @@
-"""The embedded vector store and the offline embedder behind OpenFlow's TEXT_EMBEDDING and VECTOR_*
-nodes (called as ``function`` handlers of the converted flow's ``openflow/ops`` connector).
+"""OpenFlow's TEXT_EMBEDDING and VECTOR_* nodes (called as ``function`` handlers of the converted
+flow's ``openflow/ops`` connector), with the same semantics on every store.
 
-- `embed`: a deterministic offline embedder (feature hashing of words and character trigrams
-  with BLAKE2b, signed, L2-normalised): the same text gives the same vector on every machine, and
-  texts sharing words are close. It is the default ``provider: local``.
-- `VectorIndex`: one index per ``index_name``/``namespace`` in a directory (``config.path``, default
-  ``.owf/vectors``), an HNSW index of USearch (docs/decisions.md) in ``index.usearch`` plus
-  ``records.json`` (string ids, metadata, values). Cosine similarity; scores are ``1 - distance``.
+- Embeddings (`embeddings.py`): ``provider: local`` (the default) is a deterministic offline
+  embedder (feature hashing, 256 dimensions); ``openai``, the OpenAI-compatible providers and any
+  provider of LangChain's ``init_embeddings``.
+- Stores (`vector_stores.py`): ``provider: local`` is an HNSW index of USearch (docs/decisions.md)
+  in ``config.path`` (default ``.owf/vectors``), one per ``index_name``/``namespace``,
+  ``index.usearch`` plus ``records.json``; ``chroma`` (embedded, persistent), ``pinecone`` and
+  ``weaviate`` through LangChain's VectorStore interface. Cosine similarity, scores ``1 - distance``.
 
-Hosted providers (Pinecone, OpenAI embeddings) are not wired yet: they fail with UNAVAILABLE.
+A vector node embeds text (``search_text``, an update without values) with ``config.embedding``
+(an embedding config as TEXT_EMBEDDING's; default the offline embedder at the index's dimensions).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import re
-import threading
-from pathlib import Path
 from typing import Any
 
-from owf_magics.errors import UnavailableError
+from owf_magics.connectors.embeddings import DEFAULT_DIMENSIONS, Embedder, embed, make_embedder
+from owf_magics.connectors.vector_stores import DEFAULT_PATH, VectorIndex, open_store, provider_of
 
-DEFAULT_DIMENSIONS = 256
-DEFAULT_PATH = ".owf/vectors"
-LOCAL = ("local", "default", "usearch")
-_locks: dict[str, threading.Lock] = {}
-_guard = threading.Lock()
-
-
-def embed(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> list[float]:
-    """The offline embedding of `text` (see the module docstring)."""
-    vec = [0.0] * dimensions
-    words = re.findall(r"\w+", str(text).lower())
-    features = words + [w[i : i + 3] for w in words if len(w) > 3 for i in range(len(w) - 2)]
-    for feature in features:
-        digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
-        slot = int.from_bytes(digest[:4], "little") % dimensions
-        vec[slot] += 1.0 if digest[4] & 1 else -1.0
-    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-    return [v / norm for v in vec]
-
-
-def _provider(config: Any) -> str:
-    provider = str((config or {}).get("provider") or "local").lower()
-    if provider not in LOCAL:
-        raise UnavailableError(
-            f"vector/embedding provider '{provider}' is not available in this engine",
-            details={
-                "provider": provider,
-                "suggestion": "use provider: local (the embedded store and offline embedder)",
-            },
-        )
-    return provider
+__all__ = [
+    "DEFAULT_DIMENSIONS",
+    "DEFAULT_PATH",
+    "VectorIndex",
+    "embed",
+    "text_embedding",
+    "vector_delete",
+    "vector_insert",
+    "vector_search",
+    "vector_update",
+]
 
 
 def text_embedding(config: Any = None, input: Any = None) -> dict[str, Any]:
     """TEXT_EMBEDDING: ``input`` with ``text``, ``texts`` or ``items`` ({id, text, metadata})."""
-    config = config or {}
-    _provider(config)
-    dims = int(config.get("dimensions") or DEFAULT_DIMENSIONS)
+    config = dict(config or {})
+    embedder = make_embedder(config)
     data = input or {}
     items: list[dict[str, Any]] = []
     if isinstance(data.get("items"), list):
@@ -69,100 +45,22 @@ def text_embedding(config: Any = None, input: Any = None) -> dict[str, Any]:
         items = [{"id": f"text_{i}", "text": t} for i, t in enumerate(data["texts"])]
     elif data.get("text") is not None:
         items = [{"id": "text_0", "text": data["text"]}]
+    texts = [str(i.get("text", "")) for i in items]
+    vectors = embedder.documents(texts)
     out: list[dict[str, Any]] = [
-        {
-            "id": str(i.get("id")),
-            "text": str(i.get("text", "")),
-            "embedding": embed(str(i.get("text", "")), dims),
-            "metadata": i.get("metadata") or {},
-        }
-        for i in items
+        {"id": str(i.get("id")), "text": text, "embedding": vec, "metadata": i.get("metadata") or {}}
+        for i, text, vec in zip(items, texts, vectors, strict=True)
     ]
-    tokens = sum(len(re.findall(r"\w+", str(e["text"]))) for e in out)
-    result: dict[str, Any] = {"embeddings": out, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    tokens = embedder.tokens(texts)
+    usage: dict[str, Any] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    if embedder.estimated:
+        usage["estimated"] = True
+    result: dict[str, Any] = {"embeddings": out, "usage": usage, "provider": embedder.provider}
+    if embedder.model:
+        result["model"] = embedder.model
     if len(out) == 1:
         result["embedding"] = out[0]["embedding"]
     return result
-
-
-class VectorIndex:
-    """One persistent index (see the module docstring). Use under `locked`."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        from usearch.index import Index
-
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(config.get("index_name") or "default"))
-        namespace = re.sub(r"[^A-Za-z0-9_.-]", "_", str(config.get("namespace") or "_"))
-        self.dir = Path(str(config.get("path") or DEFAULT_PATH)) / name / namespace
-        self.dims = int(config.get("dimensions") or DEFAULT_DIMENSIONS)
-        self.records: dict[str, dict[str, Any]] = {}
-        self.next_key = 1
-        meta = self.dir / "records.json"
-        if meta.exists():
-            saved = json.loads(meta.read_text(encoding="utf-8"))
-            self.records, self.next_key, self.dims = saved["records"], saved["next_key"], saved["dimensions"]
-        self.index = Index(ndim=self.dims, metric="cos")
-        if (self.dir / "index.usearch").exists():
-            self.index.load(str(self.dir / "index.usearch"))
-
-    def save(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.index.save(str(self.dir / "index.usearch"))
-        payload = {"records": self.records, "next_key": self.next_key, "dimensions": self.dims}
-        (self.dir / "records.json").write_text(json.dumps(payload), encoding="utf-8")
-
-    def _vector(self, values: Any) -> Any:
-        import numpy as np
-
-        arr = np.asarray(values, dtype=np.float32)
-        if arr.shape != (self.dims,):
-            raise ValueError(f"a vector of this index has {self.dims} values, got {arr.size}")
-        return arr
-
-    def upsert(self, vid: str, values: Any, metadata: Any) -> None:
-        vector = self._vector(values)
-        old = self.records.get(vid)
-        if old is not None:
-            self.index.remove(old["key"])
-        key = self.next_key
-        self.next_key += 1
-        self.index.add(key, vector)
-        self.records[vid] = {"key": key, "metadata": metadata or {}, "values": [float(v) for v in vector]}
-
-    def delete(self, vid: str) -> bool:
-        old = self.records.pop(vid, None)
-        if old is not None:
-            self.index.remove(old["key"])
-        return old is not None
-
-    def search(self, values: Any, top_k: int) -> list[dict[str, Any]]:
-        if not self.records:
-            return []
-        found = self.index.search(self._vector(values), min(top_k, len(self.records)))
-        by_key = {r["key"]: (vid, r) for vid, r in self.records.items()}
-        out = []
-        for key, distance in zip(found.keys.tolist(), found.distances.tolist(), strict=False):
-            if key in by_key:
-                vid, rec = by_key[key]
-                out.append(
-                    {
-                        "id": vid,
-                        "score": round(1.0 - float(distance), 6),
-                        "metadata": rec["metadata"],
-                        "values": rec["values"],
-                    }
-                )
-        return out
-
-
-def _locked(config: dict[str, Any]) -> threading.Lock:
-    key = str(
-        Path(str(config.get("path") or DEFAULT_PATH)).resolve()
-        / str(config.get("index_name"))
-        / str(config.get("namespace"))
-    )
-    with _guard:
-        return _locks.setdefault(key, threading.Lock())
 
 
 def _embeddings(data: dict[str, Any], single: str, many: str) -> list[dict[str, Any]]:
@@ -180,74 +78,94 @@ def _embeddings(data: dict[str, Any], single: str, many: str) -> list[dict[str, 
     return [i for i in items if isinstance(i, dict)]
 
 
+def _query_embedder(config: dict[str, Any], dims: int | None) -> Embedder:
+    """``config.embedding``, else the offline embedder at the index's dimensions."""
+    spec = config.get("embedding")
+    if isinstance(spec, dict):
+        return make_embedder(spec)
+    return make_embedder({"provider": "local", "dimensions": dims or config.get("dimensions") or DEFAULT_DIMENSIONS})
+
+
+def _text_of(item: dict[str, Any]) -> str:
+    metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+    return str(item.get("text") or (metadata or {}).get("text") or "")
+
+
 def vector_insert(config: Any = None, input: Any = None) -> dict[str, Any]:
-    """VECTOR_INSERT: ``embedding``, ``embeddings`` ({id, values, metadata}) or ``source`` (a TEXT_EMBEDDING output)."""
+    """VECTOR_INSERT: ``embedding``, ``embeddings`` ({id, values, metadata}) or ``source`` (a TEXT_EMBEDDING
+    output); an item without ``values`` is embedded from its ``text`` (or ``metadata.text``)."""
     config = dict(config or {})
-    _provider(config)
+    provider_of(config)
     items = _embeddings(input or {}, "embedding", "embeddings")
-    with _locked(config):
-        index = VectorIndex(config)
-        for item in items:
-            index.upsert(str(item.get("id")), item.get("values"), item.get("metadata"))
-        index.save()
-    return {
-        "inserted_count": len(items),
-        "ids": [str(i.get("id")) for i in items],
-        "index_name": config.get("index_name"),
-    }
+    embedder = _query_embedder(config, None)
+    missing = [i for i in items if i.get("values") is None]
+    for item, vector in zip(missing, embedder.documents([_text_of(i) for i in missing]), strict=True):
+        item["values"] = vector
+    rows = [{**i, "id": str(i.get("id")), "text": _text_of(i)} for i in items]
+    with open_store(config, embedder) as store:
+        store.upsert(rows)
+    return {"inserted_count": len(rows), "ids": [r["id"] for r in rows], "index_name": config.get("index_name")}
 
 
 def vector_update(config: Any = None, input: Any = None) -> dict[str, Any]:
-    """VECTOR_UPDATE: ``update`` or ``updates`` ({id, values, metadata}); values kept when absent."""
+    """VECTOR_UPDATE: ``update`` or ``updates`` ({id, values, metadata}); values kept when absent
+    (re-embedded from the text on a store that does not return its vectors); unknown ids skipped."""
     config = dict(config or {})
-    _provider(config)
+    provider_of(config)
     items = _embeddings(input or {}, "update", "updates")
-    updated = []
-    with _locked(config):
-        index = VectorIndex(config)
+    embedder = _query_embedder(config, None)
+    updated: list[str] = []
+    with open_store(config, embedder) as store:
+        old = store.get([str(i.get("id")) for i in items])
+        rows = []
         for item in items:
             vid = str(item.get("id"))
-            old = index.records.get(vid)
-            if old is None:
+            if vid not in old:
                 continue
-            metadata = {**old["metadata"], **(item.get("metadata") or {})}
-            index.upsert(vid, item.get("values") or old["values"], metadata)
+            before = old[vid]
+            metadata = {**(before.get("metadata") or {}), **(item.get("metadata") or {})}
+            text = str(metadata.get("text") or before.get("text") or "")
+            values = item.get("values") or before.get("values") or embedder.query(text)
+            rows.append({"id": vid, "values": values, "metadata": metadata, "text": text})
             updated.append(vid)
-        index.save()
+        store.upsert(rows)
     return {"updated_count": len(updated), "ids": updated}
 
 
 def vector_delete(config: Any = None, input: Any = None) -> dict[str, Any]:
-    """VECTOR_DELETE: ``ids``."""
+    """VECTOR_DELETE: ``ids``; the ids that were there."""
     config = dict(config or {})
-    _provider(config)
+    provider_of(config)
     ids = [str(i) for i in (input or {}).get("ids") or []]
-    with _locked(config):
-        index = VectorIndex(config)
-        deleted = [vid for vid in ids if index.delete(vid)]
-        index.save()
+    with open_store(config, _query_embedder(config, None)) as store:
+        deleted = store.delete(ids)
     return {"deleted_count": len(deleted), "ids": deleted}
 
 
 def vector_search(config: Any = None, input: Any = None) -> dict[str, Any]:
     """VECTOR_SEARCH: ``search_vector`` (values, or an object with ``values``/``embedding``) or
-    ``search_text`` (embedded offline); ``top_k``, ``similarity_threshold``, ``filter`` (metadata equality)."""
+    ``search_text`` (embedded with ``config.embedding``); ``top_k``, ``similarity_threshold``,
+    ``filter`` (metadata equality, applied to the nearest ``max(top_k * 20, 200)`` on a
+    LangChain store, to every record on the local one)."""
     config = dict(config or {})
-    _provider(config)
+    provider_of(config)
     data = input or {}
     vector = data.get("search_vector")
     if isinstance(vector, dict):
         vector = vector.get("values") or vector.get("embedding")
-    with _locked(config):
-        index = VectorIndex(config)
+    top_k = int(config.get("top_k") or data.get("top_k") or 10)
+    wanted = config.get("filter") if isinstance(config.get("filter"), dict) else {}
+    embedder = _query_embedder(config, None)
+    with open_store(config, embedder) as store:
         if vector is None:
             if data.get("search_text") is None:
                 raise ValueError("VECTOR_SEARCH needs input.search_vector or input.search_text")
-            vector = embed(str(data["search_text"]), index.dims)
-        top_k = int(config.get("top_k") or data.get("top_k") or 10)
-        matches = index.search(vector, top_k if not config.get("filter") else len(index.records))
-    wanted = config.get("filter") if isinstance(config.get("filter"), dict) else {}
-    matches = [m for m in matches if all(m["metadata"].get(k) == v for k, v in wanted.items())][:top_k]
+            query = _query_embedder(config, store.dims) if store.dims else embedder
+            vector = query.query(str(data["search_text"]))
+        # with a filter: every record when the store says how many, else a wide neighbourhood
+        k = top_k if not wanted else store.size if store.size is not None else max(top_k * 20, 200)
+        matches = store.search([float(v) for v in vector], k) if k else []
+    matches = [m for m in matches if all(m["metadata"].get(f) == v for f, v in wanted.items())][:top_k]
     threshold = config.get("similarity_threshold")
     if isinstance(threshold, int | float):
         matches = [m for m in matches if m["score"] >= threshold]

@@ -26,7 +26,8 @@ VAR_TYPES = ("string", "number", "boolean", "array", "object", "file", "null", "
 #: The `validation` keys a variable's input keeps (`items`/`properties`: JSON-Schema-like schemas).
 RULE_KEYS = ("pattern", "minLength", "maxLength", "minimum", "maximum", "enum", "format", "items", "properties")
 OFFLINE = ("echo", "scripted")
-PROVIDERS = ("openai", "anthropic", "grok", *OFFLINE)
+#: the providers named in messages; any provider LangChain knows is accepted (manifest/providers.py)
+PROVIDERS = ("openai", "anthropic", "grok", "azure", "openai_compatible", *OFFLINE)
 #: the ops connector's actions that call `nodes.py`
 NODE_FUNCTIONS = (
     "document_splitter",
@@ -40,7 +41,6 @@ NODE_FUNCTIONS = (
 BUILTIN_TOOLS = ("set_variable", "get_variable")
 #: nested FLOW_CALLs a run may make (the SDK's limit)
 MAX_CALL_DEPTH = 5
-GROK_BASE_URL = "https://api.x.ai/v1"
 #: the embedded vector store and offline embedder (`connectors/vector_store.py`), by node type
 VECTOR_MODULE = "owf_magics.connectors.vector_store"
 VECTOR_NODES = {
@@ -513,7 +513,7 @@ class FlowConverter:
     def node_llm(self, node: Mapping[str, Any], nid: str, base: dict[str, Any], scope: Scope) -> list[dict[str, Any]]:
         config = dict(node.get("config") or {})
         provider = str(config.get("provider", "echo"))
-        model: dict[str, Any] = {"provider": "openai" if provider == "grok" else provider}
+        model: dict[str, Any] = {"provider": provider}
         if config.get("model"):
             model["id"] = str(config["model"])
         for src, dst in (("temperature", "temperature"), ("max_tokens", "maxTokens"), ("top_p", "topP")):
@@ -522,14 +522,16 @@ class FlowConverter:
         for key in ("responses", "pricing"):
             if key in config:
                 model[key] = config[key]
-        # extensions for OpenAI-compatible endpoints (docs/formats.md): base_url, api_key, max_retries
-        provider_config = {k: config[k] for k in ("base_url", "api_key", "max_retries") if k in config}
-        if provider == "grok":
-            provider_config.setdefault("base_url", GROK_BASE_URL)
+        # extensions (docs/formats.md): base_url, api_key, max_retries, and provider_config (passed
+        # to the provider's chat model: api_version, region_name...); grok's base URL is its default
+        provider_config = dict(as_map(config.get("provider_config")))
+        provider_config.update({k: config[k] for k in ("base_url", "api_key", "max_retries") if k in config})
         if "timeout" in config and isinstance(config["timeout"], int | float):
             provider_config["timeout"] = float(config["timeout"]) / 1000
         if provider_config:
             model["providerConfig"] = provider_config
+        if as_map(config.get("tools", node.get("tools"))).get("tool_selection") == "manual":
+            model["params"] = {"tool_choice": "required"}  # the model must call one of available_tools
         mapping = as_map(node.get("prompt_mapping"))
         texts: list[str] = []
         system: list[str] = []

@@ -16,8 +16,10 @@ from owf_magics.formats.openflow.convert import PROVIDERS, VAR_TYPES, VECTOR_NOD
 from owf_magics.formats.openflow.custom import RESERVED_NAMESPACES, custom_function
 from owf_magics.formats.openflow.nodes import MEMORY_OPERATIONS
 from owf_magics.formats.openflow.ops import CONDITIONS, OPERATIONS
+from owf_magics.formats.openflow.provider_rules import llm_tools, vector_provider
 from owf_magics.formats.openflow.refs import refs_in
 from owf_magics.manifest.loader import LSeq
+from owf_magics.manifest.providers import known_chat_provider
 
 NAME = re.compile(r"^[A-Za-z0-9_]+$")
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -253,16 +255,19 @@ class FlowValidator:
                 step=step,
             )
         else:
-            if config["provider"] not in PROVIDERS:
+            if not isinstance(config["provider"], str) or not known_chat_provider(config["provider"]):
                 self.add(
                     "UNKNOWN_PROVIDER",
-                    f"provider {config['provider']!r} is not one of {', '.join(PROVIDERS)}",
+                    f"provider {config['provider']!r} is not one LangChain's init_chat_model knows, nor one "
+                    f"of {', '.join(PROVIDERS)}",
                     config,
                     "provider",
                     step=step,
                 )
             if "model" not in config and config["provider"] not in ("echo", "scripted"):
                 self.add("MISSING_PROVIDER_CONFIG", "an LLM node needs config.model", config, step=step)
+        for code, message, where, key in llm_tools(n):
+            self.add(code, message, where, key, step=step)
         messages = n.get("messages")
         if not isinstance(messages, list) or not messages:
             self.add(
@@ -343,6 +348,8 @@ class FlowValidator:
         if n.get("type") != "TEXT_EMBEDDING":
             self._need(n, step, "config", "index_name")
         self._need(n, step, "input")
+        for code, message, where, key in vector_provider(n):
+            self.add(code, message, where, key, step=step)
 
     def node_document_splitter(self, n: Mapping[str, Any], step: str | None) -> None:
         if "document" not in n and "text" not in as_map(n.get("input")):
