@@ -74,7 +74,7 @@ def test_approval_waits_then_resumes_without_redoing_steps(store_path):
     assert [r.steps[s].status for s in ("prepare", "pay", "notify", "audit")] == [
         "success",
         "waiting",
-        "waiting",
+        "pending",  # never started: only the step that asked waits
         "success",
     ]
     assert handlers.CALLS == {"prepare": 1, "audit": 1}

@@ -96,8 +96,10 @@ def test_approve_and_reject_buttons_resume_the_run(ow):
     def resume(run_id, approvals):
         return ow.resume(run_id, approvals=approvals)
 
+    bound: list = []
     for approve, status in ((True, "completed"), (False, "failed")):
         view = LiveRunView(wf.plan(), resume=resume)
+        view.bind = bound.append
         result = wf.execute(callback=view.on_event)
         assert result.status == "waiting_approval" and view.states["pay"].status == "waiting"
         view.finish(result)
@@ -110,6 +112,10 @@ def test_approve_and_reject_buttons_resume_the_run(ow):
         assert continued.status == status and continued.run_id == result.run_id
         assert yes.disabled and no.disabled  # answered once
         assert ow.run(result.run_id).status == status
+        # the banner follows the continued run, and so does what the magic bound (-o VAR)
+        assert status in view.title.value and "waiting" not in view.title.value
+        assert bound == [continued]
+        bound.clear()
 
 
 def test_agent_turns_and_streamed_text_show_while_the_step_runs_then_fold(ow):

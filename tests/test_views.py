@@ -24,7 +24,7 @@ from owf_magics.notebook.views import (
     to_text,
 )
 from owf_magics.notebook.views.graph import dot_escape, mermaid_escape
-from owf_magics.notebook.views.tables import footer_text, shown_frame
+from owf_magics.notebook.views.tables import footer_text, frame_bundle, shown_frame
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -215,21 +215,23 @@ def test_run_view_shows_durations_when_not_deterministic(digest):
     assert " ms" in text
 
 
-def test_shown_frame_truncates_with_a_footer(deterministic):
+def test_frame_bundle_shows_head_and_tail_the_run_once_and_a_footer(deterministic):
     import pandas as pd
 
-    df = pd.DataFrame({"step_id": [f"s{i}" for i in range(50)], "status": ["success"] * 50, "run_id": ["r"] * 50})
-    shown = shown_frame(df, "res.trace")
-    assert isinstance(shown, pd.DataFrame)
-    bundle = shown._repr_mimebundle_()
-    assert "showing 20 of 50 rows; see everything with res.trace.to_string()" in bundle["text/plain"]
-    assert bundle["text/html"].count("<tr") == 21
-    assert "s19" in bundle["text/plain"] and "s20" not in bundle["text/plain"]
-    # wall-clock and id columns are masked for display only; the data is untouched
-    assert "…" in bundle["text/plain"] and shown["run_id"].iloc[0] == "r"
-    assert type(shown.head(3)) is pd.DataFrame
-    assert "s49" in shown.to_string()
+    df = pd.DataFrame({"run_id": ["r"] * 50, "step_id": [f"s{i}" for i in range(50)], "status": ["success"] * 50})
+    bundle = frame_bundle(df, "res.trace")
+    plain = bundle["text/plain"]
+    assert "50 rows, showing the first 10 and the last 10; every row: print(res.trace.to_string())" in plain
+    assert "s9" in plain and "s10" not in plain and "s40" in plain and "s49" in plain and "s39" not in plain
+    assert bundle["text/html"].count("<tr") == 22  # the header, 10 + 10 rows and the gap between them
+    # one run: its id once above the table (masked when deterministic), not a column
+    assert plain.startswith("run …\n") and "run_id" not in plain and "<th>run_id</th>" not in bundle["text/html"]
+    assert "<caption>run …</caption>" in bundle["text/html"]
+    assert df["run_id"].iloc[0] == "r" and len(df.columns) == 3  # the data is untouched
+    assert "print(frame.to_string())" in frame_bundle(df, None)["text/plain"]  # no name known: neutral
     assert footer_text("x", 1, 1) == "1 row"
+    shown = shown_frame(df, "t")
+    assert "print(t.to_string())" in repr(shown)
 
 
 def test_plan_and_run_result_display_through_the_views(digest, deterministic):
@@ -243,4 +245,4 @@ def test_plan_and_run_result_display_through_the_views(digest, deterministic):
     assert "count_words" in shown["text/plain"]
     import pandas as pd
 
-    assert isinstance(result.trace, pd.DataFrame) and "[5 rows]" in repr(result.trace)
+    assert type(result.trace) is pd.DataFrame and result.trace is result.trace  # plain, and the same frame

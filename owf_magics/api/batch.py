@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from owf_magics.errors import OWFError
+from owf_magics.runtime.frames import typed_frame
 from owf_magics.runtime.results import RunResult, StepError
 
 if TYPE_CHECKING:
@@ -100,8 +101,6 @@ class BatchResult:
     def frame(self) -> pd.DataFrame:
         """One row per run: index, run_id, status, each output (flattened to its key), duration_ms,
         tokens, cost_usd, error_code."""
-        import pandas as pd
-
         rows = []
         for i, r in enumerate(self.results):
             row: dict[str, Any] = {
@@ -116,13 +115,11 @@ class BatchResult:
             for key, value in (r.outputs or {}).items():
                 row[key if key not in _FIXED_COLUMNS else f"output.{key}"] = value
             rows.append(row)
-        return pd.DataFrame(rows)
+        return typed_frame(rows, kind="batch")  # one dtype per column, None for a missing text
 
     def _concat(self, attr: str) -> pd.DataFrame:
-        import pandas as pd
-
         rows = [{"index": i, "run_id": r.run_id, **row} for i, r in enumerate(self.results) for row in getattr(r, attr)]
-        return pd.DataFrame(rows)
+        return typed_frame(rows, kind=attr.removesuffix("_rows"))
 
     @property
     def trace(self) -> pd.DataFrame:
@@ -296,7 +293,8 @@ def run_chunk(
 
 
 class _Progress:
-    """Progress of a batch: a callable, or tqdm (a bar in a terminal, a widget in a notebook)."""
+    """Progress of a batch: a callable, or tqdm's text bar (on stderr; in a notebook too, where a
+    widget bar would be stored at 0% by a headless run and read as nothing where widgets cannot live)."""
 
     def __init__(self, progress: bool | Progress | None, total: int, desc: str) -> None:
         self.total, self.done = total, 0
@@ -305,7 +303,7 @@ class _Progress:
         show = progress is True or (progress is None and _interactive())
         if show:
             try:
-                from tqdm.auto import tqdm
+                from tqdm import tqdm
 
                 self.bar = tqdm(total=total, desc=desc, unit="run")
             except ImportError:  # pragma: no cover - tqdm is in the dask extra

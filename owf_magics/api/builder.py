@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from owf_magics.api.workflow import Workflow
 from owf_magics.errors import OWFError
+from owf_magics.runtime.results import plural
 
 
 class Loader(Protocol):
@@ -165,4 +166,4 @@ class WorkflowBuilder:
         return b
 
     def __repr__(self) -> str:
-        return f"<WorkflowBuilder {self.name}@{self.version}: {len(self._steps)} steps>"
+        return f"<WorkflowBuilder {self.name}@{self.version}: {plural(len(self._steps), 'step')}>"

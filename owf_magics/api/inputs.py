@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from owf_magics.errors import OWFError
@@ -32,9 +32,34 @@ def input_pairs(pairs: Iterable[str] | None, declared: Mapping[str, Any] | None 
             continue
         try:
             out[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            kind = getattr(spec, "type", None)
+            if kind in JSON_EXAMPLES:  # the input wants JSON: say so, with the value as JSON
+                raise OWFError(
+                    f"--input {key}: {kind} values are read as JSON, and {value!r} is not JSON ({exc.msg}); "
+                    f"write it as JSON, e.g. --input {key}='{JSON_EXAMPLES[kind](value)}'",
+                    code="VALIDATION",
+                    details={"input": key, "type": kind, "value": value},
+                ) from None
             out[key] = value
     return out
+
+
+def _as_json_list(value: str) -> str:
+    """``[a, b, c]`` as the JSON list it was meant to be (``["a", "b", "c"]``)."""
+    import json
+
+    inner = value.strip().removeprefix("[").removesuffix("]")
+    items = [i.strip().strip("'\"") for i in inner.split(",") if i.strip()]
+    return json.dumps(items or ["a", "b"])
+
+
+#: Declared input types whose --input value must be JSON (a list or an object written YAML-style,
+#: ``[a, b]``, is not), with the value as it was meant, in JSON.
+JSON_EXAMPLES: dict[str, Callable[[str], str]] = {
+    "array": _as_json_list,
+    "object": lambda _value: '{"key": "value"}',
+}
 
 
 def resume_answers(

@@ -570,7 +570,7 @@ class OpenWorkflow(SessionMethods):  # sessions(), prune_sessions(): api/session
                 `concurrency`).
             prefer_backend: The backend for steps that name none.
             secrets: Values templates read as ``secrets.NAME`` (shipped with each task to workers).
-            progress: None: a tqdm bar in a terminal or a widget in a notebook; True/False to force;
+            progress: None: a tqdm text bar in a terminal or a notebook; True/False to force;
                 or a callable given ``(done, total)`` after each run (in-process) or task (Dask).
         """
         from owf_magics.api.batch import run_batch

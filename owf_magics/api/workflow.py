@@ -15,6 +15,7 @@ from owf_magics.plan.resolution import Plan, resolve_plan
 from owf_magics.plan.validation import Validator
 from owf_magics.runtime.context import Host
 from owf_magics.runtime.registry import BackendRegistry
+from owf_magics.runtime.results import plural
 
 if TYPE_CHECKING:
     from owf_magics.engine.executor import Executor
@@ -217,7 +218,7 @@ class Workflow:
         return self.ow.builder(self.name, version=self.version).copy_of(self)
 
     def __repr__(self) -> str:
-        return f"<Workflow {self.name!r} v{self.version}: {len(self.graph.nodes) if self.graph else 0} steps>"
+        return f"<Workflow {self.name!r} v{self.version}: {plural(len(self.graph.nodes) if self.graph else 0, 'step')}>"
 
 
 def event_sinks(

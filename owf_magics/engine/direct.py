@@ -32,7 +32,7 @@ from owf_magics.manifest.models import (
 )
 from owf_magics.manifest.normalize import parse_duration
 from owf_magics.manifest.render import TemplateError, render, truthy
-from owf_magics.runtime.context import RunContext, StepFailed, Waiting, open_request, to_step_error
+from owf_magics.runtime.context import TRY_ATTEMPTS, RunContext, StepFailed, Waiting, open_request, to_step_error
 from owf_magics.runtime.results import StepError, StepResult
 
 #: A direct kind: ``(frame, step) -> (ready(run) -> bool, run(run, frame, step, scope, key))`` or
@@ -92,6 +92,8 @@ def runs_direct(run: RunContext, found: StepFacts) -> int:
     """How this step runs in this run: `SYNC` (`direct_step`), `ASYNC` (`awaited_step`), or 0
     (the full path, `scheduler.attempts`)."""
     if found.direct is None or run.recorded:  # a resumed run serves recorded steps (scheduler)
+        return 0
+    if TRY_ATTEMPTS.get() is not None:  # a retried try body counts attempts on (scheduler.attempts)
         return 0
     return SYNC if found.ready is None else found.ready(run)
 
@@ -251,8 +253,9 @@ def skip(run: RunContext, frame: Frame, step: StepBase, reason: str) -> None:
 
 
 def hold(frame: Frame, step: StepBase) -> None:
-    """A step that cannot start before a waiting step finishes: it waits too (it runs on resume)."""
-    put_result(frame, StepResult(step.id, "waiting", backend=frame.plan[step.id].backend))
+    """A step that cannot start before a waiting step finishes: it is pending (it runs on resume);
+    only the steps that asked for something are ``waiting``."""
+    put_result(frame, StepResult(step.id, "pending", backend=frame.plan[step.id].backend))
     for child in descendants(frame.plan.graph, step.id):
         if child not in frame.results:
-            put_result(frame, StepResult(child, "waiting", backend=frame.plan[child].backend))
+            put_result(frame, StepResult(child, "pending", backend=frame.plan[child].backend))

@@ -283,6 +283,7 @@ class Executor:
         if problem is not None and status == "completed":  # its steps succeeded, but not its outputs
             status, outcome = "failed", problem
         result = _finish(run, wf.name, status, redact(outputs, self.secrets), frame.results, outcome)
+        result.steps = _plan_ordered(result.steps, frame.plan.order)  # res.steps reads as the graph does
         result.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         result.last_agent = run.last_agent
         final = {
@@ -420,6 +421,14 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 
 def _first(kv: tuple[Any, Any]) -> Any:
     return kv[0]
+
+
+def _plan_ordered(steps: dict[str, StepResult], order: Any) -> dict[str, StepResult]:
+    """The step results in plan order (they finished in whatever order they ran)."""
+    out = {sid: steps[sid] for sid in order if sid in steps}
+    if len(out) < len(steps):
+        out.update((sid, res) for sid, res in steps.items() if sid not in out)
+    return out
 
 
 def _finish(

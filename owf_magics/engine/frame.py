@@ -116,6 +116,14 @@ def loop_frame(frame: Frame, index: int, item: Any, total: int) -> Frame:
     )
 
 
+def at_item(error: StepError, index: int, item: Any) -> StepError:
+    """A loop's error saying which item failed: ``... (forEach item 2: 'c')``, and in details."""
+    shown = repr(item)
+    shown = shown if len(shown) <= 60 else shown[:59] + "…"
+    details = {**error.details, "index": index, "item": shown}
+    return StepError(error.code, f"{error.message} (forEach item {index}: {shown})", details)
+
+
 def children_views(frame: Frame, sid: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in frame.plan.graph.child_blocks.get(sid, ()):

@@ -13,7 +13,16 @@ from typing import Any
 from owf_magics.agents.loop import Accounting
 from owf_magics.connectors.function import SYNC
 from owf_magics.engine.direct import StepFacts, direct_step, facts, hold, runs_direct, skip
-from owf_magics.engine.frame import Frame, children_views, descendants, last_output, loop_frame, map_items, view
+from owf_magics.engine.frame import (
+    Frame,
+    at_item,
+    children_views,
+    descendants,
+    last_output,
+    loop_frame,
+    map_items,
+    view,
+)
 from owf_magics.engine.scheduler import run_block
 from owf_magics.errors import UnavailableError
 from owf_magics.manifest.models import (
@@ -32,6 +41,7 @@ from owf_magics.manifest.render import render, render_string, truthy
 from owf_magics.plan.graph import BlockKey
 from owf_magics.runtime.context import (
     CURRENT_KEY,
+    TRY_ATTEMPTS,
     WAIT_FLAGS,
     RunContext,
     StepFailed,
@@ -72,15 +82,17 @@ async def for_each(
         results = each_direct(run, frame, key, items, members)
     else:
         results = await map_items(items, step.maxConcurrency, lambda i, item: body(run, frame, key, items, i, item))
-    errors = [r.pop("_error") for r in results if "_error" in r]
+    failures = [(i, r.pop("_error")) for i, r in enumerate(results) if "_error" in r]
+    errors = [e for _, e in failures]
     out = {
         "results": results,
         "successCount": sum(1 for r in results if r["status"] == "success"),
         "errorCount": len(errors),
         "totalCount": len(results),
     }
-    if errors and not step.continueOnError:
-        raise StepFailed(errors[0])
+    if failures and not step.continueOnError:
+        index, first = failures[0]
+        raise StepFailed(at_item(first, index, items[index]))  # which item failed, not only how
     return out, {"results": results}
 
 
@@ -240,7 +252,7 @@ def withdraw(run: RunContext, frame: Frame, key: BlockKey) -> None:
     reason = StepError("CANCELED", "the parallel step joined without this branch", {"reason": "joined"})
     for sid in members:
         res = frame.results.get(sid)
-        if res is not None and res.status == "waiting":
+        if res is not None and res.status in ("waiting", "pending"):
             res.status, res.error = "canceled", reason
             frame.views[sid] = view(res)
 
@@ -266,14 +278,21 @@ async def try_step(
     policy = step.retry
     attempts = 0
     error: StepError | None = None
-    while True:
-        attempts += 1
-        error, waiting = await block_waits(run, frame.child(extra={}), (step.id, "steps"))
-        if waiting and error is None:  # catch and finally run when the body has really finished
-            return None, children_views(frame, step.id)
-        if error is None or policy is None or attempts >= policy.maxAttempts or not retryable(policy, error):
-            break
-        await asyncio.sleep(retry_delay(policy, attempts))
+    # a retried body's steps count their attempts on from pass to pass (one trace row each)
+    counting = policy is not None and policy.maxAttempts > 1 and TRY_ATTEMPTS.get() is None
+    token = TRY_ATTEMPTS.set({}) if counting else None
+    try:
+        while True:
+            attempts += 1
+            error, waiting = await block_waits(run, frame.child(extra={}), (step.id, "steps"))
+            if waiting and error is None:  # catch and finally run when the body has really finished
+                return None, {**children_views(frame, step.id), "attempts": attempts}
+            if error is None or policy is None or attempts >= policy.maxAttempts or not retryable(policy, error):
+                break
+            await asyncio.sleep(retry_delay(policy, attempts))
+    finally:
+        if token is not None:
+            TRY_ATTEMPTS.reset(token)
     _status, output, _ = last_output(frame, (step.id, "steps"))
     scope_error = {**error.to_dict(), "attemptCount": attempts} if error else None
     if error is not None:
@@ -291,12 +310,13 @@ async def try_step(
         envelope["error"] = scope_error
     failure = final or caught
     if failure is not None:
-        raise StepFailed(failure)
+        raise StepFailed(failure, attempts)
     if error is not None and not frame.plan.graph.order.get((step.id, "catch")):
-        raise StepFailed(error)  # nothing caught it
+        raise StepFailed(error, attempts)  # nothing caught it
     # the workflow-logic example reads steps.<try>.output.<field>: output is the block's result,
     # and the spec's envelope {status, attempts, output|error} is steps.<try>.result
-    return (output if error is None else None), {"result": envelope, **children_views(frame, step.id)}
+    views = children_views(frame, step.id)
+    return (output if error is None else None), {"result": envelope, **views, "attempts": attempts}
 
 
 async def wait_step(

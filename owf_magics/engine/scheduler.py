@@ -22,6 +22,7 @@ from owf_magics.engine.direct import awaited_step, direct_step, facts, hold, run
 from owf_magics.engine.frame import (
     VIEW_KEYS,
     Frame,
+    at_item,
     execution_key,
     loop_frame,
     map_items,
@@ -42,6 +43,7 @@ from owf_magics.plan.graph import BlockKey
 from owf_magics.runtime.backend import ExecutionContext
 from owf_magics.runtime.context import (
     CURRENT_KEY,
+    TRY_ATTEMPTS,
     WAIT_FLAGS,
     RunContext,
     StepFailed,
@@ -231,13 +233,14 @@ async def run_inline_loop(run: RunContext, frame: Frame, step: StepBase) -> Step
     outputs = [r.output for r, _ in outcomes]
     failed = [r for r, _ in outcomes if r.status == "failed"]
     status = "failed" if failed and not (mod.continueOnError or step.continueOnError) else "success"
+    first = next((i for i, (r, _) in enumerate(outcomes) if r.status == "failed"), None)
     if status == "success" and any(r.status == "waiting" for r, _ in outcomes):
         status = "waiting"
     res = StepResult(
         step.id,
         status,
         outputs,
-        failed[0].error if failed else None,
+        at_item(failed[0].error, first, items[first]) if failed and failed[0].error and first is not None else None,
         attempts=sum(r.attempts for r, _ in outcomes),
         backend=entry.backend,
     )
@@ -261,19 +264,22 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
     CURRENT_KEY.set(key)
     container = not found.leaf
     waited: list[bool] = [False]  # set when a step inside this one waits
+    tried = TRY_ATTEMPTS.get()  # in a retried try body: attempts count on from the last pass
+    base = tried.get(key, 0) if tried is not None else 0
     attempt = 0
     while True:
         attempt += 1
+        n = base + attempt  # the attempt number rows, events and the result show
         started = time.time()
         t0 = time.perf_counter()
         acc = Accounting() if found.calls_models else NO_USAGE
-        step_started(run, frame, step, attempt, started)
+        step_started(run, frame, step, n, started)
         try:
             coro = execute(run, frame, step, acc)
             token = WAIT_FLAGS.set((*WAIT_FLAGS.get(), waited)) if container else None
             try:
                 with (
-                    agent_events.bind(agent_sink(run, frame, step, attempt)) if found.calls_models else NO_BIND,
+                    agent_events.bind(agent_sink(run, frame, step, n)) if found.calls_models else NO_BIND,
                     template_deadline(timeout, f"step '{step.id}' timeout ({timeout:g}s)" if timeout else ""),
                 ):
                     output, extra = await (asyncio.wait_for(coro, timeout) if timeout else coro)
@@ -284,42 +290,45 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
                         flag_wait()  # the step that holds this one waits too
             if run.store is not None:
                 check_storable(output, step.id)  # an output the store cannot write fails the step, not the run
-            res = StepResult(step.id, "success", output, None, attempt, entry.backend)
+            if extra and "attempts" in extra:  # a try step: its body's passes are its attempts
+                n = extra["attempts"] = base + int(extra["attempts"])
+            res = StepResult(step.id, "success", output, None, n, entry.backend)
         except TimeoutError:
             err = StepError(
                 "TIMEOUT",
                 f"step '{step.id}' exceeded its timeout of {timeout:g}s",
                 {"timeout_ms": int((timeout or 0) * 1000), "elapsed_ms": round((time.perf_counter() - t0) * 1000)},
             )
-            res, extra = StepResult(step.id, "failed", None, err, attempt, entry.backend), None
+            res, extra = StepResult(step.id, "failed", None, err, n, entry.backend), None
         except StepFailed as exc:
-            res, extra = StepResult(step.id, "failed", None, exc.error, attempt, entry.backend), None
+            n = base + exc.attempts if exc.attempts else n
+            res, extra = StepResult(step.id, "failed", None, exc.error, n, entry.backend), None
         except Waiting as wait:
             request = open_request(run, key, wait)
-            res = StepResult(step.id, "waiting", None, None, attempt, entry.backend)
-            trace_step(
-                run, frame, step, res, attempt=attempt, started=started, duration=(time.perf_counter() - t0) * 1000
-            )
-            step_event(
-                run, frame, step, "step.waiting", attempt, started, request={"id": request.id, "kind": request.kind}
-            )
+            res = StepResult(step.id, "waiting", None, None, n, entry.backend)
+            trace_step(run, frame, step, res, attempt=n, started=started, duration=(time.perf_counter() - t0) * 1000)
+            step_event(run, frame, step, "step.waiting", n, started, request={"id": request.id, "kind": request.kind})
+            if tried is not None:
+                tried[key] = n
             return res, None
         except asyncio.CancelledError:
-            res = StepResult(step.id, "canceled", None, StepError("CANCELED", "canceled"), attempt, entry.backend)
-            trace_step(
-                run, frame, step, res, attempt=attempt, started=started, duration=(time.perf_counter() - t0) * 1000
-            )
+            res = StepResult(step.id, "canceled", None, StepError("CANCELED", "canceled"), n, entry.backend)
+            trace_step(run, frame, step, res, attempt=n, started=started, duration=(time.perf_counter() - t0) * 1000)
             put_result(frame, res)
             raise
         except Exception as exc:
-            res, extra = StepResult(step.id, "failed", None, to_step_error(exc), attempt, entry.backend), None
+            res, extra = StepResult(step.id, "failed", None, to_step_error(exc), n, entry.backend), None
         duration = (time.perf_counter() - t0) * 1000
         res.duration_ms = round(duration, 3)
+        if res.status == "success" and waited[0]:
+            res.status = "waiting"  # a step inside it waits: this one finishes on resume (its row says so)
+        if tried is not None:
+            tried[key] = n
         trace_step(
-            run, frame, step, res, attempt=attempt, started=started, duration=duration, usage=acc.total(), cost=acc.cost
+            run, frame, step, res, attempt=n, started=started, duration=duration, usage=acc.total(), cost=acc.cost
         )
         for sort_key, row in acc.rows:
-            run.usage.append(((frame.order.get(step.id, 0), frame.iteration, attempt, *sort_key), row))
+            run.usage.append(((frame.order.get(step.id, 0), frame.iteration, n, *sort_key), row))
         if run.store is not None and acc is not NO_USAGE and (total := acc.total()) is not None:
             usage = {
                 "prompt_tokens": total.prompt_tokens,
@@ -327,13 +336,11 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
                 "total_tokens": total.total_tokens,
             }
             run.seen.setdefault(key, {})["usage"] = {**usage, "estimated": total.estimated, "cost_usd": acc.cost}
-        if res.status == "success" and waited[0]:
-            res.status = "waiting"  # a step inside it waits: this one finishes on resume
         if res.status != "failed":
             return res, extra
         assert res.error is not None
         if policy is None or attempt >= max_attempts or not retryable(policy, res.error):
-            step_event(run, frame, step, "step.failed", attempt, time.time(), error=res.error.to_dict())
+            step_event(run, frame, step, "step.failed", n, time.time(), error=res.error.to_dict())
             return res, extra
         delay = retry_delay(policy, attempt)
         step_event(
@@ -341,10 +348,10 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
             frame,
             step,
             "step.retrying",
-            attempt,
+            n,
             time.time(),
             error=res.error.to_dict(),
-            next_attempt=attempt + 1,
+            next_attempt=n + 1,
             delay_ms=round(delay * 1000),
         )
         await asyncio.sleep(delay)

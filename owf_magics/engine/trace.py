@@ -110,7 +110,8 @@ def _done(
         "status": status,
         "attempt": key[2],
         "iteration": ".".join(map(str, iteration)) if iteration else "",
-        "parent": entry.parent or "",
+        # the block's step, or the sub-workflow step this run of a workflow's steps is inside
+        "parent": prefix + entry.parent if entry.parent else prefix[:-1],
         "fragment": step.id.rpartition("/")[0],  # the inlined workflow part the step came from
         "started_at": started,
         "duration_ms": duration,

@@ -160,6 +160,13 @@ class WorkflowRunError(OWFError):
         fix = self.details_fix()
         if fix:
             out.append(f"  fix: {fix}")
+        failed = self.result.steps.get(self.step_id) if self.step_id else None
+        trace = failed.error.details.get("traceback") if failed is not None and failed.error else None
+        if isinstance(trace, str) and trace:  # where in the user's code: its innermost frame
+            frames = [ln for ln in trace.splitlines() if ln.startswith("  File ")]
+            if frames:
+                out.append(f"  raised at: {frames[-1].strip()}")
+                out.append(f"  traceback: {name}.steps['{self.step_id}'].error.details['traceback']")
         out.append(
             f"  see: {name}.steps['{self.step_id}'].error, {name}.trace"
             if self.step_id

@@ -5,7 +5,9 @@ and updates a progress bar, tokens so far, the current steps and the graph with 
 when the run ends it becomes tabs (Output, Trace, Usage, Events, Graph, YAML). Event handling is a
 table of methods by event type, so later features (approvals, say) add a handler and a widget.
 Outside a widget front end — nbconvert, nbval, terminal IPython — or in deterministic mode, the
-run is shown once it ends, as a static `RunView`.
+run is shown once it ends, as a static `RunView`. The widget's output carries the static view too
+(text/html and a readable text/plain, updated when the run ends), so a notebook executed headlessly
+(nbclient, papermill) and read where widgets cannot live (GitHub, nbconvert) still shows the run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from owf_magics.notebook.views.display import masked_events
 from owf_magics.notebook.views.graph import StepState
 from owf_magics.notebook.views.settings import SETTINGS
 from owf_magics.notebook.views.tables import frame_bundle
+from owf_magics.runtime.results import plural
 
 if TYPE_CHECKING:
     from owf_magics.api import Workflow
@@ -69,10 +72,18 @@ class LiveRunView:
     """
 
     def __init__(
-        self, plan: Plan, yaml_text: str = "", resume: Callable[[str, dict[str, bool]], RunResult] | None = None
+        self,
+        plan: Plan,
+        yaml_text: str = "",
+        resume: Callable[[str, dict[str, bool]], RunResult] | None = None,
+        *,
+        name: str | None = None,
     ) -> None:
         import ipywidgets as w
 
+        self.name = name  # the variable the result is bound to (-o VAR), for the trace's footer
+        self.bind: Callable[[RunResult], None] | None = None  # rebinds -o VAR to a continued run
+        self.handle: Any = None  # the display's handle: its static view follows the run
         self.resume = resume  # (run_id, approvals) -> the continued run: the Approve / Reject buttons call it
         self.answers: list[Any] = []
         self.plan = plan
@@ -152,13 +163,16 @@ class LiveRunView:
         before = self.states.get(sid)
         duration = float(execution.get("duration_ms") or 0.0)
         status = "success" if ok else "failed"
+        attempt = int(event.get("attempt") or 1)
         if before is not None:  # another iteration or attempt of the same step: add up, keep a failure
             duration += before.duration_ms or 0.0
             tokens_total = before.tokens + tokens
-            status = "failed" if before.status == "failed" and status == "success" else status
+            retried = attempt > 1 and before.status == "failed"
+            status = "failed" if before.status == "failed" and status == "success" and not retried else status
+            attempt = max(attempt, before.attempts)
         else:
             tokens_total = tokens
-        self.states[sid] = StepState(status, duration, tokens_total)
+        self.states[sid] = StepState(status, duration, tokens_total, attempt)  # the graph says '3 attempts'
         self.tokens += tokens
         self.progress.value = min(self.progress.max, len([s for s in self.states if s in self.plan.entries]))
         self.counts.value = f"{self.tokens} tokens so far"
@@ -253,9 +267,43 @@ class LiveRunView:
                 print(f"could not resume: {getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', exc)}")
             return None
         self.answers.append((request_id, approved, continued))
+        # the banner, the tabs, the bound variable and the static view follow the continued run
+        self.title.value = f"<b>{html.escape(summary_text(continued))}</b>"
+        tabs = getattr(self, "tabs", None)
+        if tabs is not None:
+            pages = self.pages(continued)
+            for child, title in zip(tabs.children, TABS, strict=True):
+                child.value = pages[title]
+        if self.bind is not None:
+            self.bind(continued)
+        if self.handle is not None:
+            self.handle.update(self.bundle(continued), raw=True)
         with self.outcome:
-            display(RunView(continued, self.plan))
+            display(RunView(continued, self.plan, name=self.name))
         return continued
+
+    def stopped(self, exc: BaseException) -> None:
+        """The run raised instead of returning a result: the banner and the static view say so."""
+        what = f"{getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'message', exc)}"
+        line = f"{self.plan.workflow}: did not run ({what})"
+        self.title.value = f"<b>{html.escape(line)}</b>"
+        if self.handle is not None:
+            data = dict(self.widget._repr_mimebundle_() or {})
+            data["text/plain"], data["text/html"] = line, f"<p><b>{html.escape(line)}</b></p>"
+            self.handle.update(data, raw=True)
+
+    def bundle(self, result: RunResult | None = None) -> dict[str, Any]:
+        """The widget's output with a static view beside it: text/plain a readable line (not the
+        widget's repr) and, once `result` is given, the `RunView`'s HTML and text."""
+        data: dict[str, Any] = dict(self.widget._repr_mimebundle_() or {})
+        if result is None:
+            line = f"{self.plan.workflow}: running ({plural(len(self.plan), 'step')})"
+            data["text/plain"], data["text/html"] = line, f"<p>{html.escape(line)}</p>"
+            return data
+        static = RunView(result, self.plan, name=self.name)._repr_mimebundle_()
+        data["text/plain"] = static["text/plain"]
+        data["text/html"] = static["text/html"]
+        return data
 
     def pages(self, result: RunResult) -> dict[str, str]:
         """The HTML of each tab."""
@@ -263,8 +311,8 @@ class LiveRunView:
         events = json.dumps(masked_events(result), indent=1, ensure_ascii=False, default=str)
         return {
             "Output": f"<pre>{html.escape(outputs)}</pre>",
-            "Trace": frame_bundle(result.trace, "res.trace")["text/html"],
-            "Usage": frame_bundle(result.usage, "res.usage")["text/html"],
+            "Trace": frame_bundle(result.trace, _attr(self.name, "trace"))["text/html"],
+            "Usage": frame_bundle(result.usage, _attr(self.name, "usage"))["text/html"],
             "Events": f"<pre>{html.escape(events)}</pre>",
             "Graph": GraphView(self.plan, overlay_from_result(result)).html(),
             "YAML": f"<pre>{html.escape(self.yaml_text)}</pre>",
@@ -280,8 +328,13 @@ def run_with_view(
     settings: Any = None,
     quiet: bool = False,
     secrets: Mapping[str, str] | None = None,
+    name: str | None = None,
+    bind: Callable[[RunResult], None] | None = None,
+    source: str | None = None,
 ) -> RunResult:
-    """Run `wf` and show it: live widgets where they can be drawn, a static summary otherwise."""
+    """Run `wf` and show it: live widgets where they can be drawn, a static summary otherwise
+    (`name`: the variable the result will be bound to; `bind`: called with a run continued from
+    the view's Approve / Reject buttons; `source`: the cell's text, for the YAML tab)."""
     from IPython.display import display
 
     mode = getattr(settings, "widgets", "auto")
@@ -294,15 +347,28 @@ def run_with_view(
         def resume(run_id: str, approvals: dict[str, bool]) -> RunResult:
             return ow.resume(run_id, approvals=approvals, secrets=secrets)
 
-        view = LiveRunView(plan, _source_text(wf), resume=resume)
-        display(view.widget)
-        result = wf.execute(inputs=dict(inputs), prefer_backend=prefer_backend, secrets=secrets, callback=view.on_event)
+        view = LiveRunView(plan, source or _source_text(wf), resume=resume, name=name)
+        view.bind = bind
+        view.handle = display(view.bundle(), raw=True, display_id=True)
+        try:
+            result = wf.execute(
+                inputs=dict(inputs), prefer_backend=prefer_backend, secrets=secrets, callback=view.on_event
+            )
+        except BaseException as exc:  # the cell fails with the error; the view says the run stopped
+            view.stopped(exc)
+            raise
         view.finish(result)
+        if view.handle is not None:
+            view.handle.update(view.bundle(result), raw=True)
         return result
     result = wf.execute(inputs=dict(inputs), prefer_backend=prefer_backend, secrets=secrets)
     if not quiet:
-        display(RunView(result, plan))
+        display(RunView(result, plan, name=name))
     return result
+
+
+def _attr(name: str | None, attr: str) -> str | None:
+    return f"{name}.{attr}" if name else None
 
 
 def _source_text(wf: Workflow) -> str:

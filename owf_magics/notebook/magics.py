@@ -24,7 +24,8 @@ from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject, par
 from owf_magics.notebook.errors import CellManifestError, WorkflowRunError, read_source, short
 from owf_magics.notebook.history_magic import HISTORY_SUBCOMMANDS, HISTORY_USAGE, history_line
 from owf_magics.notebook.views import GraphView, ResolutionView, shown_frame
-from owf_magics.notebook.views.tables import html_table, text_table
+from owf_magics.notebook.views.tables import html_table, register_frames, text_table
+from owf_magics.runtime.results import plural
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -331,7 +332,7 @@ class WorkflowMagics(Magics):
         else:
             if self.last_result is None:
                 raise UsageError(f"no run yet: run a workflow first, then %workflow {which}")
-            result, name = self.last_result, "_"
+            result, name = self.last_result, "_owf_last"
         df = result.trace if which == "trace" else result.usage
         frame = shown_frame(df, f"{name}.{which}")
         display(frame)
@@ -347,7 +348,9 @@ class WorkflowMagics(Magics):
             except ManifestError as exc:
                 raise CellManifestError(exc, self._lookup_for(wf)) from None
             missing = [sid for sid in plan.order if not plan[sid].available]
-            text = f"ok: {wf.name} v{wf.version}: {len(plan)} steps, backends {', '.join(plan.backends_used())}"
+            text = (
+                f"ok: {wf.name} v{wf.version}: {plural(len(plan), 'step')}, backends {', '.join(plan.backends_used())}"
+            )
             if missing:
                 text += f"; not installed for: {', '.join(missing)}"
             if wf.warnings:
@@ -404,7 +407,13 @@ class WorkflowMagics(Magics):
             self._display_yaml(wf)
 
     def _display_yaml(self, wf: Workflow) -> None:
-        display(_Yaml(wf))
+        display(_Yaml(wf, self._cell_text(wf)))
+
+    def _cell_text(self, wf: Workflow) -> str | None:
+        """The text of the cell that defined `wf`, as written (comments and all), without its
+        ``%%workflow`` line; None for a workflow that did not come from a cell."""
+        text = self.item_sources.get(_item_key(wf.item))
+        return text.split("\n", 1)[1] if text is not None and "\n" in text else text
 
     def _inputs(self, args: Any, wf: Workflow) -> dict[str, Any]:
         from owf_magics.api import input_pairs
@@ -444,19 +453,32 @@ class WorkflowMagics(Magics):
         plan = self._plan(wf, prefer)
         try:
             result = run_with_view(
-                wf, plan, inputs, prefer, settings=self.settings, quiet=quiet, secrets=self._secrets(args)
+                wf,
+                plan,
+                inputs,
+                prefer,
+                settings=self.settings,
+                quiet=quiet,
+                secrets=self._secrets(args),
+                name=args.output,
+                bind=lambda continued: self._bind(continued, args.output),
+                source=self._cell_text(wf),
             )
         except ManifestError as exc:
             raise CellManifestError(exc, self._lookup_for(wf)) from None
         except OWFError as exc:  # a backend not installed, inputs that do not match...
             raise short(exc) from None
-        self.last_result = result
-        self._ns()["_owf_last"] = result
-        if args.output:
-            self._ns()[args.output] = result
+        self._bind(result, args.output)
         if result.status not in ("completed", "waiting_approval"):
             raise WorkflowRunError(result, wf, self._lookup_for(wf), args.output)
         return None
+
+    def _bind(self, result: RunResult, output: str | None) -> None:
+        """The last run, and -o VAR: bound after a run, and again when the live view continues it."""
+        self.last_result = result
+        self._ns()["_owf_last"] = result
+        if output:
+            self._ns()[output] = result
 
     def _resume(self, args: Any, rest: list[str]) -> Any:
         from IPython.display import display
@@ -464,7 +486,7 @@ class WorkflowMagics(Magics):
         from owf_magics.api import resume_answers
 
         _check_output_name(args)
-        from owf_magics.notebook.views.display import RunView
+        from owf_magics.notebook.views.display import RunView, still_waiting
 
         if len(rest) > 1:
             raise UsageError("%workflow resume takes one RUN_ID")
@@ -474,16 +496,15 @@ class WorkflowMagics(Magics):
             raise UsageError("%workflow resume needs a RUN_ID (no run yet in this kernel)")
         approvals, event = resume_answers(args.approve, args.reject, args.event)
         try:
+            if not approvals and event is None and still_waiting(self.ow, run_id):
+                return None  # without answers: what it waits for is printed, nothing changes
             result = self.ow.resume(run_id, approvals=approvals, event=event, secrets=self._secrets(args))
         except OWFError as exc:
             raise short(exc) from None
-        self.last_result = result
-        self._ns()["_owf_last"] = result
-        if args.output:
-            self._ns()[args.output] = result
+        self._bind(result, args.output)
         wf = self.ow.workflow(result.workflow)
         if not (args.quiet or self.settings.quiet):
-            display(RunView(result, wf.plan()))
+            display(RunView(result, wf.plan(), name=args.output))
         if result.status not in ("completed", "waiting_approval"):
             raise WorkflowRunError(result, wf, self._lookup_for(wf), args.output)
         return None
@@ -519,10 +540,10 @@ class _Table:
 
 
 class _Yaml:
-    """A workflow's canonical manifest as YAML."""
+    """A workflow's YAML: its cell's own text when it came from one, else its canonical manifest."""
 
-    def __init__(self, wf: Workflow) -> None:
-        self.text = yaml.safe_dump(
+    def __init__(self, wf: Workflow, text: str | None = None) -> None:
+        self.text = text or yaml.safe_dump(
             wf.manifest.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True),
             sort_keys=False,
             allow_unicode=True,
@@ -555,6 +576,7 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     configurables.append(settings)
     install_completer(ip, magics)
     magics.tracker.install()
+    register_frames(ip)  # the project's DataFrames display truncated (head and tail), others as pandas does
     setattr(ip, "_owf_magics", magics)  # noqa: B010 - the shell has no such attribute to type
 
 

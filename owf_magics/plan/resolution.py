@@ -17,6 +17,7 @@ from owf_magics.manifest.models import AgentStep, HandoffStep, StepBase, Workflo
 from owf_magics.plan.graph import Graph
 from owf_magics.runtime.display import mimebundle
 from owf_magics.runtime.registry import BackendRegistry
+from owf_magics.runtime.results import plural
 
 if TYPE_CHECKING:
     from owf_magics.manifest.catalog import Catalog, Loaded
@@ -154,7 +155,7 @@ class Plan(Mapping[str, PlanEntry]):
         for e in self.entries.values():
             counts[e.backend] = counts.get(e.backend, 0) + 1
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-        return f"<Plan {self.workflow!r} {len(self)} steps ({summary})>"
+        return f"<Plan {self.workflow!r} {plural(len(self), 'step')} ({summary})>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         """Notebook display: the graph and the resolution table (see owf_magics.notebook.views)."""

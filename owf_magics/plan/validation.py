@@ -41,6 +41,7 @@ from owf_magics.manifest.refs import Ref, RefError, check_range, installed_versi
 from owf_magics.manifest.schemas import schema_problem
 from owf_magics.plan.diagnostics import Path, Reporter, describe, pydantic_diagnostics
 from owf_magics.plan.graph import BLOCK_FIELDS, Graph, build_graph
+from owf_magics.plan.output_secrets import check_output_secrets
 from owf_magics.plan.steps import StepScope, step_adapter, walk_steps, walk_steps_at
 from owf_magics.plan.template_checks import (
     NO_SECRETS_IN_OUTPUTS,
@@ -488,6 +489,7 @@ class Validator:
                 in_catch=False,
                 secrets=NO_SECRETS_IN_OUTPUTS,
             )
+        check_output_secrets(wf, report)  # an output that would show *** for a secret: say so now
 
     def _report_graph(self, builder: Any, report: Reporter) -> None:
         for sid, first, second in builder.duplicates:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from owf_magics.runtime.frames import typed_frame
 from owf_magics.runtime.records import RUNS_COLUMNS, RunStore, StepRecord
 
 if TYPE_CHECKING:
@@ -121,7 +122,6 @@ def runs_frame(store: RunStore) -> pd.DataFrame:
     Works with any store that has ``summaries()``; for other `RunStore`s the step, token and
     pending counts are computed from ``get_steps``/``get_pending``.
     """
-    import pandas as pd
 
     summaries = getattr(store, "summaries", None)
     if callable(summaries):
@@ -146,4 +146,4 @@ def runs_frame(store: RunStore) -> pd.DataFrame:
                     "error_code": (rec.error or {}).get("code"),
                 }
             )
-    return pd.DataFrame(rows, columns=list(RUNS_COLUMNS))
+    return typed_frame(rows, RUNS_COLUMNS, kind="runs")

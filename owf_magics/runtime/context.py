@@ -78,15 +78,51 @@ def to_step_error(exc: BaseException) -> StepError:
         return StepError("TIMEOUT", "the step exceeded its timeout", {})
     if isinstance(exc, asyncio.CancelledError):
         return StepError("CANCELED", "the step was canceled", {})
-    return StepError("BACKEND_ERROR", f"{type(exc).__name__}: {exc}", {"original_error": type(exc).__name__})
+    details: dict[str, Any] = {"original_error": type(exc).__name__}
+    trace = user_traceback(exc)
+    if trace:
+        details["traceback"] = trace
+    return StepError("BACKEND_ERROR", f"{type(exc).__name__}: {exc}", details)
+
+
+def _users(filename: str, libraries: tuple[str, ...]) -> bool:
+    """A frame of the user's code: a file of theirs (not a library's, not a compiled module's
+    ``jq.pyx``), or a cell of terminal IPython (``<ipython-input-...>``)."""
+    import os
+
+    if filename.startswith("<ipython-input"):
+        return True
+    return os.path.isabs(filename) and not filename.startswith(libraries)
+
+
+def user_traceback(exc: BaseException, limit: int = 30) -> str | None:
+    """The traceback into the user's code (a handler function and what it called), without the
+    engine's and the standard library's frames; None when no frame of it is the user's."""
+    import os
+    import sysconfig
+    import traceback
+
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # owf_magics/
+    paths = sysconfig.get_paths()
+    libraries = (ours, paths["stdlib"] + os.sep, paths["purelib"] + os.sep, paths["platlib"] + os.sep)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(ours)]
+    # from the user's first frame on (what their function called, libraries included)
+    first = next((i for i, f in enumerate(frames) if _users(f.filename, libraries)), None)
+    if first is None:
+        return None
+    frames = frames[first:]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames[-limit:])]
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).rstrip()
 
 
 class StepFailed(Exception):
     """Raised inside the executor to carry a step's error up to the block that runs it."""
 
-    def __init__(self, error: StepError) -> None:
+    def __init__(self, error: StepError, attempts: int = 0) -> None:
         super().__init__(error.message)
         self.error = error
+        self.attempts = attempts  # a `try` step's body passes, when it failed after retrying them
 
 
 @dataclass(slots=True)
@@ -163,6 +199,11 @@ W3C_TRACE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("owf_w
 
 
 WAIT_FLAGS: contextvars.ContextVar[tuple[list[bool], ...]] = contextvars.ContextVar("owf_wait_flags", default=())
+
+#: Inside the body of a `try` step with a retry policy: the last attempt number of each step
+#: execution so far (by execution key), so a retried body's steps count on (attempt 2, 3...) in
+#: their trace rows, events and ``attempts``. None elsewhere (and such steps take no direct path).
+TRY_ATTEMPTS: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar("owf_try_attempts", default=None)
 
 
 def find_request(run: RunContext, key: str, kind: str, match: Mapping[str, Any]) -> Any:

@@ -1,6 +1,7 @@
 """Rich displays for results and plans, without the layers below the notebook importing it.
 
-`RunResult`, its trace and usage frames, and `Plan` display through the two functions here. The
+`RunResult` and `Plan` display through `mimebundle`; trace and usage frames are plain DataFrames,
+and `frames_shown` asks a running IPython to display them (and only them) truncated. The
 renderers live in the notebook layer (`owf_magics.notebook.views.hooks`) and are imported by name
 on first use, the way built-in backends are: the engine and `import owf_magics` never load
 IPython, ipywidgets or the views, and a result still displays richly in Jupyter.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: The module that renders (``mimebundle(obj)``, ``shown_frame(frame, name)``).
+#: The module that renders (``mimebundle(obj)``, ``register_frames(shell)``).
 RENDERERS = "owf_magics.notebook.views.hooks"
 
 
@@ -25,6 +26,17 @@ def mimebundle(obj: Any) -> dict[str, str]:
     return bundle
 
 
-def shown_frame(frame: Any, name: str) -> Any:
-    """A trace or usage DataFrame that displays truncated, with a footer saying how to see it all."""
-    return _renderers().shown_frame(frame, name)
+def frames_shown() -> None:
+    """In an IPython shell, display the project's DataFrames (``attrs["owf"]``) through the views:
+    head and tail, the run id once, a footer naming the variable. Other frames are untouched.
+
+    A no-op outside IPython (nothing is imported), and after the first call in a shell.
+    """
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    shell = sys.modules["IPython"].get_ipython()
+    if shell is None or getattr(shell, "_owf_frames", False):
+        return
+    _renderers().register_frames(shell)

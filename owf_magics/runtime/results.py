@@ -6,10 +6,12 @@ pandas DataFrames on first access (pandas is imported only then).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from owf_magics.runtime.display import mimebundle, shown_frame
+from owf_magics.runtime.display import frames_shown, mimebundle
+from owf_magics.runtime.frames import typed_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +49,28 @@ USAGE_COLUMNS = (
 )
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps`` (nouns whose plural adds an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+#: The order step statuses are counted in, in a run's summary line.
+STATUS_ORDER = ("success", "waiting", "pending", "failed", "skipped", "canceled")
+
+
+def status_phrase(status: str, steps: Mapping[str, StepResult]) -> str:
+    """``completed (4 success)``; ``completed with 1 caught failure (12 success, 2 skipped, 1
+    failed)`` when a failure was caught (a try, continueOnError) and the run still completed."""
+    counts: dict[str, int] = {}
+    for s in steps.values():
+        counts[s.status] = counts.get(s.status, 0) + 1
+    known = [k for k in STATUS_ORDER if k in counts] + sorted(k for k in counts if k not in STATUS_ORDER)
+    parts = ", ".join(f"{counts[k]} {k}" for k in known)
+    caught = counts.get("failed", 0) if status == "completed" else 0
+    head = f"{status} with {plural(caught, 'caught failure')}" if caught else status
+    return f"{head} ({parts})"
+
+
 class RunSummary(dict[str, Any]):
     """`RunResult.summary`: a mapping that gives the text summary when called."""
 
@@ -67,7 +91,12 @@ class StepError:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
+        """The error as templates, events and the store see it: without the user's traceback
+        (``details["traceback"]``, kept for the person reading the result, not for the workflow)."""
+        details = self.details
+        if "traceback" in details:
+            details = {k: v for k, v in details.items() if k != "traceback"}
+        return {"code": self.code, "message": self.message, "details": details}
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -78,7 +107,9 @@ class StepResult:
     """The outcome of one step (the last iteration or attempt, for loops and retries)."""
 
     step_id: str
-    status: str = "pending"  # success | failed | skipped | waiting | canceled
+    # success | failed | skipped | waiting (asked for an approval or event, or holds a step that
+    # did) | pending (never started: it runs after a waiting step) | canceled
+    status: str = "pending"
     output: Any = None
     error: StepError | None = None
     attempts: int = 0
@@ -98,7 +129,7 @@ class RunResult:
         workflow: The workflow's name.
         status: ``completed``, ``failed``, ``waiting_approval`` or ``canceled``.
         outputs: The workflow's declared outputs (empty when none are declared).
-        steps: Every executed (or skipped) step by id.
+        steps: Every executed (or skipped) step by id, in plan order.
         events: Telemetry events, in deterministic order.
         error: Why the run failed, when it did.
         last_agent: The agent that acted last (after handoffs, the one handed to); None without agents.
@@ -124,6 +155,7 @@ class RunResult:
         self.last_agent: str | None = None  # the agent that acted last, where agents ran
         self.outputs = outputs
         self.steps = steps
+        self.finished = list(steps)  # step ids in the order they finished (`metrics`)
         self._events = events
         self._trace_rows = trace_rows if trace_rows is not None else []
         self.usage_rows = usage_rows if usage_rows is not None else []
@@ -144,7 +176,9 @@ class RunResult:
         """Pickled (a batch run's result coming back from a worker) with its rows and events built."""
         if self._lazy is not None:
             self._materialise()
-        return dict(self.__dict__)
+        state = dict(self.__dict__)
+        state.pop("_frames", None)  # built again from the rows when read
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -177,20 +211,28 @@ class RunResult:
 
     @property
     def trace(self) -> pd.DataFrame:
-        """One row per step execution (iterations and retries included).
+        """One row per step execution (iterations and retries included), as a plain DataFrame.
 
-        A DataFrame that displays truncated, with a footer saying how to see every row.
+        The same frame while the rows do not change. In a notebook it displays truncated (head
+        and tail), with the run id once and a footer naming the variable (`owf_magics.runtime.frames`).
         """
-        import pandas as pd
-
-        return shown_frame(pd.DataFrame(self.trace_rows, columns=list(TRACE_COLUMNS)), "res.trace")
+        return self._frame("trace", self.trace_rows, TRACE_COLUMNS)
 
     @property
     def usage(self) -> pd.DataFrame:
-        """Token usage per step and model (displayed like `trace`)."""
-        import pandas as pd
+        """Token usage per step and model (a plain DataFrame, displayed like `trace`)."""
+        return self._frame("usage", self.usage_rows, USAGE_COLUMNS)
 
-        return shown_frame(pd.DataFrame(self.usage_rows, columns=list(USAGE_COLUMNS)), "res.usage")
+    def _frame(self, kind: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+        cache: dict[str, tuple[int, int, Any]] = self.__dict__.setdefault("_frames", {})
+        hit = cache.get(kind)
+        if hit is not None and hit[0] == id(rows) and hit[1] == len(rows):
+            frame: pd.DataFrame = hit[2]
+            return frame
+        frame = typed_frame(rows, columns, kind=kind, run_id=self.run_id)
+        cache[kind] = (id(rows), len(rows), frame)
+        frames_shown()
+        return frame
 
     @property
     def total_tokens(self) -> int:
@@ -208,7 +250,11 @@ class RunResult:
             "execution_time_ms": self.duration_ms,
             "tokens_used": self.total_tokens,
             "cost_usd": self.cost_usd,
-            "nodes_executed": [sid for sid, s in self.steps.items() if s.status == "success"],
+            "nodes_executed": [
+                sid
+                for sid in getattr(self, "finished", self.steps)
+                if sid in self.steps and self.steps[sid].status == "success"
+            ],
         }
 
     @property
@@ -247,11 +293,7 @@ class RunResult:
 
     def summary_text(self) -> str:
         """A few lines: status, steps by status, tokens and cost."""
-        counts: dict[str, int] = {}
-        for s in self.steps.values():
-            counts[s.status] = counts.get(s.status, 0) + 1
-        parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-        text = f"run {self.run_id} of '{self.workflow}': {self.status} ({parts}); "
+        text = f"run {self.run_id} of '{self.workflow}': {status_phrase(self.status, self.steps)}; "
         text += f"{self.total_tokens} tokens, ${self.cost_usd:.6f}"
         if self.last_agent:
             text += f"; last agent {self.last_agent}"
@@ -264,4 +306,4 @@ class RunResult:
         return mimebundle(self)
 
     def __repr__(self) -> str:
-        return f"<RunResult {self.run_id} {self.workflow!r} {self.status}: {len(self.steps)} steps>"
+        return f"<RunResult {self.run_id} {self.workflow!r} {self.status}: {plural(len(self.steps), 'step')}>"

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from owf_magics.notebook.views.graph import Overlay, backend_colours, overlay_from_result, to_mermaid, to_svg, to_text
 from owf_magics.notebook.views.settings import MASK, SETTINGS
-from owf_magics.notebook.views.tables import frame_bundle, resolution_html, resolution_text
+from owf_magics.notebook.views.tables import frame_bundle, frame_name, resolution_html, resolution_text
+from owf_magics.runtime.results import status_phrase
 
 if TYPE_CHECKING:
     from owf_magics.plan.resolution import Plan
     from owf_magics.runtime.results import RunResult
 
 MERMAID_MIME = "text/vnd.mermaid"
+#: Lines of a run's outputs shown as text before the rest is left to ``VAR.outputs``.
+OUTPUT_LINES = 20
 
 
 class GraphView:
@@ -104,11 +107,7 @@ def run_id_text(result: RunResult) -> str:
 
 def summary_text(result: RunResult) -> str:
     """One line: status, steps by status, tokens and cost (the run id masked when deterministic)."""
-    counts: dict[str, int] = {}
-    for s in result.steps.values():
-        counts[s.status] = counts.get(s.status, 0) + 1
-    parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    text = f"run {run_id_text(result)} of '{result.workflow}': {result.status} ({parts}); "
+    text = f"run {run_id_text(result)} of '{result.workflow}': {status_phrase(result.status, result.steps)}; "
     text += f"{result.total_tokens} tokens, ${result.cost_usd:.6f}"
     if not SETTINGS.deterministic:
         text += f"; {result.duration_ms:.0f} ms"
@@ -155,31 +154,79 @@ def pending_lines(result: RunResult) -> list[str]:
     return lines
 
 
+def still_waiting(ow: Any, run_id: str) -> bool:
+    """``%workflow resume`` without answers: a waiting run says what it waits for (printed) and
+    nothing changes (True); any other run continues without answers (False)."""
+    stored = ow.run(run_id)
+    if stored.status != "waiting_approval" or not stored.pending:
+        return False  # a run that stopped otherwise (a crash) continues without answers
+    if any(p.kind == "time" for p in stored.pending):
+        return False  # a wait until a time continues when resumed without answers (docs/durable.md)
+    print(f"run {run_id} is waiting; nothing was changed (resume it with the answers below)")
+    for line in pending_lines(stored):
+        print(f"  {line}")
+    return True
+
+
+def handler_tracebacks(result: RunResult) -> list[tuple[str, str]]:
+    """(step id, traceback) of each failed step whose error came from the user's code."""
+    out = []
+    for sid, step in result.steps.items():
+        text = step.error.details.get("traceback") if step.status == "failed" and step.error else None
+        if isinstance(text, str) and text:
+            out.append((sid, text))
+    return out
+
+
 class RunView:
     """A finished run, statically: summary, outputs, the graph with each step's state, trace and usage.
 
     Args:
         result: The run.
         plan: The plan it ran (for the graph); without it the graph is left out.
+        name: The variable the run is bound to (its trace's footer says ``NAME.trace``); by
+            default the namespace is searched for it.
     """
 
-    def __init__(self, result: RunResult, plan: Plan | None = None) -> None:
+    def __init__(self, result: RunResult, plan: Plan | None = None, *, name: str | None = None) -> None:
         self.result = result
         self.plan = plan
+        self.name = name
 
     def outputs_text(self) -> str:
         return json.dumps(self.result.outputs, indent=2, ensure_ascii=False, default=str)
 
+    def outputs_parts(self, name: str | None) -> tuple[str, str]:
+        """The outputs as text (at most `OUTPUT_LINES` lines, then where to read the rest) and as
+        HTML (all of them, folded when long: a forEach's results take no half screen)."""
+        text = self.outputs_text()
+        lines = text.splitlines()
+        where = f"{name}.outputs" if name else "the result's .outputs"
+        if len(lines) <= OUTPUT_LINES:
+            return text, f"<details open><summary>Output</summary><pre>{html.escape(text)}</pre></details>"
+        short = "\n".join([*lines[:OUTPUT_LINES], f"… {len(lines) - OUTPUT_LINES} more lines: {where}"])
+        page = f"<details><summary>Output ({len(lines)} lines)</summary><pre>{html.escape(text)}</pre></details>"
+        return short, page
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         r = self.result
-        trace = frame_bundle(r.trace, "res.trace")
-        usage = frame_bundle(r.usage, "res.usage")
-        plain = [summary_text(r), "outputs:", self.outputs_text(), *pending_lines(r)]
+        name = self.name or frame_name(r)
+        trace = frame_bundle(r.trace, f"{name}.trace" if name else None)
+        usage = frame_bundle(r.usage, f"{name}.usage" if name else None)
+        outputs_plain, outputs_html = self.outputs_parts(name)
+        plain = [summary_text(r), "outputs:", outputs_plain, *pending_lines(r)]
         parts = [
             f'<div class="owf-run"><p><b>{html.escape(summary_text(r))}</b></p>',
-            f"<details open><summary>Output</summary><pre>{html.escape(self.outputs_text())}</pre></details>",
+            outputs_html,
             *(f"<p class='owf-pending'>{html.escape(line)}</p>" for line in pending_lines(r)),
         ]
+        for sid, text in handler_tracebacks(r):  # folded: the error line is in the summary already
+            where = f"{name or '<result>'}.steps[{sid!r}].error.details['traceback']"
+            plain += [f"traceback of step '{sid}' ({where}):", text]
+            parts.append(
+                f"<details class='owf-traceback'><summary>traceback of step '{html.escape(sid)}' into your code"
+                f"</summary><pre>{html.escape(text)}</pre></details>"
+            )
         if self.plan is not None:
             graph = GraphView(self.plan, overlay_from_result(r))
             plain += ["graph:", graph.text()]

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from owf_magics.notebook.views.settings import SETTINGS
+from owf_magics.runtime.results import plural
 
 if TYPE_CHECKING:
     from owf_magics.plan.graph import BlockKey, Group
@@ -93,6 +94,8 @@ class StepState:
             parts.append(f"{self.duration_ms:.0f} ms")
         if self.tokens:
             parts.append(f"{self.tokens} tokens")
+        if self.attempts > 1:  # retried: every attempt is a trace row
+            parts.append(f"{self.attempts} attempts")
         return " · ".join(parts)
 
 
@@ -383,7 +386,7 @@ def to_text(plan: Plan, overlay: Overlay | None = None, *, deterministic: bool |
     for e in plan.entries.values():
         counts[e.backend] = counts.get(e.backend, 0) + 1
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    lines = [f"{plan.workflow} v{plan.version}: {len(plan)} steps ({summary})"]
+    lines = [f"{plan.workflow} v{plan.version}: {plural(len(plan), 'step')} ({summary})"]
     depth = 0
     for kind, name, key in _walk(plan):
         pad = "  " * (depth + 1)

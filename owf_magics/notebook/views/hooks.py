@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from owf_magics.notebook.views.display import GraphView, ResolutionView, RunView
-from owf_magics.notebook.views.tables import shown_frame
+from owf_magics.notebook.views.tables import register_frames
 from owf_magics.plan.resolution import Plan
 from owf_magics.runtime.results import RunResult
 
-__all__ = ["mimebundle", "shown_frame"]
+__all__ = ["mimebundle", "register_frames"]
 
 
 def mimebundle(obj: Any) -> dict[str, str]:

@@ -6,8 +6,8 @@ Tables render to HTML and plain text from plain rows; pandas is imported only fo
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from owf_magics.notebook.views.graph import STATUS_COLOURS, backend_colours
@@ -105,6 +105,9 @@ def resolution_html(plan: Plan) -> str:
 
 # -- DataFrames ---------------------------------------------------------------------------------
 
+#: What the footer calls a frame whose variable is not found in the namespace.
+NEUTRAL_NAME = "the frame"
+
 
 def mask_frame(df: pd.DataFrame, deterministic: bool | None = None) -> pd.DataFrame:
     """A copy with wall-clock columns and run ids masked (in deterministic mode)."""
@@ -118,60 +121,144 @@ def mask_frame(df: pd.DataFrame, deterministic: bool | None = None) -> pd.DataFr
     return out
 
 
-def footer_text(name: str, total: int, shown: int) -> str:
-    """The truncated table's footer."""
-    if total <= shown:
-        return f"{total} row{'s' if total != 1 else ''}"
-    return f"showing {shown} of {total} rows; see everything with {name}.to_string() or pandas' display.max_rows option"
+def footer_text(name: str | None, total: int, head: int, tail: int = 0) -> str:
+    """The table's footer: how many rows, which are shown, how to see them all."""
+    rows = f"{total} row{'s' if total != 1 else ''}"
+    if head + tail >= total:
+        return rows
+    how = f"print({name}.to_string())" if name else "print(frame.to_string())"
+    return f"{rows}, showing the first {head} and the last {tail}; every row: {how}"
 
 
-def frame_bundle(df: pd.DataFrame, name: str, *, max_rows: int | None = None) -> dict[str, str]:
-    """text/plain and text/html of a frame: the first rows, masked when deterministic, and a footer."""
+def _one_run(df: pd.DataFrame) -> str | None:
+    """The run id of a frame whose rows all belong to one run (shown once, not per row)."""
+    if "run_id" not in df.columns or not len(df):
+        return None
+    ids = df["run_id"].dropna().unique()
+    return str(ids[0]) if len(ids) == 1 and df["run_id"].notna().all() else None
+
+
+def frame_bundle(df: pd.DataFrame, name: str | None, *, max_rows: int | None = None) -> dict[str, str]:
+    """text/plain and text/html of a frame: head and tail, the run id once, masked when
+    deterministic, and a footer with the total and the variable to print it all from."""
+    import pandas as pd
+
     limit = SETTINGS.max_rows if max_rows is None else max_rows
-    shown = mask_frame(df.head(limit))
-    footer = footer_text(name, len(df), len(shown))
-    plain = shown.to_string(index=False) if len(shown) else "(no rows)"
-    status_col = "status" if "status" in shown.columns else None
+    run_id = _one_run(df)
+    body = df.drop(columns=["run_id"]) if run_id is not None else df
+    total = len(body)
+    if limit and total > limit:
+        head, tail = (limit + 1) // 2, limit // 2
+        parts = [body.head(head), body.tail(tail)]
+    else:
+        head, tail = total, 0
+        parts = [body]
+    parts = [mask_frame(p) for p in parts]
+    footer = footer_text(name, total, head, tail)
+    caption = f"run {MASK if SETTINGS.deterministic else run_id}" if run_id is not None else None
+    columns = [str(c) for c in body.columns]
+    status_col = "status" if "status" in columns else None
 
     def style(row: dict[str, Any]) -> str:
         colour = STATUS_COLOURS.get(str(row.get(status_col))) if status_col else None
         return f"border-left:4px solid {colour}" if colour else ""
 
-    records = [{str(k): v for k, v in r.items()} for r in shown.to_dict(orient="records")]
-    columns = [str(c) for c in shown.columns]
+    def records(part: pd.DataFrame) -> list[dict[str, Any]]:
+        return [{str(k): _null(v) for k, v in r.items()} for r in part.to_dict(orient="records")]
+
+    gap = dict.fromkeys(columns, "…")
+    rows = records(parts[0]) + ([gap, *records(parts[1])] if len(parts) > 1 else [])
+    if not total:
+        plain = "(no rows)"
+    elif len(parts) > 1:
+        shown = pd.concat([parts[0], pd.DataFrame([gap], columns=body.columns), parts[1]])
+        plain = shown.to_string(index=False)
+    else:
+        plain = parts[0].to_string(index=False)
+    head_line = f"{caption}\n" if caption else ""
     return {
-        "text/plain": f"{plain}\n[{footer}]",
-        "text/html": html_table(records, columns, css_class="owf-frame", footer=footer, row_style=style),
+        "text/plain": f"{head_line}{plain}\n[{footer}]",
+        # a wide trace scrolls inside its box instead of running off the page
+        "text/html": '<div class="owf-frame-box" style="max-width:100%;overflow-x:auto">'
+        + html_table(rows, columns, css_class="owf-frame", caption=caption, footer=footer, row_style=style)
+        + "</div>",
     }
 
 
-def shown_frame(df: pd.DataFrame, name: str) -> Any:
-    """A frame that displays truncated with a footer (and masked in deterministic mode).
+def _null(value: Any) -> Any:
+    """A missing value as an empty cell (None, NaN)."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
-    The value is still a `pandas.DataFrame` (a subclass that only changes how it displays); every
-    operation on it returns a plain DataFrame.
+
+def frame_name(df: Any, shell: Any = None) -> str | None:
+    """The name the user reaches `df` by: a variable holding it, or ``VAR.trace`` / ``VAR.usage``
+    of a run in the namespace; None when neither (the footer then uses a neutral wording)."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - the notebook layer runs under IPython
+            return None
+        shell = get_ipython()
+    ns = getattr(shell, "user_ns", None)
+    if not isinstance(ns, dict):
+        return None
+    found: list[str] = []
+    for key, value in list(ns.items()):
+        if value is df:
+            found.append(key)
+            continue
+        frames = getattr(value, "__dict__", {}).get("_frames") if hasattr(value, "trace_rows") else None
+        for kind, (_, _, frame) in (frames or {}).items():
+            if frame is df:
+                found.append(f"{key}.{kind}")
+    # a name of the user's first (not IPython's _, _3, Out...), the shortest of those
+    mine = [n for n in found if not n.startswith("_") and not n.startswith("Out")]
+    picks = mine or [n for n in found if n.startswith("_owf_last")]
+    return min(picks, key=len) if picks else None
+
+
+def owf_frame_bundle(df: Any) -> dict[str, str] | None:
+    """The display of one of the project's frames (``attrs["owf"]``); None for any other frame,
+    which then displays as pandas draws it."""
+    meta = getattr(df, "attrs", {}).get("owf")
+    if not isinstance(meta, dict):
+        return None
+    return frame_bundle(df, frame_name(df))
+
+
+def register_frames(shell: Any) -> None:
+    """Display the project's DataFrames in `shell` through `owf_frame_bundle` (once per shell).
+
+    Registered by the class's module and name when pandas is not imported yet (``%load_ext``
+    stays cheap); pandas 3 names the class's module ``pandas``, pandas 2 ``pandas.core.frame``.
     """
-    import pandas as pd
+    import sys
 
-    cls = _frame_class(pd)
-    out = cls(df)
-    out.attrs["owf_name"] = name
-    return out
+    if getattr(shell, "_owf_frames", False):
+        return
+    formatter = shell.display_formatter.mimebundle_formatter
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        formatter.for_type(pandas.DataFrame, owf_frame_bundle)
+    else:
+        for module in ("pandas", "pandas.core.frame"):
+            formatter.for_type_by_name(module, "DataFrame", owf_frame_bundle)
+    shell._owf_frames = True
 
 
-@lru_cache(maxsize=1)
-def _frame_class(pd: Any) -> Any:
-    class ShownFrame(pd.DataFrame):  # type: ignore[misc]
-        """A DataFrame that displays truncated, with a footer."""
+def shown_frame(df: pd.DataFrame, name: str) -> Any:
+    """A display object for a frame, named `name` in its footer (what ``%workflow trace`` shows)."""
+    return _Shown(df, name)
 
-        @property
-        def _constructor(self) -> Any:
-            return pd.DataFrame
 
-        def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-            return frame_bundle(pd.DataFrame(self), str(self.attrs.get("owf_name", "df")))
+class _Shown:
+    """A frame displayed with `frame_bundle` under a given name."""
 
-        def __repr__(self) -> str:
-            return frame_bundle(pd.DataFrame(self), str(self.attrs.get("owf_name", "df")))["text/plain"]
+    def __init__(self, df: pd.DataFrame, name: str) -> None:
+        self.df, self.name = df, name
 
-    return ShownFrame
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return frame_bundle(self.df, self.name)
+
+    def __repr__(self) -> str:
+        return frame_bundle(self.df, self.name)["text/plain"]
