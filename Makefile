@@ -90,6 +90,7 @@ bench: setup
 	$(BIN)/python bench/hostile_bench.py
 	$(BIN)/python bench/mcp_bench.py
 	$(BIN)/python bench/service_bench.py
+	$(BIN)/python bench/publish_bench.py
 	$(BIN)/python bench/compose_bench.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/agentflow_bench.py

@@ -194,6 +194,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ow = OpenWorkflow(state=args.state)
     try:
         ow.load_many([Path(f) for f in args.files])
+        for d in (d for d in ow.warnings if d.code == "LITERAL_CREDENTIAL"):  # stderr: --json stays clean
+            print(d.format().replace(f" {d.code} ", f" warning {d.code} ", 1), file=sys.stderr)
         wf = ow.workflow(args.workflow)
         inputs = input_pairs(args.input, wf.manifest.inputs)
         secrets = _secrets(args.secret)
@@ -510,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     from owf_magics.agent_cli import add_parser as add_agent
 
     add_agent(sub)  # owf agent run REF [PATHS...]
+    from owf_magics.publish_cli import add_parser as add_publish
+
+    add_publish(sub)  # owf publish PATHS --server URL; owf keys generate | rotate
     from owf_magics.sessions_cli import add_parser as add_sessions
 
     add_sessions(sub)  # owf sessions list | prune

@@ -49,6 +49,8 @@ DIAGNOSTIC_CODES: dict[str, str] = {
     "INTERNAL": "loading stopped on an unexpected error (a bug; the diagnostic names the exception)",
     "TYPE_MISMATCH": "a typed output is bound to a typed input of another type",
     "AMBIGUOUS_EXIT": "an edge leaves an inlined workflow that has several exit steps",
+    "LITERAL_CREDENTIAL": "a field named like a credential (api_key, token, password...) holds a literal value"
+    " (a warning)",
     # OpenFlow flows (formats/openflow): the protocol's validator codes
     "INVALID_FORMAT": "a name, version, id or pattern of an OpenFlow flow is not in the required form",
     "DUPLICATE_NODE_ID": "two nodes of an OpenFlow flow share an id",

@@ -123,7 +123,9 @@ def start(
     environ = {**os.environ, "OWF_JWT_SECRET": SECRET, "PYTHONPATH": str(ROOT), **(env or {})}
     log = folder / f"{name}.log"
     command = [sys.executable, "-m", "owf_magics.cli", "serve", *args, "--port", "0"]
-    command += ["--state", str(state or folder / "runs.db"), "--log-level", "warning"]
+    command += ["--state", str(state or folder / "runs.db")]
+    if "--log-level" not in args and "OWF_LOG_LEVEL" not in (env or {}):
+        command += ["--log-level", "warning"]
     with log.open("w") as err:
         proc = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=err, text=True)
     deadline = time.monotonic() + timeout

@@ -36,7 +36,7 @@ DOC_FILES = (
     "composition.md",
     "scale.md",
 )
-WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT", "COMPLEXITY"}
+WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT", "COMPLEXITY", "LITERAL_CREDENTIAL"}
 #: Reserved for unexpected errors: no manifest is meant to produce it (docs/errors.md#internal).
 UNTRIGGERABLE = {"INTERNAL"}
 #: Codes whose examples only fail in a restricted registry: the registry their examples load in.

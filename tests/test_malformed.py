@@ -19,7 +19,7 @@ from owf_magics.errors import DIAGNOSTIC_CODES
 
 CORPUS = Path(__file__).resolve().parent / "malformed"
 EXPECTED_FILE = CORPUS / "expected.yaml"
-WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT", "COMPLEXITY"}
+WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT", "COMPLEXITY", "LITERAL_CREDENTIAL"}
 #: Reserved for unexpected errors: no manifest is meant to produce it (docs/errors.md#internal).
 UNTRIGGERABLE = {"INTERNAL"}
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")

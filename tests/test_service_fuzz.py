@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from owf_magics.runs.crypto import generate_key
+from owf_magics.service.config import SCOPES
 from tests.service_server import start, token, write_flows
 
 pytestmark = pytest.mark.slow
@@ -21,7 +23,7 @@ EXAMPLES = 25
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz")
-    srv = start(folder, str(write_flows(folder)), "--max-body-bytes", "65536")
+    srv = start(folder, str(write_flows(folder)), "--max-body-bytes", "65536", env={"OWF_SECRET_KEY": generate_key()})
     yield srv
     srv.stop()
     assert "Traceback" not in srv.stderr(), srv.stderr()
@@ -46,6 +48,19 @@ OPERATIONS = [
     "POST /runs/{run_id}/resume",
     "POST /runs/{run_id}/cancel",
     "GET /queue",
+    # published workflows, sources and queues (issue 24)
+    "POST /workflows",
+    "GET /workflows/{name}/versions",
+    "DELETE /workflows/{name}/{version}",
+    "POST /sources",
+    "GET /sources",
+    "GET /sources/{source_id}",
+    "PUT /sources/{source_id}",
+    "DELETE /sources/{source_id}",
+    "GET /queues",
+    "GET /queues/{workflow}/{queue_id}",
+    "PUT /queues/{workflow}/{queue_id}",
+    "GET /metrics",
 ]
 
 
@@ -66,7 +81,7 @@ def unified_errors(response, case) -> None:
 
 
 #: Operations without parameters or a body have no invalid requests to generate.
-WITHOUT_INPUT = {"GET /health", "GET /workflows", "GET /queue"}
+WITHOUT_INPUT = {"GET /health", "GET /workflows", "GET /queue", "GET /sources", "GET /queues", "GET /metrics"}
 CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
     (label, GenerationMode.NEGATIVE) for label in OPERATIONS if label not in WITHOUT_INPUT
 ]
@@ -75,7 +90,7 @@ CASES = [(label, GenerationMode.POSITIVE) for label in OPERATIONS] + [
 @pytest.mark.parametrize(("label", "mode"), CASES, ids=[f"{m.value}-{label}" for label, m in CASES])
 def test_no_server_errors_and_every_error_unified(api_schema, fuzz_server, label, mode):
     operation = api_schema.find_operation_by_label(label)
-    headers = {"Authorization": f"Bearer {token()}"}
+    headers = {"Authorization": f"Bearer {token(scope=' '.join(SCOPES))}"}
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(

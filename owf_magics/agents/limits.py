@@ -292,6 +292,12 @@ class RateLimiter:
             state = self._keys.get(key)
             return state.spec if state else None
 
+    def waiting(self, key: str) -> int:
+        """How many acquisitions of `key` are waiting for room (the one being admitted included)."""
+        with self._lock:
+            state = self._keys.get(key)
+            return 0 if state is None else sum(len(line) for line in state.lines.values()) + int(state.busy)
+
     async def acquire(
         self, key: str, *, requests: int = 1, tokens: int = 0, messages: int = 0, subqueue: str = ""
     ) -> float:

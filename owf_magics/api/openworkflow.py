@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from owf_magics.api.guard import load_failure
+from owf_magics.api.publish import publish_workflow
 from owf_magics.api.sessions import SessionMethods
 from owf_magics.api.workflow import Callback, Source, Workflow
 from owf_magics.connectors.http_limits import HttpLimits
@@ -30,6 +31,7 @@ from owf_magics.errors import (
 from owf_magics.formats import convert_documents
 from owf_magics.manifest.budget import TemplateLimits
 from owf_magics.manifest.catalog import Catalog, Loaded
+from owf_magics.manifest.credentials import literal_credentials
 from owf_magics.manifest.loader import SourceDocument, looks_like_path, parse_path, parse_text
 from owf_magics.manifest.models import Agent, Connector
 from owf_magics.manifest.normalize import RawManifest, split_document, wrap
@@ -205,6 +207,7 @@ class OpenWorkflow(SessionMethods):  # sessions(), prune_sessions(): api/session
         docs: list[SourceDocument] = []
         for source in sources:
             docs.extend(self._parse(source, bag, name=name, line_offset=line_offset))
+        bag.extend(literal_credentials(docs))  # a warning in every entry point (docs/security.md)
         docs = convert_documents(docs, bag)  # OpenFlow, AgentFlow, ... become OpenWorkflow documents
         raws: list[RawManifest] = []
         for doc in docs:
@@ -645,6 +648,10 @@ class OpenWorkflow(SessionMethods):  # sessions(), prune_sessions(): api/session
 
     def connectors(self) -> list[Loaded[Connector]]:
         return self._catalog.all("connector")
+
+    def publish(self, name: str | None = None, *, server: str, token: str | None = None) -> dict[str, Any]:
+        """Publish a loaded workflow to ``owf serve`` at `server` (docs/service.md#publishing)."""
+        return publish_workflow(self, name, server=server, token=token)
 
     def workflow(self, name: str | None = None, version: str | None = None) -> Workflow:
         """A loaded workflow by name (highest version, or one matching `version`).

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from owf_magics.errors import OWFError
+from owf_magics.runs.definitions import DEFINITIONS_SCHEMA
 from owf_magics.runs.schema import SCHEMA_VERSION
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "read_version"]
@@ -111,6 +112,7 @@ CREATE TABLE IF NOT EXISTS session_messages (
     PRIMARY KEY (session_id, seq)
 );
 """,
+    5: DEFINITIONS_SCHEMA.replace(" REAL", " DOUBLE PRECISION"),
 }
 
 assert max(MIGRATIONS) == SCHEMA_VERSION, "a SQLite schema version without its PostgreSQL migration"

@@ -12,6 +12,8 @@ Versions:
        (``runs.lease_owner``, ``runs.lease_until``; see `owf_magics.runs.leases`).
     3. ``run_labels`` (see `owf_magics.runs.labels`): the tenant a service run belongs to, say.
     4. ``session_messages`` (see `owf_magics.runs.sessions`): conversation history per session.
+    5. ``workflow_snapshots``, ``workflow_definitions``, ``sources``, ``queue_settings`` (see
+       `owf_magics.runs.definitions`): workflows published to the service, AgentFlow sources.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import sqlite3
 import time
 
 from owf_magics.errors import OWFError
+from owf_magics.runs.definitions import DEFINITIONS_SCHEMA
 from owf_magics.runs.labels import LABELS_SCHEMA
 from owf_magics.runs.sessions import SESSIONS_SCHEMA
 
 #: The schema version written to ``PRAGMA user_version``; bumped with every schema change.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 __all__ = ["SCHEMA_VERSION", "connect", "manifest_hash", "migrate"]
 
@@ -142,6 +145,9 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
                 conn.execute(statement)
         if version < 4:
             for statement in _statements(SESSIONS_SCHEMA):
+                conn.execute(statement)
+        if version < 5:
+            for statement in _statements(DEFINITIONS_SCHEMA):
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:

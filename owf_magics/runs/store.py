@@ -27,6 +27,7 @@ from typing import Any
 from owf_magics.errors import OWFError
 from owf_magics.runs import checkpoint_batch
 from owf_magics.runs.checkpoint_batch import SeqCounter
+from owf_magics.runs.definitions import PublishedDefinitions
 from owf_magics.runs.labels import RunLabels
 from owf_magics.runs.leases import (
     CLAIM_SQL,
@@ -92,7 +93,7 @@ _RUN_SELECT = (
 )
 
 
-class SQLiteRunStore(RunLabels, RunSessions):
+class SQLiteRunStore(RunLabels, RunSessions, PublishedDefinitions):
     """A `RunStore` in one SQLite file (or in memory).
 
     One connection per store object, guarded by a lock, so any thread may call it; WAL mode and a

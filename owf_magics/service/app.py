@@ -6,17 +6,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from owf_magics._version import __version__
-from owf_magics.service import errors, routes
-from owf_magics.service.auth import TokenChecker
+from owf_magics.service import errors, resources, routes
+from owf_magics.service.auth import Principal, TokenChecker, require
 from owf_magics.service.config import ServiceConfig
+from owf_magics.service.observability import RequestLog
 from owf_magics.service.runner import RunService
-from owf_magics.service.schemas import Health
+from owf_magics.service.schemas import ERRORS, Health
+
+#: The Prometheus text format's media type.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -115,6 +120,7 @@ def create_app(config: ServiceConfig, service: RunService | None = None) -> Fast
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    app.add_middleware(RequestLog, metrics=runs.metrics)  # outermost: every answer is logged and counted
 
     @app.get("/health", response_model=Health, tags=["health"], summary="Liveness (no token needed)")
     async def health(request: Request) -> dict[str, Any]:
@@ -125,7 +131,21 @@ def create_app(config: ServiceConfig, service: RunService | None = None) -> Fast
             "workflows": len(svc.ow.workflows()),
         }
 
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["health"],
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"}, **ERRORS},
+        summary="This worker's metrics (Prometheus text format)",
+    )
+    async def metrics(request: Request, who: Annotated[Principal, Depends(require("metrics:read"))]) -> Response:
+        svc: RunService = request.app.state.service
+        return Response(svc.metrics.text(), media_type=CONTENT_TYPE)
+
+    app.include_router(resources.published)
     app.include_router(routes.workflows)
     app.include_router(routes.runs)
     app.include_router(routes.queues)
+    app.include_router(resources.source_routes)
+    app.include_router(resources.queue_routes)
     return app

@@ -139,6 +139,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         if credentials is None and header and not checker.insecure:
             raise ApiError(401, "the Authorization header must be 'Bearer <jwt>'", headers=_CHALLENGE)
         who = checker.principal(credentials.credentials if credentials else None)
+        request.state.tenant, request.state.sub = who.tenant, who.sub  # for the request's log line
         if scope not in who.scopes:
             raise ApiError(
                 403,

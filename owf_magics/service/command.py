@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from owf_magics.errors import ManifestError, OWFError
+from owf_magics.runs.crypto import SECRET_KEY_ENV
 from owf_magics.service.config import (
     MIN_SECRET_BYTES,
     SECRET_ENV,
@@ -53,7 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--shutdown-grace", type=float, default=10.0, help="seconds runs get to finish on shutdown (default 10)"
     )
     p.add_argument("--no-docs", action="store_true", help="serve neither /docs nor /openapi.json")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level",
+        default=None,
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="the JSON log's level (default: $OWF_LOG_LEVEL, else info)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> ServiceConfig:
@@ -81,6 +87,8 @@ def config_from_args(args: argparse.Namespace) -> ServiceConfig:
         max_runs=args.max_runs,
         shutdown_grace=args.shutdown_grace,
         docs=not args.no_docs,
+        secret_keys=[k for k in env.get(SECRET_KEY_ENV, "").split(",") if k.strip()],
+        log_level=args.log_level or env.get("OWF_LOG_LEVEL", "info").lower(),
     )
     config.check()
     return config
@@ -103,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        serve(config, log_level=args.log_level)
+        serve(config, log_level=config.log_level)
     except ManifestError as exc:
         for d in exc.diagnostics:
             print(d.format(), file=sys.stderr)

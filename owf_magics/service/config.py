@@ -17,7 +17,16 @@ from typing import Any
 from owf_magics.errors import OWFError
 
 #: Scopes a token may carry (space-separated in its ``scope`` claim).
-SCOPES = ("workflows:read", "workflows:run", "runs:read", "runs:approve")
+SCOPES = (
+    "workflows:read",
+    "workflows:run",
+    "runs:read",
+    "runs:approve",
+    "workflows:write",
+    "sources:read",
+    "sources:write",
+    "metrics:read",
+)
 #: The environment variable holding the HS256 secret.
 SECRET_ENV = "OWF_JWT_SECRET"
 #: The shortest HS256 secret accepted (RFC 7518 asks for a key as long as the hash: 256 bits).
@@ -50,6 +59,9 @@ class ServiceConfig:
         shutdown_grace: Seconds runs get to finish on shutdown before they are stopped (resumable).
         docs: Serve ``/docs`` and ``/openapi.json``.
         poll_interval: Seconds between store reads while an event stream follows a run.
+        secret_keys: The Fernet keys credentials at rest are sealed with (``OWF_SECRET_KEY``,
+            comma-separated, newest first; see `owf_magics.runs.crypto`).
+        log_level: The level of the JSON-lines log on stderr (``OWF_LOG_LEVEL``).
     """
 
     paths: list[str] = field(default_factory=list)
@@ -70,6 +82,8 @@ class ServiceConfig:
     shutdown_grace: float = 10.0
     docs: bool = True
     poll_interval: float = 0.1
+    secret_keys: list[str] = field(default_factory=list, repr=False)
+    log_level: str = "info"
 
     def check(self) -> None:
         """Refuse settings that cannot be served safely.
@@ -91,6 +105,12 @@ class ServiceConfig:
                 f"--insecure-dev serves without tokens, so only on loopback, not {self.host}",
                 code="VALIDATION",
                 details={"suggestion": "--host 127.0.0.1, or configure a key and drop --insecure-dev"},
+            )
+        if self.log_level not in ("critical", "error", "warning", "info", "debug"):
+            raise OWFError(
+                f"log level {self.log_level!r} is not one of critical, error, warning, info, debug",
+                code="VALIDATION",
+                details={"suggestion": "OWF_LOG_LEVEL=info (or --log-level)"},
             )
         if self.max_body_bytes < 1024 or self.max_runs < 1:
             raise OWFError("--max-body-bytes must be at least 1024 and --max-runs at least 1", code="VALIDATION")

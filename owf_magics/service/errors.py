@@ -147,7 +147,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         error_id = uuid.uuid4().hex[:12]
-        log.error("internal error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+        log.error(
+            "internal error %s on %s %s",
+            error_id,
+            request.method,
+            request.url.path,
+            exc_info=exc,
+            extra={"error_id": error_id, "request_id": getattr(request.state, "request_id", None)},
+        )
         return error_response(
             500, "internal error (the server's log has the details)", {"error_id": error_id}, code="INTERNAL_ERROR"
         )

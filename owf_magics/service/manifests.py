@@ -16,6 +16,9 @@ from owf_magics.api import OpenWorkflow
 REQUEST_FILE = "<request>"
 #: The handler kinds manifests sent in requests may use unless the server allows every kind.
 SAFE_HANDLERS = frozenset({"http"})
+#: Published manifests may also use the AgentFlow kinds that run no code and read nothing of the
+#: server's: a queue's bandwidth, a router's rules, the (offline by default) image handler.
+PUBLISHED_HANDLERS = SAFE_HANDLERS | {"queue", "router", "image"}
 
 
 def as_text(manifest: str | dict[str, Any] | list[Any]) -> str:
@@ -25,12 +28,10 @@ def as_text(manifest: str | dict[str, Any] | list[Any]) -> str:
     return json.dumps(manifest, separators=(",", ":"))
 
 
-def new_registry(store: Any, *, allow_handlers: bool) -> OpenWorkflow:
+def new_registry(store: Any, *, allow_handlers: bool, safe: frozenset[str] = SAFE_HANDLERS) -> OpenWorkflow:
     """A registry for one request's manifests: the server's run store, no environment, and only
-    the safe handler kinds unless `allow_handlers`."""
-    return OpenWorkflow(
-        state=store, environment={}, max_workers=4, allow_handlers=None if allow_handlers else SAFE_HANDLERS
-    )
+    the `safe` handler kinds unless `allow_handlers`."""
+    return OpenWorkflow(state=store, environment={}, max_workers=4, allow_handlers=None if allow_handlers else safe)
 
 
 def release(ow: OpenWorkflow) -> None:

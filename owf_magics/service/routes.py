@@ -92,19 +92,19 @@ async def execute(body: ExecuteRequest, request: Request, who: Run, wait: Wait =
     svc = _service(request)
     if body.manifest is None and body.workflow is None:
         raise ApiError(422, "give `workflow` (a loaded workflow's name) or `manifest` (manifests to run)")
-    inline = None
+    inline = published = None
     if body.manifest is not None:
         wf, ow = await _off_loop_if_large(request, svc.inline, body.manifest, body.workflow)
         inline = (ow, manifests.as_text(body.manifest))
     else:
         assert body.workflow is not None
-        wf = svc.workflow(body.workflow, body.version)
+        wf, published = await asyncio.to_thread(svc.named, who, body.workflow, body.version)
     try:
         # inputs are checked before anything is queued, so `?wait=false` answers a bad input with
         # 400 whether or not the run would have started before the answer (no race with the queue)
         resolve_inputs(wf.item.model, body.inputs or {}, files_root=getattr(wf.ow, "files_root", None), item=wf.item)
         started = await asyncio.to_thread(
-            svc.start, who, wf, body.inputs, prefer_backend=body.prefer_backend, inline=inline
+            svc.start, who, wf, body.inputs, prefer_backend=body.prefer_backend, inline=inline, published=published
         )
     except BaseException:
         if inline is not None:
@@ -126,16 +126,22 @@ async def execute(body: ExecuteRequest, request: Request, who: Run, wait: Wait =
     return JSONResponse(result_view(result))
 
 
-@workflows.get("", response_model=list[WorkflowSummary], summary="The workflows loaded at start-up")
+@workflows.get(
+    "",
+    response_model=list[WorkflowSummary],
+    summary="The workflows loaded at start-up, then the tenant's published ones",
+)
 def list_workflows(request: Request, who: Read) -> list[dict[str, Any]]:
-    return [workflow_summary(wf) for wf in _service(request).ow.workflows()]
+    svc = _service(request)
+    loaded = [workflow_summary(wf) for wf in svc.ow.workflows()]
+    return loaded + [workflow_summary(wf) | {"published": True} for wf in svc.published.newest(who)]
 
 
 @workflows.get(
     "/{name}",
     response_model=WorkflowDetail,
     responses={404: ERRORS[422] | {"description": "no such workflow"}},
-    summary="A workflow's inputs, outputs, plan and graph (mermaid)",
+    summary="A workflow (published in the caller's tenant, else loaded): inputs, outputs, plan, graph",
 )
 def get_workflow(
     name: Annotated[str, Path(min_length=1, max_length=512)],
@@ -144,7 +150,7 @@ def get_workflow(
     version: Annotated[str | None, Query(max_length=128)] = None,
     prefer_backend: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
-    return workflow_detail(_service(request).workflow(name, version), prefer_backend)
+    return workflow_detail(_service(request).named(who, name, version)[0], prefer_backend)
 
 
 # -- /runs ----------------------------------------------------------------------------------------

@@ -24,11 +24,14 @@ from typing import Any
 
 from owf_magics.api import OpenWorkflow, Workflow
 from owf_magics.errors import OWFError
+from owf_magics.runs.crypto import Keyring
 from owf_magics.runs.queue import RunHandle, RunQueue
 from owf_magics.service import manifests
 from owf_magics.service.auth import Principal
 from owf_magics.service.config import ServiceConfig
 from owf_magics.service.errors import ApiError
+from owf_magics.service.observability import Metrics, RunObserver
+from owf_magics.service.published import Published, split_ref
 
 log = logging.getLogger("owf_magics.service")
 
@@ -63,13 +66,20 @@ class RunService:
         self.ow = OpenWorkflow(state=config.state, max_concurrent_runs=config.max_runs, env=config.env or None)
         if config.paths:
             self.ow.load_many([Path(p) for p in config.paths])
+            for w in self.ow.warnings:  # literal credentials, say: on every start, in the log
+                log.warning("%s", w.format())
         self.store: Any = self.ow.store
         if not callable(getattr(self.store, "set_labels", None)):
             raise OWFError(
                 f"the run store {self.store!r} keeps no run labels, which the service needs for tenants",
                 code="UNAVAILABLE",
             )
+        self.keyring = Keyring(config.secret_keys)
+        self.published = Published(self.store, allow_handlers=config.allow_handlers, keyring=self.keyring)
         self.queue = RunQueue(config.max_runs, name="owf-serve-runs")
+        self.metrics = Metrics()
+        self.metrics.watch_queue(self.queue.queue_status)
+        self.metrics.watch_agentflow_queues(self.published.waiting)
         self.handles: dict[str, RunHandle[Any]] = {}  # this worker's runs (finished ones are dropped)
         self.resuming: set[str] = set()  # runs resumed in a worker thread (they cannot be interrupted)
         self.interrupted: set[str] = set()  # runs stopped by a shutdown (left resumable)
@@ -143,6 +153,17 @@ class RunService:
         except OWFError as exc:
             raise ApiError(404, exc.message, exc.details) from None
 
+    def named(self, who: Principal, name: str, version: str | None) -> tuple[Workflow, Published.Run | None]:
+        """A workflow by ``name`` or ``name@range``: the caller's tenant's newest published version
+        in the range, else (when the tenant never published that name) one loaded at start-up."""
+        ref, rng = split_ref(name, version)
+        found = self.published.find(who, ref, rng)
+        if found is None:
+            return self.workflow(ref, rng), None
+        wf, entry = self.published.workflow(found)
+        labels = {"snapshot": found.snapshot_id, "workflow_version": found.version}
+        return wf, Published.Run(labels, entry.secrets)
+
     def inline(self, manifest: str | dict[str, Any] | list[Any], name: str | None) -> tuple[Workflow, OpenWorkflow]:
         """A workflow from a request's manifest, in a registry of its own (the caller releases it)."""
         ow = manifests.new_registry(self.store, allow_handlers=self.config.allow_handlers)
@@ -163,6 +184,7 @@ class RunService:
         *,
         prefer_backend: str | None = None,
         inline: tuple[OpenWorkflow, str] | None = None,
+        published: Published.Run | None = None,
     ) -> Started:
         """Label a new run id with the caller's tenant, then queue the run.
 
@@ -173,6 +195,8 @@ class RunService:
             prefer_backend: The backend for steps that name none.
             inline: The request's registry and manifest text, for a workflow sent in the request
                 (its runs get no secrets: the manifest is not the server's).
+            published: The labels and secrets of a published workflow's run (its snapshot, and
+                the credentials of the sources it uses).
         """
         if self.stopping:
             raise ApiError(503, "the service is shutting down; try another worker")
@@ -182,14 +206,21 @@ class RunService:
             labels["tenant"] = who.tenant
         if inline is not None:
             labels["manifest"] = inline[1]
+        if published is not None:
+            labels.update(published.labels)
         self.store.set_labels(run_id, labels)
         owned = inline[0] if inline is not None else None
         secrets = {} if owned is not None else self.config.secrets
+        if published is not None:
+            secrets = published.secrets
         given = dict(inputs)
+        observer = RunObserver(self.metrics, run_id, wf.name, who.tenant)
 
         async def work() -> Any:
             try:
-                return await wf.aexecute(given, prefer_backend, secrets, run_id=run_id)
+                result = await wf.aexecute(given, prefer_backend, secrets, observer, run_id=run_id)
+                observer.finished(result)
+                return result
             finally:
                 if owned is not None:
                     manifests.release(owned)
@@ -216,19 +247,28 @@ class RunService:
         text = labels.get("manifest")
         owned: OpenWorkflow | None = None
         ow = self.ow
-        if text is not None:
+        secrets = self.config.secrets
+        if labels.get("snapshot"):
+            entry = self.published.loaded(labels["snapshot"], labels.get("tenant"))
+            ow, secrets = entry.ow, entry.secrets
+        elif text is not None:
             owned = ow = manifests.new_registry(self.store, allow_handlers=self.config.allow_handlers)
             try:
                 manifests.load(ow, text)
             except BaseException:
                 manifests.release(owned)
                 raise
-        secrets = {} if owned is not None else self.config.secrets
+            secrets = {}
+
+        record = self.store.get_run(run_id)
+        observer = RunObserver(self.metrics, run_id, record.workflow if record else "", labels.get("tenant"))
 
         def work() -> Any:
             self.resuming.add(run_id)
             try:
-                return ow.resume(run_id, dict(approvals), event, secrets=secrets, force=force)
+                result = ow.resume(run_id, dict(approvals), event, secrets=secrets, force=force)
+                observer.finished(result)
+                return result
             finally:
                 self.resuming.discard(run_id)
                 if owned is not None:

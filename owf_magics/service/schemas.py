@@ -127,6 +127,7 @@ class WorkflowSummary(BaseModel):
     inputs: dict[str, Any]
     outputs: list[str]
     steps: int
+    published: bool = Field(False, description="published to the service (the newest version), not loaded at start-up")
 
 
 class WorkflowDetail(WorkflowSummary):

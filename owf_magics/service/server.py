@@ -14,6 +14,7 @@ import uvicorn
 
 from owf_magics.service.app import create_app
 from owf_magics.service.config import ServiceConfig
+from owf_magics.service.observability import configure_logging
 from owf_magics.service.runner import RunService
 
 #: The line `serve` prints on stdout once it listens (tests and scripts read the port from it).
@@ -46,6 +47,7 @@ def serve(config: ServiceConfig, *, log_level: str = "info") -> None:
         OWFError: Settings that cannot be served (see `ServiceConfig.check`).
         ManifestError: Every problem in the manifests at ``config.paths``.
     """
+    configure_logging(log_level)
     app = create_app(config)
     server = _Server(
         uvicorn.Config(
@@ -57,7 +59,8 @@ def serve(config: ServiceConfig, *, log_level: str = "info") -> None:
             timeout_graceful_shutdown=max(1, int(config.shutdown_grace)),
             server_header=False,
             proxy_headers=False,
-            access_log=log_level == "debug",
+            access_log=False,  # RequestLog writes one JSON line per request instead
+            log_config=None,  # keep the JSON handlers of configure_logging
         ),
         app.state.service,
     )

@@ -298,6 +298,10 @@ class Builder:
         for key in ("responses", "pricing", "temperature"):
             if key in cfg:
                 model[key] = cfg[key]
+        # an OpenAI-compatible endpoint and its key (a source stored through the service's /sources)
+        provider_config = {k: cfg[k] for k in ("base_url", "api_key", "max_retries", "timeout") if k in cfg}
+        if provider_config:
+            model["providerConfig"] = provider_config
         body: dict[str, Any] = {"name": f"agentflow-{self.spec.name}-{nid}", "model": model}
         system = node_cfg.get("system_prompt")
         if system:
