@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from owf_magics.api.batch_wire import Opaque, PackedRuns, fewer_collections, unpacked
 from owf_magics.errors import OWFError
 from owf_magics.runtime.frames import typed_frame
 from owf_magics.runtime.results import RunResult, StepError
@@ -275,18 +276,21 @@ def _registry(payload: Mapping[str, Any]) -> Any:
 def run_chunk(
     payload: Mapping[str, Any],
     workflow: tuple[str, str],
-    items: Sequence[tuple[int, str, Mapping[str, Any]]],
+    items: Sequence[tuple[int, str, Mapping[str, Any]]] | Opaque,
     options: Mapping[str, Any],
-) -> list[RunResult]:
-    """A cluster task: run some inputs of a batch on this worker (the registry from `payload`)."""
+) -> list[RunResult] | PackedRuns:
+    """A cluster task: run some inputs of a batch on this worker (the registry from `payload`); with
+    ``options["packed"]`` the results travel back as one compact pickle (`owf_magics.api.batch_wire`)."""
     ow = _registry(payload)
+    todo: Sequence[tuple[int, str, Mapping[str, Any]]] = items.value if isinstance(items, Opaque) else items
     if options.get("limiter") is not None:  # the batch's one rate limiter (a Dask actor)
         from owf_magics.api.batch_limits import install
 
         install(ow, options["limiter"])
     wf = ow.workflow(*workflow)
-    results: list[RunResult] = _blocking(_run_many(ow, wf, items, options))
-    return results
+    with fewer_collections():
+        results: list[RunResult] = _blocking(_run_many(ow, wf, todo, options))
+    return PackedRuns(results) if options.get("packed") else results
 
 
 # -- the batch ------------------------------------------------------------------------------------
@@ -387,7 +391,8 @@ def run_batch(
     try:
         if client is None and cluster is None:
             where = "in-process"
-            results = _blocking(_run_many(ow, wf, items, options, bar.advance))
+            with fewer_collections():
+                results = _blocking(_run_many(ow, wf, items, options, bar.advance))
         else:
             where = "on Dask"
             results, dashboard, limiter = _on_dask(ow, wf, items, options, client, chunk_size, bar)
@@ -446,15 +451,17 @@ def _on_dask(
 
         limiter = client.submit(BatchLimiter, actor=True, pure=False)  # rate limits shared by every worker
         handle = limiter.result()  # held until the batch ends; tasks get its address, not a dependency
-        options = {**options, "limiter": (handle._address, handle.key)}
-        futures = [client.submit(run_chunk, payload, ref, chunk, options, pure=False) for chunk in chunks]
+        options = {**options, "limiter": (handle._address, handle.key), "packed": True}
+        futures = [client.submit(run_chunk, payload, ref, Opaque(chunk), options, pure=False) for chunk in chunks]
         sizes = {f.key: len(c) for f, c in zip(futures, chunks, strict=True)}
         got: dict[Any, list[RunResult]] = {}
         # each chunk's results come back as soon as it ends: their transfer and unpickling overlap
-        # the chunks still running instead of all happening after the last one
-        for done, chunk_results in dask.as_completed(futures, with_results=True):
-            got[done.key] = chunk_results
-            bar.advance(sizes[done.key])
+        # the chunks still running instead of all happening after the last one; the results pile
+        # up here, so the collector is not asked to walk them again every 700 new objects
+        with fewer_collections():
+            for done, chunk_results in dask.as_completed(futures, with_results=True):
+                got[done.key] = unpacked(chunk_results)
+                bar.advance(sizes[done.key])
         results: list[RunResult] = [r for f in futures for r in got[f.key]]
         try:
             stats: dict[str, Any] | None = handle.stats().result(5)

@@ -168,6 +168,11 @@ class RunResult:
         """Build `trace_rows` and `events` from ``bookkeeping.build()`` when first read."""
         self._lazy = bookkeeping
 
+    @property
+    def deferred(self) -> Any:
+        """What `defer` was given, while `trace_rows` and `events` are not built yet; else None."""
+        return self._lazy
+
     def _materialise(self) -> None:
         lazy, self._lazy = self._lazy, None
         self._trace_rows, self._events = lazy.build()
