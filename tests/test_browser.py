@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -160,3 +161,141 @@ def test_the_tour_runs_in_jupyterlab_in_chromium(lab):
         finally:
             browser.close()
     assert (artifacts / "browser-tour.png").stat().st_size > 10_000
+
+
+NESTED = """workflows:
+  - name: child
+    inputs: {v: {type: number}}
+    steps:
+      - {id: double, type: transform, expression: "{{ inputs.v * 2 }}"}
+  - name: parent
+    steps:
+      - {id: call, type: workflow, workflow: child, input: {v: 21}}
+"""
+
+
+def _fifty_step_notebook(path: Path) -> None:
+    """A notebook that defines and runs a 50-step chain, then shows its graph on its own."""
+    import nbformat
+
+    steps = "\n".join(
+        f"      - {{id: step_{i:02d}, type: transform, expression: 'value {i}'"
+        + (f", needs: [step_{i - 1:02d}]}}" if i else "}")
+        for i in range(50)
+    )
+    cells = [
+        nbformat.v4.new_code_cell("%load_ext owf_magics"),
+        nbformat.v4.new_code_cell(f"%%workflow fifty --run -o res\nworkflows:\n  - name: fifty\n    steps:\n{steps}\n"),
+        nbformat.v4.new_code_cell("%workflow show fifty --show graph"),
+        nbformat.v4.new_code_cell(f"%%workflow parent --quiet\n{NESTED}"),
+        # JupyterLab's own mermaid renderer draws the mermaid form: sub-workflow group, tooltips
+        nbformat.v4.new_code_cell(
+            "from IPython.display import display\n"
+            "from owf_magics.notebook.magics import registry\n"
+            "from owf_magics.notebook.views import GraphView\n"
+            "view = GraphView(registry().workflow('parent').plan(), xray=True, show_reasons=True)\n"
+            "display({'text/vnd.mermaid': view.mermaid()}, raw=True)"
+        ),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, path)
+
+
+# how many pixels of a PNG differ from its most common colour, decoded by the browser itself
+_COUNT_INK = """async (b64) => {
+  const img = new Image();
+  img.src = 'data:image/png;base64,' + b64;
+  await img.decode();
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const g = c.getContext('2d');
+  g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, c.width, c.height).data;
+  const counts = new Map();
+  for (let i = 0; i < d.length; i += 4) {
+    const k = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2];
+    counts.set(k, (counts.get(k) || 0) + 1);
+  }
+  const background = Math.max(...counts.values());
+  return {width: c.width, height: c.height, ink: c.width * c.height - background, colours: counts.size};
+}"""
+
+
+def test_a_fifty_step_workflow_scrolls_in_its_container_and_the_trace_fits_the_page(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    _fifty_step_notebook(tmp_path / "notebooks" / "fifty.ipynb")
+    artifacts = Path(os.environ.get("OWF_ARTIFACTS", ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "browser-fifty.png"
+    width = 1400
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 1000})
+            page.goto(f"{base}/lab/tree/fifty.ipynb?token={token}")
+            page.wait_for_selector(".jp-Notebook", timeout=60_000)
+            with contextlib.suppress(Exception):  # the notebook names its kernel: a dialog is unlikely
+                page.click(".jp-Dialog button.jp-mod-accept", timeout=1_500)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            page.click('.lm-MenuBar-itemLabel >> text="Run"', timeout=10_000)
+            page.click('.lm-Menu-itemLabel >> text="Run All Cells"', timeout=10_000)
+            # the third cell's graph (outside the run's widget)
+            static = ".jp-OutputArea-output > .owf-graph .owf-graph-scroll, .jp-RenderedHTMLCommon .owf-graph-scroll"
+            page.wait_for_selector(static, state="attached", timeout=90_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+            errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+            assert errors.count() == 0, errors.first.text_content()
+
+            # the graph: 50 steps left to right, wider than the page, in a container that scrolls
+            box = page.locator(static).last
+            box.scroll_into_view_if_needed(timeout=10_000)
+            sizes = box.evaluate("e => ({sw: e.scrollWidth, cw: e.clientWidth})")
+            assert sizes["sw"] > sizes["cw"] > 200, sizes
+            moved = box.evaluate("e => { e.scrollLeft = 600; return e.scrollLeft; }")
+            assert moved > 0
+            assert box.bounding_box()["x"] + box.bounding_box()["width"] <= width
+            # the zoom buttons scale the drawing inside the box
+            graph = box.locator("xpath=..")  # the .owf-graph holding the legend and the box
+            before = box.evaluate("e => e.scrollWidth")
+            graph.locator("button[title='zoom in']").click(timeout=10_000)
+            assert box.evaluate("e => e.scrollWidth") > 1.2 * before
+            graph.locator("button[title='actual size']").click(timeout=10_000)
+            assert abs(box.evaluate("e => e.scrollWidth") - before) <= 2
+            box.evaluate("e => { e.scrollLeft = 600; }")
+            legend = page.locator(".owf-legend").last.bounding_box()
+            assert legend["y"] < box.bounding_box()["y"]  # the legend sits on top
+            assert box.locator("svg title").filter(has_text="backend native: ").count() >= 50  # reasons on hover
+
+            # JupyterLab draws mermaid as an <img> of the SVG it made (strict security)
+            mermaid = page.locator(".jp-RenderedMermaid img").last
+            mermaid.wait_for(state="attached", timeout=30_000)
+            drawn = urllib.parse.unquote(mermaid.get_attribute("src") or "")
+            assert "<svg" in drawn and "Syntax error" not in drawn
+            for text in ("call → child v1.0.0", "double", "why: "):
+                assert text in drawn, text
+            box.scroll_into_view_if_needed(timeout=10_000)
+            page.screenshot(path=str(shot))
+            ink = page.evaluate(_COUNT_INK, __import__("base64").b64encode(shot.read_bytes()).decode())
+            # the run's live view: its Graph tab scrolls too, its Trace tab renders inside the page width
+            page.locator(".lm-TabBar-tabLabel", has_text="Graph").first.click(timeout=10_000)
+            live = page.locator(".widget-tab .owf-graph-scroll").first
+            live.wait_for(state="visible", timeout=10_000)
+            assert live.evaluate("e => e.scrollWidth > e.clientWidth")
+            page.locator(".lm-TabBar-tabLabel", has_text="Trace").first.click(timeout=10_000)
+            trace = page.locator("table.owf-frame").filter(has_text="step_00").first
+            trace.wait_for(state="visible", timeout=10_000)
+            # the trace's box ends inside the page (a table wider than it scrolls in that box), and
+            # nothing pushes the notebook wider than its window
+            right = trace.evaluate("e => e.closest('.owf-table-box').getBoundingClientRect().right")
+            assert right <= width, f"the trace ends at {right}px on a {width}px page"
+            notebook = page.locator(".jp-WindowedPanel-outer, .jp-Notebook").first
+            assert notebook.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the notebook scrolls sideways"
+            page.screenshot(path=str(artifacts / "browser-fifty-trace.png"))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 20_000
+    assert (ink["width"], ink["height"]) == (width, 1000)
+    assert ink["ink"] > 0.02 * width * 1000 and ink["colours"] > 50, ink  # not a blank page

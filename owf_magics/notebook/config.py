@@ -46,7 +46,9 @@ class OWF(Configurable):
         help="Live ipywidgets view of runs: auto (in a widget front end, not in deterministic mode), always, never.",
     ).tag(config=True)
     svg = Bool(True, help="Draw graphs as SVG through graphviz's dot when it is installed.").tag(config=True)
-    direction = Enum(("TD", "LR"), "TD", help="Graph direction: TD (top-down) or LR (left-right).").tag(config=True)
+    direction = Enum(
+        ("auto", "TD", "LR"), "auto", help="Graph direction: auto (LR when tall and narrow), TD or LR."
+    ).tag(config=True)
     quiet = Bool(False, help="Show nothing after a %%workflow cell unless asked (like --quiet).").tag(config=True)
 
     @default("deterministic")

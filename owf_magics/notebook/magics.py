@@ -22,6 +22,7 @@ from owf_magics.errors import ManifestError, OWFError, did_you_mean
 from owf_magics.notebook.cells import CellTracker
 from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject, parse_show
 from owf_magics.notebook.errors import CellManifestError, WorkflowRunError, read_source, short
+from owf_magics.notebook.files_magic import graph_scope, load_line, show_format, warm, write_cell_file
 from owf_magics.notebook.history_magic import HISTORY_SUBCOMMANDS, HISTORY_USAGE, history_line
 from owf_magics.notebook.views import GraphView, ResolutionView, shown_frame
 from owf_magics.notebook.views.tables import html_table, register_frames, text_table
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from owf_magics.runtime.results import RunResult
 
 SUBCOMMANDS: tuple[str, ...] = ("list", "show", "run", "map", "resume", "validate", "backends", "tools", "trace")
-SUBCOMMANDS += ("usage", "help", *HISTORY_SUBCOMMANDS)
+SUBCOMMANDS += ("usage", "help", "load", *HISTORY_SUBCOMMANDS)
 
 USAGE = f"""\
 %%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--secrets VAR]
@@ -45,10 +46,13 @@ USAGE = f"""\
     Validates and registers the manifests for later cells, then shows the graph and the
     backend-resolution table of the workflow NAME (default: the cell's only or first workflow).
     With --run it also executes it and shows the result; -o VAR binds the RunResult.
-    Running the cell again replaces what it defined before.
+    Running the cell again replaces what it defined before. --file PATH also writes it to PATH;
+    --xray [DEPTH] opens sub-workflows in the graph, --reasons says why each step's backend.
 
 %workflow list                     loaded agents, connectors and workflows
 %workflow show [NAME] [--show ...] graph and resolution table of a loaded workflow (default: the last one)
+%workflow show NAME --format F     the graph as mermaid, dot, svg, png or text (-o VAR binds it)
+%workflow load PATH                load a manifest file, or every .yaml/.yml/.json file in a directory
 %workflow run [NAME] [--input K=V] [--inputs VAR] [--secrets VAR] [-o VAR] [--prefer-backend B] [--quiet]
 %workflow map NAME --inputs VAR [--client ADDRESS|VAR] [-o VAR] [--secrets VAR]
                                    run NAME once per inputs dict in VAR (a list or DataFrame), here or on Dask
@@ -119,6 +123,10 @@ class WorkflowMagics(Magics):
     @argument("--event", metavar="JSON", help="resume: the payload of the event the run waits for")
     @argument("--client", metavar="ADDRESS", help="map: a Dask scheduler address, or a Client variable")
     @argument("--from", dest="from_step", metavar="STEP", help="fork: the first step to run again")
+    @argument("--file", metavar="PATH", help="cell: also write the cell to this .yaml file and load it from there")
+    @argument("--format", metavar="F", help="show: the graph as mermaid, dot, svg, png or text")
+    @argument("--xray", nargs="?", const="all", metavar="DEPTH", help="graphs: open sub-workflows (DEPTH levels)")
+    @argument("--reasons", action="store_true", help="graphs: say why each step's backend was chosen")
     @line_cell_magic
     def workflow(self, line: str, cell: str | None = None) -> Any:
         """Define, inspect and run OpenWorkflow manifests.
@@ -135,9 +143,10 @@ class WorkflowMagics(Magics):
         except ValueError as exc:
             raise UsageError(f"cannot split the magic's arguments: {exc}") from None
         args = self.workflow.parser.parse_args(argv)
-        if cell is None:
-            return self._line(args, line)
-        return self._cell(args, line, cell)
+        with graph_scope(args):
+            if cell is None:
+                return self._line(args, line)
+            return self._cell(args, line, cell)
 
     # -- %%workflow -----------------------------------------------------------------------------
 
@@ -150,9 +159,12 @@ class WorkflowMagics(Magics):
         show = self._show(args)
         source_name = self.tracker.source_name()
         self.sources[source_name] = f"%%workflow {line}\n{cell}"
+        load_name, offset = source_name, 1
+        if args.file:  # the cell is that file now: diagnostics say flow.yaml:LINE and quote the file
+            load_name, offset = write_cell_file(args.file, cell), 0
         saved = self.ow._catalog, self.ow.warnings  # a cell that fails registers nothing
         try:
-            items = self.ow.load(cell, name=source_name, line_offset=1)
+            items = self.ow.load(cell, name=load_name, line_offset=offset)
         except ManifestError as exc:
             raise CellManifestError(exc, read_source(self.sources)) from None
         workflows = [i for i in items if i.kind == "workflow"]
@@ -264,6 +276,8 @@ class WorkflowMagics(Magics):
             return self._resume(args, rest)
         if sub in HISTORY_SUBCOMMANDS:
             return history_line(self, args, sub, rest)
+        if sub == "load":
+            return load_line(self, rest)
         if sub == "map":
             from owf_magics.notebook.batch_magic import map_line
 
@@ -275,6 +289,8 @@ class WorkflowMagics(Magics):
         prefer = args.prefer_backend or self.settings.prefer_backend
         if sub == "show":
             plan = self._plan(wf, prefer)
+            if args.format:
+                return show_format(self, plan, args.format, args)
             self._display_plan(wf, plan, self._show(args))
             return None
         return self._run(wf, args, prefer, args.quiet or self.settings.quiet)
@@ -392,7 +408,9 @@ class WorkflowMagics(Magics):
 
     def _plan(self, wf: Workflow, prefer: str | None) -> Any:
         try:
-            return wf.plan(prefer_backend=prefer)
+            plan = wf.plan(prefer_backend=prefer)
+            warm(self, plan)  # sub-workflows planned, so every graph view of this plan draws them
+            return plan
         except ManifestError as exc:
             raise CellManifestError(exc, self._lookup_for(wf)) from None
         except OWFError as exc:
@@ -434,7 +452,9 @@ class WorkflowMagics(Magics):
 
     def _lookup_for(self, wf: Workflow) -> Any:
         text = self.item_sources.get(_item_key(wf.item))
-        return read_source({**self.sources, wf.item.file: text} if text is not None else self.sources)
+        if text is not None and wf.item.file.startswith("<"):  # else a file (--file): read from disk
+            return read_source({**self.sources, wf.item.file: text})
+        return read_source(self.sources)
 
     def _secrets(self, args: Any) -> dict[str, str] | None:
         if not args.secrets:

@@ -6,7 +6,7 @@ only when a DataFrame is shown.
 
 from __future__ import annotations
 
-from owf_magics.notebook.views.display import GraphView, ResolutionView, RunView, summary_text
+from owf_magics.notebook.views.display import ResolutionView, RunView, summary_text
 from owf_magics.notebook.views.graph import (
     StepState,
     dot_available,
@@ -16,6 +16,7 @@ from owf_magics.notebook.views.graph import (
     to_svg,
     to_text,
 )
+from owf_magics.notebook.views.graphview import GraphView
 from owf_magics.notebook.views.settings import SETTINGS, DisplaySettings, deterministic_from_env
 from owf_magics.notebook.views.tables import resolution_html, resolution_rows, resolution_text, shown_frame
 

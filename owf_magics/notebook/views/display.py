@@ -11,7 +11,8 @@ import html
 import json
 from typing import TYPE_CHECKING, Any
 
-from owf_magics.notebook.views.graph import Overlay, backend_colours, overlay_from_result, to_mermaid, to_svg, to_text
+from owf_magics.notebook.views.graph import overlay_from_result
+from owf_magics.notebook.views.graphview import GraphView
 from owf_magics.notebook.views.settings import MASK, SETTINGS
 from owf_magics.notebook.views.tables import frame_bundle, frame_name, resolution_html, resolution_text
 from owf_magics.runtime.results import status_phrase
@@ -20,60 +21,8 @@ if TYPE_CHECKING:
     from owf_magics.plan.resolution import Plan
     from owf_magics.runtime.results import RunResult
 
-MERMAID_MIME = "text/vnd.mermaid"
 #: Lines of a run's outputs shown as text before the rest is left to ``VAR.outputs``.
 OUTPUT_LINES = 20
-
-
-class GraphView:
-    """The plan's graph (with a run's overlay when given) in every form a front end may draw.
-
-    Args:
-        plan: The workflow's plan.
-        overlay: Per-step states from a run (see `overlay_from_result`).
-        svg: Include graphviz SVG when ``dot`` exists (default: the display settings, on).
-        direction: ``TD`` or ``LR``.
-    """
-
-    def __init__(
-        self, plan: Plan, overlay: Overlay | None = None, *, svg: bool | None = None, direction: str = "TD"
-    ) -> None:
-        self.plan = plan
-        self.overlay = overlay
-        self.svg = SETTINGS.svg if svg is None else svg
-        self.direction = direction
-
-    def mermaid(self) -> str:
-        return to_mermaid(self.plan, self.overlay, direction=self.direction)
-
-    def svg_text(self) -> str | None:
-        if not self.svg:
-            return None
-        return to_svg(self.plan, self.overlay, rankdir="LR" if self.direction == "LR" else "TB")
-
-    def text(self) -> str:
-        return to_text(self.plan, self.overlay)
-
-    def html(self) -> str:
-        svg = self.svg_text()
-        legend = _legend(self.plan)
-        if svg is not None:
-            return f'<div class="owf-graph">{svg}{legend}</div>'
-        return (
-            f'<div class="owf-graph"><pre class="owf-mermaid">{html.escape(self.mermaid())}</pre>{legend}'
-            "<p><small>graphviz's <code>dot</code> is not installed, so this is the graph's mermaid text; "
-            "JupyterLab draws the text/vnd.mermaid output of the same value.</small></p></div>"
-        )
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        bundle = {"text/plain": self.text(), MERMAID_MIME: self.mermaid(), "text/html": self.html()}
-        svg = self.svg_text()
-        if svg is not None:
-            bundle["image/svg+xml"] = svg
-        return bundle
-
-    def __repr__(self) -> str:
-        return self.text()
 
 
 class ResolutionView:
@@ -87,17 +36,6 @@ class ResolutionView:
 
     def __repr__(self) -> str:
         return resolution_text(self.plan)
-
-
-def _legend(plan: Plan) -> str:
-    items = []
-    for name in plan.backends_used():
-        fill, stroke = backend_colours(name)
-        items.append(
-            f'<span style="background:{fill};border:1px solid {stroke};padding:0 6px;margin-right:6px">'
-            f"{html.escape(name)}</span>"
-        )
-    return f'<div class="owf-legend"><small>backends: {"".join(items)}</small></div>'
 
 
 def run_id_text(result: RunResult) -> str:

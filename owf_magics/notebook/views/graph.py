@@ -1,44 +1,37 @@
-"""The plan's graph as mermaid text, graphviz DOT (and SVG through ``dot``) and plain text.
+"""The plan's graph as mermaid text, graphviz DOT (and SVG/PNG through ``dot``) and plain text.
 
-Every renderer reads the same neutral `Graph` and `Plan`: nodes are coloured by the backend that
-resolved for them and shaped by step type; the blocks of branches, loops and try steps become
-groups. Node ids in the output are positional (``n0``, ``n1``...), so step ids with spaces, quotes
-or non-ASCII characters only ever appear inside escaped labels.
+Every renderer walks the same `Scene` (owf_magics.notebook.views.scene): nodes are coloured by the
+backend that resolved for them (Okabe-Ito colours, see `palette`) and shaped by step type; the blocks
+of branches, loops and try steps become groups, and so do sub-workflows opened by ``xray``. Node ids
+in the output are positional (``n0``, ``n1``, ``n3_0``...), so step ids with spaces, quotes or
+non-ASCII characters only ever appear inside escaped labels. Each step says why its backend was
+chosen on hover (the SVG's ``<title>``, a mermaid tooltip) and, with ``show_reasons``, in its label.
 """
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 import subprocess
-import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from owf_magics.notebook.views.palette import BUILT_IN, backend_colours
+from owf_magics.notebook.views.scene import ROOT, Scene, SceneNode, SubPlans, build_scene
 from owf_magics.notebook.views.settings import SETTINGS
 from owf_magics.runtime.results import plural
 
 if TYPE_CHECKING:
-    from owf_magics.plan.graph import BlockKey, Group
     from owf_magics.plan.resolution import Plan
     from owf_magics.runtime.results import RunResult
 
-ROOT: tuple[None, str] = (None, "steps")  # the workflow's own block (as in owf_magics.plan.graph, not imported: cheap)
+__all__ = ["ROOT", "backend_colours"]
 
-#: Fill and stroke colours of the built-in backends; other names draw from `_PALETTE`.
-BACKEND_COLOURS: dict[str, tuple[str, str]] = {
-    "native": ("#dbeafe", "#1e40af"),
-    "langchain": ("#dcfce7", "#166534"),
-    "assistants": ("#fef3c7", "#92400e"),
-}
-_PALETTE = (
-    ("#fce7f3", "#9d174d"),
-    ("#ede9fe", "#5b21b6"),
-    ("#ffedd5", "#9a3412"),
-    ("#e0f2fe", "#075985"),
-    ("#f1f5f9", "#334155"),
-)
+#: Fill and stroke colours of the built-in backends (other names: see `palette.backend_colours`).
+BACKEND_COLOURS: dict[str, tuple[str, str]] = {name: backend_colours(name) for name in BUILT_IN}
 #: Border colours of a step's status once a run has started.
 STATUS_COLOURS = {
     "success": "#16a34a",
@@ -112,16 +105,26 @@ def overlay_from_result(result: RunResult) -> dict[str, StepState]:
             continue
         durations[sid] = durations.get(sid, 0.0) + float(row.get("duration_ms") or 0.0)
         tokens[sid] = tokens.get(sid, 0) + int(row.get("total_tokens") or 0)
-    return {
+    out = {
         sid: StepState(s.status, durations.get(sid), tokens.get(sid, 0), s.attempts) for sid, s in result.steps.items()
     }
+    out.update(_inner_states(result, durations, tokens, out))
+    return out
 
 
-def backend_colours(name: str) -> tuple[str, str]:
-    """(fill, stroke) for a backend; unknown names get a stable colour from a small palette."""
-    if name in BACKEND_COLOURS:
-        return BACKEND_COLOURS[name]
-    return _PALETTE[zlib.crc32(name.encode()) % len(_PALETTE)]
+def _inner_states(
+    result: RunResult, durations: dict[str, float], tokens: dict[str, int], known: Mapping[str, StepState]
+) -> dict[str, StepState]:
+    """States of the steps inside sub-workflows (``call/double``), which only the trace rows name."""
+    status: dict[str, str] = {}
+    attempts: dict[str, int] = {}
+    for row in result.trace_rows:
+        sid = str(row.get("step_id"))
+        if sid in known or "/" not in sid:
+            continue
+        status[sid] = str(row.get("status"))
+        attempts[sid] = attempts.get(sid, 0) + 1
+    return {sid: StepState(st, durations.get(sid), tokens.get(sid, 0), attempts[sid]) for sid, st in status.items()}
 
 
 def node_ids(plan: Plan) -> dict[str, str]:
@@ -129,87 +132,58 @@ def node_ids(plan: Plan) -> dict[str, str]:
     return {sid: f"n{i}" for i, sid in enumerate(plan.graph.topological())}
 
 
-def _label_lines(plan: Plan, sid: str, overlay: Overlay | None, deterministic: bool | None) -> list[str]:
-    node = plan.graph.nodes[sid]
-    entry = plan.entries.get(sid)
-    lines = [node.label if node.label == sid else f"{node.label} ({sid})"]
-    second = node.type
+def _backend(node: SceneNode) -> str:
+    entry = node.plan.entries.get(node.sid)
+    return entry.backend if entry is not None else "native"
+
+
+def _label_lines(node: SceneNode, overlay: Overlay | None, deterministic: bool | None, reasons: bool) -> list[str]:
+    gnode = node.plan.graph.nodes[node.sid]
+    entry = node.plan.entries.get(node.sid)
+    lines = [gnode.label if gnode.label == node.sid else f"{gnode.label} ({node.sid})"]
+    second = gnode.type
     if entry is not None:
         second += f" · {entry.backend}"
         if not entry.available:
             second += " (not installed)"
     lines.append(second)
-    if overlay is not None and sid in overlay:
-        lines.append(overlay[sid].caption(deterministic))
+    if reasons and entry is not None:
+        lines.append(f"why: {entry.reason}")
+    if node.child is not None and not node.opened:
+        n = len(node.child)
+        lines.append(f"▸ {node.child.workflow}: {n} step{'s' if n != 1 else ''}")
+    if overlay is not None and node.full_id in overlay:
+        lines.append(overlay[node.full_id].caption(deterministic))
     return lines
 
 
-def _groups_by_block(plan: Plan) -> dict[BlockKey, Group]:
-    out: dict[BlockKey, Group] = {}
-    for g in plan.graph.groups:
-        block = g.id.split("/", 1)[1] if "/" in g.id else g.kind
-        out[(g.owner, block)] = g
-    return out
+def tooltip(node: SceneNode, overlay: Overlay | None = None, deterministic: bool | None = None) -> str:
+    """What hovering a step says: its id and type, its backend and why that backend, its state."""
+    gnode = node.plan.graph.nodes[node.sid]
+    entry = node.plan.entries.get(node.sid)
+    lines = [f"{node.full_id} · {gnode.type}"]
+    if entry is not None:
+        # the reason in words where the plan has them (``explanation``), else its short form
+        why = f"backend {entry.backend}: {getattr(entry, 'explanation', None) or entry.reason}"
+        if not entry.available:
+            why += f" (not installed; missing {', '.join(entry.missing) or entry.backend})"
+        lines.append(why)
+    if node.child is not None:
+        state = "drawn closed (xray opens it)" if not node.opened else "drawn below"
+        n = len(node.child)
+        steps = f"{n} step{'s' if n != 1 else ''}"
+        lines.append(f"sub-workflow {node.child.workflow} v{node.child.version}: {steps}, {state}")
+    if overlay is not None and node.full_id in overlay:
+        lines.append(overlay[node.full_id].caption(deterministic))
+    return "\n".join(lines)
 
 
-def _walk(plan: Plan, key: BlockKey = ROOT) -> Iterator[tuple[str, str, Any]]:
-    """Yield ("node", sid, None), ("open", group, block_key) and ("close", group, None) in nesting order."""
-    graph = plan.graph
-    groups = _groups_by_block(plan)
-    if key == ROOT and any("/" in sid for sid in graph.order.get(key, ())):
-        yield from _walk_parts(plan, list(graph.order.get(key, ())), "")
-        return
-    for sid in graph.order.get(key, ()):
-        yield ("node", sid, None)
-        for child in graph.child_blocks.get(sid, ()):
-            if not graph.order.get(child):
-                continue
-            group = groups.get(child)
-            gid = group.id if group else f"{sid}/{child[1]}"
-            yield ("open", gid, child)
-            yield from _walk(plan, child)
-            yield ("close", gid, None)
-
-
-def _walk_parts(plan: Plan, sids: list[str], prefix: str) -> Iterator[tuple[str, str, Any]]:
-    """The top-level steps with an inlined workflow part's steps (``part/step``) in one group per part."""
-    parts: dict[str, list[str]] = {}
-    for sid in sids:
-        head, sep, _ = sid[len(prefix) :].partition("/")
-        parts.setdefault(prefix + head if sep else "", []).append(sid)
-    for sid in parts.pop("", []):
-        yield ("node", sid, None)
-        for child in plan.graph.child_blocks.get(sid, ()):
-            if plan.graph.order.get(child):
-                group = _groups_by_block(plan).get(child)
-                gid = group.id if group else f"{sid}/{child[1]}"
-                yield ("open", gid, child)
-                yield from _walk(plan, child)
-                yield ("close", gid, None)
-    for part, members in parts.items():
-        yield ("open", f"part:{part}", (None, f"part {part}"))
-        yield from _walk_parts(plan, members, part + "/")
-        yield ("close", f"part:{part}", None)
-
-
-def _group_label(plan: Plan, key: BlockKey) -> str:
-    group = _groups_by_block(plan).get(key)
-    if group is None:
-        return key[1]
-    return group.label
-
-
-def _entry_edges(plan: Plan) -> list[tuple[str, str, str]]:
-    """(owner, first step of a block, block label): how a container step leads into its groups."""
-    graph = plan.graph
-    out = []
-    for sid in graph.topological():
-        for key in graph.child_blocks.get(sid, ()):
-            members = graph.order.get(key, ())
-            label = _group_label(plan, key)
-            for m in members:
-                if not graph.deps.get(m):
-                    out.append((sid, m, label))
+def _gnums(scene: Scene) -> dict[str, int]:
+    """Positional numbers of the groups, in drawing order."""
+    out: dict[str, int] = {}
+    for kind, name, _ in scene.events:
+        if kind == "open":
+            out[name] = len(out)
     return out
 
 
@@ -226,57 +200,67 @@ def to_mermaid(
     plan: Plan,
     overlay: Overlay | None = None,
     *,
-    direction: str = "TD",
+    direction: str = "auto",
     deterministic: bool | None = None,
+    xray: bool | int = False,
+    show_reasons: bool = False,
+    subplans: SubPlans | None = None,
 ) -> str:
     """The plan's graph as a mermaid ``flowchart`` (JupyterLab draws it without the network).
 
     Args:
         plan: A workflow's plan.
         overlay: Step states from a run (status, duration, tokens), drawn on the nodes.
-        direction: ``TD`` (top-down) or ``LR``.
+        direction: ``TD`` (top-down), ``LR``, or ``auto`` (LR when the graph is tall and narrow).
         deterministic: Hide durations (default: the display settings).
+        xray: Open sub-workflows: False (closed), True (every level) or a number of levels.
+        show_reasons: Add why each step's backend was chosen to its label (it is always in the tooltip).
+        subplans: Finds a workflow step's child plan (default: the registry's cached plans).
     """
-    ids = node_ids(plan)
-    lines = [f"flowchart {direction}"]
+    scene = build_scene(plan, xray=xray, subplans=subplans)
+    lines = [f"flowchart {scene.direction(direction)}"]
     depth = 1
-    gnum = 0
-    for kind, name, key in _walk(plan):
+    gnums = _gnums(scene)
+    for kind, name, label in scene.events:
         pad = "    " * depth
         if kind == "node":
-            node = plan.graph.nodes[name]
-            opener, closer = _MERMAID_SHAPES.get(node.type, ('["', '"]'))
-            label = "<br/>".join(mermaid_escape(t) for t in _label_lines(plan, name, overlay, deterministic))
-            lines.append(f"{pad}{ids[name]}{opener}{label}{closer}")
+            node = scene.nodes[name]
+            opener, closer = _MERMAID_SHAPES.get(node.plan.graph.nodes[node.sid].type, ('["', '"]'))
+            text = "<br/>".join(mermaid_escape(t) for t in _label_lines(node, overlay, deterministic, show_reasons))
+            lines.append(f"{pad}{node.did}{opener}{text}{closer}")
         elif kind == "open":
-            lines.append(f'{pad}subgraph g{gnum}["{mermaid_escape(_group_label(plan, key))}"]')
-            gnum += 1
+            lines.append(f'{pad}subgraph g{gnums[name]}["{mermaid_escape(label)}"]')
             depth += 1
         else:
             depth -= 1
             lines.append(f"{'    ' * depth}end")
-    for e in plan.graph.edges:
-        arrow = "-.->" if e.kind == "order" else "-->"
-        lines.append(f"    {ids[e.source]} {arrow} {ids[e.target]}")
-    for owner, first, label in _entry_edges(plan):
+    ids = {full: n.did for full, n in scene.nodes.items()}
+    for source, target, kind in scene.edges:
+        arrow = "-.->" if kind == "order" else "-->"
+        lines.append(f"    {ids[source]} {arrow} {ids[target]}")
+    for owner, first, label in scene.entries:
         lines.append(f'    {ids[owner]} -.->|"{mermaid_escape(label)}"| {ids[first]}')
-    backends = sorted({e.backend for e in plan.entries.values()})
-    for b in backends:
+    by_backend: dict[str, list[str]] = {}
+    for node in scene.nodes.values():
+        by_backend.setdefault(_backend(node), []).append(node.did)
+    for b in sorted(by_backend):
         fill, stroke = backend_colours(b)
         lines.append(f"    classDef be_{_css_name(b)} fill:{fill},stroke:{stroke},color:#111827")
-    for b in backends:
-        members = [ids[s] for s in ids if s in plan.entries and plan.entries[s].backend == b]
-        if members:
-            lines.append(f"    class {','.join(members)} be_{_css_name(b)}")
-    for sid, nid in ids.items():
-        entry = plan.entries.get(sid)
+    for b in sorted(by_backend):
+        lines.append(f"    class {','.join(by_backend[b])} be_{_css_name(b)}")
+    for full, node in scene.nodes.items():
+        entry = node.plan.entries.get(node.sid)
         styles = []
         if entry is not None and not entry.available:
             styles.append("stroke-dasharray:5 5")
-        if overlay is not None and sid in overlay and overlay[sid].status in STATUS_COLOURS:
-            styles.append(f"stroke:{STATUS_COLOURS[overlay[sid].status]},stroke-width:3px")
+        if overlay is not None and full in overlay and overlay[full].status in STATUS_COLOURS:
+            styles.append(f"stroke:{STATUS_COLOURS[overlay[full].status]},stroke-width:3px")
         if styles:
-            lines.append(f"    style {nid} {','.join(styles)}")
+            lines.append(f"    style {node.did} {','.join(styles)}")
+    for node in scene.nodes.values():  # the tooltip (mermaid shows it on hover when clicks are allowed)
+        tip = tooltip(node, overlay, deterministic).replace('"', "'").replace("\n", " · ")
+        tip = tip.replace("<", "‹").replace(">", "›")  # mermaid reads a tooltip as HTML
+        lines.append(f'    click {node.did} callback "{tip}"')
     return "\n".join(lines) + "\n"
 
 
@@ -292,36 +276,53 @@ def dot_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _dot_legend(title: str, backends: list[str]) -> str:
+    """The graph's label: its title over a row of backend colour swatches (an HTML-like label, on top)."""
+    cells = ""
+    for b in backends:
+        fill, stroke = backend_colours(b)
+        cells += f'<td bgcolor="{fill}" color="{stroke}" border="1">&nbsp;{html.escape(b)}&nbsp;</td>'
+
+    return (
+        f'<<table border="0" cellspacing="4" cellpadding="2"><tr><td colspan="{len(backends) + 1}">'
+        f"<b>{html.escape(title)}</b></td></tr><tr><td>backends:</td>{cells}</tr></table>>"
+    )
+
+
 def to_dot(
     plan: Plan,
     overlay: Overlay | None = None,
     *,
-    rankdir: str = "TB",
+    rankdir: str = "auto",
     deterministic: bool | None = None,
+    xray: bool | int = False,
+    show_reasons: bool = False,
+    subplans: SubPlans | None = None,
 ) -> str:
-    """The plan's graph as graphviz DOT source (clusters for branches, loops and try blocks)."""
-    ids = node_ids(plan)
+    """The plan's graph as graphviz DOT source (clusters for branches, loops, try blocks and opened
+    sub-workflows; the title and a backend legend on top). Arguments as for `to_mermaid`."""
+    scene = build_scene(plan, xray=xray, subplans=subplans)
+    rank = "LR" if scene.direction(rankdir) == "LR" else "TB"
+    backends = sorted({_backend(n) for n in scene.nodes.values()})
     title = f"{plan.workflow} v{plan.version}"
     out = [
         f'digraph "{dot_escape(title)}" {{',
-        f'    graph [rankdir={rankdir}, fontname="Helvetica", fontsize=11, label="{dot_escape(title)}", labelloc=t];',
+        f'    graph [rankdir={rank}, fontname="Helvetica", fontsize=11, labelloc=t, tooltip="{dot_escape(title)}",',
+        f"           label={_dot_legend(title, backends)}];",
         '    node [fontname="Helvetica", fontsize=10, penwidth=1.2];',
         '    edge [fontname="Helvetica", fontsize=9, color="#475569"];',
     ]
     depth = 1
-    gnum = 0
-    for kind, name, key in _walk(plan):
+    gnums = _gnums(scene)
+    for kind, name, label in scene.events:
         pad = "    " * depth
         if kind == "node":
-            node = plan.graph.nodes[name]
-            entry = plan.entries.get(name)
-            shape, style = _DOT_SHAPES.get(node.type, ("box", "filled"))
-            fill, stroke = backend_colours(entry.backend if entry else "native")
-            attrs = [
-                f'label="{dot_escape(chr(10).join(_label_lines(plan, name, overlay, deterministic)))}"',
-                f"shape={shape}",
-                f'fillcolor="{fill}"',
-            ]
+            node = scene.nodes[name]
+            entry = node.plan.entries.get(node.sid)
+            shape, style = _DOT_SHAPES.get(node.plan.graph.nodes[node.sid].type, ("box", "filled"))
+            fill, stroke = backend_colours(_backend(node))
+            text = chr(10).join(_label_lines(node, overlay, deterministic, show_reasons))
+            attrs = [f'label="{dot_escape(text)}"', f"shape={shape}", f'fillcolor="{fill}"']
             if entry is not None and not entry.available:
                 style += ",dashed"
             attrs.append(f'style="{style}"')
@@ -329,21 +330,20 @@ def to_dot(
                 attrs += [f'color="{STATUS_COLOURS[overlay[name].status]}"', "penwidth=3"]
             else:
                 attrs.append(f'color="{stroke}"')
-            out.append(f"{pad}{ids[name]} [{', '.join(attrs)}];")
+            out.append(f"{pad}{node.did} [{', '.join(attrs)}];")
         elif kind == "open":
-            out.append(f"{pad}subgraph cluster_{gnum} {{")
-            out.append(
-                f'{pad}    label="{dot_escape(_group_label(plan, key))}"; style="dashed,rounded"; color="#94a3b8";'
-            )
-            gnum += 1
+            style = "solid,rounded" if name.startswith("workflow:") else "dashed,rounded"
+            out.append(f"{pad}subgraph cluster_{gnums[name]} {{")
+            out.append(f'{pad}    label="{dot_escape(label)}"; style="{style}"; color="#94a3b8";')
             depth += 1
         else:
             depth -= 1
             out.append(f"{'    ' * depth}}}")
-    for e in plan.graph.edges:
-        style = ' [style="dashed"]' if e.kind == "order" else ""
-        out.append(f"    {ids[e.source]} -> {ids[e.target]}{style};")
-    for owner, first, label in _entry_edges(plan):
+    ids = {full: n.did for full, n in scene.nodes.items()}
+    for source, target, kind in scene.edges:
+        style = ' [style="dashed"]' if kind == "order" else ""
+        out.append(f"    {ids[source]} -> {ids[target]}{style};")
+    for owner, first, label in scene.entries:
         out.append(f'    {ids[owner]} -> {ids[first]} [style="dotted", label="{dot_escape(label)}"];')
     out.append("}")
     return "\n".join(out) + "\n"
@@ -354,55 +354,124 @@ def dot_available() -> bool:
     return shutil.which("dot") is not None
 
 
-@lru_cache(maxsize=64)
-def _svg_of(source: str) -> str | None:
+def run_dot(source: str, fmt: str) -> bytes | None:
+    """``dot -T<fmt>`` of a DOT text, or None when graphviz is not installed or fails."""
     exe = shutil.which("dot")
     if exe is None:
         return None
     try:
-        done = subprocess.run([exe, "-Tsvg"], input=source.encode(), capture_output=True, timeout=30, check=False)
+        done = subprocess.run([exe, f"-T{fmt}"], input=source.encode(), capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if done.returncode != 0:
+    return done.stdout if done.returncode == 0 else None
+
+
+@lru_cache(maxsize=64)
+def _svg_of(source: str) -> str | None:
+    out = run_dot(source, "svg")
+    if out is None:
         return None
-    text = done.stdout.decode("utf-8", errors="replace")
+    text = out.decode("utf-8", errors="replace")
     start = text.find("<svg")  # drop the XML prologue and comments so the SVG embeds in HTML
     return text[start:] if start >= 0 else None
 
 
+_TITLE = re.compile(r"<title>([^<]*)</title>")
+
+
+def _with_titles(svg: str, scene: Scene, overlay: Overlay | None, deterministic: bool | None) -> str:
+    """Replace graphviz's ``<title>`` of each node (its positional id), edge and cluster with words."""
+    names = {n.did: n for n in scene.nodes.values()}
+    labels = {f"cluster_{num}": label for (kind, _, label), num in _opened(scene) if kind == "open"}
+
+    def words(match: re.Match[str]) -> str:
+        raw = html.unescape(match.group(1))
+        if raw in names:
+            text = tooltip(names[raw], overlay, deterministic)
+        elif "->" in raw and all(part in names for part in raw.split("->")):
+            a, b = (names[part].full_id for part in raw.split("->"))
+            text = f"{a} → {b}"
+        else:
+            text = labels.get(raw, raw)
+        return f"<title>{html.escape(text, quote=False)}</title>"
+
+    return _TITLE.sub(words, svg)
+
+
+def _opened(scene: Scene) -> list[tuple[tuple[str, str, str], int]]:
+    gnums = _gnums(scene)
+    return [(e, gnums[e[1]]) for e in scene.events if e[0] == "open"]
+
+
 def to_svg(
-    plan: Plan, overlay: Overlay | None = None, *, rankdir: str = "TB", deterministic: bool | None = None
+    plan: Plan,
+    overlay: Overlay | None = None,
+    *,
+    rankdir: str = "auto",
+    deterministic: bool | None = None,
+    xray: bool | int = False,
+    show_reasons: bool = False,
+    subplans: SubPlans | None = None,
 ) -> str | None:
-    """SVG drawn by graphviz's ``dot`` command, or None when it is not installed or fails."""
-    return _svg_of(to_dot(plan, overlay, rankdir=rankdir, deterministic=deterministic))
+    """SVG drawn by graphviz's ``dot`` command (hovering a step says why its backend), or None when
+    graphviz is not installed or fails. Arguments as for `to_mermaid`."""
+    dot = to_dot(
+        plan,
+        overlay,
+        rankdir=rankdir,
+        deterministic=deterministic,
+        xray=xray,
+        show_reasons=show_reasons,
+        subplans=subplans,
+    )
+    svg = _svg_of(dot)
+    if svg is None:
+        return None
+    return _with_titles(svg, build_scene(plan, xray=xray, subplans=subplans), overlay, deterministic)
 
 
 # -- plain text ---------------------------------------------------------------------------------
 
 
-def to_text(plan: Plan, overlay: Overlay | None = None, *, deterministic: bool | None = None) -> str:
+def to_text(
+    plan: Plan,
+    overlay: Overlay | None = None,
+    *,
+    deterministic: bool | None = None,
+    xray: bool | int = False,
+    show_reasons: bool = False,
+    subplans: SubPlans | None = None,
+) -> str:
     """An indented outline of the graph: each step, its type and backend, what it waits for."""
+    scene = build_scene(plan, xray=xray, subplans=subplans)
     counts: dict[str, int] = {}
-    for e in plan.entries.values():
-        counts[e.backend] = counts.get(e.backend, 0) + 1
+    for node in scene.nodes.values():
+        counts[_backend(node)] = counts.get(_backend(node), 0) + 1
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    lines = [f"{plan.workflow} v{plan.version}: {plural(len(plan), 'step')} ({summary})"]
+    inner = len(scene.nodes) - len(plan)
+    more = f", {inner} more in sub-workflows" if inner > 0 else ""
+    lines = [f"{plan.workflow} v{plan.version}: {plural(len(plan), 'step')}{more} ({summary})"]
     depth = 0
-    for kind, name, key in _walk(plan):
+    for kind, name, label in scene.events:
         pad = "  " * (depth + 1)
         if kind == "node":
-            node = plan.graph.nodes[name]
-            entry = plan.entries.get(name)
-            text = f"{pad}{node.label if node.label == name else f'{node.label} ({name})'}  [{node.type}"
+            node = scene.nodes[name]
+            gnode = node.plan.graph.nodes[node.sid]
+            entry = node.plan.entries.get(node.sid)
+            text = f"{pad}{gnode.label if gnode.label == node.sid else f'{gnode.label} ({node.sid})'}  [{gnode.type}"
             text += f" · {entry.backend}]" if entry else "]"
-            deps = sorted(plan.graph.deps.get(name, ()), key=plan.order.index)
+            if show_reasons and entry is not None:
+                text += f" ({entry.reason})"
+            deps = sorted(node.plan.graph.deps.get(node.sid, ()), key=node.plan.order.index)
             if deps:
                 text += "  ← " + ", ".join(deps)
+            if node.child is not None and not node.opened:
+                text += f"  ▸ {node.child.workflow}: {len(node.child)} steps"
             if overlay is not None and name in overlay:
                 text += "  = " + overlay[name].caption(deterministic)
             lines.append(text)
         elif kind == "open":
-            lines.append(f"{pad}┆ {_group_label(plan, key)}:")
+            lines.append(f"{pad}┆ {label}:")
             depth += 1
         else:
             depth -= 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from owf_magics.notebook.views.display import GraphView, ResolutionView, RunView
+from owf_magics.notebook.views.display import ResolutionView, RunView
+from owf_magics.notebook.views.graphview import GraphView
 from owf_magics.notebook.views.tables import register_frames
 from owf_magics.plan.resolution import Plan
 from owf_magics.runtime.results import RunResult

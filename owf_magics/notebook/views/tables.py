@@ -61,8 +61,9 @@ def html_table(
     footer: str | None = None,
     row_style: Any = None,
 ) -> str:
-    """Rows as an HTML table (every value escaped)."""
-    out = [f'<table class="{css_class}">']
+    """Rows as an HTML table (every value escaped), in a box as wide as the page that scrolls
+    sideways when the table is wider (inline-size containment: a wide table never widens the page)."""
+    out = ['<div class="owf-table-box" style="overflow-x:auto;contain:inline-size">', f'<table class="{css_class}">']
     if caption:
         out.append(f"<caption>{html.escape(caption)}</caption>")
     out.append("<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr></thead><tbody>")
@@ -70,7 +71,7 @@ def html_table(
         style = row_style(r) if row_style else ""
         attr = f' style="{style}"' if style else ""
         out.append(f"<tr{attr}>" + "".join(f"<td>{html.escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     if footer:
         out.append(f'<p class="owf-footer"><small>{html.escape(footer)}</small></p>')
     return "".join(out)
