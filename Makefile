@@ -94,6 +94,7 @@ bench: setup
 	$(BIN)/python bench/compose_bench.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/agentflow_bench.py
+	$(BIN)/python bench/patterns_bench.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -35,6 +35,7 @@ DOC_FILES = (
     "security.md",
     "composition.md",
     "scale.md",
+    "patterns.md",
 )
 WARNING_CODES = {"ALIAS", "VERSION_MISMATCH", "SCOPE", "URL_HOST_FROM_INPUT", "COMPLEXITY", "LITERAL_CREDENTIAL"}
 #: Reserved for unexpected errors: no manifest is meant to produce it (docs/errors.md#internal).

@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from owf_magics.agents import events
+from owf_magics.agents import events, transfers
 from owf_magics.agents.content import message_content
 from owf_magics.agents.history import earlier as session_history
 from owf_magics.agents.providers import Usage, make_model, required_tool_missed, tool_choice
+from owf_magics.agents.workflow_tools import call as call_workflow
+from owf_magics.agents.workflow_tools import is_workflow_entry, workflow_tools
 from owf_magics.connectors.actions import run_action
 from owf_magics.errors import OWFError
 from owf_magics.manifest.models import (
@@ -45,6 +47,8 @@ def agent_tools(ow: Host, agent: Agent) -> dict[str, Tool]:
     """Toolset connectors as tools named ``<toolPrefix or connector name>_<action>``."""
     tools: dict[str, Tool] = {}
     for entry in agent.toolset:
+        if is_workflow_entry(entry):  # a workflow as a tool: the native loop's (`workflow_tools`)
+            continue
         ref_text = entry if isinstance(entry, str) else entry.connector
         loaded = ow.catalog.connector(parse_ref(ref_text, expected_kind="connector", allow_action=True))
         if loaded is None:
@@ -99,7 +103,13 @@ NO_USAGE = Accounting()  # shared by the steps that call no model; only agent st
 
 
 async def run_agent(
-    run: RunContext, agent: Agent, data: Any, step_id: str, acc: Accounting, step: StepBase | None = None
+    run: RunContext,
+    agent: Agent,
+    data: Any,
+    step_id: str,
+    acc: Accounting,
+    step: StepBase | None = None,
+    step_budget: Any = None,
 ) -> Any:
     """The native agent loop: model turns, tool calls through connectors, guardrails, usage.
 
@@ -108,7 +118,7 @@ async def run_agent(
     cross one fails the step with code CANCELED, ``details.reason == "budget"``).
     """
     model = make_model(agent.model)
-    budgets, limit_keys = agent_limits(run, agent, step)
+    budgets, limit_keys = agent_limits(run, agent, step, step_budget)
     tools = agent_tools(run.host, agent)
     config = agent.execution.config if agent.execution else {}
     max_iter = int(config.get("maxIterations", config.get("max_iterations")) or 10)
@@ -128,7 +138,11 @@ async def run_agent(
         messages.extend(history[-keep:] if keep else [])
     messages.extend(session_history())  # a session's earlier exchanges (`Agent.execute(session=...)`)
     messages.append({"role": "user", "content": content, "raw": data})
+    flows = workflow_tools(run.host, agent) if any(is_workflow_entry(e) for e in agent.toolset) else {}
     specs = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools.values()]
+    specs += [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in flows.values()]
+    handoffs = transfers.offered()  # a handoff step allowing transfers (agents/transfers.py)
+    specs += transfers.specs(handoffs)
     calls_made = 0
     sent = 0
     for turn in range(max_iter):
@@ -195,8 +209,16 @@ async def run_agent(
                 )
             tool = tools.get(call["name"])
             events.emit(events.TOOL_CALLED, agent=agent.name, tool=call["name"], arguments=call.get("args") or {})
-            if tool is None:
-                result: Any = {"error": f"unknown tool '{call['name']}'", "tools": sorted(tools)}
+            if call["name"] in handoffs:
+                raise transfers.Transferred(handoffs[call["name"]], call.get("args") or {})
+            flow = flows.get(call["name"]) if flows else None
+            if tool is None and flow is not None:
+                try:
+                    result: Any = await call_workflow(flow, call.get("args") or {})
+                except OWFError as exc:
+                    result = {"error": exc.message, "code": exc.code}
+            elif tool is None:
+                result = {"error": f"unknown tool '{call['name']}'", "tools": sorted([*tools, *flows])}
             elif call["name"] in confirm and not _confirmed(run, agent, call):
                 result = {"error": "the user rejected this tool call", "tool": call["name"]}
             else:
@@ -284,8 +306,11 @@ def remember(run: RunContext, agent: Agent, data: Any, answer: Any) -> None:
     )
 
 
-def agent_limits(run: RunContext, agent: Agent, step: StepBase | None) -> tuple[list[Any], list[str]]:
-    """The budgets an agent step spends from, and the rate-limit keys it waits on."""
+def agent_limits(
+    run: RunContext, agent: Agent, step: StepBase | None, shared: Any = None
+) -> tuple[list[Any], list[str]]:
+    """The budgets an agent step spends from, and the rate-limit keys it waits on (`shared`: the
+    step's budget when several agent calls spend it, as a pattern step's turns do)."""
     budgets: list[Any] = []
     keys: list[str] = []
     guard = getattr(step, "guardrails", None) if step is not None else None
@@ -293,7 +318,7 @@ def agent_limits(run: RunContext, agent: Agent, step: StepBase | None) -> tuple[
         from owf_magics.agents.limits import agent_budget, agent_key, limit_spec, step_budget
 
         if step is not None:
-            budgets.append(step_budget(step))
+            budgets.append(shared if shared is not None else step_budget(step))
         budgets.append(agent_budget(agent.policies, agent=agent.name))
         budgets.append(run.budget)
         budgets = [b for b in budgets if b is not None]

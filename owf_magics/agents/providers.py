@@ -103,6 +103,39 @@ class ScriptedModel(Model):
         return Reply(content=r.content, tool_calls=calls, usage=usage)
 
 
+class WorkflowModel(Model):
+    """A workflow as an agent (``Workflow.as_agent()``, docs/patterns.md): the first turn calls the
+    agent's one workflow tool with the input (a mapping of its inputs, or the text as its first
+    input), the second answers with the outputs (the only one, ``final``, or all as JSON)."""
+
+    provider = "workflow"
+
+    async def respond(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], turn: int) -> Reply:
+        done = Usage(0, 0, False)  # no model: nothing to count
+        if turn == 0:
+            if not tools:
+                raise BackendError(
+                    "a workflow agent needs its workflow in its toolset", details={"provider": "workflow"}
+                )
+            user = next((m for m in reversed(messages) if m["role"] == "user"), {"content": ""})
+            data = user.get("raw", user.get("content"))
+            props = list((tools[0].get("parameters") or {}).get("properties") or {})
+            if isinstance(data, dict) and (not props or set(data) <= set(props)):
+                args = dict(data)
+            else:
+                args = {props[0]: data if isinstance(data, str) else json.dumps(data, default=str)} if props else {}
+            return Reply(
+                content=None, tool_calls=[{"name": tools[0]["name"], "args": args, "id": "call_0_0"}], usage=done
+            )
+        result = json.loads(next(m for m in reversed(messages) if m["role"] == "tool")["content"])
+        if isinstance(result, dict) and "error" not in result and len(result) == 1:
+            result = next(iter(result.values()))
+        elif isinstance(result, dict) and "final" in result:
+            result = result["final"]
+        content = result if isinstance(result, str) else json.dumps(result, default=str)
+        return Reply(content=content, usage=done)
+
+
 _KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
@@ -204,6 +237,8 @@ def make_model(spec: ModelSpec) -> Model:
         return EchoModel(spec)
     if spec.provider == "scripted":
         return ScriptedModel(spec)
+    if spec.provider == "workflow":
+        return WorkflowModel(spec)
     from owf_magics.manifest import providers as registry
 
     provider = spec.provider

@@ -38,6 +38,17 @@ def plain(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+def reads(value: Any, step_id: str) -> bool:
+    """Whether `value` is exactly one template reading step `step_id` (``{{ steps.<id>... }}``)."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if not (text.startswith("{{") and text.endswith("}}")) or text.count("{{") != 1:
+        return False
+    inner = text[2:-2].strip()
+    return inner.startswith((f"steps.{step_id}.", f"steps['{step_id}']", f'steps["{step_id}"]'))
+
+
 class WorkflowBuilder:
     """A workflow being composed: steps, whole workflows (inline or nested), edges and ports.
 
@@ -70,7 +81,7 @@ class WorkflowBuilder:
         self,
         source: Workflow | WorkflowBuilder | str,
         *,
-        id: str,
+        id: str | None = None,
         inputs: Mapping[str, Any] | None = None,
         inline: bool = True,
     ) -> WorkflowBuilder:
@@ -79,10 +90,12 @@ class WorkflowBuilder:
         Args:
             source: A built `Workflow`, a `WorkflowBuilder`, or a loaded workflow's name
                 (``"name"`` or ``"name@range"``). It is copied: adding it twice gives two parts.
-            id: The part's id; inlined steps are ``<id>/<step>``.
+            id: The part's id; inlined steps are ``<id>/<step>``. Default: the source's name.
             inputs: The source's inputs, as values or templates read in this workflow.
             inline: True merges its steps into this graph; False runs it as a nested sub-workflow.
         """
+        if id is None:
+            id = source.name if isinstance(source, WorkflowBuilder | Workflow) else str(source).partition("@")[0]
         step: dict[str, Any] = {"id": id, "type": "workflow", "input": plain(inputs or {})}
         if isinstance(source, WorkflowBuilder):
             if inline:
@@ -106,6 +119,27 @@ class WorkflowBuilder:
             step["inline"] = True
         self._steps.append(step)
         return self
+
+    def add_adapter(
+        self, source_id: str, target_id: str, template: str, *, id: str | None = None, type: str | None = None
+    ) -> WorkflowBuilder:
+        """Put a transform step between two parts (docs/patterns.md, "Adapters").
+
+        The adapter runs after `source_id` and before `target_id`; its output is `template`
+        rendered (read as ``{{ steps.<id>.output }}``), of the declared `type` (checked against
+        the inputs it is bound to, like any port). The target's inputs that were exactly one
+        template reading `source_id` now read the adapter.
+        """
+        aid = id or f"{source_id}_to_{target_id}"
+        meta: dict[str, Any] = {"adapter": True}
+        if type is not None:
+            meta["outputType"] = type
+        self._steps.append({"id": aid, "type": "transform", "template": template, "metadata": meta})
+        read = f"{{{{ steps.{aid}.output }}}}"
+        for step in self._steps:
+            if (step.get("id") or step.get("name")) == target_id and isinstance(step.get("input"), dict):
+                step["input"] = {k: read if reads(v, source_id) else v for k, v in step["input"].items()}
+        return self.add_edge(source_id, aid).add_edge(aid, target_id)
 
     def add_edge(self, source_id: str, target_id: str) -> WorkflowBuilder:
         """`target_id` runs after `source_id` (step or part ids; a part's entries / its single exit)."""

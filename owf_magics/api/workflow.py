@@ -213,6 +213,18 @@ class Workflow:
         meta = self.item.model.metadata.get("owf.fragments")
         return dict(meta) if isinstance(meta, dict) else {}
 
+    def as_tool(self) -> Any:
+        """This workflow as an agent's tool (`WorkflowAsTool`: ``.ref`` for a toolset; callable)."""
+        from owf_magics.api.workflow_agent import as_tool
+
+        return as_tool(self)
+
+    def as_agent(self, name: str | None = None) -> Any:
+        """This workflow as a registered agent (named `name` or after the workflow)."""
+        from owf_magics.api.workflow_agent import as_agent
+
+        return as_agent(self, name)
+
     def to_builder(self) -> Any:
         """A mutable `WorkflowBuilder` copy of this workflow (this one never changes)."""
         return self.ow.builder(self.name, version=self.version).copy_of(self)

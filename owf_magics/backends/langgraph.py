@@ -13,6 +13,7 @@ from collections import ChainMap
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from owf_magics.backends.langgraph_patterns import add_chat_loop
 from owf_magics.backends.langgraph_state import (
     NodeImpl,
     WorkflowState,
@@ -207,6 +208,8 @@ class _Compiler:
         if isinstance(step, WorkflowStep):
             g.add_node(sid, self._node(self._workflow_node(sid), sid), retry_policy=self._retry_policy(sid))
             return sid, sid
+        if step.type == "groupChat":  # type: ignore[attr-defined]  # a loop in the graph (docs/patterns.md)
+            return add_chat_loop(self, g, sid)
         g.add_node(
             sid, self._node(self._leaf_node(sid), sid, pure=self._pure(sid)), retry_policy=self._retry_policy(sid)
         )

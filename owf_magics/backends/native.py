@@ -12,7 +12,8 @@ from owf_magics.connectors.function import call_function
 from owf_magics.errors import BackendError, UnavailableError
 from owf_magics.runtime.backend import Backend, BackendInfo, ExecutionContext
 
-LOGIC_CAPABILITIES = ("if", "switch", "forEach", "parallel", "wait", "try", "transform", "handoff", "workflow")
+LOGIC_CAPABILITIES: tuple[str, ...] = ("if", "switch", "forEach", "parallel", "wait", "try", "transform", "handoff")
+LOGIC_CAPABILITIES += ("workflow", "groupChat", "magentic", "sequential", "concurrent")  # patterns: docs/patterns.md
 
 
 class NativeBackend(Backend):

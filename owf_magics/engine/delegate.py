@@ -6,7 +6,7 @@ import functools
 from collections import ChainMap
 from typing import Any
 
-from owf_magics.agents import events
+from owf_magics.agents import events, transfers
 from owf_magics.agents.loop import Accounting, run_agent, turn_hooks
 from owf_magics.agents.multi import is_runner_agent, run_request
 from owf_magics.agents.providers import Usage
@@ -14,6 +14,7 @@ from owf_magics.connectors.actions import run_action, validate_action_input
 from owf_magics.connectors.function import call_inline, direct_mode
 from owf_magics.engine.frame import Frame, render_input, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
+from owf_magics.engine.workflow_tools import tools_bound
 from owf_magics.errors import BackendError, OWFError
 from owf_magics.manifest.catalog import Loaded
 from owf_magics.manifest.models import (
@@ -93,13 +94,41 @@ async def handoff(run: RunContext, frame: Frame, step: HandoffStep, scope: dict[
         hooks = {"turn_hooks": turn_hooks(run, loaded.model, step)}
         response = await invoke_backend(run, frame, step, manifest, payload, hooks, acc)
     else:
-        response = await run_agent(run, loaded.model, payload, step.id, acc)
+        with tools_bound(run, frame, step.id):  # agents may pass the conversation on (maxTransfers)
+            if step.maxTransfers:
+                loaded, response = await transferring(run, step, loaded, payload, acc)
+            else:
+                response = await run_agent(run, loaded.model, payload, step.id, acc)
     return {
         "handoffTo": loaded.ref,
         "reason": step.reason,
         "agentResponse": response,
         "conversationId": f"conv_{run.run_id}_{step.id}",
     }
+
+
+async def transferring(
+    run: RunContext, step: HandoffStep, loaded: Loaded[Agent], payload: Any, acc: Accounting
+) -> tuple[Loaded[Agent], Any]:
+    """Run the chosen agent, offering ``transfer_to_<agent>`` tools for the step's other agents
+    while fewer than ``maxTransfers`` transfers happened (docs/patterns.md)."""
+    names = [n for n in [step.agent, *(s.agent for s in step.selectAgent or [])] if n]
+    count = 0
+    while True:
+        others = [n for n in names if n != loaded.name and parse_ref(n, expected_kind="agent").name != loaded.name]
+        with transfers.offer(others if count < (step.maxTransfers or 0) else []):
+            try:
+                return loaded, await run_agent(run, loaded.model, payload, step.id, acc)
+            except transfers.Transferred as moved:
+                target = run.host.catalog.agent(parse_ref(moved.target, expected_kind="agent"))
+                if target is None:
+                    raise StepFailed(StepError("VALIDATION", f"agent '{moved.target}' is not loaded")) from None
+                count += 1
+                reason = moved.arguments.get("reason")
+                events.emit(
+                    events.HANDOFF, agent=target.name, reason=reason, **{"from": loaded.name, "to": target.name}
+                )
+                loaded = target
 
 
 async def invoke_backend(
@@ -246,7 +275,8 @@ async def agent_step(
         return await invoke_backend(run, frame, step, manifest, data, hooks, acc), None
     if is_runner_agent(agent.model):  # a workflow-runner request (formats/runner)
         return await run_request(run, agent.model, data, step, acc, frame.order.get(step.id, 0)), None
-    return await run_agent(run, agent.model, data, step.id, acc, step), None
+    with tools_bound(run, frame, step.id):
+        return await run_agent(run, agent.model, data, step.id, acc, step), None
 
 
 async def handoff_step(

@@ -6,7 +6,7 @@ module of this package, and one line here.
 
 from __future__ import annotations
 
-from owf_magics.engine import delegate, logic
+from owf_magics.engine import delegate, logic, magentic, patterns
 from owf_magics.engine.direct import DIRECT_KINDS
 from owf_magics.engine.scheduler import STEP_KINDS
 from owf_magics.manifest import models
@@ -24,6 +24,10 @@ STEP_KINDS.update(
         models.ParallelStep: logic.parallel,
         models.TryStep: logic.try_step,
         models.WaitStep: logic.wait_step,
+        models.GroupChatStep: patterns.group_chat,
+        models.SequentialStep: patterns.sequential,
+        models.ConcurrentStep: patterns.concurrent,
+        models.MagenticStep: magentic.magentic,
     }
 )
 

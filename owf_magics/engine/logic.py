@@ -400,7 +400,10 @@ def transform_direct(frame: Frame, step: TransformStep) -> Any:
         return None
 
     def run_direct(run: RunContext, frame: Frame, step: TransformStep, scope: dict[str, Any], key: str) -> Any:
-        return {"result": transform(step, scope, frame)}, None  # the view reads the output's fields
+        result = transform(step, scope, frame)
+        if step.metadata.get("adapter"):  # an adapter between parts: its output is the value (api/builder)
+            return result, None
+        return {"result": result}, None  # the view reads the output's fields
 
     return None, run_direct
 
@@ -409,4 +412,4 @@ async def transform_step(
     run: RunContext, frame: Frame, step: TransformStep, scope: dict[str, Any], acc: Accounting
 ) -> tuple[Any, Any]:
     result = transform(step, scope, frame)
-    return {"result": result}, {"result": result}
+    return (result if step.metadata.get("adapter") else {"result": result}), {"result": result}

@@ -43,6 +43,7 @@ from owf_magics.plan.graph import BlockKey
 from owf_magics.runtime.backend import ExecutionContext
 from owf_magics.runtime.context import (
     CURRENT_KEY,
+    NESTED_WAIT,
     TRY_ATTEMPTS,
     WAIT_FLAGS,
     RunContext,
@@ -304,10 +305,13 @@ async def attempts(run: RunContext, frame: Frame, step: StepBase) -> tuple[StepR
             n = base + exc.attempts if exc.attempts else n
             res, extra = StepResult(step.id, "failed", None, exc.error, n, entry.backend), None
         except Waiting as wait:
-            request = open_request(run, key, wait)
+            request = open_request(run, key, wait) if wait.kind != NESTED_WAIT else None
+            if request is None:  # its request is open already, inside: the holder waits too
+                flag_wait()
             res = StepResult(step.id, "waiting", None, None, n, entry.backend)
             trace_step(run, frame, step, res, attempt=n, started=started, duration=(time.perf_counter() - t0) * 1000)
-            step_event(run, frame, step, "step.waiting", n, started, request={"id": request.id, "kind": request.kind})
+            asked = {"id": request.id, "kind": request.kind} if request else {"kind": NESTED_WAIT}
+            step_event(run, frame, step, "step.waiting", n, started, request=asked)
             if tried is not None:
                 tried[key] = n
             return res, None

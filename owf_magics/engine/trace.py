@@ -111,7 +111,10 @@ def _done(
         "attempt": key[2],
         "iteration": ".".join(map(str, iteration)) if iteration else "",
         # the block's step, or the sub-workflow step this run of a workflow's steps is inside
-        "parent": prefix + entry.parent if entry.parent else prefix[:-1],
+        # ("/<id>": a whole id, as a workflow tool's steps name their agent step)
+        "parent": (entry.parent[1:] if entry.parent[0] == "/" else prefix + entry.parent)
+        if entry.parent
+        else prefix[:-1],
         "fragment": step.id.rpartition("/")[0],  # the inlined workflow part the step came from
         "started_at": started,
         "duration_ms": duration,

@@ -537,7 +537,44 @@ class HandoffStep(StepBase):
     context: JsonDict = Field(default_factory=dict)
     input: Any = None
     resumeAfter: bool = False
+    maxTransfers: Annotated[int, Field(ge=0)] | None = None
 
+
+class Termination(Strict):
+    maxRounds: Annotated[int, Field(ge=1)] = 10
+    phrase: str | None = None
+    condition: str | bool | None = None
+
+
+class _Pattern(StepBase):  # agents taking turns (docs/patterns.md); output: conversation, final, rounds
+    participants: Annotated[list[str], Field(min_length=1)]
+    input: Any = None
+
+
+class GroupChatStep(_Pattern):
+    type: Literal["groupChat"] = "groupChat"
+    selection: Literal["roundRobin"] | dict[Literal["manager", "function"], str] = "roundRobin"
+    termination: Termination = Field(default_factory=Termination)
+
+
+class MagenticStep(_Pattern):
+    type: Literal["magentic"] = "magentic"
+    manager: str
+    maxRounds: Annotated[int, Field(ge=1)] = 10
+    maxStalls: Annotated[int, Field(ge=1)] = 2
+    maxResets: Annotated[int, Field(ge=0)] = 2
+
+
+class SequentialStep(_Pattern):
+    type: Literal["sequential"] = "sequential"
+
+
+class ConcurrentStep(_Pattern):
+    type: Literal["concurrent"] = "concurrent"
+    aggregator: str | dict[Literal["agent", "template"], str] | None = None
+
+
+PATTERN_STEPS = (GroupChatStep, MagenticStep, SequentialStep, ConcurrentStep)
 
 Step = Annotated[
     ActionStep
@@ -550,7 +587,11 @@ Step = Annotated[
     | WaitStep
     | TryStep
     | TransformStep
-    | HandoffStep,
+    | HandoffStep
+    | GroupChatStep
+    | MagenticStep
+    | SequentialStep
+    | ConcurrentStep,
     Field(discriminator="type"),
 ]
 
@@ -566,8 +607,12 @@ STEP_TYPES: dict[str, type[StepBase]] = {
     "try": TryStep,
     "transform": TransformStep,
     "handoff": HandoffStep,
+    **{m.model_fields["type"].default: m for m in PATTERN_STEPS},
 }
-LOGIC_STEP_TYPES = frozenset({"if", "switch", "forEach", "parallel", "wait", "try", "transform", "handoff"})
+PATTERN_TYPES = frozenset(m.model_fields["type"].default for m in PATTERN_STEPS)
+LOGIC_STEP_TYPES = (
+    frozenset({"if", "switch", "forEach", "parallel", "wait", "try", "transform", "handoff"}) | PATTERN_TYPES
+)
 
 
 def child_blocks(step: StepBase) -> list[tuple[str, str | None, list[Any]]]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from owf_magics.errors import Diagnostic, DiagnosticBag, format_path
 from owf_magics.manifest.loader import MAX_DEPTH, LMap, LSeq, Pos, SourceDocument
 from owf_magics.manifest.mcp_spec import normalise_mcp_connector
+from owf_magics.manifest.pattern_spellings import PATTERN_TYPE_ALIASES, PATTERN_TYPES, normalise_pattern
 
 Kind = Literal["agent", "connector", "workflow", "bundle"]
 Path = tuple[str | int, ...]
@@ -534,6 +535,7 @@ _STEP_TYPE_ALIASES = {
     "subworkflow": "workflow",
     "sub-workflow": "workflow",
     "sub_workflow": "workflow",
+    **PATTERN_TYPE_ALIASES,
 }
 
 _STEP_KEYS = {
@@ -737,6 +739,8 @@ def _norm_step(s: LMap, path: Path, ctx: _Ctx) -> None:
     stype = s.get("type")
     _norm_execution(s, path, ctx, sid)
     _norm_retry(s, path, ctx, sid)
+    if stype in PATTERN_TYPES:  # docs/patterns.md
+        normalise_pattern(s, path, ctx, sid)
     if stype == "action":
         conn = s.get("connector")
         if isinstance(conn, str) and "action" not in s:

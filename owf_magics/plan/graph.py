@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from owf_magics.manifest.loader import LMap, LSeq
 from owf_magics.manifest.templates import analyse, iter_strings
+from owf_magics.plan.patterns import members_of
 
 EdgeKind = Literal["data", "needs", "order"]
 BlockKey = tuple[str | None, str]  # (owning step id or None for the workflow, block name)
@@ -48,6 +49,7 @@ class Node:
     depth: int
     path: tuple[str | int, ...]
     label: str
+    members: tuple[str, ...] = ()  # a pattern step's agents (manager first), drawn as its group
 
     @property
     def block_key(self) -> BlockKey:
@@ -176,7 +178,7 @@ class GraphBuilder:
                 self.duplicates.append((sid, self.infos[sid].node.path, spath))
                 continue
             label = raw.get("displayName") if isinstance(raw.get("displayName"), str) else sid
-            node = Node(sid, str(raw.get("type")), parent, block, len(ids), depth, spath, str(label))
+            node = Node(sid, str(raw.get("type")), parent, block, len(ids), depth, spath, str(label), members_of(raw))
             info = _Info(node, set(), [], raw if isinstance(raw, LMap) else LMap(raw))
             self.infos[sid] = info
             ids.append(sid)

@@ -115,6 +115,9 @@ class PortChecker:
             if action is None:
                 return None
             return _walk(action.get("output"), path[1:]), f"the output of action step '{sid}'"
+        meta = step.get("metadata")
+        if stype == "transform" and path == ["output"] and isinstance(meta, dict) and meta.get("outputType"):
+            return {"type": meta["outputType"]}, f"adapter '{sid}'"  # b.add_adapter(..., type=...)
         if stype == "agent" and path and path[0] == "output":
             agent = self._agent(step.get("agent"))
             io = agent.get("io") if isinstance(agent, dict) else None

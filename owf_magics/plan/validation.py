@@ -21,6 +21,8 @@ from owf_magics.manifest.mcp_spec import auth_problems
 from owf_magics.manifest.models import (
     HANDLER_FIELDS,
     MODEL_FOR_KIND,
+    PATTERN_STEPS,
+    PATTERN_TYPES,
     Agent,
     Connector,
     Execution,
@@ -42,6 +44,7 @@ from owf_magics.manifest.schemas import schema_problem
 from owf_magics.plan.diagnostics import Path, Reporter, describe, pydantic_diagnostics
 from owf_magics.plan.graph import BLOCK_FIELDS, Graph, build_graph
 from owf_magics.plan.output_secrets import check_output_secrets
+from owf_magics.plan.patterns import ROUND_FIELDS, check_pattern, is_workflow_entry
 from owf_magics.plan.steps import StepScope, step_adapter, walk_steps, walk_steps_at
 from owf_magics.plan.template_checks import (
     NO_SECRETS_IN_OUTPUTS,
@@ -53,7 +56,7 @@ from owf_magics.plan.template_checks import (
 from owf_magics.plan.tool_inputs import check_tool_input
 from owf_magics.runtime.registry import BackendRegistry
 
-OFFLINE_PROVIDERS = frozenset({"echo", "scripted"})
+OFFLINE_PROVIDERS = frozenset({"echo", "scripted", "workflow"})  # workflow: docs/patterns.md
 _BRANCH_NAME = re.compile(r"^[A-Za-z_][\w-]*$")
 
 
@@ -182,6 +185,10 @@ class Validator:
             step_id=sid,
             inherited_runtime=agent_runtime,
         )
+        if data.get("type") in PATTERN_TYPES and isinstance(data.get("participants"), list):
+            for j, name in enumerate(data["participants"]):  # docs/patterns.md
+                if isinstance(name, str):
+                    self._resolve_agent(name, path + ("participants", j), report)
         opaque = data.get("type") == "transform" and data.get("language") in ("jq", "jsonpath", "javascript", "python")
         for key, value in data.items():
             if key in BLOCK_FIELDS or key in ("id", "type", "displayName", "description", "needs"):
@@ -189,6 +196,7 @@ class Validator:
             if key == "expression" and opaque:
                 continue
             loop = in_loop or ("forEach" in data and key not in ("forEach", "condition"))
+            loop = loop or (key in ROUND_FIELDS and data.get("type") in PATTERN_TYPES)
             where = secret_place(data.get("type"), isinstance(data.get("connector"), str), key)
             check_templates(value, path + (key,), scope, report, sid, in_loop=loop, in_catch=in_catch, secrets=where)
 
@@ -320,6 +328,11 @@ class Validator:
             )
         for i, entry in enumerate(agent.toolset):
             text = entry if isinstance(entry, str) else entry.connector
+            if is_workflow_entry(entry):  # a workflow as a tool (docs/patterns.md)
+                ref = self._parse(text, "workflow", ("toolset", i), report)
+                if ref is not None and self.catalog.workflow(ref) is None:
+                    self._unknown("workflow", ref, text, ("toolset", i), report)
+                continue
             self._resolve_connector(
                 text, ("toolset", i) if isinstance(entry, str) else ("toolset", i, "connector"), report
             )
@@ -533,6 +546,8 @@ class Validator:
                 agent_runtime = found.model.execution.runtime
         elif isinstance(step, WorkflowStep):
             self._resolve_subworkflow(item, step, path, report)
+        elif isinstance(step, PATTERN_STEPS):
+            check_pattern(self._resolve_agent, step, path, report)
         elif isinstance(step, HandoffStep):
             if step.agent is None and not step.selectAgent:
                 report("MISSING_REQUIRED_FIELD", "a handoff step needs 'agent' or 'selectAgent'", path, step_id=sid)
@@ -637,6 +652,7 @@ class Validator:
         for spath, text in builder.template_strings(info):
             field = spath[rel] if len(spath) > rel else None
             loop_scope = in_loop or (step.forEach is not None and field not in ("forEach", "condition"))
+            loop_scope = loop_scope or (field in ROUND_FIELDS and step.type in PATTERN_TYPES)  # type: ignore[attr-defined]
             if isinstance(step, ForEachStep) and field == "items":
                 loop_scope = in_loop
             where = secret_place(step.type, step.type == "action", field)  # type: ignore[attr-defined]

@@ -20,6 +20,9 @@ def _short(value: Any, limit: int = 200) -> str:
 
 def agent_line(kind: str, payload: Mapping[str, Any], clock: str, *, verbose: bool) -> str | None:
     """One line for an agent event, or None when this kind is not an agent event."""
+    if kind == "pattern.round":  # a pattern step's speaker (docs/patterns.md)
+        speaker, why = payload.get("speaker"), payload.get("reason")
+        return f"[{clock}] {payload.get('step_id', '?')} round {payload.get('round')}: {speaker} ({why})"
     if not kind.startswith("agent."):
         return None
     who = f"{payload.get('step_id', '?')}/{payload.get('agent', '?')}"

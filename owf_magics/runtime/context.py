@@ -178,6 +178,10 @@ class RunContext:
                 self.callback(event)
 
 
+#: The kind of a `Waiting` whose request a step inside already opened (a workflow run as a tool).
+NESTED_WAIT = "nested"
+
+
 class Waiting(BaseException):
     """Raised where a step needs something from outside: an approval, an event, a time to come.
 

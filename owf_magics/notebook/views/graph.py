@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from owf_magics.notebook.views.palette import BUILT_IN, backend_colours
+from owf_magics.notebook.views.pattern_groups import dot_members, mermaid_members, text_members
 from owf_magics.notebook.views.scene import ROOT, Scene, SceneNode, SubPlans, build_scene
 from owf_magics.notebook.views.settings import SETTINGS
 from owf_magics.runtime.results import plural
@@ -228,6 +229,7 @@ def to_mermaid(
             opener, closer = _MERMAID_SHAPES.get(node.plan.graph.nodes[node.sid].type, ('["', '"]'))
             text = "<br/>".join(mermaid_escape(t) for t in _label_lines(node, overlay, deterministic, show_reasons))
             lines.append(f"{pad}{node.did}{opener}{text}{closer}")
+            lines += mermaid_members(node.plan.graph.nodes[node.sid], node.did, pad, mermaid_escape)  # agents
         elif kind == "open":
             lines.append(f'{pad}subgraph g{gnums[name]}["{mermaid_escape(label)}"]')
             depth += 1
@@ -331,6 +333,7 @@ def to_dot(
             else:
                 attrs.append(f'color="{stroke}"')
             out.append(f"{pad}{node.did} [{', '.join(attrs)}];")
+            out += dot_members(node.plan.graph.nodes[node.sid], node.did, pad, dot_escape)  # a pattern's agents
         elif kind == "open":
             style = "solid,rounded" if name.startswith("workflow:") else "dashed,rounded"
             out.append(f"{pad}subgraph cluster_{gnums[name]} {{")
@@ -470,6 +473,7 @@ def to_text(
             if overlay is not None and name in overlay:
                 text += "  = " + overlay[name].caption(deterministic)
             lines.append(text)
+            lines += text_members(gnode, pad)
         elif kind == "open":
             lines.append(f"{pad}┆ {label}:")
             depth += 1
