@@ -159,3 +159,11 @@ def noop_inline() -> None:
 def fail_with_token(token: str) -> None:
     """Fails with a credential in its message (an error message that would leak it)."""
     raise ValueError(f"could not log in with {token}")
+
+
+def nap(ms: int) -> dict[str, bool]:
+    """Sleeps `ms` milliseconds; its output never depends on it (a step that only takes time)."""
+    import time
+
+    time.sleep(ms / 1000)
+    return {"rested": True}

@@ -146,7 +146,7 @@ def test_the_tour_runs_in_jupyterlab_in_chromium(lab):
             assert graph.count() >= 1
             resolution = page.locator("table.owf-resolution")
             assert resolution.count() >= 1
-            assert "global default" in (resolution.first.text_content() or "")
+            assert "default" in (resolution.first.text_content() or "")  # the source, in the contract's word
             trace = page.locator("table.owf-frame").filter(has_text="count_words")
             assert trace.count() >= 1
             # the live run view ended as tabs

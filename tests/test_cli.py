@@ -52,7 +52,7 @@ def test_validate_loads_files_together(tmp_path, capsys):
 def test_plan_table_and_json(capsys):
     assert main(["plan", str(EXAMPLE), "--prefer-backend", "native"]) == 0
     out = capsys.readouterr().out
-    assert "summarize" in out and "--prefer-backend" in out
+    assert "summarize" in out and "  prefer  " in out  # the source, in the contract's word
     assert main(["plan", str(EXAMPLE), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["steps"]
     assert (rows[0]["step_id"], rows[0]["backend"], rows[0]["source"]) == ("search", "native", "default")

@@ -59,7 +59,7 @@ def test_manifest_and_run_errors_fail_the_cell_for_nbclient():
     with pytest.raises(CellExecutionError) as info:
         run_notebook("%load_ext owf_magics", bad)
     text = str(info.value)
-    assert "UNKNOWN_REFERENCE at <cell>:7, step 'a'" in text
+    assert "UNKNOWN_REFERENCE at <cell 2>:7, step 'a'" in text  # In [2]: the execution count
     assert "> 7 |         agent: agent:x/nope@1.0.0" in text
     assert "owf_magics/registry.py" not in text  # no internal traceback
     nb = run_notebook("%load_ext owf_magics", bad, failing, "%workflow --nope", allow_errors=True)
@@ -94,6 +94,8 @@ def test_completion_in_a_workflow_cell_is_answered_by_the_kernel():
         assert head + "        type: transform" in complete(head + "        type: tra")
         assert complete(head + "        agent: agent:demo/su") == [head + "        agent: agent:demo/summarizer@1.0.0"]
         assert head + '        input: "{{ steps.first' in complete(head + '        input: "{{ steps.fi')
+        assert complete(head + "      - {id: b, connector: no") == [head + "      - {id: b, connector: notes"]
+        assert complete("%workflow run ") == ['%workflow run "Research Digest"']
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

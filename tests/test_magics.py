@@ -97,7 +97,7 @@ def test_cell_validates_registers_and_shows_graph_and_resolution(shell):
     assert "text/vnd.mermaid" in kinds[0] and "text/html" in kinds[0]
     assert "flowchart TD" in cap.outputs[0].data["text/vnd.mermaid"]
     assert "Backend resolution: Research Digest" in cap.outputs[1].data["text/html"]
-    assert "global default" in cap.outputs[1].data["text/plain"]
+    assert "  default  " in cap.outputs[1].data["text/plain"]  # the source, in the contract's word
     # usable from later cells
     with capture_output() as cap2:
         shell.run_line_magic("workflow", "list")
@@ -167,7 +167,7 @@ def test_manifest_error_fails_the_cell_with_a_short_rendering(shell):
     exc = result.error_in_exec
     assert isinstance(exc, ManifestError) and exc.codes == ["UNKNOWN_REFERENCE"]
     text = cap.stdout
-    assert "UNKNOWN_REFERENCE at <cell>:7, step 'a'" in text
+    assert "UNKNOWN_REFERENCE at <cell 1>:7, step 'a'" in text
     assert "  > 7 |         agent: agent:x/nope@1.0.0" in text
     assert "fix: load the agent manifest first" in text
     assert "Traceback (most recent call last)" not in text and "site-packages" not in text
@@ -180,14 +180,14 @@ def test_manifest_error_fails_the_cell_with_a_short_rendering(shell):
 def test_yaml_syntax_error_points_at_the_cell_line(shell):
     result, cap = cell(shell, "", "workflows:\n  - name: x\n    steps: [\n")
     assert isinstance(result.error_in_exec, ManifestError)
-    assert "YAML_SYNTAX at <cell>" in cap.stdout
+    assert "YAML_SYNTAX at <cell 1>" in cap.stdout
 
 
 def test_run_failure_fails_the_cell_names_the_step_and_binds_the_result(shell):
     result, cap = cell(shell, "--run -o res", FAILING)
     exc = result.error_in_exec
     assert isinstance(exc, OWFError) and exc.code == "BACKEND_ERROR"
-    assert "WorkflowRunError: BACKEND_ERROR at <cell>:15, step 'boom'" in cap.stdout
+    assert "WorkflowRunError: BACKEND_ERROR at <cell 1>:15, step 'boom'" in cap.stdout
     assert "  > 15 |       - id: boom" in cap.stdout
     assert "see: res.steps['boom'].error, res.trace" in cap.stdout
     result, cap = cell(shell, "--run", FAILING)

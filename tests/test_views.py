@@ -238,7 +238,7 @@ def test_plan_and_run_result_display_through_the_views(digest, deterministic):
     plan = digest.plan()
     bundle = plan._repr_mimebundle_()
     assert bundle["text/plain"].startswith("Research Digest v1.0.0: 4 steps (native: 4)")
-    assert "global default" in bundle["text/plain"] and "owf-resolution" in bundle["text/html"]
+    assert "  default  " in bundle["text/plain"] and "owf-resolution" in bundle["text/html"]
     result = digest.execute()
     shown = result._repr_mimebundle_()
     assert shown["text/plain"].startswith("run … of 'Research Digest': completed")

@@ -33,8 +33,9 @@ _LISTENERS: contextvars.ContextVar[tuple[Sink, ...]] = contextvars.ContextVar("o
 def emit(kind: str, **fields: Any) -> None:
     """One agent event of the step running now (``agent``, and the kind's own fields).
 
-    Fields by kind: turn.started ``turn, model``; turn.completed ``turn, model, prompt_tokens,
-    completion_tokens, total_tokens, estimated, cost_usd``; message.delta ``delta``;
+    Fields by kind: turn.started ``turn, model`` (and ``prompt``: the messages the turn adds, from
+    the native loop); turn.completed ``turn, model, prompt_tokens, completion_tokens, total_tokens,
+    estimated, cost_usd, completion`` (the reply's text); message.delta ``delta``;
     tool.called ``tool, arguments``; tool.completed ``tool, result``; handoff ``from, to``
     (pass them as ``**{"from": a, "to": b}``); guardrail.tripped ``guardrail, reason``.
     A sink or listener that raises never stops the agent.

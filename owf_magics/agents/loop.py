@@ -144,10 +144,19 @@ async def run_agent(
     handoffs = transfers.offered()  # a handoff step allowing transfers (agents/transfers.py)
     specs += transfers.specs(handoffs)
     calls_made = 0
+    sent = 0
     for turn in range(max_iter):
         if budgets or limit_keys:
             await before_turn(run, agent, messages, budgets, limit_keys, step_id)
-        events.emit(events.TURN_STARTED, agent=agent.name, turn=turn + 1, model=model.name)
+        if events.active():  # the messages this turn adds, readable later from the run's events
+            events.emit(
+                events.TURN_STARTED,
+                agent=agent.name,
+                turn=turn + 1,
+                model=model.name,
+                prompt=turn_prompt(messages, sent),
+            )
+        sent = len(messages)
         reply = await model.respond(messages, specs, turn)
         if not reply.tool_calls and tool_choice(agent.model, messages) == "required":
             raise StepFailed(required_tool_missed(sorted(tools)))
@@ -245,7 +254,47 @@ def turn_fields(agent: str, turn: int, model: str, provider: str, reply: Any, co
         "estimated": usage.estimated if usage else True,
         "cost_usd": 0.0 if math.isnan(cost) else cost,
         "tool_calls": [c["name"] for c in reply.tool_calls],
+        "completion": reply.content
+        if reply.content is None or isinstance(reply.content, str)
+        else json.dumps(reply.content, default=str),
     }
+
+
+def _prompt_text(content: Any) -> str | None:
+    """A message's content as text for the turn's event: image parts by their URL, an inline image
+    (``data:`` URL) by its type and size, so an event never carries the image itself."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) for p in content):
+        out = []
+        for part in content:
+            if part.get("type") == "text":
+                out.append(str(part.get("text", "")))
+            elif part.get("type") == "image_url":
+                url = str((part.get("image_url") or {}).get("url", ""))
+                out.append(
+                    f"[image {url.split(';', maxsplit=1)[0]}, {len(url)} characters]"
+                    if url.startswith("data:")
+                    else f"[image {url}]"
+                )
+            else:
+                out.append(json.dumps(part, default=str))
+        return "\n".join(out)
+    return json.dumps(content, default=str)
+
+
+def turn_prompt(messages: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
+    """The messages a model turn adds to the conversation (role and text; tool calls by name)."""
+    out = []
+    for m in messages[start:]:
+        entry: dict[str, Any] = {"role": m.get("role")}
+        entry["content"] = _prompt_text(m.get("content"))
+        if m.get("tool_calls"):
+            entry["tool_calls"] = [c.get("name") for c in m["tool_calls"]]
+        if m.get("name"):
+            entry["name"] = m["name"]
+        out.append(entry)
+    return out
 
 
 def remember(run: RunContext, agent: Agent, data: Any, answer: Any) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from owf_magics.agents import events
 from owf_magics.agents.loop import check_output as native_check_output
-from owf_magics.agents.loop import turn_fields
+from owf_magics.agents.loop import turn_fields, turn_prompt
 from owf_magics.agents.providers import cost_of
 from owf_magics.connectors.actions import validate_action_input
 from owf_magics.connectors.function import call_function
@@ -207,7 +207,8 @@ def _offline_model_class() -> type:
             model: Model = self.owf_model
             on = events.active()
             if on:
-                events.emit(events.TURN_STARTED, turn=turn + 1, model=model.name)
+                since = max((i for i, m in enumerate(plain) if m["role"] == "assistant"), default=0) if turn else 0
+                events.emit(events.TURN_STARTED, turn=turn + 1, model=model.name, prompt=turn_prompt(plain, since))
             reply = await model.respond(plain, list(kwargs.get("owf_tools") or []), turn)
             if on:
                 cost = cost_of(model.spec, reply.usage) if reply.usage is not None else 0.0

@@ -139,6 +139,7 @@ def _done(
         return row, None
     execution: dict[str, Any] = {
         "backend": entry.backend,
+        "backend_source": entry.source,  # so a stored run's trace says it too
         "runtime": entry.runtime,
         "adapter_version": entry.adapter_version,
         "duration_ms": duration,

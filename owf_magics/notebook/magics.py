@@ -19,9 +19,11 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from owf_magics.errors import ManifestError, OWFError, did_you_mean
+from owf_magics.notebook.cells import CellTracker
 from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject, parse_show
 from owf_magics.notebook.errors import CellManifestError, WorkflowRunError, read_source, short
 from owf_magics.notebook.files_magic import graph_scope, load_line, show_format, warm, write_cell_file
+from owf_magics.notebook.history_magic import HISTORY_SUBCOMMANDS, HISTORY_USAGE, history_line
 from owf_magics.notebook.views import GraphView, ResolutionView, shown_frame
 from owf_magics.notebook.views.tables import html_table, register_frames, text_table
 from owf_magics.runtime.results import plural
@@ -34,9 +36,9 @@ if TYPE_CHECKING:
     from owf_magics.runtime.results import RunResult
 
 SUBCOMMANDS: tuple[str, ...] = ("list", "show", "run", "map", "resume", "validate", "backends", "tools", "trace")
-SUBCOMMANDS += ("usage", "help", "load")
+SUBCOMMANDS += ("usage", "help", "load", *HISTORY_SUBCOMMANDS)
 
-USAGE = """\
+USAGE = f"""\
 %%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--secrets VAR]
            [--prefer-backend B] [--show graph,resolution,yaml] [--quiet]
 <YAML: one or more agent, connector and workflow documents>
@@ -62,7 +64,7 @@ USAGE = """\
 %workflow trace [VAR]              the trace of a run (default: the last run)
 %workflow usage [VAR]              token usage and cost of a run (default: the last run)
 %workflow help                     this text
-
+{HISTORY_USAGE}
 Settings: %config OWF (deterministic, prefer_backend, state, show, max_rows, widgets, svg, direction, quiet),
 or [tool.owf_magics] in pyproject.toml.
 """
@@ -79,6 +81,8 @@ class _CellRecord:
 class WorkflowMagics(Magics):
     """``%%workflow`` / ``%workflow``: define, look at and run OpenWorkflow manifests."""
 
+    subcommands = SUBCOMMANDS  # what the completer offers after %workflow
+
     def __init__(self, shell: InteractiveShell, settings: OWF) -> None:
         super().__init__(shell)
         self.settings = settings
@@ -90,6 +94,7 @@ class WorkflowMagics(Magics):
         self.cells: dict[str, _CellRecord] = {}
         self.last_result: RunResult | None = None
         self.last_workflow: Workflow | None = None
+        self.tracker = CellTracker(shell)
 
     @property
     def ow(self) -> OpenWorkflow:
@@ -117,6 +122,7 @@ class WorkflowMagics(Magics):
     @argument("--reject", action="append", metavar="ID", help="resume: reject this pending request")
     @argument("--event", metavar="JSON", help="resume: the payload of the event the run waits for")
     @argument("--client", metavar="ADDRESS", help="map: a Dask scheduler address, or a Client variable")
+    @argument("--from", dest="from_step", metavar="STEP", help="fork: the first step to run again")
     @argument("--file", metavar="PATH", help="cell: also write the cell to this .yaml file and load it from there")
     @argument("--format", metavar="F", help="show: the graph as mermaid, dot, svg, png or text")
     @argument("--xray", nargs="?", const="all", metavar="DEPTH", help="graphs: open sub-workflows (DEPTH levels)")
@@ -151,7 +157,7 @@ class WorkflowMagics(Magics):
             )
         wanted = args.words[0] if args.words else None
         show = self._show(args)
-        source_name = f"<cell {wanted}>" if wanted else "<cell>"
+        source_name = self.tracker.source_name()
         self.sources[source_name] = f"%%workflow {line}\n{cell}"
         load_name, offset = source_name, 1
         if args.file:  # the cell is that file now: diagnostics say flow.yaml:LINE and quote the file
@@ -216,8 +222,11 @@ class WorkflowMagics(Magics):
         return None
 
     def _cell_key(self, wanted: str | None, items: list[Loaded[Any]], workflows: list[Loaded[Any]]) -> str:
-        """Which earlier cell this one replaces: its NAME; else the front end's cell id (JupyterLab
-        sends one with each execution); else the workflows it defines; else everything it defines."""
+        """Which earlier cell this one replaces: the front end's cell id (JupyterLab, Notebook 7 and
+        VS Code send one, IPython hands it to `CellTracker`), so an edited cell replaces its renamed
+        workflow; else its NAME; else the workflows it defines; else everything it defines."""
+        if self.tracker.cell_id:
+            return f"cell-id:{self.tracker.cell_id}"
         if wanted:
             return wanted
         header = getattr(self.shell, "parent_header", None) or {}
@@ -233,7 +242,8 @@ class WorkflowMagics(Magics):
         before = self.cells.get(key)
         now = {_item_key(i) for i in items}
         if before is not None:
-            stale = [i for i in before.items if _item_key(i) not in now]
+            elsewhere = {_item_key(i) for k, rec in self.cells.items() if k != key for i in rec.items}
+            stale = [i for i in before.items if _item_key(i) not in now | elsewhere]
             if stale:
                 self.ow.unload(stale)
         self.cells[key] = _CellRecord(list(items))
@@ -264,6 +274,8 @@ class WorkflowMagics(Magics):
             return self._validate(rest)
         if sub == "resume":
             return self._resume(args, rest)
+        if sub in HISTORY_SUBCOMMANDS:
+            return history_line(self, args, sub, rest)
         if sub == "load":
             return load_line(self, rest)
         if sub == "map":
@@ -583,6 +595,7 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     configurables: list[Any] = ip.configurables
     configurables.append(settings)
     install_completer(ip, magics)
+    magics.tracker.install()
     register_frames(ip)  # the project's DataFrames display truncated (head and tail), others as pandas does
     setattr(ip, "_owf_magics", magics)  # noqa: B010 - the shell has no such attribute to type
 
@@ -601,6 +614,9 @@ def unload_ipython_extension(ip: InteractiveShell) -> None:
     if magics.settings in configurables:
         configurables.remove(magics.settings)
     uninstall_completer(ip)
+    magics.tracker.uninstall()
+    if magics._ow is not None:  # its run store and threads go with it
+        magics._ow.close()
     setattr(ip, "_owf_magics", None)  # noqa: B010 - see load_ipython_extension
 
 

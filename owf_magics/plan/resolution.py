@@ -23,12 +23,14 @@ if TYPE_CHECKING:
     from owf_magics.manifest.catalog import Catalog, Loaded
 
 Source = Literal["step", "agent", "workflow", "prefer", "default"]
+#: What each source means. Every table, column and API says the source itself (`step`, `agent`,
+#: `workflow`, `prefer`, `default`: the contract's words); this text only explains it.
 SOURCE_TEXT = {
-    "step": "step override",
-    "agent": "agent default",
-    "workflow": "workflow default",
-    "prefer": "--prefer-backend",
-    "default": "global default",
+    "step": "the step's execution.backend",
+    "agent": "the agent's execution.backend",
+    "workflow": "the workflow's execution.backend",
+    "prefer": "prefer_backend (--prefer-backend)",
+    "default": "nothing named a backend: native",
 }
 
 
@@ -70,8 +72,17 @@ class PlanEntry:
 
     @property
     def reason(self) -> str:
-        """Why this backend, in words (the resolution table's last column)."""
-        text = SOURCE_TEXT[self.source]
+        """Why this backend: the source, and the alias it resolved when there was one
+        (``step (langgraph → langchain)``); the resolution table's ``source`` column."""
+        text: str = self.source
+        if self.requested and self.requested != self.backend:
+            text += f" ({self.requested} → {self.backend})"
+        return text
+
+    @property
+    def explanation(self) -> str:
+        """The reason in words (``prefer: prefer_backend (--prefer-backend)``)."""
+        text = f"{self.source}: {SOURCE_TEXT[self.source]}"
         if self.requested and self.requested != self.backend:
             text += f" ({self.requested} → {self.backend})"
         return text
@@ -79,6 +90,7 @@ class PlanEntry:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["reason"] = self.reason
+        out["explanation"] = self.explanation
         return out
 
 
@@ -129,7 +141,7 @@ class Plan(Mapping[str, PlanEntry]):
             e = self.entries[sid]
             if not e.available:
                 raise UnavailableError(
-                    f"Backend '{e.backend}' is not installed or configured (step '{sid}', {e.reason})",
+                    f"Backend '{e.backend}' is not installed or configured (step '{sid}', {e.explanation})",
                     details={
                         "backend": e.backend,
                         "step_id": sid,

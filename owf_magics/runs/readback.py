@@ -21,7 +21,8 @@ def run_result(store: RunStore, run_id: str) -> RunResult | None:
     ``steps`` holds one `StepResult` per step id (for steps in loops, the last execution written);
     ``events`` are the stored events in sequence order; ``pending`` the open requests; ``error``
     the run's error. The trace is rebuilt from the stored ``step.execution.completed`` events (one
-    row per execution, in the order they happened; ``backend_source`` is not stored) and the usage
+    row per execution, in the order they happened; ``backend_source`` empty for runs stored before
+    the events carried it) and the usage
     from the step records (one row per step execution that called a model; provider and model are
     not stored).
     """
@@ -80,7 +81,7 @@ def _trace_rows(run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any
                 "step_id": event.get("step_id"),
                 "type": event.get("step_type"),
                 "backend": execution.get("backend"),
-                "backend_source": "",
+                "backend_source": execution.get("backend_source", ""),
                 "status": "success" if result.get("status") == "success" else "failed",
                 "attempt": event.get("attempt", 1),
                 "iteration": event.get("iteration", ""),
