@@ -114,7 +114,11 @@ def search_docs(query: str, limit: int = 3) -> dict[str, Any]:
         ("OpenWorkflow", "An open specification for portable AI workflows: connectors, agents, workflows."),
         ("LangGraph", "A library for building stateful, multi-actor applications with LLMs as graphs."),
         ("Jupyter", "Notebooks that mix code, prose and rich outputs, run by kernels."),
-        ("Backends", "Steps resolve to a backend: step override, agent default, workflow default, native."),
+        (
+            "Backends",
+            "Steps resolve to a backend: the step's, else the agent's, else the workflow's, else "
+            "--prefer-backend, else native (sources: step, agent, workflow, prefer, default).",
+        ),
     ]
     terms = [t for t in query.lower().split() if t]
     scored = []

@@ -340,7 +340,7 @@ class BackendConformance:
     # 1 -----------------------------------------------------------------------------------------
 
     def check_resolution_priority(self) -> None:
-        """Step override > agent default > workflow default > prefer_backend > native."""
+        """Backend sources in order: step > agent > workflow > prefer (prefer_backend) > default (native)."""
         ow = self.registry()
         b = self.backend
         other = "native" if ow.backend_registry.canonical(b) != "native" else "langchain"

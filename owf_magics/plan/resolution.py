@@ -30,7 +30,7 @@ SOURCE_TEXT = {
     "agent": "the agent's execution.backend",
     "workflow": "the workflow's execution.backend",
     "prefer": "prefer_backend (--prefer-backend)",
-    "default": "nothing named a backend: native",
+    "default": "nothing named a backend",
 }
 
 
