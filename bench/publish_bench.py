@@ -10,17 +10,13 @@ in milliseconds), not throughput (``bench/service_bench.py`` measures that).
 from __future__ import annotations
 
 import argparse
-import os
-import select
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-0123456789abcdef-0123456789abcdef"
+from service_bench import SECRET, start_server
 
 
 def chain(name: str, version: str) -> str:
@@ -31,21 +27,7 @@ def chain(name: str, version: str) -> str:
 def start(folder: Path, flows: Path) -> tuple[subprocess.Popen[str], str]:
     from cryptography.fernet import Fernet
 
-    env = {**os.environ, "OWF_JWT_SECRET": SECRET, "OWF_SECRET_KEY": Fernet.generate_key().decode()}
-    command = [sys.executable, "-m", "owf_magics.cli", "serve", str(flows), "--port", "0"]
-    command += ["--state", str(folder / "runs.db"), "--log-level", "warning"]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if select.select([proc.stdout], [], [], 0.2)[0]:
-            line = proc.stdout.readline()
-            if "listening on" in line:
-                return proc, line.split("listening on ", 1)[1].strip()
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("owf serve did not start")
+    return start_server(folder, flows, {"OWF_SECRET_KEY": Fernet.generate_key().decode()})
 
 
 def bearer() -> str:

@@ -38,8 +38,11 @@ outputs: {out: {value: "{{ steps.s5.output.result }}"}}
 """
 
 
-def start_server(folder: Path, flows: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "OWF_JWT_SECRET": SECRET}
+def start_server(
+    folder: Path, flows: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """A real `owf serve` on a free port of 127.0.0.1 (also used by publish_bench.py)."""
+    env = {**os.environ, "OWF_JWT_SECRET": SECRET, **(extra_env or {})}
     command = [sys.executable, "-m", "owf_magics.cli", "serve", str(flows), "--port", "0"]
     command += ["--state", str(folder / "runs.db"), "--log-level", "warning"]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)

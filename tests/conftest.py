@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,22 @@ def store_db(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "runs.db")
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    """A real Dask LocalCluster of 2 worker processes on 127.0.0.1, one per test module (tests may
+    kill a worker: its nanny starts another)."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=2,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=40,
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

@@ -16,22 +16,6 @@ from tests.test_batch import CONNECTOR, FLOW
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=2,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=40,
-    )
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
-
-
 def registry(state: str) -> OpenWorkflow:
     ow = OpenWorkflow(state=state)
     ow.load(CONNECTOR)
@@ -39,11 +23,11 @@ def registry(state: str) -> OpenWorkflow:
     return ow
 
 
-def test_500_inputs_on_the_cluster_equal_the_in_process_batch(client, tmp_path):
+def test_500_inputs_on_the_cluster_equal_the_in_process_batch(dask_client, tmp_path):
     ow = registry(str(tmp_path / "runs.db"))
     inputs = [{"n": n} for n in range(500)]
     progress = []
-    on_dask = ow.map("scored", inputs, client=client, progress=lambda d, t: progress.append((d, t)))
+    on_dask = ow.map("scored", inputs, client=dask_client, progress=lambda d, t: progress.append((d, t)))
     here = ow.map("scored", inputs)
     assert on_dask.statuses == {"completed": 500} and "on Dask" in repr(on_dask)
     assert [r.outputs for r in on_dask.results] == [r.outputs for r in here.results]
@@ -51,14 +35,14 @@ def test_500_inputs_on_the_cluster_equal_the_in_process_batch(client, tmp_path):
     assert list(on_dask.trace["step_id"]) == list(here.trace["step_id"])  # same trace order
     assert {r.steps["fetch"].output["pid"] for r in on_dask.results} != {os.getpid()}  # ran on workers
     assert progress[-1] == (500, 500) and len(progress) > 1
-    assert on_dask.dashboard == client.dashboard_link and on_dask.dashboard in repr(on_dask)
+    assert on_dask.dashboard == dask_client.dashboard_link and on_dask.dashboard in repr(on_dask)
     ow.close()
 
 
-def test_a_killed_worker_has_its_runs_redone_and_every_input_completes_once(client, tmp_path):
+def test_a_killed_worker_has_its_runs_redone_and_every_input_completes_once(dask_client, tmp_path):
     db = str(tmp_path / "runs.db")
     ow = registry(db)
-    pids = client.run(os.getpid)
+    pids = dask_client.run(os.getpid)
     victim = sorted(pids.values())[0]
     killed = []
 
@@ -68,7 +52,7 @@ def test_a_killed_worker_has_its_runs_redone_and_every_input_completes_once(clie
             killed.append(done)
 
     inputs = [{"n": n, "wait": 0.05} for n in range(160)]
-    batch = ow.map("scored", inputs, client=client, chunk_size=5, concurrency=5, progress=kill_once)
+    batch = ow.map("scored", inputs, client=dask_client, chunk_size=5, concurrency=5, progress=kill_once)
     assert killed, "the worker was never killed"
     assert batch.statuses == {"completed": 160}
     assert [r.outputs["square"] for r in batch.results] == [n * n for n in range(160)]
@@ -78,9 +62,9 @@ def test_a_killed_worker_has_its_runs_redone_and_every_input_completes_once(clie
     ow.close()
 
 
-def test_a_batch_on_the_cluster_writes_to_postgresql(client, postgres_url):
+def test_a_batch_on_the_cluster_writes_to_postgresql(dask_client, postgres_url):
     ow = registry(postgres_url)
-    batch = ow.map("scored", [{"n": n} for n in range(60)], client=client)
+    batch = ow.map("scored", [{"n": n} for n in range(60)], client=dask_client)
     assert batch.statuses == {"completed": 60}
     reader = OpenWorkflow(state=postgres_url)  # another process's view of the shared store
     runs = reader.runs()
@@ -99,7 +83,7 @@ def test_cluster_local_starts_and_closes_a_cluster_for_the_call(tmp_path):
     ow.close()
 
 
-def test_file_inputs_on_the_cluster_use_the_registrys_files_root(client, tmp_path):
+def test_file_inputs_on_the_cluster_use_the_registrys_files_root(dask_client, tmp_path):
     """The workers' registries get the same files_root (their working directory may differ)."""
     root = tmp_path / "data"
     root.mkdir()
@@ -110,6 +94,6 @@ def test_file_inputs_on_the_cluster_use_the_registrys_files_root(client, tmp_pat
     flow += "outputs: {path: {value: '{{ inputs.doc }}'}}\n"
     ow = OpenWorkflow(state=False, files_root=root)
     ow.load(flow)
-    batch = ow.map("filed", [{"doc": "a.txt"}, {"doc": "../outside.txt"}], client=client)
+    batch = ow.map("filed", [{"doc": "a.txt"}, {"doc": "../outside.txt"}], client=dask_client)
     assert [r.status for r in batch.results] == ["completed", "failed"]
     assert batch.results[0].outputs == {"path": str(root / "a.txt")}

@@ -45,22 +45,6 @@ steps:
 """
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=2,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=40,
-    )
-    c = distributed.Client(cluster)
-    yield c
-    c.close()
-    cluster.close()
-
-
 def registry(state: str) -> OpenWorkflow:
     ow = OpenWorkflow(state=state)
     for text in (CONNECTOR, AGENT, FLOW):
@@ -78,9 +62,9 @@ def agent_turns(batch) -> list[float]:
     return sorted(t.timestamp() for t in ends)
 
 
-def test_a_rate_limit_holds_for_the_whole_batch_across_workers(client, tmp_path):
+def test_a_rate_limit_holds_for_the_whole_batch_across_workers(dask_client, tmp_path):
     ow = registry(str(tmp_path / "runs.db"))
-    batch = ow.map("paced_flow", [{"n": n} for n in range(8)], client=client, chunk_size=1)
+    batch = ow.map("paced_flow", [{"n": n} for n in range(8)], client=dask_client, chunk_size=1)
     assert batch.statuses == {"completed": 8}
     assert len({r.outputs["pid"] for r in batch.results}) == 2  # both workers ran agent steps
     starts = agent_turns(batch)
@@ -93,7 +77,7 @@ def test_a_rate_limit_holds_for_the_whole_batch_across_workers(client, tmp_path)
     ow.close()
 
 
-def test_without_limits_no_acquisition_reaches_the_actor(client, tmp_path):
+def test_without_limits_no_acquisition_reaches_the_actor(dask_client, tmp_path):
     ow = registry(str(tmp_path / "runs.db"))
     ow.load(
         AGENT.replace("name: paced", "name: free").replace(
@@ -101,13 +85,13 @@ def test_without_limits_no_acquisition_reaches_the_actor(client, tmp_path):
         )
     )
     ow.load(FLOW.replace("name: paced_flow", "name: free_flow").replace("agent: paced", "agent: free"))
-    batch = ow.map("free_flow", [{"n": n} for n in range(6)], client=client, chunk_size=1)
+    batch = ow.map("free_flow", [{"n": n} for n in range(6)], client=dask_client, chunk_size=1)
     assert batch.statuses == {"completed": 6}
     assert batch.limiter == {"reservations": 0, "keys": []}
     ow.close()
 
 
-def test_a_batch_whose_limiter_worker_dies_still_completes_every_input(client, tmp_path):
+def test_a_batch_whose_limiter_worker_dies_still_completes_every_input(dask_client, tmp_path):
     ow = registry(str(tmp_path / "runs.db"))
     killed: list[int] = []
 
@@ -116,13 +100,13 @@ def test_a_batch_whose_limiter_worker_dies_still_completes_every_input(client, t
 
     def kill_the_limiter(done: int, total: int) -> None:
         if done >= 2 and not killed:
-            for pid, has_actor in client.run(holders).values():
+            for pid, has_actor in dask_client.run(holders).values():
                 if has_actor:
                     os.kill(pid, signal.SIGKILL)  # the worker hosting the batch's limiter dies
                     killed.append(pid)
 
     inputs = [{"n": n} for n in range(8)]
-    batch = ow.map("paced_flow", inputs, client=client, chunk_size=1, progress=kill_the_limiter)
+    batch = ow.map("paced_flow", inputs, client=dask_client, chunk_size=1, progress=kill_the_limiter)
     assert killed, "the limiter's worker was never found"
     assert batch.statuses == {"completed": 8}
     assert sorted(r.outputs["answer"] for r in batch.results) == ["ok"] * 8

@@ -179,6 +179,22 @@ class LimitSpec:
         return not (self.requests or self.tokens or self.messages)
 
 
+def check_fits(key: str, spec: LimitSpec, amounts: Mapping[str, int]) -> None:
+    """Refuse one acquisition that asks for more than a bucket of `key` can ever hold.
+
+    Raises:
+        OWFError: ``VALIDATION`` (e.g. 10,000 tokens against 5,000 tokens a minute with no burst).
+    """
+    for dim, amount in amounts.items():
+        rates = getattr(spec, dim)
+        if amount > 0 and rates and amount > (capacity := min(r.capacity for r in rates)):
+            raise OWFError(
+                f"{amount} {dim} at once can never fit the limit of '{key}' (at most {capacity} at a time)",
+                code="VALIDATION",
+                details={"key": key, dim: amount, "capacity": capacity},
+            )
+
+
 def provider_key(name: str) -> str:
     """The limiter key of a model provider (``provider:openai``)."""
     return f"provider:{name}"
@@ -322,15 +338,7 @@ class RateLimiter:
         if state is None:
             return 0.0
         amounts = {"requests": requests, "tokens": tokens, "messages": messages}
-        for dim, amount in amounts.items():
-            bucket_rates = getattr(state.spec, dim)
-            if amount > 0 and bucket_rates and amount > min(r.capacity for r in bucket_rates):
-                raise OWFError(
-                    f"{amount} {dim} at once can never fit the limit of '{key}' "
-                    f"(at most {min(r.capacity for r in bucket_rates)} at a time)",
-                    code="VALIDATION",
-                    details={"key": key, dim: amount, "capacity": min(r.capacity for r in bucket_rates)},
-                )
+        check_fits(key, state.spec, amounts)
         start = self.clock.now()
         await self._turn(state, subqueue)
         try:

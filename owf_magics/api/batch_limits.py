@@ -20,10 +20,9 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
-from owf_magics.agents.limits import LimitSpec, RateLimiter
+from owf_magics.agents.limits import LimitSpec, RateLimiter, check_fits
 from owf_magics.errors import OWFError
 
 log = logging.getLogger("owf_magics.batch")
@@ -60,13 +59,7 @@ class BatchLimiter:
             for i, rate in enumerate(getattr(spec, dim))
             if amounts[dim] > 0
         ]
-        for dim, _i, rate, amount in rates:
-            if amount > rate.capacity:
-                raise OWFError(
-                    f"{amount} {dim} at once can never fit the limit of '{key}' (at most {rate.capacity} at a time)",
-                    code="VALIDATION",
-                    details={"key": key, dim: amount, "capacity": rate.capacity},
-                )
+        check_fits(key, spec, amounts)
         with self._lock:
             now = time.monotonic()
             go = now
@@ -174,13 +167,7 @@ class SharedRateLimiter:
                 self._lost(exc)
         return self._local.try_acquire(key, requests=requests, tokens=tokens, messages=messages)
 
-    async def acquire_all(
-        self, keys: Iterable[str], *, requests: int = 1, tokens: int = 0, messages: int = 0, subqueue: str = ""
-    ) -> float:
-        waited = 0.0
-        for key in keys:
-            waited += await self.acquire(key, requests=requests, tokens=tokens, messages=messages, subqueue=subqueue)
-        return waited
+    acquire_all = RateLimiter.acquire_all  # `acquire` on each key in turn, through this proxy's `acquire`
 
 
 def install(ow: Any, where: tuple[str, str]) -> None:

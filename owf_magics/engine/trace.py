@@ -53,28 +53,10 @@ def trace_step(
 ) -> None:
     entry = frame.plan.entries[step.id]
     key = (frame.order.get(step.id, 0), frame.iteration, attempt)
-    log = run.log
-    if log is not None:  # the status, output and error as they are now (a result may change later)
-        log.append(
-            (
-                _DONE,
-                key,
-                step,
-                entry,
-                frame.prefix,
-                res.status,
-                res.output,
-                res.error,
-                started,
-                duration,
-                usage,
-                cost,
-                event,
-            )
-        )
-        return
-    row, completed = _done(
-        run.run_id,
+    # the status, output and error as they are now (a result may change later): kept in the run's
+    # log (rows and events built when read), or made into the row and event at once
+    rec = (
+        _DONE,
         key,
         step,
         entry,
@@ -88,6 +70,11 @@ def trace_step(
         cost,
         event,
     )
+    log = run.log
+    if log is not None:
+        log.append(rec)
+        return
+    row, completed = _done(run.run_id, *rec[1:])
     run.trace.append((key, row))
     if completed is not None:
         run.emit(key, completed)
