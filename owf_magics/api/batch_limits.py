@@ -43,7 +43,7 @@ class BatchLimiter:
 
     def __init__(self) -> None:
         self._tat: dict[tuple[str, str, int], float] = {}  # (key, dimension, rate index) -> time
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self.reservations = 0
 
     def reserve(self, key: str, spec: LimitSpec, requests: int, tokens: int, messages: int) -> float:
@@ -53,37 +53,46 @@ class BatchLimiter:
             OWFError: ``VALIDATION`` when one acquisition asks for more than a bucket can ever hold.
         """
         amounts = {"requests": requests, "tokens": tokens, "messages": messages}
-        rates = [
-            (dim, i, rate, amounts[dim])
-            for dim in amounts
-            for i, rate in enumerate(getattr(spec, dim))
-            if amounts[dim] > 0
-        ]
         check_fits(key, spec, amounts)
         with self._lock:
             now = time.monotonic()
-            go = now
-            for _ in range(2):  # the latest of every rate's earliest moment, then each rechecked at it
-                for dim, i, rate, amount in rates:
-                    interval = rate.per / rate.amount
-                    tat = max(self._tat.get((key, dim, i), go), go)
-                    go = max(go, tat + (amount - rate.capacity) * interval)
-            for dim, i, rate, amount in rates:
-                interval = rate.per / rate.amount
-                self._tat[(key, dim, i)] = max(self._tat.get((key, dim, i), go), go) + amount * interval
-            self.reservations += 1
+            go = self._earliest(key, spec, amounts, now)
+            self._book(key, spec, amounts, go)
             return go - now
 
     def try_reserve(self, key: str, spec: LimitSpec, requests: int, tokens: int, messages: int) -> bool:
-        """`reserve` only when the request fits now; else book nothing and say False."""
+        """Book the request only when it fits now; else book nothing and say False."""
+        amounts = {"requests": requests, "tokens": tokens, "messages": messages}
+        check_fits(key, spec, amounts)
         with self._lock:
-            saved = dict(self._tat)
-            delay = self.reserve(key, spec, requests, tokens, messages)
-            if delay > 0:
-                self._tat = saved
-                self.reservations -= 1
+            now = time.monotonic()
+            if self._earliest(key, spec, amounts, now) > now:
                 return False
+            self._book(key, spec, amounts, now)
             return True
+
+    def _rates(self, spec: LimitSpec, amounts: dict[str, int]) -> list[tuple[str, int, Any, int]]:
+        return [
+            (dim, i, rate, amount)
+            for dim, amount in amounts.items()
+            if amount > 0
+            for i, rate in enumerate(getattr(spec, dim))
+        ]
+
+    def _earliest(self, key: str, spec: LimitSpec, amounts: dict[str, int], now: float) -> float:
+        """The first moment every rate of `key` has room (GCRA). One pass is enough: moving the
+        moment later never takes room away from a rate already satisfied."""
+        go = now
+        for dim, i, rate, amount in self._rates(spec, amounts):
+            tat = self._tat.get((key, dim, i), now)
+            go = max(go, tat + (amount - rate.capacity) * rate.per / rate.amount)
+        return go
+
+    def _book(self, key: str, spec: LimitSpec, amounts: dict[str, int], go: float) -> None:
+        for dim, i, rate, amount in self._rates(spec, amounts):
+            tat = max(self._tat.get((key, dim, i), go), go)
+            self._tat[(key, dim, i)] = tat + amount * rate.per / rate.amount
+        self.reservations += 1
 
     def stats(self) -> dict[str, Any]:
         return {"reservations": self.reservations, "keys": sorted({k for k, _d, _i in self._tat})}
