@@ -283,7 +283,9 @@ def test_a_version_1_store_is_migrated_in_place(tmp_path):
     conn.execute("PRAGMA user_version = 1")
     conn.close()
     with SQLiteRunStore(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 5  # 1 -> 2 -> 3 (labels) -> 4 (sessions) -> 5 (definitions)
+        assert (
+            s.schema_version == SCHEMA_VERSION == 6
+        )  # 1 -> 2 -> 3 (labels) -> 4 (sessions) -> 5 (definitions) -> 6 (trails)
         old = s.get_run("old1")
         assert old.manifest_source == "name: w" and old.lease_owner is None
         with pytest.raises(OWFError, match="force=True"):  # running, no lease: as before leases

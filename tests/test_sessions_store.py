@@ -25,7 +25,7 @@ def test_messages_per_session_survive_reopening(store_db: str) -> None:
         assert store.get_messages("new") == []
         store.clear_session("s1")
         assert store.get_messages("s1") == []
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
 
 
 def test_a_version_3_file_is_migrated(tmp_path: Path) -> None:

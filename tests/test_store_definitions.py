@@ -64,6 +64,6 @@ def test_a_version_4_store_gets_the_definition_tables(tmp_path):
     conn.commit()
     conn.close()
     with SQLiteRunStore(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 5
+        assert s.schema_version == SCHEMA_VERSION == 6
         s.publish("acme", "t", [("wf", "1.0.0", None)])
         assert [d.name for d in s.definitions("acme")] == ["wf"]

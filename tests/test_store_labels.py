@@ -35,7 +35,7 @@ def test_a_version_2_store_gets_the_labels_table(tmp_path):
     conn.commit()
     conn.close()
     with SQLiteRunStore(path) as s:
-        assert s.schema_version == SCHEMA_VERSION == 5
+        assert s.schema_version == SCHEMA_VERSION == 6
         s.set_labels("r1", {"tenant": "acme"})
         assert s.get_labels("r1") == {"tenant": "acme"}
 

@@ -19,7 +19,7 @@ from typing import Any
 from owf_magics.agents.loop import remember
 from owf_magics.agents.providers import Usage
 from owf_magics.engine.frame import Frame, execution_key, render_input
-from owf_magics.engine.trace import trace_step
+from owf_magics.engine.trace import StepPair, store_events, trace_step
 from owf_magics.manifest.models import (
     ActionStep,
     AgentStep,
@@ -81,12 +81,14 @@ def flush(run: RunContext) -> None:
     if run.store is None:
         return
     records, run.uncommitted = run.uncommitted, []
-    events, run.unsaved = run.unsaved, []
+    store = run.store
+    pairs = getattr(store, "takes_step_pairs", False)
+    events = store_events(run, pairs=pairs)
     if records or events:
         try:
-            run.store.checkpoint_many(run.run_id, records, events)
+            store.checkpoint_many(run.run_id, records, events)
         except UnstorableValue:  # one value the store cannot write fails its step, not the group
-            run.store.checkpoint_many(run.run_id, storable_records(records), storable_events(events))
+            store.checkpoint_many(run.run_id, storable_records(records), storable_events(_expanded(events)))
 
 
 def finish(run: RunContext, status: str, outputs: dict[str, Any], error: dict[str, Any] | None) -> None:
@@ -94,7 +96,7 @@ def finish(run: RunContext, status: str, outputs: dict[str, Any], error: dict[st
     its status, outputs and error; a run that ends (not one that waits) closes its open requests,
     since nothing waits for them any more. The run's lease is released."""
     records, run.uncommitted = run.uncommitted, []
-    events, run.unsaved = run.unsaved, []
+    events = store_events(run, pairs=getattr(run.store, "takes_step_pairs", False))
     waiting = status == "waiting_approval"
     try:
         run.store.finish_run(
@@ -113,7 +115,7 @@ def finish(run: RunContext, status: str, outputs: dict[str, Any], error: dict[st
             outputs=None,
             error=None if waiting else {"code": exc.code, "message": exc.message, "details": exc.details},
             steps=storable_records(records),
-            events=storable_events(events),
+            events=storable_events(_expanded(events)),
             close_pending=not waiting,
         )
 
@@ -166,3 +168,7 @@ def restore(run: RunContext, frame: Frame, step: StepBase, rec: Any) -> StepResu
     if run.budget is not None and usage:  # what the run spent before it stopped still counts
         run.budget.record(int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)), cost)
     return res
+
+
+def _expanded(events: list[Any]) -> list[Any]:
+    return [e for item in events for e in (item.events() if type(item) is StepPair else (item,))]

@@ -161,9 +161,9 @@ async def awaited_step(run: RunContext, frame: Frame, step: StepBase, found: Ste
     mark = -1
     if log is None:
         step_started(run, frame, step, 1, started)
-    else:  # other steps log while it waits: a place for its started record, filled at the end
+    else:  # other steps log while it waits (and a store may read the log): its started record now
         mark = len(log)
-        log.append(None)
+        log.append(started_record(frame, step, 1, started))
     extra: dict[str, Any] | None = None
     try:
         pending, extra = found.direct(run, frame, step, scope, key)  # type: ignore[misc]
@@ -173,12 +173,8 @@ async def awaited_step(run: RunContext, frame: Frame, step: StepBase, found: Ste
     except Exception as exc:
         res = StepResult(step.id, "failed", None, to_step_error(exc), 1, entry.backend)
     except Waiting as wait:
-        if log is not None:
-            log[mark] = started_record(frame, step, 1, started)
         return _waiting(run, frame, step, wait, started, t0)
     except asyncio.CancelledError:
-        if log is not None:
-            log[mark] = started_record(frame, step, 1, started)
         res = StepResult(step.id, "canceled", None, StepError("CANCELED", "canceled"), 1, entry.backend)
         trace_step(run, frame, step, res, attempt=1, started=started, duration=(time.perf_counter() - t0) * 1000)
         put_result(frame, res)
@@ -210,8 +206,8 @@ def _ended(
     placed: bool,
 ) -> StepResult:
     """Record a finished attempt, then the result, its view and the checkpoint. A success is one
-    compact record: with `placed`, its started event goes in the place the step kept at `mark`;
-    otherwise (nothing was logged since `mark`) right before the rest."""
+    compact record: with `placed`, the step logged its start at `mark` already; otherwise (nothing
+    was logged since `mark`) its start goes right before the rest."""
     duration = (time.perf_counter() - t0) * 1000
     res.duration_ms = round(duration, 3)
     log = run.log
@@ -220,9 +216,7 @@ def _ended(
             ran_record(mark if placed else -1, frame, step, frame.plan.entries[step.id], started, res.output, duration)
         )
     else:
-        if log is not None and placed:
-            log[mark] = started_record(frame, step, 1, started)
-        elif log is not None:
+        if log is not None and not placed:
             log.insert(mark, started_record(frame, step, 1, started))
         trace_step(run, frame, step, res, attempt=1, started=started, duration=duration)
         if res.error is not None:

@@ -32,7 +32,7 @@ from owf_magics.engine import kinds as _kinds  # noqa: F401  (fills STEP_KINDS)
 from owf_magics.engine.checkpoints import finish
 from owf_magics.engine.frame import Frame, render_outputs, resolve_inputs
 from owf_magics.engine.scheduler import run_block
-from owf_magics.engine.trace import Bookkeeping, emit_later
+from owf_magics.engine.trace import Bookkeeping, emit_later, store_events
 from owf_magics.errors import OWFError
 from owf_magics.manifest.budget import LIMITS
 from owf_magics.manifest.budget import deadline as template_deadline
@@ -190,7 +190,10 @@ class Executor:
                     "metadata": {"error": error.to_dict()},
                 },
             )
-        result.events = [e for _, e in sorted(run.events, key=lambda kv: kv[0])]
+        if run.log is not None:
+            result.defer(Bookkeeping(run.log, run.run_id, run.secrets, run.event_seq))
+        else:
+            result.events = [e for _, e in sorted(run.events, key=_first)]
         if self.store is not None:
             _store_failure(self.store, self.run_id, run, status, error)
         return result
@@ -217,7 +220,7 @@ class Executor:
         run = RunContext(self.ow, self.run_id, self.secrets, env, pool, self.callback, self.delivered)
         started = time.perf_counter()
         store = run.store = self.store
-        if store is None and self.callback is None:  # nobody reads events before the result
+        if self.callback is None:  # nobody reads events before the result (a store reads the log)
             run.log = []
         run.trigger = self.trigger
         if wf.policies is not None:
@@ -228,6 +231,7 @@ class Executor:
         if resume is not None:
             run.recorded, run.replay, run.answers = resume.recorded, resume.replay, resume.answers
             run.event_seq = itertools.count(resume.first_event)
+            run.next_event = resume.first_event
         if store is not None and (resume is None or not resume.continuing):
             self._create_record(store, wf, inputs, resume)
             run.run_id = self.run_id
@@ -512,7 +516,7 @@ def _store_failure(store: Any, run_id: str, run: RunContext, status: str, error:
     """Finish a crashed run's record as failed, with the steps and events not written yet where
     they can be; what cannot be written is dropped, never raised."""
     records, run.uncommitted = run.uncommitted, []
-    events, run.unsaved = run.unsaved, []
+    events = store_events(run, pairs=False)
     attempts = [
         (error.to_dict(), storable_records(records), storable_events(events)),
         ({"code": error.code, "message": "the run stopped on an unexpected error"}, [], []),

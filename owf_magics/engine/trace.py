@@ -1,9 +1,14 @@
 """Trace rows and step lifecycle events, ordered by graph rank, iteration and attempt.
 
-With a callback or a store attached (someone reads events while the run goes on) rows and events
-are built as they happen. Otherwise (`RunContext.log` is a list) a step appends one compact tuple
-per record, and `Bookkeeping` builds the same rows and events, with the same ids in the same
-order, when `RunResult.trace_rows` or `RunResult.events` is first read.
+With a callback attached (someone reads events while the run goes on), or a store and secrets to
+redact, rows and events are built as they happen. Otherwise (`RunContext.log` is a list) a step
+appends one compact tuple per record, and `Bookkeeping` builds the same rows and events, with the
+same ids in the same order, when `RunResult.trace_rows` or `RunResult.events` is first read.
+
+A store reads the log as the run goes on (`drain`): each write takes the records logged since the
+last one, numbered as `Bookkeeping` numbers them, with a `StepPair` in place of the two events of
+each first attempt that succeeded (a SQLite store keeps those in the step's row, see
+`owf_magics.runs.trails`; `StepPair.events` builds them for any other store).
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from owf_magics.runtime.context import (
 from owf_magics.runtime.results import StepResult
 
 _EVENT, _STARTED, _DONE, _RAN, _PLACED, _LATER = 0, 1, 2, 3, 4, 5
+_STARTED_KEYS = frozenset(
+    {"type", "timestamp", "run_id", "step_id", "step_type", "iteration", "attempt", "backend", "fragment", "event_id"}
+)
+_COMPLETED_KEYS = _STARTED_KEYS - {"backend"} | {"execution", "result"}
+_EXECUTION_WORDS = frozenset({"backend_source", "runtime", "adapter_version", "duration_ms", "status", "output"})
 
 
 def emit_later(run: RunContext, key: tuple[Any, ...], build: Callable[..., dict[str, Any]], *args: Any) -> None:
@@ -175,8 +185,8 @@ def ran_record(
     mark: int, frame: Frame, step: StepBase, entry: Any, started: float, output: Any, duration: float
 ) -> tuple[Any, ...]:
     """One record for a first attempt that succeeded: its ``step.started`` event (right before
-    the rest, or with `mark` >= 0 at that index, where the step put a None when it started), its
-    trace row and its ``step.execution.completed`` event."""
+    the rest; with `mark` >= 0 the step logged it when it started, at that index), its trace row
+    and its ``step.execution.completed`` event."""
     # the sort key's parts inline (rank, iteration): a tuple fewer per step while the run goes on
     rank = frame.order.get(step.id, 0)
     if mark < 0:
@@ -243,17 +253,8 @@ class Bookkeeping:
             event.setdefault("event_id", f"evt_{run_id}_{next(seq):05d}")
             events.append((key, event))
 
-        log = self.log
-        # a step's started event goes where it put a None when it started (see `ran_record`)
-        starts = {rec[9]: rec for rec in log if rec is not None and rec[0] == _PLACED}
-        for at, rec in enumerate(log):
+        for rec in self.log:
             if rec is None:
-                ran = starts.get(at)
-                if ran is None:  # a step stopped by something no step catches (KeyboardInterrupt)
-                    continue
-                _, rank, iteration, step, entry, prefix, started = ran[:7]
-                key = (rank, iteration, 1)
-                add(key, _event(run_id, key, step, entry, prefix, "step.started", started, {}))
                 continue
             tag = rec[0]
             if tag == _DONE:
@@ -287,3 +288,170 @@ class Bookkeeping:
 
 def _first(kv: tuple[Any, Any]) -> Any:
     return kv[0]
+
+
+class StepPair:
+    """A first attempt that succeeded, as a store gets it (`drain`): in place of its
+    ``step.started`` event (numbered `started_no`; None when it was logged on its own, as an
+    awaited step's is) and its ``step.execution.completed`` event (`completed_no`)."""
+
+    __slots__ = ("completed_no", "key", "output", "rec", "redacted", "run_id", "started_no")
+
+    def __init__(self, run_id: str, rec: tuple[Any, ...], started_no: int | None, completed_no: int) -> None:
+        self.run_id, self.rec, self.started_no, self.completed_no = run_id, rec, started_no, completed_no
+        _, _, iteration, step, _, prefix = rec[:6]
+        step_id = prefix + step.id
+        self.key = f"{step_id}[{'.'.join(map(str, iteration))}]" if iteration else step_id  # its step key
+        self.output = rec[7]  # as the step's record has it: the same object, or (`redacted`) an equal one
+        self.redacted = False
+
+    @property
+    def size(self) -> int:
+        """How many events it stands for."""
+        return 1 if self.started_no is None else 2
+
+    def events(self, hide: Callable[[Any], Any] | None = None) -> list[dict[str, Any]]:
+        """The events, as `Bookkeeping` builds them (redacted by `hide`, before their ids)."""
+        _, rank, iteration, step, entry, prefix, started, output, duration = self.rec[:9]
+        run_id, key = self.run_id, (rank, iteration, 1)
+        out: list[tuple[int, dict[str, Any] | None]] = []
+        if self.started_no is not None:
+            out.append((self.started_no, _event(run_id, key, step, entry, prefix, "step.started", started, {})))
+        completed = _done(run_id, key, step, entry, prefix, "success", output, None, started, duration, None, 0.0, True)
+        out.append((self.completed_no, completed[1]))
+        events = []
+        for no, built in out:
+            assert built is not None
+            event = built if hide is None else hide(built)
+            event["event_id"] = f"evt_{run_id}_{no:05d}"
+            events.append(event)
+        return events
+
+    def clean(self, hide: Callable[[Any], Any]) -> bool:
+        """Whether redaction leaves every field of its events as it is but the output (which the
+        step's record holds redacted): then the output here becomes that redacted one."""
+        _, _, iteration, step, entry, prefix, started, output, duration = self.rec[:9]
+        run_id = self.run_id
+        probe = [
+            self.key,
+            prefix + step.id,
+            step.type,
+            step.id.rpartition("/")[0],
+            entry.backend,
+            entry.source,
+            entry.runtime,
+            entry.adapter_version,
+            ".".join(map(str, iteration)) if iteration else "",
+            stamp(started),
+            round(duration, 3),
+            1,
+            f"evt_{run_id}_{self.completed_no:05d}",
+            f"evt_{run_id}_{self.started_no or 0:05d}",
+        ]
+        if hide(probe) != probe:
+            return False
+        self.output, self.redacted = hide(output), True
+        return True
+
+    def trail(self, started_seq: int | None) -> list[Any]:
+        """The events as `owf_magics.runs.trails` keeps them in the step's row (the time as
+        `time.time()` gave it, the ids as numbers: both formatted when read)."""
+        _, _, iteration, step, entry, _, started, _, duration = self.rec[:9]
+        return [
+            None if self.started_no is None else started_seq,
+            self.started_no,
+            self.completed_no,
+            started,
+            step.type,
+            ".".join(map(str, iteration)) if iteration else "",
+            1,
+            step.id.rpartition("/")[0],
+            entry.backend,
+            entry.source,
+            entry.runtime,
+            entry.adapter_version,
+            round(duration, 3),
+            None,
+            None,
+        ]
+
+
+def drain(run: RunContext) -> list[Any]:
+    """The events logged since the store's last write (`RunContext.log`, from `flushed`), numbered
+    as `Bookkeeping` will number them: dicts, and a `StepPair` for each first attempt that
+    succeeded. Records are never changed once drained (a step logs its start before anything
+    can write)."""
+    log = run.log
+    assert log is not None
+    run_id, n = run.run_id, run.next_event
+    out: list[Any] = []
+    hide = _hiding(run)
+    end = len(log)
+    for at in range(run.flushed, end):
+        rec = log[at]
+        if rec is None:
+            continue
+        tag = rec[0]
+        if tag in (_RAN, _PLACED):
+            pair = StepPair(run_id, rec, n, n + 1) if tag == _RAN else StepPair(run_id, rec, None, n)
+            n += pair.size
+            if hide is None or (run.plain and pair.clean(hide)):
+                out.append(pair)
+            else:
+                out.extend(pair.events(hide))
+            continue
+        if tag == _DONE:
+            event = _done(run_id, *rec[1:])[1]
+            if event is None:
+                continue
+        elif tag == _STARTED:
+            _, key, step, entry, prefix, timestamp = rec
+            event = _event(run_id, key, step, entry, prefix, "step.started", timestamp, {})
+        elif tag == _LATER:
+            event = rec[2](*rec[3])
+        else:
+            event = dict(rec[2])
+        if hide is not None:
+            event = hide(event)
+        event.setdefault("event_id", f"evt_{run_id}_{n:05d}")
+        n += 1
+        out.append(event)
+    run.flushed, run.next_event = end, n
+    return out
+
+
+# every name and fixed value a step's events hold: a run whose secrets would redact one of them
+# writes its steps' events as rows, redacted (`RunContext.plain`)
+_EVENT_WORDS = [
+    *sorted(_STARTED_KEYS | _COMPLETED_KEYS | _EXECUTION_WORDS),
+    "step.started",
+    "step.execution.completed",
+    "success",
+]
+
+
+def _hiding(run: RunContext) -> Callable[[Any], Any] | None:
+    """The run's redaction, None without secrets (the first call checks `RunContext.plain`)."""
+    if not run.secrets:
+        return None
+    from owf_magics.manifest.redaction import redactor
+
+    hide = redactor(run.secrets)
+    if hide is None:
+        return None
+    if run.plain is None:
+        words = [*_EVENT_WORDS, run.run_id, f"evt_{run.run_id}_"]
+        run.plain = hide(words) == words
+    return hide
+
+
+def store_events(run: RunContext, *, pairs: bool) -> list[Any]:  # events, and StepPairs
+    """The events a store has not written yet (`RunContext.unsaved` or `drain`); with `pairs`
+    false, each `StepPair` as its events."""
+    if run.log is None:
+        unsaved, run.unsaved = run.unsaved, []
+        return unsaved
+    events = drain(run)
+    if pairs:
+        return events
+    return [e for item in events for e in (item.events() if type(item) is StepPair else (item,))]

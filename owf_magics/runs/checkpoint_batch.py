@@ -5,9 +5,16 @@ emitted since the last write (`owf_magics.engine.checkpoints`). This module turn
 
 - each step's output is serialised once: a ``step.execution.completed`` event whose
   ``result.output`` is that very object gets the same JSON text spliced in;
+- a step's own ``step.started`` and ``step.execution.completed`` events go into its row's trail
+  when they have the engine's shape (`owf_magics.runs.trails`), the rest into ``events``;
 - event sequence numbers come from a counter the store keeps per run in memory (`SeqCounter`),
-  read from the table once per run; a stale counter (another store object wrote to the run) shows
-  as a primary-key conflict, and the store then reads it again and writes the batch again.
+  read from the tables once per run. A SQLite store checks ``PRAGMA data_version`` in each write
+  transaction and reads the counters again when another connection wrote to the file; elsewhere a
+  stale counter (another store object wrote to the run) shows as a primary-key conflict, and the
+  store then reads it again and writes the batch again.
+- a step row is written with a plain ``INSERT``: a row already there under the same key fails it,
+  and the store writes the batch again with ``replace``, which first turns the old row's trail
+  into ``events`` rows (nothing a run stored is lost when a resumed run writes a step again).
 """
 
 from __future__ import annotations
@@ -19,15 +26,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from owf_magics.engine.trace import StepPair
+from owf_magics.runs import trails
 from owf_magics.runtime.records import StepRecord, dumps, fingerprint, ts
 
-__all__ = ["STEP_INSERT", "SeqCounter", "event_rows", "step_row"]
+__all__ = ["STEP_INSERT", "STEP_REPLACE", "SeqCounter", "event_rows", "step_row"]
 
-STEP_INSERT = (
-    "INSERT OR REPLACE INTO steps (run_id, step_key, step_id, status, output, error, attempts,"
-    " backend, usage, tokens, cost_usd, input, input_hash, started_at, finished_at, written_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_STEP_COLUMNS = (
+    " INTO steps (run_id, step_key, step_id, status, output, error, attempts, backend, usage, tokens,"
+    " cost_usd, input, input_hash, started_at, finished_at, written_at, seq, trail)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+STEP_INSERT = "INSERT" + _STEP_COLUMNS
+STEP_REPLACE = "INSERT OR REPLACE" + _STEP_COLUMNS
 EVENT_INSERT = "INSERT INTO events (run_id, seq, type, body) VALUES (?, ?, ?, ?)"
 
 # a string no JSON value can hold unescaped: where a shared output goes in an event's text
@@ -79,19 +90,36 @@ def _input(value: Any) -> tuple[str | None, str | None]:
 
 
 class SeqCounter:
-    """The last event sequence number of each run this store wrote to, kept in memory."""
+    """The last event sequence number of each run this store wrote to, kept in memory.
 
-    __slots__ = ("last",)
+    Args:
+        trails: Write a step's own events into its row's trail (a SQLite store: it can tell, by
+            ``PRAGMA data_version``, when another connection wrote, and count again).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("last", "trails", "version")
+
+    def __init__(self, *, trails: bool = False) -> None:
         self.last: dict[str, int] = {}
+        self.trails = trails
+        self.version: int | None = None
+
+    def check(self, conn: sqlite3.Connection) -> None:
+        """In a write transaction: forget every count when another connection wrote meanwhile."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.version:
+            self.last.clear()
+            self.version = version
 
     def take(self, conn: sqlite3.Connection, run_id: str, count: int) -> int:
         """Reserve `count` numbers for `run_id`; returns the first."""
         last = self.last.get(run_id)
         if last is None:
-            row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
-            last = int(row[0])
+            if self.trails:
+                row = conn.execute(_LAST_OF_BOTH, (run_id, run_id)).fetchone()
+            else:
+                row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+            last = int(row[0] or 0)
         self.last[run_id] = last + count
         return last + 1
 
@@ -99,7 +127,19 @@ class SeqCounter:
         self.last.pop(run_id, None)
 
 
-def step_row(run_id: str, step: StepRecord, written: dict[int, tuple[Any, str]], now: float) -> tuple[Any, ...]:
+_LAST_OF_BOTH = (
+    "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM events WHERE run_id = ?"
+    " UNION ALL SELECT MAX(seq) AS m FROM steps WHERE run_id = ?)"
+)
+
+
+def step_row(
+    run_id: str,
+    step: StepRecord,
+    written: dict[int, tuple[Any, str]],
+    now: float,
+    kept: tuple[int, str] | tuple[None, None] = (None, None),
+) -> tuple[Any, ...]:
     """The ``steps`` row of one record; its output's JSON is remembered in `written` by object id."""
     output = step.output
     text = encode(output)
@@ -124,6 +164,8 @@ def step_row(run_id: str, step: StepRecord, written: dict[int, tuple[Any, str]],
         ts(step.started_at),
         ts(step.finished_at),
         now,
+        kept[0],
+        kept[1],
     )
 
 
@@ -159,7 +201,7 @@ _STARTED_KEYS = frozenset(
     {"type", "timestamp", "run_id", "step_id", "step_type", "iteration", "attempt", "backend", "fragment", "event_id"}
 )
 _COMPLETED_KEYS = _STARTED_KEYS | {"execution", "result"}
-_EXECUTION_KEYS = frozenset({"backend", "runtime", "adapter_version", "duration_ms", "token_usage"})
+_EXECUTION_KEYS = frozenset({"backend", "backend_source", "runtime", "adapter_version", "duration_ms", "token_usage"})
 _SCALARS = (str, int, bool)
 
 
@@ -204,24 +246,127 @@ def event_rows(
     return [(run_id, first + i, str(e.get("type", "")), _body(e, written)) for i, e in enumerate(events)]
 
 
+_NONE = (None, None)
+
+
+def _pairs(
+    run_id: str, steps: Sequence[StepRecord], events: Sequence[Any], first: int, keep: bool
+) -> tuple[list[Any], dict[int, tuple[int, str]]]:
+    """`events` with each `StepPair` in the trail of its step's row when `keep` and the row is in
+    this batch (its slots None), or as its events; and the rows' trails."""
+    kept: dict[int, tuple[int, str]] = {}
+    if not keep:
+        rows = {}
+    elif len(steps) == 1:
+        rows = {steps[0].step_key: 0}
+    else:
+        rows = {s.step_key: n for n, s in enumerate(steps)}  # a key twice: its last row
+    flat: list[Any] = []
+    for item in events:
+        if type(item) is not StepPair:
+            flat.append(item)
+            continue
+        n = rows.get(item.key, -1)
+        step = None if n < 0 or n in kept else steps[n]
+        if (
+            step is not None
+            and step.status == "success"
+            and (step.output is item.output or (item.redacted and step.output == item.output))
+        ):
+            seq = first + len(flat)
+            try:
+                text = trails.dumps(item.trail(seq))
+            except (TypeError, ValueError):
+                text = None
+            if text is not None:
+                flat.extend((None, None) if item.started_no is not None else (None,))
+                kept[n] = (first + len(flat) - 1, text)
+                continue
+        flat.extend(item.events())
+    return flat, kept
+
+
+def _one(conn: sqlite3.Connection, seqs: SeqCounter, run_id: str, step: StepRecord, pair: Any) -> list[int] | None:
+    """`write` for one step and its `StepPair` in its trail; None when it cannot be."""
+    if type(pair) is not StepPair or pair.key != step.step_key or step.status != "success":
+        return None
+    if step.output is not pair.output and not (pair.redacted and step.output == pair.output):
+        return None
+    seqs.check(conn)
+    count = 2 if pair.started_no is not None else 1
+    first = seqs.take(conn, run_id, count)
+    try:
+        text = trails.dumps(pair.trail(first))
+    except (TypeError, ValueError):
+        seqs.last[run_id] = first - 1  # not taken after all
+        return None
+    conn.execute(STEP_INSERT, step_row(run_id, step, {}, time.time(), (first + count - 1, text)))
+    return [first, first + 1] if count == 2 else [first]
+
+
 def write(
     conn: sqlite3.Connection,
     seqs: SeqCounter,
     run_id: str,
     steps: Sequence[StepRecord],
-    events: Sequence[Mapping[str, Any]],
+    events: Sequence[Any],
+    *,
+    replace: bool = False,
 ) -> list[int]:
-    """Insert the rows (the caller holds the transaction); returns the events' sequence numbers."""
+    """Insert the rows (the caller holds the transaction); returns the events' sequence numbers.
+
+    `events` may hold `StepPair`s (from a run's log, `owf_magics.engine.trace.drain`), each
+    standing for its step's events: a trail when it can be, its events otherwise.
+
+    Raises:
+        sqlite3.IntegrityError: A step row is there already under the same key (without
+            `replace`), or the counter was stale: write the batch again with ``replace=True``.
+    """
+    if len(events) == 1 and len(steps) == 1 and seqs.trails and not replace:  # a chain's step
+        done = _one(conn, seqs, run_id, steps[0], events[0])
+        if done is not None:
+            return done
     written: dict[int, tuple[Any, str]] = {}
-    if steps:
-        now = time.time()
-        rows = [step_row(run_id, s, written, now) for s in steps]
-        if len(rows) == 1:
-            conn.execute(STEP_INSERT, rows[0])
+    count = 0
+    paired = False
+    for item in events:
+        if type(item) is StepPair:
+            paired = True
+            count += item.size
         else:
-            conn.executemany(STEP_INSERT, rows)
-    if not events:
+            count += 1
+    first = 0
+    if count:
+        if seqs.trails:
+            seqs.check(conn)
+        first = seqs.take(conn, run_id, count)
+    held: set[int] = set()
+    flat: Sequence[Any] = events
+    kept: dict[int, tuple[int, str]] = {}
+    if paired:
+        flat, kept = _pairs(run_id, steps, events, first, seqs.trails)
+    elif seqs.trails and steps and events:
+        kept, held = trails.match(run_id, steps, events, first)
+    if steps:
+        if replace and seqs.trails:
+            trails.materialize(conn, run_id, [s.step_key for s in steps], encode)
+        now = time.time()
+        rows = [step_row(run_id, s, written, now, kept.get(n, _NONE)) for n, s in enumerate(steps)]
+        sql = STEP_INSERT if seqs.trails and not replace else STEP_REPLACE  # no trails: nothing to lose
+        if len(rows) == 1:
+            conn.execute(sql, rows[0])
+        else:
+            conn.executemany(sql, rows)
+    if not count:
         return []
-    first = seqs.take(conn, run_id, len(events))
-    conn.executemany(EVENT_INSERT, event_rows(run_id, first, events, written))
-    return list(range(first, first + len(events)))
+    if paired or held:
+        rest = [
+            (run_id, first + i, str(e.get("type", "")), _body(e, written))
+            for i, e in enumerate(flat)
+            if e is not None and i not in held
+        ]
+        if rest:
+            conn.executemany(EVENT_INSERT, rest)
+    else:
+        conn.executemany(EVENT_INSERT, event_rows(run_id, first, events, written))
+    return list(range(first, first + count))

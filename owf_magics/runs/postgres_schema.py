@@ -17,7 +17,7 @@ from typing import Any
 
 from owf_magics.errors import OWFError
 from owf_magics.runs.definitions import DEFINITIONS_SCHEMA
-from owf_magics.runs.schema import SCHEMA_VERSION
+from owf_magics.runs.schema import SCHEMA_VERSION, TRAILS_COLUMNS
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "read_version"]
 
@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS session_messages (
 );
 """,
     5: DEFINITIONS_SCHEMA.replace(" REAL", " DOUBLE PRECISION"),
+    6: "".join(f"ALTER TABLE steps ADD COLUMN IF NOT EXISTS {name} {kind};\n" for name, kind in TRAILS_COLUMNS),
 }
 
 assert max(MIGRATIONS) == SCHEMA_VERSION, "a SQLite schema version without its PostgreSQL migration"

@@ -14,6 +14,8 @@ Versions:
     4. ``session_messages`` (see `owf_magics.runs.sessions`): conversation history per session.
     5. ``workflow_snapshots``, ``workflow_definitions``, ``sources``, ``queue_settings`` (see
        `owf_magics.runs.definitions`): workflows published to the service, AgentFlow sources.
+    6. ``steps.seq`` and ``steps.trail`` (see `owf_magics.runs.trails`): a step's own started and
+       completed events, kept in its row instead of two ``events`` rows.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from owf_magics.runs.labels import LABELS_SCHEMA
 from owf_magics.runs.sessions import SESSIONS_SCHEMA
 
 #: The schema version written to ``PRAGMA user_version``; bumped with every schema change.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
-__all__ = ["SCHEMA_VERSION", "connect", "manifest_hash", "migrate"]
+__all__ = ["SCHEMA_VERSION", "TRAILS_COLUMNS", "connect", "manifest_hash", "migrate"]
 
 _V1 = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -98,6 +100,9 @@ ALTER TABLE runs ADD COLUMN lease_owner TEXT;
 ALTER TABLE runs ADD COLUMN lease_until REAL;
 """
 
+#: Version 6: the columns where a step row keeps its own events.
+TRAILS_COLUMNS = (("seq", "INTEGER"), ("trail", "TEXT"))
+
 
 def manifest_hash(source: str) -> str:
     """The key a manifest source is stored under (sha256 of its UTF-8 text)."""
@@ -149,6 +154,11 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
         if version < 5:
             for statement in _statements(DEFINITIONS_SCHEMA):
                 conn.execute(statement)
+        if version < 6:
+            have = {row[1] for row in conn.execute("PRAGMA table_info(steps)")}
+            for name, kind in TRAILS_COLUMNS:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE steps ADD COLUMN {name} {kind}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")

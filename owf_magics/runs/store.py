@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from owf_magics.errors import OWFError
-from owf_magics.runs import checkpoint_batch
+from owf_magics.runs import checkpoint_batch, trails
 from owf_magics.runs.checkpoint_batch import SeqCounter
 from owf_magics.runs.definitions import PublishedDefinitions
 from owf_magics.runs.labels import RunLabels
@@ -113,6 +113,9 @@ class SQLiteRunStore(RunLabels, RunSessions, PublishedDefinitions):
             process dies, its running runs become resumable this long after its last renewal.
     """
 
+    #: `checkpoint_many` takes `owf_magics.engine.trace.StepPair`s among its events.
+    takes_step_pairs = True
+
     def __init__(
         self,
         path: str | os.PathLike[str] = ":memory:",
@@ -128,7 +131,7 @@ class SQLiteRunStore(RunLabels, RunSessions, PublishedDefinitions):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = connect(self.path, timeout)
-        self._seqs = SeqCounter()
+        self._seqs = SeqCounter(trails=True)
         self._manifests: set[str] = set()  # hashes known to be stored
         self._lost: set[str] = set()  # runs whose lease another owner took
         self._new_owner()
@@ -156,7 +159,7 @@ class SQLiteRunStore(RunLabels, RunSessions, PublishedDefinitions):
             if os.getpid() != self._pid:  # a forked child: never share the parent's connection
                 self._pid = os.getpid()
                 self._conn = connect(self.path, self.timeout)
-                self._seqs = SeqCounter()
+                self._seqs = SeqCounter(trails=True)
                 self._new_owner()  # the parent's leases stay the parent's
             yield self._conn
 
@@ -433,8 +436,8 @@ class SQLiteRunStore(RunLabels, RunSessions, PublishedDefinitions):
             with self._known(run_id), self._tx() as conn:
                 if self._keeper.overdue:
                     self._fence(conn, run_id)
-                if steps or events:
-                    checkpoint_batch.write(conn, self._seqs, run_id, steps, events)
+                if steps or events:  # a step written before under the same key keeps its events
+                    checkpoint_batch.write(conn, self._seqs, run_id, steps, events, replace=True)
                 cur = conn.execute(
                     "UPDATE runs SET status = ?, outputs = ?, error = ?, finished_at = ? WHERE run_id = ?",
                     (
@@ -494,10 +497,12 @@ class SQLiteRunStore(RunLabels, RunSessions, PublishedDefinitions):
                 try:
                     if self._keeper.overdue:
                         self._fence(conn, run_id)
-                    seqs = checkpoint_batch.write(conn, self._seqs, run_id, steps, events)
+                    seqs = checkpoint_batch.write(conn, self._seqs, run_id, steps, events, replace=retry)
                 except sqlite3.IntegrityError as exc:
                     conn.execute("ROLLBACK")
-                    self._seqs.forget(run_id)  # another store object wrote events: count again
+                    # a step row there already (written again: keep its trail's events), or another
+                    # store object wrote events: count again, and write replacing rows
+                    self._seqs.forget(run_id)
                     if "FOREIGN KEY" in str(exc).upper():
                         raise unknown_run(run_id) from exc
                     if retry:
@@ -552,10 +557,7 @@ class SQLiteRunStore(RunLabels, RunSessions, PublishedDefinitions):
     def get_events(self, run_id: str, *, after: int = 0) -> list[StoredEvent]:
         """A run's events in sequence order (those with ``seq > after``)."""
         with self._db() as conn:
-            rows = conn.execute(
-                "SELECT seq, type, body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
-            ).fetchall()
-        return [StoredEvent(run_id, r[0], r[1], json.loads(r[2])) for r in rows]
+            return trails.read_events(conn, run_id, after)
 
     # -- pending requests -----------------------------------------------------------------------
 

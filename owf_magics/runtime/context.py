@@ -166,10 +166,15 @@ class RunContext:
     last_agent: str | None = None  # the agent that acted last (handoffs move it; RunResult.last_agent)
     env_copy: dict[str, str] | None = None  # `env` as a dict, read once per run (backends' context)
     scratch: Any = None  # the run's scratch directory (runtime.scratch.Scratch), made on first use
-    # lazy bookkeeping: with no callback and no store nobody reads events or trace rows while the
-    # run goes on, so steps append compact records here and `engine.trace.build` turns them into
-    # rows and events (in the same order, with the same ids) when the result is read
+    # lazy bookkeeping: with no callback nobody reads events or trace rows while the run goes on,
+    # so steps append compact records here and `engine.trace.Bookkeeping` turns them into rows and
+    # events (in the same order, with the same ids) when the result is read; a store reads them
+    # as it writes (`engine.trace.drain`): the log up to `flushed` is written, and `next_event`
+    # is the number the next event there gets
     log: list[tuple[Any, ...] | None] | None = None
+    flushed: int = 0
+    next_event: int = 0
+    plain: bool | None = None  # the run's secrets redact nothing its step events always hold
 
     def emit(self, key: tuple[Any, ...], event: dict[str, Any]) -> None:
         log = self.log
