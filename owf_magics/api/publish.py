@@ -74,3 +74,11 @@ def publish_workflow(ow: Any, name: str | None, *, server: str, token: str | Non
     """`OpenWorkflow.publish`: the loaded workflow `name` (and the agents and connectors loaded with
     it) stored on the server under the token's tenant; returns the service's answer."""
     return post_manifest(manifest_of(ow, name), server=server, token=token)
+
+
+class PublishMethods:
+    """``OpenWorkflow.publish``, mixed into `OpenWorkflow`."""
+
+    def publish(self, name: str | None = None, *, server: str, token: str | None = None) -> dict[str, Any]:
+        """Publish a loaded workflow to ``owf serve`` at `server` (docs/service.md#publishing)."""
+        return publish_workflow(self, name, server=server, token=token)

@@ -1,5 +1,5 @@
 """Other spellings of the pattern steps (docs/patterns.md), rewritten to the canonical ones with an
-``ALIAS`` warning like every other spelling (`normalize` calls `normalise_pattern` for them)."""
+``ALIAS`` warning like every other spelling (`step_spellings` calls `normalise_pattern` for them)."""
 
 from __future__ import annotations
 

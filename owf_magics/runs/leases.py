@@ -18,12 +18,14 @@ parameter; a PostgreSQL store runs the same ones (or uses ``now()`` for a clock 
 
 from __future__ import annotations
 
+import inspect
 import os
 import secrets
 import socket
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -96,6 +98,12 @@ class LeaseKeeper:
     stops when the store closes. A renewal that finds fewer leases than it holds reports the lost
     runs (their lease expired and another process claimed them) through `on_lost`.
 
+    A bound method given as `connect` or `on_lost` (the store's own, as every store passes) is
+    held weakly: the keeper never keeps its store alive, so a store dropped without ``close()``
+    is freed by reference counting alone (no store <-> keeper cycle for the collector), and its
+    thread, woken by the store's death, closes its connection and ends. Any other callable is
+    held as it is.
+
     Args:
         connect: Opens the connection the thread uses (called in the thread); for an in-memory
             store, a callable returning the store's connection and the lock that guards it.
@@ -116,10 +124,10 @@ class LeaseKeeper:
         self.period = seconds / 3
         self.held: set[str] = set()
         self.renewed = time.time()  # when the leases were last known to be this owner's
-        self._connect = connect
-        self._on_lost = on_lost
         self._guard = threading.Lock()
         self._wake = threading.Event()
+        self._connect = _held(connect, self._wake)
+        self._on_lost = _held(on_lost, self._wake)
         self._stop = False
         self._thread: threading.Thread | None = None
 
@@ -151,8 +159,13 @@ class LeaseKeeper:
             thread.join(timeout=5)
 
     def _loop(self) -> None:
-        conn, lock = self._connect()
+        connect = self._connect()
+        if connect is None:  # the store went away before the thread started
+            return
+        conn, lock = connect()
+        del connect  # from here on the thread holds no reference to the store
         try:
+            # woken by stop(), or by the death of a store dropped without close() (see `_held`)
             while not self._wake.wait(self.period) and not self._stop:
                 with self._guard:
                     held = set(self.held)
@@ -189,6 +202,18 @@ class LeaseKeeper:
         with self._guard:
             lost &= self.held  # a run released meanwhile is not lost
             self.held -= lost
-        if lost:
-            self._on_lost(lost)
+        on_lost = self._on_lost() if lost else None  # the store, only for as long as the call
+        if on_lost is not None:
+            on_lost(lost)
+            del on_lost
         self.renewed = time.time()
+
+
+def _held(func: Callable[..., Any], wake: threading.Event) -> Callable[[], Callable[..., Any] | None]:
+    """`func` for later: a bound method weakly (its object's death sets `wake`), anything else as it is.
+
+    The death callback holds only the event, never the keeper, so no cycle is made here either.
+    """
+    if inspect.ismethod(func):
+        return weakref.WeakMethod(func, lambda _ref: wake.set())
+    return lambda: func
