@@ -5,6 +5,7 @@ in block and flow YAML, partial words, references, step ids, ``{{ steps.`` and `
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,8 @@ def test_python_cells_are_left_to_python(shell):
     assert "type = transform" not in applied(shell, "type = tra")
 
 
-def test_a_workflow_body_shows_only_ours_even_when_nothing_matches(shell):
+def test_a_workflow_body_shows_only_ours_even_when_nothing_matches(shell, monkeypatch):
+    monkeypatch.chdir(ROOT)  # file paths: ./docs/ is there
     shell.user_ns["transform_me"] = 1
     # nothing of ours matches: no Python names, keywords, magics or file paths in the YAML
     for tail in ("    foo: transform_", "    foo: os.pa", "    foo: ./", "    foo: %ti", "    no", ""):
@@ -139,7 +141,8 @@ def test_a_workflow_body_shows_only_ours_even_when_nothing_matches(shell):
     assert "%workflow load ./docs/" in applied(shell, "%workflow load ./")
 
 
-def test_the_body_only_filter_keeps_the_users_settings_and_unloads(shell):
+def test_the_body_only_filter_keeps_the_users_settings_and_unloads(shell, monkeypatch):
+    monkeypatch.chdir(ROOT)
     completer = shell.Completer
     completer.disable_matchers = ["IPCompleter.file_matcher"]
     try:
@@ -155,7 +158,8 @@ def test_the_body_only_filter_keeps_the_users_settings_and_unloads(shell):
     shell.run_line_magic("load_ext", "owf_magics")
 
 
-def test_publish_lines_complete_names_and_loaded_versions(shell):
+def test_publish_lines_complete_names_and_loaded_versions(shell, monkeypatch):
+    monkeypatch.chdir(ROOT)
     assert "%workflow publish" in applied(shell, "%workflow pub")
     assert applied(shell, "%workflow publish Res") == ['%workflow publish "Research Digest"']
     version = shell._owf_magics.ow.workflow("Research Digest").version
@@ -163,3 +167,7 @@ def test_publish_lines_complete_names_and_loaded_versions(shell):
         f'%workflow publish "Research Digest" --version {version}'
     ]
     assert "%workflow publish x --url" in applied(shell, "%workflow publish x --ur")
+    with warnings.catch_warnings():  # the older entry point, which sees one line
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        assert shell.complete("", "%workflow pub", 13) == ("pub", ["publish"])
+        assert shell.complete("", "%workflow load ./do", 19) == ("./do", ["./docs/"])  # IPython's own
