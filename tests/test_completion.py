@@ -5,6 +5,7 @@ in block and flow YAML, partial words, references, step ids, ``{{ steps.`` and `
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,47 @@ def test_python_cells_are_left_to_python(shell):
     shell.user_ns["transform_me"] = 1
     assert "transform_me" in applied(shell, "transform_")
     assert "type = transform" not in applied(shell, "type = tra")
+
+
+def test_a_workflow_body_shows_only_ours_even_when_nothing_matches(shell, monkeypatch):
+    monkeypatch.chdir(ROOT)  # file paths: ./docs/ is there
+    shell.user_ns["transform_me"] = 1
+    # nothing of ours matches: no Python names, keywords, magics or file paths in the YAML
+    for tail in ("    foo: transform_", "    foo: os.pa", "    foo: ./", "    foo: %ti", "    no", ""):
+        assert applied(shell, HEAD + tail) == [], tail
+    assert applied(shell, HEAD + "      - id: b\n        type: tra") == ["type: transform"]
+    # a Python cell and a %workflow line keep IPython's own completions
+    assert "transform_me" in applied(shell, "transform_")
+    assert "%workflow load ./docs/" in applied(shell, "%workflow load ./")
+
+
+def test_the_body_only_filter_keeps_the_users_settings_and_unloads(shell, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    completer = shell.Completer
+    completer.disable_matchers = ["IPCompleter.file_matcher"]
+    try:
+        assert applied(shell, HEAD + "    foo: ./") == []
+        assert completer.disable_matchers == ["IPCompleter.file_matcher"]
+        assert "%workflow load ./docs/" not in applied(shell, "%workflow load ./")  # still the user's choice
+    finally:
+        completer.disable_matchers = []
+    shell.run_line_magic("unload_ext", "owf_magics")
+    assert "completions" not in vars(completer)  # the class's own method again
+    shell.user_ns["transform_me"] = 1
+    assert "foo: transform_me" in applied(shell, HEAD + "    foo: transform_")
+    shell.run_line_magic("load_ext", "owf_magics")
+
+
+def test_publish_lines_complete_names_and_loaded_versions(shell, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert "%workflow publish" in applied(shell, "%workflow pub")
+    assert applied(shell, "%workflow publish Res") == ['%workflow publish "Research Digest"']
+    version = shell._owf_magics.ow.workflow("Research Digest").version
+    assert applied(shell, '%workflow publish "Research Digest" --version ') == [
+        f'%workflow publish "Research Digest" --version {version}'
+    ]
+    assert "%workflow publish x --url" in applied(shell, "%workflow publish x --ur")
+    with warnings.catch_warnings():  # the older entry point, which sees one line
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        assert shell.complete("", "%workflow pub", 13) == ("pub", ["publish"])
+        assert shell.complete("", "%workflow load ./do", 19) == ("./do", ["./docs/"])  # IPython's own

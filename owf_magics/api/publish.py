@@ -18,10 +18,10 @@ from owf_magics.errors import OWFError
 TOKEN_ENV = "OWF_TOKEN"
 
 
-def manifest_of(ow: Any, name: str | None) -> dict[str, Any]:
-    """A loaded workflow as one file-form document, with the registry's agents and connectors (what
-    it may use), in canonical spelling."""
-    wf = ow.workflow(name)
+def manifest_of(ow: Any, name: str | None, version: str | None = None) -> dict[str, Any]:
+    """A loaded workflow (its highest loaded version, or `version`) as one file-form document, with
+    the registry's agents and connectors (what it may use), in canonical spelling."""
+    wf = ow.workflow(name, version)
 
     def plain(raw: Any) -> Any:
         return json.loads(json.dumps(raw.data, default=str))
@@ -70,10 +70,13 @@ def post_manifest(
     return dict(body)
 
 
-def publish_workflow(ow: Any, name: str | None, *, server: str, token: str | None = None) -> dict[str, Any]:
-    """`OpenWorkflow.publish`: the loaded workflow `name` (and the agents and connectors loaded with
-    it) stored on the server under the token's tenant; returns the service's answer."""
-    return post_manifest(manifest_of(ow, name), server=server, token=token)
+def publish_workflow(
+    ow: Any, name: str | None, *, server: str, token: str | None = None, version: str | None = None
+) -> dict[str, Any]:
+    """`OpenWorkflow.publish`: the loaded workflow `name` (its highest loaded version, or `version`;
+    with the agents and connectors loaded beside it) stored on the server under the token's tenant;
+    returns the service's answer."""
+    return post_manifest(manifest_of(ow, name, version), server=server, token=token)
 
 
 class PublishMethods:

@@ -7,12 +7,19 @@ connector's actions, step ids (``needs:``, ``{{ steps.``) and the workflow's inp
 (``{{ inputs.``). On a ``%workflow`` line it completes subcommands, flags, workflow names, run
 ids and result variables. When it has something to offer, other matchers (Python names and
 keywords) are suppressed; elsewhere it offers nothing and lets them answer.
+
+IPython suppresses other matchers only for a matcher that returns completions, so a ``%%workflow``
+body where nothing of ours matches would still get Python names and file paths. The body is YAML:
+`install_completer` also wraps the completer's ``completions`` (what kernels call) so that, in a
+body, every other matcher is in ``disable_matchers`` for that one request (restored after it):
+there a body shows our completions or none. ``%workflow`` lines and Python cells are untouched.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import shlex
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -203,6 +210,14 @@ def _quoted(name: str) -> str:
     return f'"{name}"' if re.search(r"\s", name) else name
 
 
+def _words(text: str) -> list[str]:
+    """`text` split as the magic splits its line (quoted names are one word)."""
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
 def _run_ids(magics: Any) -> list[str]:
     store = magics.ow.store if magics.ow.state is not False else None
     ids = [r.run_id for r in store.list_runs()][::-1][:50] if store is not None else []
@@ -250,7 +265,10 @@ def line_candidates(before: str, magics: Any) -> tuple[str, list[str], bool] | N
         return word, _last_steps(magics), False
     positional = [w for w in words[1:] if not w.startswith("-")]
     names = [_quoted(w.name) for w in magics.ow.workflows()]
-    if sub in ("run", "show", "validate", "map", "runs"):
+    if sub == "publish" and words[-1] == "--version":  # the loaded versions of the NAME given
+        named = _words(head)[1:2]
+        return word, sorted({w.version for w in magics.ow.workflows() if w.name in named}), False
+    if sub in ("run", "show", "validate", "map", "runs", "publish"):
         options, ordered = names, False
     elif sub == "cost":
         options, ordered = names + _run_ids(magics), True
@@ -280,9 +298,8 @@ def _matcher(magics: Any) -> Any:
             before = ""
         ordered = False
         found: tuple[str, list[str]] | None = None
-        in_body = text.lstrip().startswith("%%workflow") and context.cursor_line > text.count("\n", 0, text.find("%%"))
         try:
-            if in_body:
+            if in_body(text, context.cursor_line):
                 found = candidates(text, before, magics, context.cursor_line)
             else:
                 line = line_candidates(before, magics)
@@ -302,13 +319,40 @@ def _matcher(magics: Any) -> Any:
     return workflow_body
 
 
+def in_body(text: str, cursor_line: int) -> bool:
+    """True when the cursor (its 0-based line in `text`) is in the body of a ``%%workflow`` cell."""
+    return text.lstrip().startswith("%%workflow") and cursor_line > text.count("\n", 0, text.find("%%"))
+
+
+def _body_only(completer: Any, original: Any) -> Any:
+    """The completer's ``completions``, with every matcher but ours disabled in a ``%%workflow`` body."""
+
+    def completions(text: str, offset: int) -> Iterator[Any]:
+        if not in_body(text, text.count("\n", 0, offset)):
+            yield from original(text, offset)
+            return
+        saved = list(completer.disable_matchers)
+        others = {getattr(m, "matcher_identifier", None) or m.__qualname__ for m in completer.matchers}
+        completer.disable_matchers = saved + sorted(others - {IDENTIFIER} - set(saved))
+        try:
+            found = list(original(text, offset))  # all of them now: the setting is back before we yield
+        finally:
+            completer.disable_matchers = saved
+        yield from found
+
+    completions.owf_body_only = True  # type: ignore[attr-defined]
+    return completions
+
+
 def install_completer(ip: InteractiveShell, magics: Any) -> None:
-    """Add the ``%%workflow`` matcher to the shell's completer."""
+    """Add the ``%%workflow`` matcher to the shell's completer, and keep other matchers out of
+    ``%%workflow`` bodies."""
     completer = getattr(ip, "Completer", None)
     if completer is None:
         return
     uninstall_completer(ip)
     completer.custom_matchers.append(_matcher(magics))
+    completer.completions = _body_only(completer, completer.completions)
 
 
 def uninstall_completer(ip: InteractiveShell) -> None:
@@ -318,3 +362,5 @@ def uninstall_completer(ip: InteractiveShell) -> None:
     completer.custom_matchers[:] = [
         m for m in completer.custom_matchers if getattr(m, "matcher_identifier", None) != IDENTIFIER
     ]
+    if getattr(vars(completer).get("completions"), "owf_body_only", False):
+        del completer.completions  # the class's method again

@@ -24,6 +24,7 @@ from owf_magics.notebook.config import OWF, apply_pyproject, find_pyproject, par
 from owf_magics.notebook.errors import CellManifestError, WorkflowRunError, read_source, short
 from owf_magics.notebook.files_magic import graph_scope, load_line, show_format, warm, write_cell_file
 from owf_magics.notebook.history_magic import HISTORY_SUBCOMMANDS, HISTORY_USAGE, history_line
+from owf_magics.notebook.publish_magic import publish_line
 from owf_magics.notebook.views import GraphView, ResolutionView, shown_frame
 from owf_magics.notebook.views.tables import html_table, register_frames, text_table
 from owf_magics.runtime.results import plural
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from owf_magics.runtime.results import RunResult
 
 SUBCOMMANDS: tuple[str, ...] = ("list", "show", "run", "map", "resume", "validate", "backends", "tools", "trace")
-SUBCOMMANDS += ("usage", "help", "load", *HISTORY_SUBCOMMANDS)
+SUBCOMMANDS += ("usage", "help", "load", "publish", *HISTORY_SUBCOMMANDS)
 
 USAGE = f"""\
 %%workflow [NAME] [--run] [-o VAR] [--input KEY=VALUE ...] [--inputs VAR] [--secrets VAR]
@@ -63,6 +64,8 @@ USAGE = f"""\
 %workflow tools NAME [--secrets VAR] an MCP connector's tools with their input schemas
 %workflow trace [VAR]              the trace of a run (default: the last run)
 %workflow usage [VAR]              token usage and cost of a run (default: the last run)
+%workflow publish NAME [--version V] --url URL [-o VAR]
+                                   publish a loaded workflow to a running owf serve (token: OWF_TOKEN)
 %workflow help                     this text
 {HISTORY_USAGE}
 Settings: %config OWF (deterministic, prefer_backend, state, show, max_rows, widgets, svg, direction, quiet),
@@ -127,6 +130,8 @@ class WorkflowMagics(Magics):
     @argument("--format", metavar="F", help="show: the graph as mermaid, dot, svg, png or text")
     @argument("--xray", nargs="?", const="all", metavar="DEPTH", help="graphs: open sub-workflows (DEPTH levels)")
     @argument("--reasons", action="store_true", help="graphs: say why each step's backend was chosen")
+    @argument("--url", "--server", dest="url", metavar="URL", help="publish: the running owf serve to publish to")
+    @argument("--version", metavar="V", help="publish: this loaded version of the workflow (default: the highest)")
     @line_cell_magic
     def workflow(self, line: str, cell: str | None = None) -> Any:
         """Define, inspect and run OpenWorkflow manifests.
@@ -135,7 +140,7 @@ class WorkflowMagics(Magics):
         workflows) validates and registers the manifests and shows the graph and the
         backend-resolution table; ``--run`` also executes the workflow. As a line magic,
         ``%workflow list | show [NAME] | run [NAME] | validate [NAME] | backends | trace [VAR] |
-        usage [VAR] | help``. ``%workflow help`` prints examples of each.
+        usage [VAR] | publish NAME --url URL | help``. ``%workflow help`` prints examples of each.
         """
         # POSIX-style splitting, so --input topic="two words" is one argument without its quotes
         try:
@@ -278,6 +283,8 @@ class WorkflowMagics(Magics):
             return history_line(self, args, sub, rest)
         if sub == "load":
             return load_line(self, rest)
+        if sub == "publish":
+            return publish_line(self.ow, self._ns(), args, rest)
         if sub == "map":
             from owf_magics.notebook.batch_magic import map_line
 
