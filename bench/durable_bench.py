@@ -1,8 +1,8 @@
 """Durable runs: per-step overhead of a chain with the SQLite run store on, beside LangGraph's
 SqliteSaver on the same chain and beside a raw sqlite3 floor (one WAL transaction per step with three
-inserts: the step row and two events the store wrote, into the store's tables), all measured in the
-same run, in turns. Targets (issue 12): at most 1.3x the floor and at most 1/25 of LangGraph's
-per-step cost. A second floor with tiny rows in two small tables is shown for reference.
+tiny inserts: a step row and two events), all measured in the same run, in turns. Targets (issue
+12): at most 1.3x the floor and at most 1/25 of LangGraph's per-step cost. The store's own rows
+replayed by plain sqlite3 (what SQLite alone costs for the bytes it writes) are shown beside them.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ def raw_sqlite_floor(n: int, path: Path, rows: tuple[list[Any], list[Any]] | Non
     steps, events = rows
     step_sql = f"INSERT INTO steps VALUES ({', '.join('?' * len(steps[0]))})"
     event_sql = "INSERT INTO events VALUES (?, ?, ?, ?)"
+    # the events rows written beside each step (none when its events are in its row's trail)
+    per_step = [e for e in events if not str(e[2]).startswith("run.")]
+    k = len(per_step) // n
 
     def same() -> None:
         rid = f"run{next(runs)}"
@@ -74,9 +77,8 @@ def raw_sqlite_floor(n: int, path: Path, rows: tuple[list[Any], list[Any]] | Non
         for i in range(n):
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(step_sql, (rid, *steps[i][1:]))
-            e1, e2 = events[2 * i], events[2 * i + 1]
-            conn.execute(event_sql, (rid, e1[1], e1[2], e1[3]))
-            conn.execute(event_sql, (rid, e2[1], e2[2], e2[3]))
+            for e in per_step[k * i : k * (i + 1)]:
+                conn.execute(event_sql, (rid, e[1], e[2], e[3]))
             conn.execute("COMMIT")
 
     return same
@@ -138,7 +140,7 @@ def run() -> tuple[list[tuple[str, float, str]], list[str]]:
         both = round_robin(contenders)
         t = {name: wall / N for name, (wall, _) in both.items()}
         cpu = {name: c / N for name, (_, c) in both.items()}
-        stored, floor = t["stored"], t["floor"]
+        stored, floor = t["stored"], t["tiny"]
         rows.append((f"chain of {N} steps with the SQLite run store, per step", stored, ""))
         rows.append(
             ("  without a run store (state=False), per step", t["plain"], f"the store adds {stored - t['plain']:.6f} s")
@@ -146,20 +148,20 @@ def run() -> tuple[list[tuple[str, float, str]], list[str]]:
         ok = stored <= floor * 1.3
         rows.append(
             (
-                "  raw sqlite3 floor: the store's rows, 1 WAL tx of 3 inserts",
+                "  raw sqlite3 floor: 1 WAL tx of 3 tiny inserts (a step, two events)",
                 floor,
                 f"native+store is {stored / floor:.2f}x it (target <= 1.3x){'' if ok else '  MISSED'};"
-                f" CPU time {cpu['stored'] / cpu['floor']:.2f}x",
+                f" CPU time {cpu['stored'] / cpu['tiny']:.2f}x",
             )
         )
         if not ok:
             missed.append("durable chain vs sqlite floor")
         rows.append(
             (
-                "  raw sqlite3, tiny rows in 2 small tables, per step",
-                t["tiny"],
-                f"native+store is {stored / t['tiny']:.2f}x it (for reference); CPU time"
-                f" {cpu['stored'] / cpu['tiny']:.2f}x",
+                "  raw sqlite3 writing the store's own rows, per step",
+                t["floor"],
+                f"native+store is {stored / t['floor']:.2f}x it (for reference: the store's Python);"
+                f" CPU time {cpu['stored'] / cpu['floor']:.2f}x",
             )
         )
         if lg is None:

@@ -86,9 +86,8 @@ def test_a_finished_run_leaves_no_cycles_for_the_collector(ow: OpenWorkflow, nam
     first = wf.execute()  # compile templates, build the plan
     assert first.status == ("failed" if name == "failure" else "completed")
     gc.collect()
-    # objects that existed before this run are not its garbage: a store an earlier test dropped
-    # unclosed stays alive while its lease keeper's thread sleeps, and may become garbage during
-    # this window when that thread ends on its own schedule
+    # objects that existed before this run are not its garbage (whatever an earlier test left
+    # for the collector may become garbage during this window)
     before = {id(o) for o in gc.get_objects()}
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
