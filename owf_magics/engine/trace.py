@@ -312,7 +312,8 @@ class StepPair:
 
     def events(self, hide: Callable[[Any], Any] | None = None) -> list[dict[str, Any]]:
         """The events, as `Bookkeeping` builds them (redacted by `hide`, before their ids)."""
-        _, rank, iteration, step, entry, prefix, started, output, duration = self.rec[:9]
+        _, rank, iteration, step, entry, prefix, started, _, duration = self.rec[:9]
+        output = self.output  # the step's output, or (`redacted`, see `clean`) its redacted copy
         run_id, key = self.run_id, (rank, iteration, 1)
         out: list[tuple[int, dict[str, Any] | None]] = []
         if self.started_no is not None:
