@@ -132,10 +132,13 @@ def _trail(
         tokens,
         None,
     ]
-    # every field a plain JSON scalar (the duration a finite number), so the JSON gives it back
+    # every field a plain JSON scalar (the duration a finite number), so the JSON gives it back;
+    # the time as text (a number in a trail is a `time.time()` value, formatted when read)
     for value in trail[3:13]:
         if type(value) not in _JSONISH:
             return None
+    if type(trail[3]) is not str:
+        return None
     duration = trail[12]
     if type(duration) is bool or not isinstance(duration, int | float) or not math.isfinite(duration):
         return None
@@ -145,9 +148,12 @@ def _trail(
             type(started_id) is str
             and started_id.startswith(prefix)
             and started["run_id"] == run_id
-            and started["backend"] == trail[8]
-            and started["step_type"] == trail[4]
-            and started["fragment"] == trail[7]
+            and _same(started["step_id"], completed["step_id"])
+            and _same(started["backend"], trail[8])
+            and _same(started["step_type"], trail[4])
+            and _same(started["iteration"], trail[5])
+            and _same(started["attempt"], trail[6])
+            and _same(started["fragment"], trail[7])
             and type(started["timestamp"]) is str
         ):
             trail[0] = started_seq
@@ -155,6 +161,11 @@ def _trail(
             if started["timestamp"] != trail[3]:
                 trail[14] = started["timestamp"]
     return trail
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of one type (the trail writes one value for both events: ``1`` is not ``True``)."""
+    return type(a) is type(b) and a == b
 
 
 def _key(event: Mapping[str, Any]) -> Any:
