@@ -49,7 +49,8 @@ def chain() -> str:
     lines = ["---", "name: chain", "steps:"]
     for i in range(TURNS):
         agent = "pro" if i % 2 == 0 else "con"
-        lines.append(f"  - {{id: s{i}, type: agent, agent: {agent}, input: go{i}}}")
+        after = f", dependsOn: [s{i - 1}]" if i else ""  # a chain: each step's checkpoint before the next
+        lines.append(f"  - {{id: s{i}, type: agent, agent: {agent}, input: go{i}{after}}}")
     lines.append(f'outputs: {{final: {{value: "{{{{ steps.s{TURNS - 1}.output }}}}"}}}}')
     return "\n".join(lines) + "\n"
 

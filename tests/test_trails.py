@@ -310,3 +310,23 @@ def test_a_version_5_file_keeps_its_events_and_takes_trails(tmp_path):
 def stored_events(path, run_id: str) -> list[dict]:
     with SQLiteRunStore(path) as s:
         return [e.event for e in s.get_events(run_id)]
+
+
+def test_two_store_objects_writing_their_own_runs_in_turns_keep_counting(tmp_path):
+    """Each write sees that the other connection wrote (PRAGMA data_version): a run this store
+    holds is checked against the events table alone, and its numbers go on without a gap."""
+    path = tmp_path / "runs.db"
+    a, b = SQLiteRunStore(path), SQLiteRunStore(path)
+    a.create_run("ra", "w")
+    b.create_run("rb", "w")
+    for i in range(4):
+        for store, run in ((a, "ra"), (b, "rb")):
+            step = f"s{i}"
+            got = store.checkpoint_many(run, [StepRecord(step, step, "success", i)], _pair_events(run, step, 2 * i, i))
+            assert got == [2 * i + 1, 2 * i + 2]
+    b.append_events("ra", [{"type": "note"}])  # b does not hold ra: it counts both tables
+    assert a.append_events("ra", [{"type": "mine"}]) == [10]
+    assert [e.seq for e in a.get_events("ra")] == list(range(1, 11))
+    assert trails(path, "ra") == trails(path, "rb") == 4
+    a.close()
+    b.close()

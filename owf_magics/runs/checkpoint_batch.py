@@ -23,7 +23,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from owf_magics.engine.trace import StepPair
@@ -97,23 +97,35 @@ class SeqCounter:
             ``PRAGMA data_version``, when another connection wrote, and count again).
     """
 
-    __slots__ = ("last", "trails", "version")
+    __slots__ = ("held", "last", "suspect", "trails", "version")
 
     def __init__(self, *, trails: bool = False) -> None:
         self.last: dict[str, int] = {}
         self.trails = trails
         self.version: int | None = None
+        #: the runs whose lease the store holds (set by the store): nobody else writes their steps
+        self.held: Collection[str] = ()
+        self.suspect: dict[str, int] = {}  # counts to check against the events table
 
     def check(self, conn: sqlite3.Connection) -> None:
-        """In a write transaction: forget every count when another connection wrote meanwhile."""
+        """In a write transaction: when another connection wrote meanwhile, no count is sure any
+        more. Those of runs this store holds are checked against the ``events`` rows (another
+        writer can only have appended events to them; an indexed look), the others read again."""
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self.version:
+            held = self.held
+            self.suspect = {run: n for run, n in self.last.items() if run in held}
             self.last.clear()
             self.version = version
 
     def take(self, conn: sqlite3.Connection, run_id: str, count: int) -> int:
         """Reserve `count` numbers for `run_id`; returns the first."""
         last = self.last.get(run_id)
+        if last is None and self.suspect:
+            known = self.suspect.pop(run_id, None)
+            if known is not None:
+                row = conn.execute(_LAST_AFTER, (run_id, known)).fetchone()
+                last = max(known, int(row[0] or 0))
         if last is None:
             if self.trails:
                 row = conn.execute(_LAST_OF_BOTH, (run_id, run_id)).fetchone()
@@ -125,8 +137,10 @@ class SeqCounter:
 
     def forget(self, run_id: str) -> None:
         self.last.pop(run_id, None)
+        self.suspect.pop(run_id, None)
 
 
+_LAST_AFTER = "SELECT MAX(seq) FROM events WHERE run_id = ? AND seq > ?"
 _LAST_OF_BOTH = (
     "SELECT MAX(m) FROM (SELECT MAX(seq) AS m FROM events WHERE run_id = ?"
     " UNION ALL SELECT MAX(seq) AS m FROM steps WHERE run_id = ?)"

@@ -139,6 +139,7 @@ class SQLiteRunStore(RunLabels, RunSessions, PublishedDefinitions):
     def _new_owner(self) -> None:
         self.owner = new_owner()
         self._keeper = LeaseKeeper(self._keeper_connection, self.owner, self.lease_seconds, self._lose)
+        self._seqs.held = self._keeper.held  # the event counts nobody else can make stale
 
     def _keeper_connection(self) -> tuple[sqlite3.Connection, Any]:
         if self.path == ":memory:":
