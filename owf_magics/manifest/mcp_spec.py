@@ -15,7 +15,7 @@ from owf_magics.manifest.loader import LMap, LSeq, Pos
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=False)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=False, defer_build=True)
 
 
 class ApprovalLists(_Strict):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import semantic_version as sv
+if TYPE_CHECKING:  # imported when a version is first read, not with the package (import time)
+    import semantic_version as sv
 
 KINDS = ("agent", "connector", "workflow", "bundle")
 
@@ -99,6 +101,8 @@ def parse_ref(text: str, *, expected_kind: str | None = None, allow_action: bool
 
 @lru_cache(maxsize=4096)
 def _spec(text: str) -> sv.NpmSpec:
+    import semantic_version as sv
+
     return sv.NpmSpec(text)
 
 
@@ -122,6 +126,8 @@ def check_range(text: str) -> str | None:
 @lru_cache(maxsize=4096)
 def parse_version(text: str) -> sv.Version | None:
     """A semantic version, or None when `text` is not one (``1.0`` and ``v1.2.3`` are coerced)."""
+    import semantic_version as sv
+
     try:
         return sv.Version(text)
     except ValueError:
