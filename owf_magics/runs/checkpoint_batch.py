@@ -263,6 +263,24 @@ def event_rows(
 _NONE = (None, None)
 
 
+def _fits(step: StepRecord, pair: StepPair) -> bool:
+    """Whether `pair` holds the events of `step`'s row: its key, a success, its very output (or,
+    with secrets, the redacted copy equal to the row's)."""
+    return (
+        pair.key == step.step_key
+        and step.status == "success"
+        and (step.output is pair.output or (pair.redacted and step.output == pair.output))
+    )
+
+
+def _trail_text(pair: StepPair, started_seq: int) -> str | None:
+    """The trail's JSON, None when it holds something JSON cannot."""
+    try:
+        return trails.dumps(pair.trail(started_seq))
+    except (TypeError, ValueError):
+        return None
+
+
 def _pairs(
     run_id: str, steps: Sequence[StepRecord], events: Sequence[Any], first: int, keep: bool
 ) -> tuple[list[Any], dict[int, tuple[int, str]]]:
@@ -281,17 +299,8 @@ def _pairs(
             flat.append(item)
             continue
         n = rows.get(item.key, -1)
-        step = None if n < 0 or n in kept else steps[n]
-        if (
-            step is not None
-            and step.status == "success"
-            and (step.output is item.output or (item.redacted and step.output == item.output))
-        ):
-            seq = first + len(flat)
-            try:
-                text = trails.dumps(item.trail(seq))
-            except (TypeError, ValueError):
-                text = None
+        if n >= 0 and n not in kept and _fits(steps[n], item):
+            text = _trail_text(item, first + len(flat))
             if text is not None:
                 flat.extend((None, None) if item.started_no is not None else (None,))
                 kept[n] = (first + len(flat) - 1, text)
@@ -302,16 +311,13 @@ def _pairs(
 
 def _one(conn: sqlite3.Connection, seqs: SeqCounter, run_id: str, step: StepRecord, pair: Any) -> list[int] | None:
     """`write` for one step and its `StepPair` in its trail; None when it cannot be."""
-    if type(pair) is not StepPair or pair.key != step.step_key or step.status != "success":
-        return None
-    if step.output is not pair.output and not (pair.redacted and step.output == pair.output):
+    if type(pair) is not StepPair or not _fits(step, pair):
         return None
     seqs.check(conn)
-    count = 2 if pair.started_no is not None else 1
+    count = pair.size
     first = seqs.take(conn, run_id, count)
-    try:
-        text = trails.dumps(pair.trail(first))
-    except (TypeError, ValueError):
+    text = _trail_text(pair, first)
+    if text is None:
         seqs.last[run_id] = first - 1  # not taken after all
         return None
     conn.execute(STEP_INSERT, step_row(run_id, step, {}, time.time(), (first + count - 1, text)))
