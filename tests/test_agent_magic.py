@@ -3,15 +3,13 @@ another session does not; ``%agent history S`` shows it; the history is in the r
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from owf_magics import OpenWorkflow
-from owf_magics.notebook.config import SETTINGS
+from tests.ipython_shell import magic_shell
 from tests.local_http import JSONHandler, serve
 
 pytest.importorskip("langchain_openai")
@@ -41,21 +39,13 @@ class Handler(JSONHandler):
 @pytest.fixture
 def shell(tmp_path: Path):
     REQUESTS.clear()
-    ip = InteractiveShell.instance()
-    saved = dataclasses.asdict(SETTINGS)
-    ip.run_line_magic("load_ext", "owf_magics")
-    ip.run_line_magic("config", f"OWF.state = '{tmp_path / 'runs.db'}'")
-    with serve(Handler) as base:
+    with magic_shell(state=str(tmp_path / "runs.db")) as ip, serve(Handler) as base:
         ip.run_cell(
             "%%workflow\n"
             "type: agent\nname: chat\nmodel:\n  provider: openai\n  id: gpt-test\n"
             f"  providerConfig: {{base_url: '{base}/v1', api_key: sk-local, max_retries: 0}}\n"
         )
         yield ip
-    ip.run_line_magic("unload_ext", "owf_magics")
-    for key, value in saved.items():
-        setattr(SETTINGS, key, value)
-    InteractiveShell.clear_instance()
 
 
 def _user_texts(body: dict) -> list[tuple[str, str]]:

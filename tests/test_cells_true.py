@@ -4,16 +4,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from owf_magics import OpenWorkflow, OWFError
 from owf_magics.notebook.magics import registry
-from owf_magics.notebook.views import SETTINGS, resolution_rows
+from owf_magics.notebook.views import resolution_rows
+from tests.ipython_shell import magic_shell
 
 FLOW = """\
 workflows:
@@ -40,15 +38,8 @@ workflows:
 
 @pytest.fixture
 def shell(tmp_path):
-    ip = InteractiveShell.instance()
-    saved = dataclasses.asdict(SETTINGS)
-    ip.run_line_magic("load_ext", "owf_magics")
-    ip.run_line_magic("config", f"OWF.state = {str(tmp_path / 'runs.db')!r}")
-    yield ip
-    ip.run_line_magic("unload_ext", "owf_magics")
-    for key, value in saved.items():
-        setattr(SETTINGS, key, value)
-    InteractiveShell.clear_instance()
+    with magic_shell(state=str(tmp_path / "runs.db")) as ip:
+        yield ip
 
 
 def run(ip, text, **kwargs):

@@ -4,16 +4,14 @@ in block and flow YAML, partial words, references, step ids, ``{{ steps.`` and `
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from pathlib import Path
 
 import pytest
 from IPython.core.completer import provisionalcompleter
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from owf_magics.notebook.views import SETTINGS
+from tests.ipython_shell import magic_shell
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGEST = (ROOT / "examples" / "research-digest.yaml").read_text(encoding="utf-8")
@@ -26,18 +24,11 @@ HEAD = (
 
 @pytest.fixture
 def shell(tmp_path):
-    ip = InteractiveShell.instance()
-    saved = dataclasses.asdict(SETTINGS)
-    ip.run_line_magic("load_ext", "owf_magics")
-    ip.run_line_magic("config", f"OWF.state = {str(tmp_path / 'runs.db')!r}")
-    with capture_output():
-        assert ip.run_cell(f"%%workflow --quiet\n{DIGEST}").success
-        assert ip.run_cell(f"%%workflow --quiet\n{PLANNER}").success
-    yield ip
-    ip.run_line_magic("unload_ext", "owf_magics")
-    for key, value in saved.items():
-        setattr(SETTINGS, key, value)
-    InteractiveShell.clear_instance()
+    with magic_shell(state=str(tmp_path / "runs.db")) as ip:
+        with capture_output():
+            assert ip.run_cell(f"%%workflow --quiet\n{DIGEST}").success
+            assert ip.run_cell(f"%%workflow --quiet\n{PLANNER}").success
+        yield ip
 
 
 def applied(ip, text):

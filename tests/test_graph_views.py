@@ -3,7 +3,6 @@ colours, the resolution reason on hover and in labels, and export (GraphView.sav
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 import shutil
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from owf_magics.errors import OWFError, UnavailableError
@@ -21,6 +19,7 @@ from owf_magics.notebook.views import SETTINGS, GraphView, overlay_from_result, 
 from owf_magics.notebook.views.graph import _svg_of
 from owf_magics.notebook.views.palette import all_fills, backend_colours
 from owf_magics.notebook.views.scene import subplans_from
+from tests.ipython_shell import magic_shell
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBFLOW = (ROOT / "owf_magics" / "parity" / "subflow.yaml").read_text(encoding="utf-8")
@@ -335,16 +334,8 @@ def test_save_refuses_an_unknown_suffix_with_a_suggestion(ow, tmp_path):
 @pytest.fixture
 def shell(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    ip = InteractiveShell.instance()
-    saved = dataclasses.asdict(SETTINGS)
-    ip.run_line_magic("load_ext", "owf_magics")
-    ip.run_line_magic("config", "OWF.state = ':memory:'")
-    ip.run_line_magic("config", "OWF.widgets = 'never'")
-    yield ip
-    ip.run_line_magic("unload_ext", "owf_magics")
-    for key, value in saved.items():
-        setattr(SETTINGS, key, value)
-    InteractiveShell.clear_instance()
+    with magic_shell(state=":memory:", widgets="never") as ip:
+        yield ip
 
 
 def run(ip, source):

@@ -13,6 +13,7 @@ from IPython.utils.capture import capture_output
 from owf_magics import ManifestError, OWFError
 from owf_magics.notebook.views import SETTINGS
 from tests.flows import APPROVAL
+from tests.ipython_shell import magic_shell
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGEST = (ROOT / "examples" / "research-digest.yaml").read_text(encoding="utf-8")
@@ -55,15 +56,8 @@ workflows:
 
 @pytest.fixture
 def shell():
-    ip = InteractiveShell.instance()
-    saved = dataclasses.asdict(SETTINGS)
-    ip.run_line_magic("load_ext", "owf_magics")
-    ip.run_line_magic("config", "OWF.state = ':memory:'")
-    yield ip
-    ip.run_line_magic("unload_ext", "owf_magics")
-    for key, value in saved.items():
-        setattr(SETTINGS, key, value)
-    InteractiveShell.clear_instance()
+    with magic_shell(state=":memory:") as ip:
+        yield ip
 
 
 def cell(ip, line, body):

@@ -306,18 +306,11 @@ def _alive(pid: int) -> bool:
 
 
 def test_notebook_workflow_tools_lists_a_servers_tools():
-    import dataclasses
-
-    from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    from owf_magics.notebook.views import SETTINGS
+    from tests.ipython_shell import magic_shell
 
-    ip = InteractiveShell.instance()
-    saved = dataclasses.asdict(SETTINGS)
-    try:
-        ip.run_line_magic("load_ext", "owf_magics")
-        ip.run_line_magic("config", "OWF.state = ':memory:'")
+    with magic_shell(state=":memory:") as ip:
         with capture_output() as cap:
             ip.run_cell_magic("workflow", "", CALC)
             ip.run_line_magic("workflow", "tools calc")
@@ -325,11 +318,6 @@ def test_notebook_workflow_tools_lists_a_servers_tools():
         rows = {line.split()[0]: line for line in text.splitlines()[2:] if line.strip()}
         assert "Add two integers." in rows["add"] and '"a": {"title": "A", "type": "integer"}' in rows["add"]
         assert "die" not in rows
-    finally:
-        ip.run_line_magic("unload_ext", "owf_magics")
-        for key, value in saved.items():
-            setattr(SETTINGS, key, value)
-        InteractiveShell.clear_instance()
 
 
 def test_a_registry_that_refuses_mcp_starts_no_server(tmp_path):

@@ -5,16 +5,14 @@ VALIDATION with its diagnostics), an unreachable server and bad arguments fail t
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from owf_magics.errors import OWFError
-from owf_magics.notebook.views import SETTINGS
+from tests.ipython_shell import magic_shell
 from tests.service_server import ALL_SCOPES, start, token
 
 pytest.importorskip("fastapi")
@@ -43,15 +41,8 @@ def server(tmp_path_factory):
 @pytest.fixture
 def shell(monkeypatch):
     monkeypatch.setenv("OWF_TOKEN", token(tenant="notebook", scope=WRITE))
-    ip = InteractiveShell.instance()
-    saved = dataclasses.asdict(SETTINGS)
-    ip.run_line_magic("load_ext", "owf_magics")
-    ip.run_line_magic("config", "OWF.state = 'none'")
-    yield ip
-    ip.run_line_magic("unload_ext", "owf_magics")
-    for key, value in saved.items():
-        setattr(SETTINGS, key, value)
-    InteractiveShell.clear_instance()
+    with magic_shell(state="none") as ip:
+        yield ip
 
 
 def run(ip, text):

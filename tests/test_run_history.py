@@ -4,7 +4,6 @@ IPython shell."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import pickle
 import xml.etree.ElementTree as ET
@@ -13,13 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from owf_magics import OpenWorkflow, OWFError
 from owf_magics.api import run_history as h
-from owf_magics.notebook.views import SETTINGS
 from tests.flows import CALCULATOR
+from tests.ipython_shell import magic_shell
 
 # two agents: a planner that calls a tool once, then answers; a writer that answers at once
 TEAM = (
@@ -220,19 +218,11 @@ def test_cost_rollup_per_agent_provider_and_model(ow):
 
 @pytest.fixture
 def shell(tmp_path):
-    ip = InteractiveShell.instance()
-    saved = dataclasses.asdict(SETTINGS)
-    ip.run_line_magic("load_ext", "owf_magics")
-    ip.run_line_magic("config", f"OWF.state = {str(tmp_path / 'runs.db')!r}")
-    ip.run_line_magic("config", "OWF.deterministic = False")
-    with capture_output():
-        assert ip.run_cell(f"%%workflow team --quiet --run -o a\n{TEAM}").success
-        assert ip.run_cell("%workflow run team --quiet --input topic=coffee -o b").success
-    yield ip
-    ip.run_line_magic("unload_ext", "owf_magics")
-    for key, value in saved.items():
-        setattr(SETTINGS, key, value)
-    InteractiveShell.clear_instance()
+    with magic_shell(state=str(tmp_path / "runs.db"), deterministic=False) as ip:
+        with capture_output():
+            assert ip.run_cell(f"%%workflow team --quiet --run -o a\n{TEAM}").success
+            assert ip.run_cell("%workflow run team --quiet --input topic=coffee -o b").success
+        yield ip
 
 
 def line(ip, text):

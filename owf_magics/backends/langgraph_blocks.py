@@ -135,12 +135,7 @@ class BlockNodes:
         async def worker(state: WorkflowState, config: Any, attempt: int) -> dict[str, Any]:
             scope = dict(state.get("scope") or {})
             slot = scope["index"] if loop else key[1].removeprefix("branches:")
-            payload = {
-                "inputs": state["inputs"],
-                "steps": state.get("steps") or {},
-                "scope": scope,
-                "memory": state.get("memory") or {},
-            }
+            payload = block_input(state, scope)
             try:
                 out = await body(payload, config)
             except Exception as exc:
@@ -262,12 +257,7 @@ class BlockNodes:
         members = {b: self.graph.order.get((sid, b), ()) for b in ("steps", "catch", "finally")}
 
         async def run_block(graph: Any, state: WorkflowState, scope: dict[str, Any], config: Any) -> Any:
-            payload = {
-                "inputs": state["inputs"],
-                "steps": state.get("steps") or {},
-                "scope": scope,
-                "memory": state.get("memory") or {},
-            }
+            payload = block_input(state, scope)
             try:
                 return await graph.ainvoke(payload, config), None
             except Exception as exc:
@@ -324,3 +314,14 @@ class BlockNodes:
             return {"steps": {**views, sid: final_view(step, res, {"result": envelope, **views})}, "usage": usage}
 
         return try_
+
+
+def block_input(state: WorkflowState, scope: dict[str, Any]) -> dict[str, Any]:
+    """What a block's own graph starts from: the run's inputs, step results and memory so far,
+    and the block's scope (a loop item, a branch)."""
+    return {
+        "inputs": state["inputs"],
+        "steps": state.get("steps") or {},
+        "scope": scope,
+        "memory": state.get("memory") or {},
+    }
